@@ -1,0 +1,216 @@
+"""What to fetch and for whom: the properties/credentials config file.
+
+One YAML file lists the Search Console properties, the credential each uses, and the knobs a
+data engineer turns (start date, quota budget, pool limit, days per backfill run). It is
+validated here, once, with errors that name the key and say how to fix it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gsc_pipeline.reports import DEFAULT_REPORTS, REPORTS, Report, ReportDefinitionError
+
+CONFIG_ENV = "GSC_PIPELINE_CONFIG"
+BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+# Google's per-site and per-user limit on Search Analytics queries.
+GOOGLE_QPM_QUOTA = 1200
+DEFAULT_POOL = "gsc_api"
+
+_DOMAIN_RE = re.compile(r"^sc-domain:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+_URL_PREFIX_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?/$")
+
+
+class ConfigError(ValueError):
+    """The config file is wrong; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def validate_site_url(site_url: str) -> str:
+    """Accept the two property forms Search Console knows; anything else is a clear error."""
+    if _DOMAIN_RE.match(site_url) or _URL_PREFIX_RE.match(site_url):
+        return site_url
+    bare = re.sub(r"^(sc-domain:|https?://)", "", site_url).strip("/")
+    raise ValueError(
+        f"{site_url!r} is not a Search Console property; use 'sc-domain:{bare}' for a domain "
+        f"property or 'https://{bare}/' (with the trailing slash) for a URL-prefix property"
+    )
+
+
+class CredentialConfig(_Strict):
+    """One Google identity. Quotas are per credential, so each gets its own pool and budget.
+
+    Secrets are never in this file: it names the environment variable (or file) holding them.
+    """
+
+    kind: Literal["none", "service_account", "oauth"] = "none"
+    # Environment variable holding the key JSON (raw or base64), or a path to it.
+    key_env: str | None = None
+    key_file: str | None = None
+    qpm_quota: int = Field(GOOGLE_QPM_QUOTA, gt=0)
+    budget_fraction: float = Field(0.8, gt=0, le=1)
+    pool_limit: int = Field(4, ge=1, le=64)
+    # Requests one fetching step keeps in flight (days fetched concurrently within a run).
+    step_concurrency: int = Field(4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _secret_source(self) -> CredentialConfig:
+        if self.kind != "none" and not (self.key_env or self.key_file):
+            raise ValueError(
+                f"a {self.kind} credential needs key_env (an environment variable holding the "
+                "JSON key, raw or base64) or key_file (a path to it)"
+            )
+        return self
+
+    @property
+    def qpm_budget(self) -> float:
+        return self.qpm_quota * self.budget_fraction
+
+    @property
+    def step_qpm(self) -> float:
+        """Each fetching step's share of the budget: the one place quota meets the pool.
+
+        At most `pool_limit` steps fetch at once, so steps that each stay under this share keep
+        the credential under its budget however runs are launched (backfill, schedule, sensor).
+        """
+        return self.qpm_budget / self.pool_limit
+
+
+class PropertyConfig(_Strict):
+    site_url: str
+    # Asset key segment and group name; derived from the site URL when omitted.
+    name: str | None = None
+    credential: str = "default"
+    reports: tuple[str, ...] = tuple(r.name for r in DEFAULT_REPORTS)
+    # Overrides the search types of every report of this property.
+    search_types: tuple[str, ...] | None = None
+
+    _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+            raise ValueError(f"name {v!r} must be lowercase letters, digits and underscores")
+        return v
+
+    @property
+    def key(self) -> str:
+        return self.name or property_key(self.site_url)
+
+    def report_objects(self) -> tuple[Report, ...]:
+        out = []
+        for name in self.reports:
+            if name not in REPORTS:
+                raise ValueError(f"unknown report {name!r}; choose from {sorted(REPORTS)}")
+            report = REPORTS[name]
+            if self.search_types:
+                report = Report(
+                    report.name,
+                    report.dimensions,
+                    report.aggregation_type,
+                    tuple(self.search_types),
+                    report.row_limit,
+                )
+                try:
+                    report.validate()
+                except ReportDefinitionError as exc:
+                    raise ValueError(str(exc)) from None
+            out.append(report)
+        return tuple(out)
+
+
+def property_key(site_url: str) -> str:
+    """`sc-domain:shop.example` -> `shop_example`; `https://www.example.org/` -> `www_example_org`."""
+    bare = re.sub(r"^(sc-domain:|https?://)", "", site_url)
+    key = re.sub(r"[^a-z0-9]+", "_", bare.lower()).strip("_")
+    return key if key[:1].isalpha() else f"p_{key}"
+
+
+class PipelineConfig(_Strict):
+    # First day to fetch (GSC keeps 16 months); partitions start here.
+    start_date: dt.date
+    # Days per backfill run: one run fetches this many days for every asset it holds.
+    backfill_days_per_run: int = Field(10, ge=1, le=400)
+    # The daily schedule re-fetches this many recent days (GSC revises them for 2-3 days).
+    refresh_days: int = Field(4, ge=1, le=30)
+    # Fetch recent days with dataState=all, then let the finalization sensor replace them.
+    fresh_data: bool = False
+    credentials: dict[str, CredentialConfig] = Field(
+        default_factory=lambda: {"default": CredentialConfig()}
+    )
+    properties: tuple[PropertyConfig, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineConfig:
+        if not self.properties:
+            raise ValueError("properties: list at least one Search Console property")
+        seen: dict[str, str] = {}
+        for i, prop in enumerate(self.properties):
+            if prop.credential not in self.credentials:
+                raise ValueError(
+                    f"properties[{i}].credential: {prop.credential!r} is not defined under "
+                    f"credentials (have {sorted(self.credentials)})"
+                )
+            try:
+                prop.report_objects()
+            except ValueError as exc:
+                raise ValueError(f"properties[{i}].reports: {exc}") from None
+            if prop.key in seen:
+                raise ValueError(
+                    f"properties[{i}]: {prop.site_url!r} and {seen[prop.key]!r} both map to "
+                    f"the name {prop.key!r}; give one of them an explicit `name:`"
+                )
+            seen[prop.key] = prop.site_url
+        return self
+
+    @cached_property
+    def pools(self) -> dict[str, str]:
+        """Dagster pool per credential: `gsc_api` for the default one, `gsc_api_<name>` else."""
+        return {name: pool_name(name) for name in self.credentials}
+
+
+def pool_name(credential: str) -> str:
+    return DEFAULT_POOL if credential == "default" else f"{DEFAULT_POOL}_{credential}"
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
+        loc = loc.replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc or '(top level)'}: {msg}")
+    return f"{source}: " + "; ".join(lines)
+
+
+def parse_config(data: object, source: str = "config") -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
+    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo config."""
+    path = Path(path or os.environ.get(CONFIG_ENV) or BUNDLED_DEMO_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,94 @@
+"""The fetching assets: one per (property, report), generated from the config and report table.
+
+Every fetching asset sits in its credential's pool, so Dagster's pool is the worker pool: at most
+`pool_limit` steps fetch at once, each inside its share of the quota budget. Backfills batch
+`backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import dagster as dg
+
+from gsc_pipeline.config import PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.defs.partitions import daily_partitions, partition_days
+from gsc_pipeline.defs.resources import gsc_resource_key
+from gsc_pipeline.reports import Report
+from gsc_pipeline.sync import PartitionResult, sync_days
+
+
+def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
+    return dg.AssetKey(["gsc", prop.key, report.name])
+
+
+def build_fetch_asset(
+    prop: PropertyConfig, report: Report, config: PipelineConfig
+) -> dg.AssetsDefinition:
+    gsc_key = gsc_resource_key(prop.credential)
+    dims = ", ".join(report.api_dimensions)
+
+    @dg.asset(
+        key=fetch_asset_key(prop, report),
+        group_name=prop.key,
+        description=(
+            f"Search Console rows for {prop.site_url} grouped by {dims} "
+            f"({report.aggregation_type}; {', '.join(report.search_types)}), table {report.table}."
+        ),
+        partitions_def=daily_partitions(config),
+        backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
+        pool=pool_name(prop.credential),
+        required_resource_keys={gsc_key, "warehouse"},
+        kinds={"googlesearchconsole", "python"},
+        metadata={
+            "site_url": prop.site_url,
+            "table": report.table,
+            "dimensions": dims,
+            "search_types": ", ".join(report.search_types),
+        },
+    )
+    def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        days = partition_days(context)
+        gsc = getattr(context.resources, gsc_key)
+        warehouse = context.resources.warehouse.open()
+        stop = threading.Event()
+        done = 0
+
+        def on_partition(result: PartitionResult) -> None:
+            nonlocal done
+            done += 1
+            context.add_asset_metadata(
+                {**result.metadata(), "dagster/row_count": result.rows},
+                partition_key=result.day.isoformat(),
+            )
+            context.log.info(
+                f"{prop.site_url} {report.name} {result.day}: {result.rows:,} rows in "
+                f"{result.pages} page(s) [{done}/{len(days)} days]"
+            )
+
+        try:
+            sync_days(
+                gsc.client(stop),
+                warehouse,
+                prop.site_url,
+                report,
+                days,
+                run_id=context.run_id,
+                concurrency=gsc.step_concurrency,
+                stop_event=stop,
+                on_partition=on_partition,
+            )
+        finally:
+            # A terminated run raises here from the wait; no new API call may start after it.
+            stop.set()
+        return dg.MaterializeResult()
+
+    return fetch
+
+
+def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+    return [
+        build_fetch_asset(prop, report, config)
+        for prop in config.properties
+        for report in prop.report_objects()
+    ]

@@ -1,0 +1,87 @@
+"""Resources: one GSC API resource per credential, and the warehouse.
+
+Secrets reach these only through `dg.EnvVar`, so the UI shows the variable's name, never its value.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import dagster as dg
+
+from gsc_pipeline.config import CredentialConfig
+from gsc_pipeline.gsc import GscClient, load_credentials
+from gsc_pipeline.warehouse import Warehouse, open_warehouse
+
+API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
+WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
+
+
+class GscApiResource(dg.ConfigurableResource):
+    """Search Console API access for one credential, inside its share of the quota budget."""
+
+    # Empty means Google itself; the demo and tests point it at the bundled emulator.
+    api_endpoint: str | None = None
+    credential_kind: str = "none"
+    credential_json: str | None = None
+    credential_file: str | None = None
+    # This step's share of the credential's queries/min (budget / pool limit).
+    step_qpm: float
+    step_concurrency: int = 4
+    timeout_seconds: float = 120.0
+
+    def client(self, stop_event: threading.Event | None = None) -> GscClient:
+        credentials = load_credentials(
+            kind=self.credential_kind,
+            json_text=self.credential_json,
+            path=self.credential_file,
+        )
+        return GscClient(
+            endpoint=self.api_endpoint or None,
+            credentials=credentials,
+            qpm_budget=self.step_qpm,
+            timeout=self.timeout_seconds,
+            stop_event=stop_event,
+        )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse: a DuckDB file (default) or a PostgreSQL URL."""
+
+    url: str
+
+    def open(self) -> Warehouse:
+        return open_warehouse(self.url)
+
+
+def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def default_warehouse_url() -> str:
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd())
+    return f"duckdb:///{(home / 'gsc_warehouse.duckdb').resolve()}"
+
+
+def gsc_resource(credential: CredentialConfig) -> GscApiResource:
+    secret = None
+    if credential.key_env:
+        secret = dg.EnvVar(credential.key_env)
+    return GscApiResource(
+        api_endpoint=_env_or(API_ENDPOINT_ENV, None),
+        credential_kind=credential.kind,
+        credential_json=secret,
+        credential_file=credential.key_file,
+        step_qpm=credential.step_qpm,
+        step_concurrency=credential.step_concurrency,
+    )
+
+
+def warehouse_resource() -> WarehouseResource:
+    return WarehouseResource(url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()))
+
+
+def gsc_resource_key(credential_name: str) -> str:
+    return f"gsc_{credential_name}"

@@ -1,0 +1,62 @@
+"""Shared fixtures: the emulator over real HTTP, DuckDB files and isolated Postgres schemas.
+
+Postgres-backed tests run against GSC_TEST_POSTGRES_URL (default: the local `test` database).
+In CI (`GSC_REQUIRE_POSTGRES=1`, set by .ci/run) a missing Postgres fails the run; on a user's
+machine without Postgres those tests skip with a message saying how to enable them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+
+POSTGRES_URL = os.environ.get(
+    "GSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_unavailable_reason() -> str | None:
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg2.OperationalError as exc:
+        return f"PostgreSQL is not reachable at {POSTGRES_URL} ({str(exc).strip()})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The server URL, or a skip (a failure in CI) when no PostgreSQL answers."""
+    reason = _postgres_unavailable_reason()
+    if reason:
+        if os.environ.get("GSC_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason}; CI requires it (start it, or unset GSC_REQUIRE_POSTGRES)")
+        pytest.skip(f"{reason}; set GSC_TEST_POSTGRES_URL to run the Postgres tests")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A Postgres URL whose search_path is a fresh schema, dropped after the test."""
+    import psycopg2
+
+    schema = f"gsc_test_{uuid.uuid4().hex[:12]}"
+    with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_url else "?"
+    yield f"{postgres_url}{sep}options={quote(f'-csearch_path={schema}')}"
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.close()
+
+
+@pytest.fixture
+def duckdb_path(tmp_path) -> str:
+    return str(tmp_path / "warehouse.duckdb")
