@@ -1,0 +1,280 @@
+"""The GSC API client: google-api-python-client over httplib2, for Google or the emulator.
+
+Only the endpoint and the credentials differ between the two. httplib2.Http is not thread-safe,
+so each thread gets its own Http (wrapped in AuthorizedHttp when there are credentials) and its
+own service object; the stats and the rate limiter are shared and locked.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from typing import Any
+
+import google.auth.credentials
+import google.auth.exceptions
+import google_auth_httplib2
+import httplib2
+import orjson
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.model import JsonModel
+
+from gsc_pipeline.gsc.credentials import credential_key
+from gsc_pipeline.gsc.errors import (
+    AuthError,
+    Cancelled,
+    GscError,
+    InvalidRequest,
+    QuotaExceeded,
+    SiteNotFound,
+    SitePermissionDenied,
+    TransientError,
+)
+from gsc_pipeline.gsc.rate_limit import RateLimiter, shared_limiter
+from gsc_pipeline.gsc.retry import RetryPolicy, call_with_retries
+
+GOOGLE_ENDPOINT = "https://searchconsole.googleapis.com/"
+# Google's per-credential limit is 1,200 queries/min; keep 20% headroom by default.
+DEFAULT_QPM_BUDGET = 960.0
+
+
+class ClientStats:
+    """Thread-safe counters of API calls; also used as a per-partition sink by sync."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.api_calls = 0
+        self.retries = 0
+        self.quota_wait_seconds = 0.0
+        self.latencies_ms: list[float] = []
+
+    def record_call(self, latency_ms: float) -> None:
+        with self._lock:
+            self.api_calls += 1
+            self.latencies_ms.append(latency_ms)
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def record_quota_wait(self, seconds: float) -> None:
+        with self._lock:
+            self.quota_wait_seconds += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "api_calls": self.api_calls,
+                "retries": self.retries,
+                "quota_wait_seconds": self.quota_wait_seconds,
+                "latencies_ms": list(self.latencies_ms),
+            }
+
+
+class OrjsonModel(JsonModel):
+    """JSON bodies through orjson; a body that does not parse raises instead of returning str.
+
+    The stock JsonModel hands back the raw text when JSON parsing fails, which would let a
+    truncated 5 MB page through as a string.
+    """
+
+    def serialize(self, body_value: Any) -> bytes:
+        return orjson.dumps(body_value)
+
+    def deserialize(self, content: bytes | str) -> Any:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise TransientError(
+                f"malformed JSON in a 2xx response ({len(content)} bytes): {exc}; retrying"
+            ) from exc
+
+
+def _error_details(exc: HttpError) -> tuple[str, str]:
+    """(message, reason) from Google's error envelope, tolerating non-JSON bodies."""
+    try:
+        error = orjson.loads(exc.content).get("error", {})
+    except (orjson.JSONDecodeError, AttributeError):
+        return (exc.content or b"").decode(errors="replace")[:500], ""
+    if not isinstance(error, dict):
+        return str(error)[:500], ""
+    items = error.get("errors") or [{}]
+    return str(error.get("message", "")), str(items[0].get("reason", ""))
+
+
+def _retry_after(exc: HttpError) -> float | None:
+    value = exc.resp.get("retry-after") if exc.resp is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def map_http_error(exc: HttpError, site_url: str) -> GscError:
+    """One place turning an HTTP status + Google's envelope into a typed error."""
+    status = exc.resp.status
+    message, reason = _error_details(exc)
+    lowered = message.lower()
+    if status == 429 or reason in ("rateLimitExceeded", "userRateLimitExceeded"):
+        return QuotaExceeded(
+            f"{site_url}: QPS quota exceeded ({message}); lower qpm_budget or the concurrency",
+            kind="qps",
+            retry_after=_retry_after(exc),
+        )
+    if status == 403 and reason == "quotaExceeded":
+        kind = "load" if "load" in lowered else "qps"
+        return QuotaExceeded(
+            f"{site_url}: {kind} quota exceeded ({message}); "
+            + (
+                "fetch fewer page/query days per 10 minutes"
+                if kind == "load"
+                else "lower qpm_budget or the concurrency"
+            ),
+            kind=kind,
+            retry_after=_retry_after(exc),
+        )
+    if status == 401:
+        return AuthError(
+            f"{site_url}: the credential was rejected ({message}); refresh or replace it"
+        )
+    if status == 403:
+        return SitePermissionDenied(
+            f"{site_url}: the credential has no access ({message}); add it as a user in "
+            "Search Console, and check sc-domain: vs URL-prefix form"
+        )
+    if status == 404:
+        return SiteNotFound(
+            f"{site_url}: not a property of this account ({message}); check the site_url "
+            "(sc-domain:host or https://host/ with the trailing slash)"
+        )
+    if status == 400:
+        return InvalidRequest(f"{site_url}: Google rejected the request: {message}")
+    if status >= 500 or status == 408:
+        return TransientError(f"{site_url}: HTTP {status} from the API ({message}); retrying")
+    return GscError(f"{site_url}: unexpected HTTP {status} from the API: {message}")
+
+
+class GscClient:
+    """Search Console API calls with one retry policy and a smooth per-credential rate limit.
+
+    `endpoint` None means Google; the emulator passes its base URL and no credentials.
+    `qpm_budget` is this process's share of the credential's 1,200 queries/min.
+    `stop_event` (or the per-call one) aborts limiter waits and retry back-offs with `Cancelled`.
+    """
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        credentials: google.auth.credentials.Credentials | None = None,
+        qpm_budget: float = DEFAULT_QPM_BUDGET,
+        timeout: float = 120.0,
+        *,
+        quota_user: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        stop_event: threading.Event | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self.endpoint = endpoint or GOOGLE_ENDPOINT
+        if not self.endpoint.endswith("/"):
+            self.endpoint += "/"
+        self.credentials = credentials
+        self.timeout = timeout
+        self.quota_user = quota_user
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.stop_event = stop_event
+        self.limiter = limiter or shared_limiter(
+            credential_key(credentials, self.endpoint), qpm_budget
+        )
+        self.stats = ClientStats()
+        self._local = threading.local()
+
+    def _service(self) -> Any:
+        service = getattr(self._local, "service", None)
+        if service is None:
+            http: Any = httplib2.Http(timeout=self.timeout)
+            if self.credentials is not None:
+                http = google_auth_httplib2.AuthorizedHttp(self.credentials, http=http)
+            service = build(
+                "searchconsole",
+                "v1",
+                http=http,
+                client_options={"api_endpoint": self.endpoint},
+                static_discovery=True,
+                model=OrjsonModel(),
+                cache_discovery=False,
+            )
+            self._local.service = service
+        return service
+
+    def query(
+        self,
+        site_url: str,
+        body: dict[str, Any],
+        *,
+        stop_event: threading.Event | None = None,
+        sink: ClientStats | None = None,
+    ) -> dict[str, Any]:
+        """One searchAnalytics.query call (with retries and rate limiting); the parsed body."""
+        extra = {"quotaUser": self.quota_user} if self.quota_user else {}
+        return self._call(
+            site_url,
+            lambda s: s.searchanalytics().query(siteUrl=site_url, body=body, **extra),
+            stop_event,
+            sink,
+        )
+
+    def list_sites(self, *, stop_event: threading.Event | None = None) -> list[dict[str, Any]]:
+        """The account's properties: [{'siteUrl': ..., 'permissionLevel': ...}]."""
+        body = self._call("(sites)", lambda s: s.sites().list(), stop_event, None)
+        return list(body.get("siteEntry", []))
+
+    def get_site(self, site_url: str, *, stop_event: threading.Event | None = None) -> dict:
+        return self._call(site_url, lambda s: s.sites().get(siteUrl=site_url), stop_event, None)
+
+    def _call(self, site_url: str, make_request, stop_event, sink) -> dict[str, Any]:
+        stop = stop_event or self.stop_event
+        sinks = (self.stats,) if sink is None else (self.stats, sink)
+
+        def attempt() -> dict[str, Any]:
+            if stop is not None and stop.is_set():
+                raise Cancelled(f"{site_url}: stopped before the API call")
+            waited = self.limiter.acquire(stop)
+            for s in sinks:
+                s.record_quota_wait(waited)
+            request = make_request(self._service())
+            started = time.perf_counter()
+            try:
+                return request.execute()
+            except HttpError as exc:
+                raise map_http_error(exc, site_url) from exc
+            except google.auth.exceptions.RefreshError as exc:
+                raise AuthError(
+                    f"{site_url}: could not obtain an access token ({exc}); check the "
+                    "credential is valid and not revoked"
+                ) from exc
+            except google.auth.exceptions.TransportError as exc:
+                raise TransientError(f"{site_url}: token endpoint unreachable ({exc})") from exc
+            except TimeoutError as exc:
+                raise TransientError(
+                    f"{site_url}: no response within {self.timeout}s; retrying"
+                ) from exc
+            except (http.client.HTTPException, httplib2.HttpLib2Error, OSError) as exc:
+                raise TransientError(
+                    f"{site_url}: connection failed mid-call ({type(exc).__name__}: {exc})"
+                ) from exc
+            finally:
+                latency = (time.perf_counter() - started) * 1000
+                for s in sinks:
+                    s.record_call(latency)
+
+        def on_retry(exc: GscError, wait: float) -> None:
+            for s in sinks:
+                s.record_retry()
+                if isinstance(exc, QuotaExceeded):
+                    s.record_quota_wait(wait)
+
+        return call_with_retries(
+            attempt, self.retry_policy, stop_event=stop, on_retry=on_retry, what=site_url
+        )
