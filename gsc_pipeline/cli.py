@@ -1,0 +1,92 @@
+"""`gsc-pipeline`: demo | emulator | doctor | init-instance | ui | bench.
+
+Each subcommand imports its module lazily, so `gsc-pipeline emulator` starts without Dagster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gsc_pipeline.demo import run_demo
+
+    return run_demo(Path(args.workdir), days=args.days, timeout=args.timeout)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from gsc_pipeline.demo import run_ui
+
+    return run_ui(Path(args.workdir), port=args.port)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from gsc_pipeline.doctor import run_doctor
+
+    return run_doctor(args.config)
+
+
+def _init_instance(args: argparse.Namespace) -> int:
+    from gsc_pipeline.config import load_config
+    from gsc_pipeline.instance import init_instance
+
+    limits = init_instance(Path(args.dagster_home), load_config(args.config), postgres=args.postgres)
+    for pool, limit in limits.items():
+        print(f"pool {pool}: limit {limit}")
+    print(f"wrote {Path(args.dagster_home) / 'dagster.yaml'}; export DAGSTER_HOME={args.dagster_home}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from gsc_pipeline.bench import run_bench
+
+    return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["emulator"]:
+        # The emulator owns its flags; it imports nothing of the pipeline.
+        from gsc_pipeline.emulator.cli import main as emulator_main
+
+        return emulator_main(argv[1:])
+
+    parser = argparse.ArgumentParser(prog="gsc-pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("emulator", help="run the bundled GSC API emulator (see --help of it)")
+
+    demo = sub.add_parser("demo", help="backfill the demo properties from the emulator, then summarise")
+    demo.add_argument("--workdir", default=".demo", help="instance + warehouse directory (recreated)")
+    demo.add_argument("--days", type=int, default=30, help="days to backfill (default 30)")
+    demo.add_argument("--timeout", type=float, default=1200, help="seconds before giving up")
+    demo.set_defaults(func=_demo)
+
+    ui = sub.add_parser("ui", help="open the Dagster UI on the demo's instance (with the emulator)")
+    ui.add_argument("--workdir", default=".demo")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=_ui)
+
+    doctor = sub.add_parser("doctor", help="check config, credentials, reachability, permissions")
+    doctor.add_argument("--config", default=None, help="config file (default $GSC_PIPELINE_CONFIG)")
+    doctor.set_defaults(func=_doctor)
+
+    init = sub.add_parser("init-instance", help="write dagster.yaml and set the pool limits")
+    init.add_argument("dagster_home")
+    init.add_argument("--config", default=None)
+    init.add_argument("--postgres", action="store_true", help="storage in $DAGSTER_POSTGRES_URL")
+    init.set_defaults(func=_init_instance)
+
+    bench = sub.add_parser("bench", help="benchmark: sequential vs the pipeline vs the lower bound")
+    bench.add_argument("--size", choices=["smoke", "standard"], default="smoke")
+    bench.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
+    bench.add_argument("--out", default="bench-report")
+    bench.set_defaults(func=_bench)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The main job: a real backfill of the demo properties from the bundled emulator.
+
+Starts the emulator (its own process, like a remote API), sets up a Dagster instance with the
+pool limit set explicitly, launches the backfill as the UI does (GraphQL), lets the real daemon
+run it through the run queue and the pool, and prints what landed in the DuckDB warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
+from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.emulator.testing import EmulatorHandle
+from gsc_pipeline.instance import init_instance
+from gsc_pipeline.launch import BackfillProgress, launch_backfill, wait_for_backfill
+from gsc_pipeline.reports import REPORTS
+from gsc_pipeline.warehouse import open_warehouse
+
+_URL_RE = re.compile(r"https?://\S+/")
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str, log: Path | None = None) -> Iterator[EmulatorHandle]:
+    """Run `gsc-pipeline emulator` as a subprocess on a free port; yield a handle to it."""
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsc_pipeline.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=out,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = _URL_RE.search(line)
+        if not match:
+            raise RuntimeError(f"the emulator did not start (it printed {line!r}); see {log}")
+        yield EmulatorHandle.connect(match.group(0))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()
+
+
+@contextlib.contextmanager
+def dagster_daemon(home: Path, log: Path) -> Iterator[subprocess.Popen]:
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster-daemon")), "run",
+             "-w", str(home / "workspace.yaml")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+        )
+        try:
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def final_days(count: int, final_lag_days: int = 3) -> list[str]:
+    """The last `count` days Google already reports as final (Pacific Time)."""
+    today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()
+    last = today - dt.timedelta(days=final_lag_days + 1)
+    return [(last - dt.timedelta(days=i)).isoformat() for i in reversed(range(count))]
+
+
+def demo_env(workdir: Path, endpoint: str) -> dict[str, str]:
+    return {
+        "DAGSTER_HOME": str((workdir / "dagster_home").resolve()),
+        API_ENDPOINT_ENV: endpoint,
+        WAREHOUSE_URL_ENV: f"duckdb:///{(workdir / 'warehouse.duckdb').resolve()}",
+        CONFIG_ENV: str(BUNDLED_DEMO_CONFIG),
+    }
+
+
+def _print_progress(progress: BackfillProgress) -> None:
+    print(
+        f"  backfill {progress.status.lower()}: {progress.runs_done}/{progress.runs_total} runs "
+        f"finished ({progress.runs_failed} failed)",
+        flush=True,
+    )
+
+
+def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
+    warehouse = open_warehouse(warehouse_url)
+    lines = []
+    for name in sorted({r for p in config.properties for r in p.reports}):
+        table = REPORTS[name].table
+        df = warehouse.read_sql(
+            f"SELECT count(*) AS n, count(DISTINCT date) AS days, coalesce(sum(clicks), 0) AS c "
+            f"FROM {table}",
+            {},
+        )
+        row = df.iloc[0]
+        lines.append(
+            f"  {table:<28} {int(row['n']):>10,} rows  {int(row['days']):>4} days  "
+            f"{int(row['c']):>10,} clicks"
+        )
+    ledger = warehouse.read_sql(
+        "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger", {}
+    ).iloc[0]
+    lines.append(f"  gsc_fetch_ledger: {int(ledger['pages']):,} API pages for {int(ledger['sites'])} properties")
+    return lines
+
+
+def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
+    started = time.monotonic()
+    config = load_config(BUNDLED_DEMO_CONFIG)
+    shutil.rmtree(workdir, ignore_errors=True)
+    home = (workdir / "dagster_home").resolve()
+    home.mkdir(parents=True)
+    print(f"gsc_pipeline demo: {len(config.properties)} properties x {days} days -> {workdir}/")
+    with emulator_process(log=workdir / "emulator.log") as emulator:
+        env = demo_env(workdir, emulator.base_url)
+        os.environ.update(env)
+        limits = init_instance(home, config)
+        print(f"  emulator at {emulator.base_url}; pool limits {limits}")
+        partition_keys = final_days(days)
+        from gsc_pipeline.definitions import build_definitions
+
+        asset_keys = [
+            key for key in build_definitions(config).resolve_all_asset_keys()
+            if key.path[0] == "gsc"
+        ]
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            # Launched before the daemon starts, so its first tick picks it up at once.
+            backfill_id = launch_backfill(
+                instance, home / "workspace.yaml", asset_keys, partition_keys,
+                title=f"demo: {partition_keys[0]}..{partition_keys[-1]}",
+            )
+            print(f"  launched backfill {backfill_id} ({len(asset_keys)} assets); daemon starting")
+            with dagster_daemon(home, workdir / "daemon.log"):
+                progress = wait_for_backfill(
+                    instance, backfill_id, timeout=timeout, on_progress=_print_progress
+                )
+        stats = emulator.stats()
+    elapsed = time.monotonic() - started
+    print(f"\nBackfill {progress.status} in {elapsed:.0f} s")
+    for line in summarise(config, env[WAREHOUSE_URL_ENV]):
+        print(line)
+    print(
+        f"  API: {stats['requests_total']:,} requests, {stats['rows_served']:,} rows served, "
+        f"quota rejections {sum(stats['quota_rejections'].values())}, peak concurrent requests "
+        f"{stats['peak_concurrent_requests']}"
+    )
+    print(f"\nOpen the UI on this instance: make ui   (or: gsc-pipeline ui --workdir {workdir})")
+    return 0 if progress.succeeded else 1
+
+
+def run_ui(workdir: Path, port: int = 3000) -> int:
+    home = (workdir / "dagster_home").resolve()
+    if not (home / "dagster.yaml").exists():
+        init_instance(home, load_config(BUNDLED_DEMO_CONFIG))
+    with emulator_process(log=workdir / "emulator-ui.log") as emulator:
+        env = {**os.environ, **demo_env(workdir, emulator.base_url)}
+        print(f"emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:{port}/")
+        cmd = [str(Path(sys.executable).with_name("dagster")), "dev",
+               "-w", str(home / "workspace.yaml"), "-p", str(port)]
+        with contextlib.suppress(KeyboardInterrupt):
+            return subprocess.call(cmd, env=env)
+    return 0

@@ -1,0 +1,101 @@
+"""The config file: what users write, and the errors they get when it is wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from gsc_pipeline.config import ConfigError, load_config, parse_config, property_key
+from gsc_pipeline.reports import Report, ReportDefinitionError
+
+
+def _cfg(**overrides):
+    data = {"start_date": "2025-08-01", "properties": [{"site_url": "sc-domain:example.com"}]}
+    data.update(overrides)
+    return data
+
+
+def test_bundled_demo_config_loads():
+    config = load_config()
+    assert [p.site_url for p in config.properties] == [
+        "sc-domain:example.com",
+        "https://www.example.org/",
+        "sc-domain:shop.example",
+    ]
+    assert config.pools == {"default": "gsc_api"}
+    assert config.credentials["default"].step_qpm == pytest.approx(1200 * 0.8 / 4)
+
+
+@pytest.mark.parametrize(
+    ("site_url", "fix"),
+    [
+        ("example.com", "'sc-domain:example.com'"),
+        ("https://www.example.com", "'https://www.example.com/' (with the trailing slash)"),
+        ("sc-domain:https://x.com", "sc-domain:"),
+    ],
+)
+def test_bad_site_url_names_the_key_and_the_fix(site_url, fix):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(properties=[{"site_url": site_url}]))
+    assert "properties[0].site_url" in str(err.value)
+    assert fix in str(err.value)
+
+
+def test_unknown_key_is_refused():
+    with pytest.raises(ConfigError, match=r"properties\[0\]\.reprots"):
+        parse_config(_cfg(properties=[{"site_url": "sc-domain:a.com", "reprots": ["page"]}]))
+
+
+def test_undefined_credential_is_refused():
+    with pytest.raises(ConfigError, match="'agency' is not defined under credentials"):
+        parse_config(_cfg(properties=[{"site_url": "sc-domain:a.com", "credential": "agency"}]))
+
+
+def test_secretless_service_account_is_refused():
+    with pytest.raises(ConfigError, match="key_env"):
+        parse_config(_cfg(credentials={"default": {"kind": "service_account"}}))
+
+
+def test_colliding_property_names_need_an_explicit_name():
+    props = [{"site_url": "sc-domain:example.com"}, {"site_url": "https://example.com/"}]
+    with pytest.raises(ConfigError, match="give one of them an explicit `name:`"):
+        parse_config(_cfg(properties=props))
+    props[1]["name"] = "example_com_https"
+    assert [p.key for p in parse_config(_cfg(properties=props)).properties] == [
+        "example_com",
+        "example_com_https",
+    ]
+
+
+def test_search_type_google_rejects_is_refused_at_load_time():
+    prop = {"site_url": "sc-domain:a.com", "reports": ["page_query"], "search_types": ["discover"]}
+    with pytest.raises(ConfigError, match="rejects discover grouped by query"):
+        parse_config(_cfg(properties=[prop]))
+
+
+def test_missing_file_says_which_env_var(tmp_path):
+    with pytest.raises(ConfigError, match="GSC_PIPELINE_CONFIG"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        (Report("x", ("page", "page")), "Duplicate dimensions"),
+        (Report("x", ("date",)), "leave 'date' out"),
+        (Report("x", ("hour",)), "date and hour"),
+        (Report("x", ("searchAppearance",)), "searchAppearance"),
+        (Report("x", ("page",), "byProperty"), "BY_PROPERTY"),
+        (Report("x", ("device",), search_types=("discover",)), "discover grouped by device"),
+        (Report("x", ("page",), row_limit=25_001), "row_limit"),
+        (Report("x", ("colour",)), "unknown dimension"),
+    ],
+)
+def test_report_table_refuses_what_google_rejects(report, message):
+    with pytest.raises(ReportDefinitionError, match=message):
+        report.validate()
+
+
+def test_property_keys_are_readable():
+    assert property_key("sc-domain:shop.example") == "shop_example"
+    assert property_key("https://www.example.org/blog/") == "www_example_org_blog"
+    assert property_key("https://123.example/") == "p_123_example"

@@ -1,0 +1,66 @@
+"""The whole Definitions, loaded as Dagster loads them: keys, partitions, pools, policies."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from gsc_pipeline.config import load_config, parse_config
+from gsc_pipeline.definitions import build_definitions, defs
+
+
+def _fetch_assets(definitions: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
+    graph = definitions.resolve_asset_graph()
+    return {
+        key: graph.get(key).assets_def
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "gsc"
+    }
+
+
+def test_demo_definitions_have_one_asset_per_property_and_report():
+    assets = _fetch_assets(defs)
+    assert sorted(k.to_user_string() for k in assets) == sorted(
+        f"gsc/{prop}/{report}"
+        for prop in ("example_com", "www_example_org", "shop_example")
+        for report in ("page_query", "page", "site")
+    )
+
+
+def test_fetch_assets_are_daily_pacific_pooled_and_batched():
+    config = load_config()
+    for key, asset in _fetch_assets(defs).items():
+        partitions = asset.partitions_def
+        assert isinstance(partitions, dg.DailyPartitionsDefinition), key
+        assert partitions.timezone == "America/Los_Angeles"
+        assert partitions.start.date() == config.start_date
+        assert asset.backfill_policy == dg.BackfillPolicy.multi_run(config.backfill_days_per_run)
+        assert {spec.pool for spec in asset.specs} == {"gsc_api"}, key
+        assert asset.specs_by_key[key].group_name == key.path[1]
+
+
+def test_each_credential_gets_its_own_pool_and_resource():
+    config = parse_config(
+        {
+            "start_date": "2025-01-01",
+            "credentials": {
+                "default": {"pool_limit": 2},
+                "agency": {"kind": "service_account", "key_env": "AGENCY_KEY", "pool_limit": 3},
+            },
+            "properties": [
+                {"site_url": "sc-domain:a.com", "reports": ["site"]},
+                {"site_url": "sc-domain:b.com", "reports": ["site"], "credential": "agency"},
+            ],
+        }
+    )
+    definitions = build_definitions(config)
+    pools = {k.path[1]: {s.pool for s in a.specs} for k, a in _fetch_assets(definitions).items()}
+    assert pools == {"a_com": {"gsc_api"}, "b_com": {"gsc_api_agency"}}
+    resources = definitions.resources
+    assert resources["gsc_default"].step_qpm == 1200 * 0.8 / 2
+    assert resources["gsc_agency"].step_qpm == 1200 * 0.8 / 3
+    # The secret is referenced by its environment variable, never inlined.
+    assert isinstance(resources["gsc_agency"].credential_json, dg.EnvVar)
+
+
+def test_definitions_validate():
+    dg.Definitions.validate_loadable(defs)
