@@ -19,19 +19,50 @@ from gsc_pipeline.gsc.errors import AuthError
 SCOPES = ("https://www.googleapis.com/auth/webmasters.readonly",)
 
 
-def load_credentials(
-    path: str | os.PathLike[str] | None = None,
-    *,
-    base64_json: str | None = None,
-    scopes: tuple[str, ...] = SCOPES,
-) -> google.auth.credentials.Credentials:
-    """Credentials from a JSON key file or its base64 text (e.g. from an env var).
+_KINDS = {"service_account": "service_account", "oauth": "authorized_user"}
 
-    The JSON's `type` decides: `service_account` (a key from the Cloud console) or
-    `authorized_user` (an OAuth login with client_id, client_secret, refresh_token).
+
+def load_credentials(
+    kind: str = "auto",
+    *,
+    path: str | os.PathLike[str] | None = None,
+    json_text: str | None = None,
+    scopes: tuple[str, ...] = SCOPES,
+) -> google.auth.credentials.Credentials | None:
+    """Credentials from a JSON key file, or its text (raw JSON or base64, e.g. from an env var).
+
+    kind: 'none' (the emulator: returns None), 'service_account' (a key from the Cloud console),
+    'oauth' (an authorized-user JSON with client_id, client_secret, refresh_token), or 'auto'
+    (decided by the JSON's `type`).
     """
-    if (path is None) == (base64_json is None):
-        raise AuthError("give exactly one of a credentials file path or base64 credentials JSON")
+    if kind == "none":
+        return None
+    if kind != "auto" and kind not in _KINDS:
+        raise AuthError(f"credential kind {kind!r} is not one of none, service_account, oauth")
+    if (path is None) == (json_text is None):
+        raise AuthError(
+            f"a {kind} credential needs exactly one of a key file path or the key JSON text"
+        )
+    where, info = _read_json(path, json_text)
+    found = info.get("type")
+    wanted = _KINDS.get(kind, found)
+    if found != wanted or found not in _KINDS.values():
+        raise AuthError(
+            f"{where}: type is {found!r}; expected "
+            + (repr(wanted) if kind != "auto" else "'service_account' or 'authorized_user'")
+            + " (a service-account key JSON from the Cloud console, or an OAuth login JSON)"
+        )
+    try:
+        if found == "service_account":
+            return service_account.Credentials.from_service_account_info(info, scopes=scopes)
+        return user_credentials.Credentials.from_authorized_user_info(info, scopes=scopes)
+    except (ValueError, KeyError) as exc:
+        raise AuthError(f"{where}: incomplete {found} credentials ({exc})") from exc
+
+
+def _read_json(
+    path: str | os.PathLike[str] | None, json_text: str | None
+) -> tuple[str, dict[str, Any]]:
     if path is not None:
         where = str(path)
         try:
@@ -39,27 +70,20 @@ def load_credentials(
         except OSError as exc:
             raise AuthError(f"cannot read credentials file {where}: {exc}") from exc
     else:
-        where = "base64 credentials"
-        try:
-            text = base64.b64decode(base64_json, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise AuthError(f"{where}: not valid base64 of a JSON key ({exc})") from exc
+        where = "credentials JSON text"
+        text = (json_text or "").strip()
+        if not text.startswith("{"):
+            try:
+                text = base64.b64decode(text, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise AuthError(f"{where}: neither JSON nor base64 of JSON ({exc})") from exc
     try:
-        info: dict[str, Any] = json.loads(text)
+        info = json.loads(text)
     except json.JSONDecodeError as exc:
         raise AuthError(f"{where}: not valid JSON ({exc})") from exc
-    kind = info.get("type") if isinstance(info, dict) else None
-    try:
-        if kind == "service_account":
-            return service_account.Credentials.from_service_account_info(info, scopes=scopes)
-        if kind == "authorized_user":
-            return user_credentials.Credentials.from_authorized_user_info(info, scopes=scopes)
-    except (ValueError, KeyError) as exc:
-        raise AuthError(f"{where}: incomplete {kind} credentials ({exc})") from exc
-    raise AuthError(
-        f"{where}: type is {kind!r}; expected 'service_account' (a key JSON from the Cloud "
-        "console) or 'authorized_user' (an OAuth login JSON)"
-    )
+    if not isinstance(info, dict):
+        raise AuthError(f"{where}: expected a JSON object")
+    return where, info
 
 
 def credential_key(credentials: google.auth.credentials.Credentials | None, endpoint: str) -> str:

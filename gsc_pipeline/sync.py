@@ -1,0 +1,314 @@
+"""Fetch one (site, report) over a list of days and write each day as one partition.
+
+No Dagster here: the assets, the bench and the tests all call `sync_days`. Days are fetched
+concurrently (pages within a day in order) and each day is written as soon as all its pages are
+in, without holding any warehouse lock while fetching. API rows become Arrow columns in
+`page_to_arrow`, the one place that maps the API's shape to the warehouse's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gsc_pipeline.gsc.client import ClientStats, GscClient
+from gsc_pipeline.gsc.errors import Cancelled, GscError
+from gsc_pipeline.reports import DAILY_ROW_CAP, Report
+from gsc_pipeline.warehouse.base import (
+    LEDGER_SCHEMA,
+    METRIC_COLUMNS,
+    PartitionBatch,
+    Warehouse,
+    report_schema,
+)
+
+# How often the calling thread notices the caller's stop event while days are in flight.
+_STOP_POLL_SECONDS = 0.05
+
+
+class SyncCancelled(Exception):
+    """The stop event was set: the days listed in `written` stand, no other day was written."""
+
+    def __init__(self, message: str, written: list[PartitionResult]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+class BadApiData(GscError):
+    """The API answered with rows that cannot be right; nothing of that day is written."""
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one day's sync did: for logs and Dagster partition metadata."""
+
+    site_url: str
+    report: str
+    day: dt.date
+    rows: int
+    pages: int
+    api_calls: int
+    retries: int
+    quota_wait_seconds: float
+    fetch_seconds: float
+    write_seconds: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    achieved_qpm: float
+    truncated: bool
+    clicks: float
+    impressions: float
+    data_state: str
+    first_incomplete_date: dt.date | None
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain values (str/int/float/bool/None) for Dagster metadata and JSON logs."""
+        values = asdict(self)
+        values["day"] = self.day.isoformat()
+        values["first_incomplete_date"] = (
+            self.first_incomplete_date.isoformat() if self.first_incomplete_date else None
+        )
+        values["truncated_days"] = int(self.truncated)
+        return values
+
+
+def page_to_arrow(
+    report: Report, site_url: str, search_type: str, day: dt.date, rows: list[dict[str, Any]]
+) -> pa.Table:
+    """API rows -> the report table's columns; raises BadApiData on rows that cannot be right."""
+    where = f"{site_url} {report.name} {search_type} {day}"
+    n = len(rows)
+    width = len(report.dimensions) + 1
+    keys = [r["keys"] for r in rows]
+    if any(len(k) != width for k in keys):
+        raise BadApiData(
+            f"{where}: rows carry keys of the wrong length (expected {width}: "
+            f"{report.api_dimensions}); the report definition and the API disagree"
+        )
+    columns = list(zip(*keys, strict=True)) if n else [()] * width
+    day_text = day.isoformat()
+    wrong = next((d for d in columns[0] if d != day_text), None)
+    if wrong is not None:
+        raise BadApiData(f"{where}: a row is dated {wrong}, not the requested day")
+    clicks = [r["clicks"] for r in rows]
+    impressions = [r["impressions"] for r in rows]
+    if any(c > i for c, i in zip(clicks, impressions, strict=True)):
+        raise BadApiData(f"{where}: a row has more clicks than impressions")
+    schema = report_schema(report)
+    data: dict[str, Any] = {
+        "site_url": [site_url] * n,
+        "search_type": [search_type] * n,
+        "date": pa.array([day_text] * n).cast(pa.date32()),
+        **{name: columns[i + 1] for i, name in enumerate(schema.names[3 : 3 + width - 1])},
+        "clicks": clicks,
+        "impressions": impressions,
+        "ctr": [r.get("ctr") for r in rows],
+        # discover/googleNews rows may have no position at all.
+        "position": [r.get("position") for r in rows],
+    }
+    assert tuple(schema.names[-len(METRIC_COLUMNS) :]) == METRIC_COLUMNS
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def _first_incomplete_date(body: dict[str, Any]) -> dt.date | None:
+    meta = body.get("metadata") or {}
+    value = meta.get("firstIncompleteDate") or meta.get("first_incomplete_date")
+    return dt.date.fromisoformat(value[:10]) if value else None
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def sync_day(
+    client: GscClient,
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    day: dt.date,
+    *,
+    run_id: str,
+    data_state: str = "final",
+    halt: threading.Event | None = None,
+) -> PartitionResult:
+    """Fetch every page of one day (all search types) and write it as one partition."""
+    halt = halt or threading.Event()
+    sink = ClientStats()
+    tables: list[pa.Table] = []
+    ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
+    truncated = False
+    first_incomplete: dt.date | None = None
+    started = time.perf_counter()
+    for search_type in report.search_types:
+        fetched = 0
+        start_row = 0
+        while True:
+            body = {
+                "startDate": day.isoformat(),
+                "endDate": day.isoformat(),
+                "dimensions": report.api_dimensions,
+                "type": search_type,
+                "aggregationType": report.aggregation_type,
+                "rowLimit": report.row_limit,
+                "startRow": start_row,
+                "dataState": data_state,
+            }
+            response = client.query(site_url, body, stop_event=halt, sink=sink)
+            rows = response.get("rows") or []
+            page = page_to_arrow(report, site_url, search_type, day, rows)
+            tables.append(page)
+            page_incomplete = _first_incomplete_date(response)
+            first_incomplete = first_incomplete or page_incomplete
+            clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+            impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+            for name, value in (
+                ("site_url", site_url),
+                ("report", report.name),
+                ("search_type", search_type),
+                ("date", day),
+                ("start_row", start_row),
+                ("row_limit", report.row_limit),
+                ("rows_returned", len(rows)),
+                ("clicks", float(clicks)),
+                ("impressions", float(impressions)),
+                ("data_state", data_state),
+                ("first_incomplete_date", page_incomplete),
+                ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                ("run_id", run_id),
+            ):
+                ledger[name].append(value)
+            fetched += len(rows)
+            if len(rows) < report.row_limit:
+                break
+            start_row += report.row_limit
+        truncated = truncated or fetched >= DAILY_ROW_CAP
+    fetch_seconds = time.perf_counter() - started
+    if halt.is_set():
+        raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
+    rows_table = pa.concat_tables(tables)
+    batch = PartitionBatch(
+        site_url=site_url,
+        report=report,
+        day=day,
+        rows=rows_table,
+        ledger=pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA),
+    )
+    write_started = time.perf_counter()
+    warehouse.write_partition(batch)
+    write_seconds = time.perf_counter() - write_started
+    stats = sink.snapshot()
+    latencies = stats["latencies_ms"]
+    return PartitionResult(
+        site_url=site_url,
+        report=report.name,
+        day=day,
+        rows=rows_table.num_rows,
+        pages=len(ledger["start_row"]),
+        api_calls=stats["api_calls"],
+        retries=stats["retries"],
+        quota_wait_seconds=round(stats["quota_wait_seconds"], 3),
+        fetch_seconds=round(fetch_seconds, 3),
+        write_seconds=round(write_seconds, 3),
+        latency_p50_ms=round(_percentile(latencies, 50), 1),
+        latency_p95_ms=round(_percentile(latencies, 95), 1),
+        achieved_qpm=round(stats["api_calls"] * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
+        truncated=truncated,
+        clicks=float(sum(ledger["clicks"])),
+        impressions=float(sum(ledger["impressions"])),
+        data_state=data_state,
+        first_incomplete_date=first_incomplete,
+    )
+
+
+def sync_days(
+    client: GscClient,
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    days: Iterable[dt.date],
+    *,
+    run_id: str,
+    data_state: str = "final",
+    concurrency: int = 4,
+    stop_event: threading.Event | None = None,
+    on_partition: Callable[[PartitionResult], None] | None = None,
+) -> list[PartitionResult]:
+    """Sync each day (one partition each); results in completion order.
+
+    On the first error no further day starts, days in flight stop at their next API call and are
+    not written, the days already written stand, and the error is raised (typed). When
+    `stop_event` is set the same happens and `SyncCancelled` is raised. `on_partition` runs in
+    the calling thread as each day is written.
+    """
+    if data_state not in ("final", "all"):
+        raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
+    all_days = list(days)
+    pending = all_days[::-1]
+    halt = threading.Event()  # set on stop or on the first error; workers check it
+    results: list[PartitionResult] = []
+    first_error: BaseException | None = None
+    in_flight: set[Future[PartitionResult]] = set()
+
+    def stopped() -> bool:
+        return stop_event is not None and stop_event.is_set()
+
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="gsc-sync") as pool:
+        while pending or in_flight:
+            while pending and len(in_flight) < concurrency and not halt.is_set():
+                if stopped():
+                    halt.set()
+                    break
+                day = pending.pop()
+                in_flight.add(
+                    pool.submit(
+                        sync_day,
+                        client,
+                        warehouse,
+                        site_url,
+                        report,
+                        day,
+                        run_id=run_id,
+                        data_state=data_state,
+                        halt=halt,
+                    )
+                )
+            if not in_flight:
+                break
+            done, in_flight = wait(in_flight, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+            if stopped():
+                halt.set()
+            for future in done:
+                exc = future.exception()
+                if exc is None:
+                    result = future.result()
+                    results.append(result)
+                    if on_partition is not None:
+                        on_partition(result)
+                elif first_error is None and not (isinstance(exc, Cancelled) and halt.is_set()):
+                    first_error = exc
+                    halt.set()
+    if first_error is not None:
+        first_error.add_note(
+            f"sync of {site_url} {report.name}: {len(results)} day(s) written before the error"
+        )
+        raise first_error
+    if halt.is_set():
+        raise SyncCancelled(
+            f"sync of {site_url} {report.name} stopped: {len(results)} of {len(all_days)} "
+            "day(s) written; the others were not written at all (no partial day)",
+            results,
+        )
+    return results

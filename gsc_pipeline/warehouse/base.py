@@ -1,0 +1,183 @@
+"""The warehouse interface and the schema both backends share, derived from the report table.
+
+Parameters in SQL given to `read_sql` / `execute` use the qmark style (`?`, positional) on both
+backends; Postgres gets them rewritten to `%s` (and literal `%` doubled) outside quoted text.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+
+from gsc_pipeline.reports import Report
+
+LEDGER_TABLE = "gsc_fetch_ledger"
+
+METRIC_COLUMNS = ("clicks", "impressions", "ctr", "position")
+
+LEDGER_SCHEMA = pa.schema(
+    [
+        ("site_url", pa.string()),
+        ("report", pa.string()),
+        ("search_type", pa.string()),
+        ("date", pa.date32()),
+        ("start_row", pa.int32()),
+        ("row_limit", pa.int32()),
+        ("rows_returned", pa.int32()),
+        ("clicks", pa.float64()),
+        ("impressions", pa.float64()),
+        ("data_state", pa.string()),
+        ("first_incomplete_date", pa.date32()),
+        ("fetched_at", pa.timestamp("us")),
+        ("run_id", pa.string()),
+    ]
+)
+
+_SQL_TYPES = {
+    "duckdb": {
+        pa.string(): "VARCHAR",
+        pa.date32(): "DATE",
+        pa.float64(): "DOUBLE",
+        pa.int32(): "INTEGER",
+        pa.timestamp("us"): "TIMESTAMP",
+    },
+    "postgres": {
+        pa.string(): "VARCHAR",
+        pa.date32(): "DATE",
+        pa.float64(): "DOUBLE PRECISION",
+        pa.int32(): "INTEGER",
+        pa.timestamp("us"): "TIMESTAMP",
+    },
+}
+
+
+def column_name(dimension: str) -> str:
+    """The warehouse column of an API dimension (snake_case)."""
+    return "search_appearance" if dimension == "searchAppearance" else dimension
+
+
+def report_schema(report: Report) -> pa.Schema:
+    """Arrow schema of `report.table`: site, search type, date, dimensions, metrics."""
+    return pa.schema(
+        [
+            ("site_url", pa.string()),
+            ("search_type", pa.string()),
+            ("date", pa.date32()),
+            *[(column_name(d), pa.string()) for d in report.dimensions],
+            *[(m, pa.float64()) for m in METRIC_COLUMNS],
+        ]
+    )
+
+
+def create_table_sql(table: str, schema: pa.Schema, dialect: str) -> str:
+    types = _SQL_TYPES[dialect]
+    columns = ", ".join(f"{f.name} {types[f.type]}" for f in schema)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """Everything fetched for one partition (site_url, report, day): all its search types.
+
+    `rows` follows `report_schema(report)`, `ledger` follows `LEDGER_SCHEMA` (one row per page).
+    """
+
+    site_url: str
+    report: Report
+    day: dt.date
+    rows: pa.Table
+    ledger: pa.Table
+
+    def __post_init__(self) -> None:
+        expected = report_schema(self.report)
+        if not self.rows.schema.equals(expected):
+            raise ValueError(
+                f"{self.report.table} rows have schema {self.rows.schema}, expected {expected}"
+            )
+        if not self.ledger.schema.equals(LEDGER_SCHEMA):
+            raise ValueError(f"ledger rows have schema {self.ledger.schema}")
+
+
+class Cursor(Protocol):
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+
+class Connection(abc.ABC):
+    """A connection inside one transaction, the same on both backends (for proof, lifetime)."""
+
+    dialect: str
+
+    @abc.abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        """Run one statement with `?` parameters; the result has fetchall()/fetchone()."""
+
+    @abc.abstractmethod
+    def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame: ...
+
+    @abc.abstractmethod
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Bulk-append an Arrow table whose column names match `table`'s (DuckDB: Arrow scan;
+        Postgres: COPY)."""
+
+
+class Warehouse(abc.ABC):
+    """Report tables plus the fetch ledger, on DuckDB or PostgreSQL."""
+
+    dialect: str
+
+    def ensure_schema(self, reports: Iterable[Report]) -> None:
+        """Create the report tables and the ledger if missing (safe to run concurrently)."""
+        with self.transaction() as conn:
+            self._lock_schema(conn)
+            for report in reports:
+                conn.execute(create_table_sql(report.table, report_schema(report), self.dialect))
+                self._index(conn, report.table, ("site_url", "date"))
+            conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
+            self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
+
+    def write_partition(self, batch: PartitionBatch) -> None:
+        """Replace the partition's rows and ledger entries in one transaction."""
+        table = batch.report.table
+        with self.transaction() as conn:
+            self._lock_partition(conn, table, batch.site_url)
+            conn.execute(
+                f"DELETE FROM {table} WHERE site_url = ? AND date = ?", (batch.site_url, batch.day)
+            )
+            conn.execute(
+                f"DELETE FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? AND date = ?",
+                (batch.site_url, batch.report.name, batch.day),
+            )
+            if batch.rows.num_rows:
+                conn.insert_arrow(table, batch.rows)
+            if batch.ledger.num_rows:
+                conn.insert_arrow(LEDGER_TABLE, batch.ledger)
+
+    def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """Run a query with `?` parameters and return its result as a DataFrame."""
+        with self.transaction() as conn:
+            return conn.read_sql(sql, params)
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A connection in a transaction: committed on normal exit, rolled back on error."""
+
+    @abc.abstractmethod
+    def _lock_schema(self, conn: Connection) -> None:
+        """Serialise concurrent DDL inside `conn`'s transaction."""
+
+    @abc.abstractmethod
+    def _lock_partition(self, conn: Connection, table: str, site_url: str) -> None:
+        """Serialise writers of the same (table, site) inside `conn`'s transaction."""
+
+    @abc.abstractmethod
+    def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
+        """Index the partition-delete columns where the backend needs it."""
