@@ -34,7 +34,7 @@ def test_fetch_assets_are_daily_pacific_pooled_and_batched():
         assert partitions.timezone == "America/Los_Angeles"
         assert partitions.start.date() == config.start_date
         assert asset.backfill_policy == dg.BackfillPolicy.multi_run(config.backfill_days_per_run)
-        assert {spec.pool for spec in asset.specs} == {"gsc_api"}, key
+        assert asset.node_def.pools == {"gsc_api"}, key
         assert asset.specs_by_key[key].group_name == key.path[1]
 
 
@@ -53,7 +53,7 @@ def test_each_credential_gets_its_own_pool_and_resource():
         }
     )
     definitions = build_definitions(config)
-    pools = {k.path[1]: {s.pool for s in a.specs} for k, a in _fetch_assets(definitions).items()}
+    pools = {k.path[1]: a.node_def.pools for k, a in _fetch_assets(definitions).items()}
     assert pools == {"a_com": {"gsc_api"}, "b_com": {"gsc_api_agency"}}
     resources = definitions.resources
     assert resources["gsc_default"].step_qpm == 1200 * 0.8 / 2

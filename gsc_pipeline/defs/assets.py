@@ -5,8 +5,6 @@ Every fetching asset sits in its credential's pool, so Dagster's pool is the wor
 `backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
 """
 
-from __future__ import annotations
-
 import threading
 
 import dagster as dg
@@ -17,10 +15,8 @@ from gsc_pipeline.defs.resources import gsc_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync import PartitionResult, sync_days
 
-
 def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
     return dg.AssetKey(["gsc", prop.key, report.name])
-
 
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
@@ -84,7 +80,6 @@ def build_fetch_asset(
         return dg.MaterializeResult()
 
     return fetch
-
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     return [
