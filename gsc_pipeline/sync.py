@@ -287,7 +287,13 @@ def sync_days(
                 )
             if not in_flight:
                 break
-            done, in_flight = wait(in_flight, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+            try:
+                done, in_flight = wait(in_flight, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+            except BaseException:
+                # An interrupt in this thread (Dagster's Terminate raises here): the days in
+                # flight must stop at their next API call, not run to completion on exit.
+                halt.set()
+                raise
             if stopped():
                 halt.set()
             for future in done:
