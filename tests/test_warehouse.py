@@ -1,0 +1,323 @@
+"""Warehouse: schema, partition replace, bulk path, concurrent writers, DuckDB lock waits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import threading
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
+from gsc_pipeline.warehouse import (
+    LEDGER_SCHEMA,
+    LEDGER_TABLE,
+    PartitionBatch,
+    open_warehouse,
+    report_schema,
+)
+from gsc_pipeline.warehouse import duckdb as gsc_duckdb
+from gsc_pipeline.warehouse.postgres import qmark_to_pyformat
+
+DAY = dt.date(2026, 3, 1)
+SITE_URL = "sc-domain:example.com"
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(request) -> str:
+    if request.param == "duckdb":
+        return request.getfixturevalue("duckdb_path")
+    return request.getfixturevalue("postgres_schema_url")
+
+
+def make_batch(
+    report: Report = PAGE_QUERY,
+    day: dt.date = DAY,
+    n: int = 3,
+    *,
+    site_url: str = SITE_URL,
+    salt: str = "a",
+    run_id: str = "run-1",
+) -> PartitionBatch:
+    dims = {d: [f"{d}-{salt}-{i}" for i in range(n)] for d in report.dimensions}
+    rows = pa.Table.from_pydict(
+        {
+            "site_url": [site_url] * n,
+            "search_type": ["web"] * n,
+            "date": [day] * n,
+            **dims,
+            "clicks": [float(i % 7) for i in range(n)],
+            "impressions": [float(10 + i) for i in range(n)],
+            "ctr": [(i % 7) / (10 + i) for i in range(n)],
+            "position": [1.0 + i / 3 for i in range(n)],
+        },
+        schema=report_schema(report),
+    )
+    ledger = pa.Table.from_pydict(
+        {
+            "site_url": [site_url],
+            "report": [report.name],
+            "search_type": ["web"],
+            "date": [day],
+            "start_row": [0],
+            "row_limit": [report.row_limit],
+            "rows_returned": [n],
+            "clicks": [sum(rows.column("clicks").to_pylist())],
+            "impressions": [sum(rows.column("impressions").to_pylist())],
+            "data_state": ["final"],
+            "first_incomplete_date": [None],
+            "fetched_at": [dt.datetime(2026, 3, 4, 12, 0, 0, 123456)],
+            "run_id": [run_id],
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    return PartitionBatch(site_url, report, day, rows, ledger)
+
+
+def table_rows(wh, table: str) -> list[tuple]:
+    with wh.transaction() as conn:
+        return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+
+
+def test_schema_matches_report(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY, SITE])
+    wh.ensure_schema([PAGE_QUERY, SITE])  # idempotent
+    columns = wh.read_sql(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+        "ORDER BY ordinal_position",
+        ["gsc_page_query"],
+    )
+    double = "DOUBLE" if wh.dialect == "duckdb" else "double precision"
+    varchar = "VARCHAR" if wh.dialect == "duckdb" else "character varying"
+    date = "DATE" if wh.dialect == "duckdb" else "date"
+    assert list(columns.itertuples(index=False, name=None)) == [
+        ("site_url", varchar),
+        ("search_type", varchar),
+        ("date", date),
+        ("page", varchar),
+        ("query", varchar),
+        ("clicks", double),
+        ("impressions", double),
+        ("ctr", double),
+        ("position", double),
+    ]
+    ledger_cols = wh.read_sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "ORDER BY ordinal_position",
+        [LEDGER_TABLE],
+    )
+    assert list(ledger_cols["column_name"]) == LEDGER_SCHEMA.names
+    site_cols = wh.read_sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", ["gsc_site"]
+    )
+    assert set(site_cols["column_name"]) == set(report_schema(SITE).names)
+
+
+def test_write_is_a_replace_and_idempotent(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    other_day = make_batch(day=DAY + dt.timedelta(days=1), n=2, salt="other")
+    wh.write_partition(other_day)
+    first = make_batch(n=5, salt="a")
+    wh.write_partition(first)
+    once = table_rows(wh, PAGE_QUERY.table)
+    wh.write_partition(first)
+    assert table_rows(wh, PAGE_QUERY.table) == once
+    assert len(once) == 7
+
+    replacement = make_batch(n=3, salt="b", run_id="run-2")
+    wh.write_partition(replacement)
+    day_rows = wh.read_sql(
+        f"SELECT page, query, clicks, impressions, ctr, position FROM {PAGE_QUERY.table} "
+        "WHERE date = ? ORDER BY page",
+        [DAY],
+    )
+    assert list(day_rows["page"]) == ["page-b-0", "page-b-1", "page-b-2"]
+    # Doubles survive the bulk path bit for bit (COPY CSV on Postgres).
+    assert list(day_rows["ctr"]) == replacement.rows.column("ctr").to_pylist()
+    assert list(day_rows["position"]) == replacement.rows.column("position").to_pylist()
+    ledger = wh.read_sql(f"SELECT date, run_id, rows_returned FROM {LEDGER_TABLE} ORDER BY date")
+    assert list(ledger["run_id"]) == ["run-2", "run-1"]
+    assert list(ledger["rows_returned"]) == [3, 2]
+
+
+def test_null_and_empty_strings_stay_distinct(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    batch = make_batch(n=2)
+    rows = batch.rows.set_column(
+        4, "query", pa.array(["", None], pa.string())
+    ).set_column(8, "position", pa.array([None, 2.5]))
+    wh.write_partition(PartitionBatch(SITE_URL, PAGE_QUERY, DAY, rows, batch.ledger))
+    with wh.transaction() as conn:
+        got = conn.execute(
+            f"SELECT query, position FROM {PAGE_QUERY.table} ORDER BY page"
+        ).fetchall()
+        fetched_at = conn.execute(f"SELECT fetched_at FROM {LEDGER_TABLE}").fetchone()[0]
+    assert got == [("", None), (None, 2.5)]
+    assert fetched_at == dt.datetime(2026, 3, 4, 12, 0, 0, 123456)
+
+
+def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    statements: list[str] = []
+    bulk: list[tuple[str, int]] = []
+    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
+    from gsc_pipeline.warehouse.postgres import PostgresConnection
+
+    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
+    real_execute, real_insert = cls.execute, cls.insert_arrow
+
+    def execute(self, sql, params=None):
+        statements.append(sql)
+        return real_execute(self, sql, params)
+
+    def insert_arrow(self, table, data):
+        bulk.append((table, data.num_rows))
+        return real_insert(self, table, data)
+
+    monkeypatch.setattr(cls, "execute", execute)
+    monkeypatch.setattr(cls, "insert_arrow", insert_arrow)
+    wh.write_partition(make_batch(n=50_000))
+    assert bulk == [(PAGE_QUERY.table, 50_000), (LEDGER_TABLE, 1)]
+    # Two deletes (+ the advisory lock on Postgres); never one statement per row.
+    assert len(statements) <= 3, statements
+    if wh.dialect == "duckdb":
+        assert all("INSERT" not in s for s in statements)
+    count = wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")
+    assert int(count["n"].iloc[0]) == 50_000
+
+
+def test_transaction_execute_and_params_on_both_backends(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    wh.write_partition(make_batch(n=4))
+    with wh.transaction() as conn:
+        assert conn.dialect == wh.dialect
+        conn.execute(
+            f"UPDATE {PAGE_QUERY.table} SET query = ? WHERE page = ?", ["50% off?", "page-a-1"]
+        )
+        row = conn.execute(
+            f"SELECT count(*) FROM {PAGE_QUERY.table} WHERE query LIKE '%off?' AND clicks >= ?",
+            [1.0],
+        ).fetchone()
+    assert row == (1,)
+    with pytest.raises(RuntimeError), wh.transaction() as conn:
+        conn.execute(f"DELETE FROM {PAGE_QUERY.table}")
+        raise RuntimeError("roll back")
+    assert len(table_rows(wh, PAGE_QUERY.table)) == 4
+
+
+def test_qmark_conversion_leaves_quoted_text_alone():
+    assert qmark_to_pyformat("SELECT '?' , x FROM t WHERE a = ? AND b LIKE '5%'") == (
+        "SELECT '?' , x FROM t WHERE a = %s AND b LIKE '5%%'"
+    )
+
+
+def test_open_warehouse_urls(tmp_path):
+    assert open_warehouse(f"duckdb:///{tmp_path}/w.duckdb").path == f"{tmp_path}/w.duckdb"
+    assert open_warehouse(str(tmp_path / "x.duckdb")).dialect == "duckdb"
+    assert open_warehouse("postgresql://u@h/db").dialect == "postgres"
+    with pytest.raises(ValueError, match="names no DuckDB file"):
+        open_warehouse("duckdb://")
+
+
+def _write_many(url: str, barrier, salt: str, same_partition: bool, times: int) -> None:
+    wh = open_warehouse(url)
+    barrier.wait()
+    for i in range(times):
+        # Different partitions: p1 writes days +10.., p2 days +20..
+        day = DAY if same_partition else DAY + dt.timedelta(days=10 * int(salt[1:]) + i)
+        wh.write_partition(make_batch(day=day, n=2000, salt=salt, run_id=salt))
+
+
+@pytest.mark.parametrize("same_partition", [True, False], ids=["same", "different"])
+def test_two_processes_writing_at_once_leave_exactly_one_copy(warehouse_url, same_partition):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    workers = [
+        ctx.Process(target=_write_many, args=(warehouse_url, barrier, salt, same_partition, 8))
+        for salt in ("p1", "p2")
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    per_day = wh.read_sql(
+        f"SELECT date, count(*) AS n, count(DISTINCT search_type || page || query) AS keys, "
+        f"min(query) AS q FROM {PAGE_QUERY.table} GROUP BY date ORDER BY date"
+    )
+    ledger = wh.read_sql(f"SELECT date, count(*) AS n FROM {LEDGER_TABLE} GROUP BY date")
+    expected_days = 1 if same_partition else 16
+    assert len(per_day) == expected_days
+    assert set(per_day["n"]) == {2000}
+    assert set(per_day["keys"]) == {2000}
+    assert set(ledger["n"]) == {1} and len(ledger) == expected_days
+
+
+def _hold_duckdb_lock(path: str, locked, release) -> None:
+    con = duckdb.connect(path)
+    locked.set()
+    release.wait(60)
+    con.close()
+
+
+def test_duckdb_write_waits_for_another_process_lock(duckdb_path, monkeypatch):
+    wh = open_warehouse(duckdb_path)
+    wh.ensure_schema([PAGE_QUERY])
+    ctx = multiprocessing.get_context("spawn")
+    locked, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_duckdb_lock, args=(duckdb_path, locked, release))
+    holder.start()
+    assert locked.wait(30)
+
+    refused = threading.Event()
+    real_connect = duckdb.connect
+
+    def connect(*args, **kwargs):
+        try:
+            return real_connect(*args, **kwargs)
+        except duckdb.IOException:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(gsc_duckdb.duckdb, "connect", connect)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            wh.write_partition(make_batch(n=10))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert refused.wait(30), "the writer never met the other process's lock"
+    release.set()
+    writer.join(60)
+    holder.join(30)
+    assert errors == []
+    assert wh.lock_retries >= 1
+    assert len(table_rows(wh, PAGE_QUERY.table)) == 10
+
+
+def test_duckdb_gives_up_after_the_lock_wait(duckdb_path):
+    ctx = multiprocessing.get_context("spawn")
+    locked, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_duckdb_lock, args=(duckdb_path, locked, release))
+    holder.start()
+    try:
+        assert locked.wait(30)
+        wh = gsc_duckdb.DuckDBWarehouse(duckdb_path, lock_wait_seconds=0.3)
+        with pytest.raises(duckdb.IOException, match="Could not set lock"):
+            wh.ensure_schema([PAGE_QUERY])
+    finally:
+        release.set()
+        holder.join(30)
