@@ -110,8 +110,7 @@ def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
         table = REPORTS[name].table
         df = warehouse.read_sql(
             f"SELECT count(*) AS n, count(DISTINCT date) AS days, coalesce(sum(clicks), 0) AS c "
-            f"FROM {table}",
-            {},
+            f"FROM {table}"
         )
         row = df.iloc[0]
         lines.append(
@@ -119,7 +118,7 @@ def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
             f"{int(row['c']):>10,} clicks"
         )
     ledger = warehouse.read_sql(
-        "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger", {}
+        "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger"
     ).iloc[0]
     lines.append(f"  gsc_fetch_ledger: {int(ledger['pages']):,} API pages for {int(ledger['sites'])} properties")
     return lines

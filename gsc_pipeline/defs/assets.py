@@ -47,6 +47,7 @@ def build_fetch_asset(
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
         warehouse = context.resources.warehouse.open()
+        warehouse.ensure_schema([report])
         stop = threading.Event()
         done = 0
 
