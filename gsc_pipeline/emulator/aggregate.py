@@ -8,12 +8,12 @@ join; paging through a day never regroups the facts.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import re2
 
 from gsc_pipeline.emulator.config import PACIFIC, SwitchConfig
@@ -68,7 +68,7 @@ class Report:
 
 
 def _json(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return orjson.dumps(value).decode()
 
 
 def _predicate(f: Filter, casefold: bool) -> Callable[[str], bool]:
@@ -137,9 +137,11 @@ class ReportBuilder:
         last = min(spec.end, today)
         while day <= last:
             age = (today - day).days
+            # Hourly data only reaches back HOURLY_DAYS days.
             if "hour" in spec.dimensions and age >= HOURLY_DAYS:
-                pass
-            elif day < incomplete_from:
+                day += dt.timedelta(days=1)
+                continue
+            if day < incomplete_from:
                 days.append((day, 1.0))
             elif spec.data_state != "final":
                 # Fresh days fill in as Google processes them: a larger share each day.
@@ -266,7 +268,7 @@ class ReportBuilder:
                     for d, _ in days for h in range(24)
                 ]
             elif dim == "page":
-                table = [_json(p) for p in vocabulary.pages]
+                table = vocabulary.pages_json
             elif dim == "country":
                 table = [_json(c) for c in COUNTRIES]
             elif dim == "device":
@@ -274,7 +276,7 @@ class ReportBuilder:
             elif dim == "searchAppearance":
                 table = [_json(a) for a in APPEARANCES]
             else:
-                columns.append([_json(vocabulary.query(c)) for c in picked])
+                columns.append([vocabulary.query_json(c) for c in picked])
                 continue
             columns.append([table[c] for c in picked])
         return columns
@@ -304,27 +306,31 @@ def _empty(aggregation: str, metadata: dict[str, str] | None) -> Report:
     return Report([], none, none, aggregation, metadata)
 
 
+def _numbers(values: list[int] | list[float]) -> list[str]:
+    # One orjson call formats a whole column; JSON numbers never contain commas.
+    return orjson.dumps(values).decode()[1:-1].split(",") if values else []
+
+
 def _serialise(
     keys: list[list[str]],
     clicks: list[int],
     impressions: list[int],
     positions: list[float] | None,
 ) -> list[bytes]:
-    """One JSON object per row, built by string formatting: ~1 µs a row, no dict per row.
+    """One JSON object per row, built by string formatting without a dict per row.
 
-    Keys arrive JSON-encoded; repr() of a finite float is valid JSON.
+    Keys arrive JSON-encoded and numbers are formatted column-wise, which keeps a 50,000-row
+    report to a few tens of milliseconds.
     """
-    ctrs = [c / i for c, i in zip(clicks, impressions, strict=True)]
+    ctrs = _numbers([c / i for c, i in zip(clicks, impressions, strict=True)])
     if keys:
         prefixes = ['{"keys":[' + ",".join(k) + "]," for k in zip(*keys, strict=True)]
     else:
         prefixes = ["{"] * len(clicks)
+    columns = zip(prefixes, _numbers(clicks), _numbers(impressions), ctrs, strict=True)
     if positions is None:
-        return [
-            f'{p}"clicks":{c},"impressions":{i},"ctr":{r!r}}}'.encode()
-            for p, c, i, r in zip(prefixes, clicks, impressions, ctrs, strict=True)
-        ]
+        return [f'{p}"clicks":{c},"impressions":{i},"ctr":{r}}}'.encode() for p, c, i, r in columns]
     return [
-        f'{p}"clicks":{c},"impressions":{i},"ctr":{r!r},"position":{q!r}}}'.encode()
-        for p, c, i, r, q in zip(prefixes, clicks, impressions, ctrs, positions, strict=True)
+        f'{p}"clicks":{c},"impressions":{i},"ctr":{r},"position":{q}}}'.encode()
+        for (p, c, i, r), q in zip(columns, _numbers(positions), strict=True)
     ]

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from gsc_pipeline.emulator.config import PropertyConfig
 
@@ -117,7 +118,7 @@ def _site_root(site_url: str) -> str:
 
 
 class Vocabulary:
-    """A site's page URLs and query strings, addressed by index."""
+    """A site's page URLs and query strings by index, also JSON-encoded for serialisation."""
 
     def __init__(self, site: PropertyConfig) -> None:
         root = _site_root(site.site_url)
@@ -125,13 +126,18 @@ class Vocabulary:
             f"{root}{_SECTIONS[i % len(_SECTIONS)]}/{query_text(i).replace(' ', '-')}-{i}"
             for i in range(1, site.pages)
         ]
+        self.pages_json = [orjson.dumps(p).decode() for p in self.pages]
         self.query_count = max(2, int(site.page_query_rows_per_day * 0.9))
-        self._queries: dict[int, str] = {}
+        self._queries_json: dict[int, str] = {}
 
     def query(self, index: int) -> str:
-        text = self._queries.get(index)
+        return query_text(index)
+
+    def query_json(self, index: int) -> str:
+        text = self._queries_json.get(index)
         if text is None:
-            text = self._queries[index] = query_text(index)
+            # Query words are plain ASCII, so quoting is the whole JSON encoding.
+            text = self._queries_json[index] = f'"{query_text(index)}"'
         return text
 
 

@@ -54,7 +54,9 @@ class ApiError(Exception):
         return orjson.dumps({"error": error})
 
 
-def bad_request(message: str, *, reason: str = "badRequest", location: str | None = None) -> ApiError:
+def bad_request(
+    message: str, *, reason: str = "badRequest", location: str | None = None
+) -> ApiError:
     return ApiError(400, message, reason, location=location)
 
 

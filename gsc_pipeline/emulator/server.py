@@ -146,6 +146,10 @@ class Emulator:
 
         site = self.config.site(site_url or "")
         if site is None:
+            # The other form of a known property (sc-domain: vs URL prefix) is a property the
+            # credential cannot read, which Google reports as 403, not as unknown.
+            if _host(site_url or "") in {_host(p.site_url) for p in self.config.properties}:
+                return _error(forbidden(site_url or "")), None
             return _error(not_found(site_url or "")), None
         if site.permission == "siteUnverifiedUser":
             return _error(forbidden(site.site_url)), None
@@ -317,6 +321,11 @@ class Emulator:
             case "GET", "authorized-user":
                 return self.authority.authorized_user_info(token_uri)
         return None
+
+
+def _host(site_url: str) -> str:
+    host = site_url.removeprefix("sc-domain:").split("://", 1)[-1].split("/", 1)[0]
+    return host.removeprefix("www.")
 
 
 def _abort(request: web.Request) -> None:
