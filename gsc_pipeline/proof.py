@@ -1,0 +1,339 @@
+"""Check queries that prove a sync complete and exact, from the fetch ledger and report tables.
+
+No Dagster here: `defs/checks.py` turns each `CheckOutcome` into an asset check result, and tests
+call these functions on crafted warehouses. Every query is plain SQL that runs the same on DuckDB
+and Postgres (`?` parameters, no backend-specific functions), and every outcome names the exact
+bad partitions (days) so a repair can re-fetch exactly those.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from gsc_pipeline.reports import DAILY_ROW_CAP, SITE, Report
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
+
+NO_MISSING_BATCHES = "no_missing_batches"
+NO_DUPLICATE_BATCHES = "no_duplicate_batches"
+ROWS_MATCH_LEDGER = "rows_match_ledger"
+TRUNCATED_DAYS = "truncated_days"
+ANONYMIZED_SHARE = "anonymized_share"
+# Checks whose failure means the partition's data is wrong (and worth re-fetching); the others
+# describe Google's data (cap, anonymization) and only warn.
+BLOCKING_CHECKS = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER)
+# Ahrefs measured ~46% of clicks hidden on average across 146k sites; above half is unusual
+# enough that a user should look (brand-poor long-tail sites can legitimately exceed it).
+ANONYMIZED_SHARE_WARN = 0.5
+# Metadata lists at most this many partitions; the count is always exact.
+LISTED_PARTITIONS = 200
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One check over a set of days: passed, the bad days, and metadata a user can plot."""
+
+    name: str
+    passed: bool
+    bad_days: tuple[dt.date, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bad_partitions(self) -> list[str]:
+        return [d.isoformat() for d in self.bad_days]
+
+
+@dataclass(frozen=True)
+class DaySpan:
+    """The days a check covers: a run's range, or None for the whole history."""
+
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    @classmethod
+    def of(cls, days: Iterable[dt.date] | None) -> DaySpan:
+        days = sorted(days or ())
+        return cls(days[0], days[-1]) if days else cls()
+
+    def where(self, column: str = "date") -> tuple[str, list[Any]]:
+        if self.first is None or self.last is None:
+            return "", []
+        return f" AND {column} >= ? AND {column} <= ?", [self.first, self.last]
+
+
+def _day(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return pd.Timestamp(value).date()
+
+
+def _outcome(name: str, bad: Iterable[dt.date], checked: int, **extra: Any) -> CheckOutcome:
+    bad_days = tuple(sorted(set(bad)))
+    return CheckOutcome(
+        name=name,
+        passed=not bad_days,
+        bad_days=bad_days,
+        metadata={
+            "bad_partition_count": len(bad_days),
+            "checked_partitions": checked,
+            "bad_partitions": ", ".join(d.isoformat() for d in bad_days[:LISTED_PARTITIONS]),
+            **extra,
+        },
+    )
+
+
+def no_missing_batches(
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    days: Sequence[dt.date] | None = None,
+    *,
+    expected_days: Iterable[dt.date] | None = None,
+) -> CheckOutcome:
+    """Per (search type, day), the ledger's start rows run 0, L, 2L, ... and end on a short page.
+
+    `days` limits the check to a run's range and every day in it must have ledger entries for
+    every search type; `expected_days` (the partitions Dagster says are materialized) must too.
+    """
+    span = DaySpan.of(days)
+    where, params = span.where()
+    ledger = warehouse.read_sql(
+        f"""
+        SELECT search_type, date,
+               COUNT(*) AS pages,
+               COUNT(DISTINCT start_row) AS distinct_starts,
+               MIN(start_row) AS min_start,
+               MAX(start_row) AS max_start,
+               MIN(row_limit) AS min_limit,
+               MAX(row_limit) AS max_limit,
+               SUM(CASE WHEN MOD(start_row, row_limit) <> 0 THEN 1 ELSE 0 END) AS off_grid,
+               SUM(CASE WHEN rows_returned < row_limit THEN 1 ELSE 0 END) AS short_pages,
+               MAX(CASE WHEN rows_returned < row_limit THEN start_row END) AS short_start
+        FROM {LEDGER_TABLE}
+        WHERE site_url = ? AND report = ?{where}
+        GROUP BY search_type, date
+        """,
+        [site_url, report.name, *params],
+    )
+    bad: set[dt.date] = set()
+    gaps = 0
+    for row in ledger.itertuples(index=False):
+        limit = int(row.max_limit)
+        contiguous = (
+            int(row.min_start) == 0
+            and int(row.min_limit) == limit
+            and int(row.off_grid) == 0
+            and int(row.max_start) == (int(row.distinct_starts) - 1) * limit
+        )
+        ends_short = int(row.short_pages) == 1 and not pd.isna(row.short_start) and int(
+            row.short_start
+        ) == int(row.max_start)
+        if not (contiguous and ends_short):
+            bad.add(_day(row.date))
+            gaps += 1
+    present = {(r.search_type, _day(r.date)) for r in ledger.itertuples(index=False)}
+    wanted = set(days or ()) | set(expected_days or ())
+    if days is None and expected_days is None:
+        wanted = {d for _, d in present}
+    unfetched = {
+        (search_type, day)
+        for day in wanted
+        for search_type in report.search_types
+        if (search_type, day) not in present
+    }
+    bad |= {day for _, day in unfetched}
+    return _outcome(
+        NO_MISSING_BATCHES,
+        bad,
+        checked=len(wanted | {d for _, d in present}),
+        broken_sequences=gaps,
+        unfetched_search_type_days=len(unfetched),
+    )
+
+
+def no_duplicate_batches(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """No batch key twice in the ledger and no natural key twice in the report table."""
+    where, params = DaySpan.of(days).where()
+    batches = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(copies - 1) AS extra
+        FROM (SELECT date, search_type, start_row, COUNT(*) AS copies
+              FROM {LEDGER_TABLE}
+              WHERE site_url = ? AND report = ?{where}
+              GROUP BY date, search_type, start_row
+              HAVING COUNT(*) > 1) dup
+        GROUP BY date
+        """,
+        [site_url, report.name, *params],
+    )
+    keys = ", ".join(report.key_columns)
+    rows = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(copies - 1) AS extra
+        FROM (SELECT {keys}, COUNT(*) AS copies
+              FROM {report.table}
+              WHERE site_url = ?{where}
+              GROUP BY {keys}
+              HAVING COUNT(*) > 1) dup
+        GROUP BY date
+        """,
+        [site_url, *params],
+    )
+    checked = warehouse.read_sql(
+        f"SELECT COUNT(DISTINCT date) AS n FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?"
+        f"{where}",
+        [site_url, report.name, *params],
+    )
+    bad = [_day(d) for d in batches["date"]] + [_day(d) for d in rows["date"]]
+    return _outcome(
+        NO_DUPLICATE_BATCHES,
+        bad,
+        checked=int(checked["n"].iloc[0]),
+        duplicate_batches=int(batches["extra"].sum()) if len(batches) else 0,
+        duplicate_rows=int(rows["extra"].sum()) if len(rows) else 0,
+    )
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def rows_match_ledger(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """Per day, the table's row count and click/impression sums equal what the ledger recorded."""
+    where, params = DaySpan.of(days).where()
+    table = warehouse.read_sql(
+        f"""
+        SELECT date, COUNT(*) AS rows_stored, SUM(clicks) AS clicks, SUM(impressions) AS impressions
+        FROM {report.table} WHERE site_url = ?{where} GROUP BY date
+        """,
+        [site_url, *params],
+    )
+    ledger = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(rows_returned) AS rows_fetched, SUM(clicks) AS clicks,
+               SUM(impressions) AS impressions
+        FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where} GROUP BY date
+        """,
+        [site_url, report.name, *params],
+    )
+    table["date"] = table["date"].map(_day)
+    ledger["date"] = ledger["date"].map(_day)
+    both = table.merge(ledger, on="date", how="outer", suffixes=("_table", "_ledger")).fillna(0)
+    bad = [
+        r.date
+        for r in both.itertuples(index=False)
+        if int(r.rows_stored) != int(r.rows_fetched)
+        or not _close(float(r.clicks_table), float(r.clicks_ledger))
+        or not _close(float(r.impressions_table), float(r.impressions_ledger))
+    ]
+    return _outcome(
+        ROWS_MATCH_LEDGER,
+        bad,
+        checked=len(both),
+        rows_stored=int(both["rows_stored"].sum()),
+        rows_fetched=int(both["rows_fetched"].sum()),
+        row_difference=int((both["rows_stored"] - both["rows_fetched"]).abs().sum()),
+    )
+
+
+def truncated_days(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """Days (per search type) that hit Google's 50,000-rows-per-day cap: rows beyond it are lost."""
+    where, params = DaySpan.of(days).where()
+    per_day = warehouse.read_sql(
+        f"""
+        SELECT search_type, date, SUM(rows_returned) AS rows_fetched
+        FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}
+        GROUP BY search_type, date
+        """,
+        [site_url, report.name, *params],
+    )
+    capped = per_day[per_day["rows_fetched"] >= DAILY_ROW_CAP]
+    return _outcome(
+        TRUNCATED_DAYS,
+        (_day(d) for d in capped["date"]),
+        checked=per_day["date"].nunique(),
+        truncated_search_type_days=len(capped),
+        daily_row_cap=DAILY_ROW_CAP,
+        max_rows_per_day=int(per_day["rows_fetched"].max()) if len(per_day) else 0,
+    )
+
+
+def anonymized_share(
+    warehouse: Warehouse,
+    site_url: str,
+    page_query: Report,
+    days: Sequence[dt.date] | None = None,
+    *,
+    threshold: float = ANONYMIZED_SHARE_WARN,
+) -> CheckOutcome:
+    """Share of the property's clicks (web) missing from page x query rows, per day.
+
+    Google drops rare (anonymized) queries from query-grouped rows but counts them in property
+    totals; the share is 1 - sum(page x query clicks) / property clicks. Days above `threshold`
+    are flagged; days missing either report are not measured.
+    """
+    where, params = DaySpan.of(days).where()
+    totals = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(clicks) AS property_clicks, SUM(impressions) AS property_impressions
+        FROM {SITE.table} WHERE site_url = ? AND search_type = 'web'{where} GROUP BY date
+        """,
+        [site_url, *params],
+    )
+    detail = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(clicks) AS query_clicks, SUM(impressions) AS query_impressions
+        FROM {page_query.table} WHERE site_url = ? AND search_type = 'web'{where} GROUP BY date
+        """,
+        [site_url, *params],
+    )
+    totals["date"] = totals["date"].map(_day)
+    detail["date"] = detail["date"].map(_day)
+    both = totals.merge(detail, on="date", how="inner")
+    both = both[both["property_clicks"] > 0]
+    share = 1.0 - both["query_clicks"] / both["property_clicks"]
+    property_clicks = float(both["property_clicks"].sum())
+    overall = 1.0 - float(both["query_clicks"].sum()) / property_clicks if property_clicks else 0.0
+    impressions = float(both["property_impressions"].sum())
+    overall_impressions = (
+        1.0 - float(both["query_impressions"].sum()) / impressions if impressions else 0.0
+    )
+    return _outcome(
+        ANONYMIZED_SHARE,
+        both.loc[share > threshold, "date"],
+        checked=len(both),
+        anonymized_click_share=round(overall, 4),
+        anonymized_impression_share=round(overall_impressions, 4),
+        max_daily_click_share=round(float(share.max()), 4) if len(share) else 0.0,
+        threshold=threshold,
+    )
+
+
+def report_checks(
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    days: Sequence[dt.date] | None = None,
+    *,
+    expected_days: Iterable[dt.date] | None = None,
+) -> list[CheckOutcome]:
+    """The four per-report checks, over a run's days or (days=None) the whole history."""
+    return [
+        no_missing_batches(warehouse, site_url, report, days, expected_days=expected_days),
+        no_duplicate_batches(warehouse, site_url, report, days),
+        rows_match_ledger(warehouse, site_url, report, days),
+        truncated_days(warehouse, site_url, report, days),
+    ]
