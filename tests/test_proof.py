@@ -125,7 +125,8 @@ def test_duplicate_batch_and_duplicate_key_are_caught(good: Warehouse) -> None:
             (DAY1,),
         )
         conn.execute(
-            "INSERT INTO gsc_page_query SELECT * FROM gsc_page_query WHERE date = ? AND query = 'q3'",
+            "INSERT INTO gsc_page_query SELECT * FROM gsc_page_query "
+            "WHERE date = ? AND query = 'q3'",
             (DAY3,),
         )
     outcome = proof.no_duplicate_batches(good, SITE_URL, PQ, DAYS)
@@ -140,8 +141,10 @@ def test_duplicate_batch_and_duplicate_key_are_caught(good: Warehouse) -> None:
 def test_rows_not_matching_the_ledger_are_caught(good: Warehouse) -> None:
     with good.transaction() as conn:
         conn.execute("DELETE FROM gsc_page_query WHERE date = ? AND query = 'q0'", (DAY1,))
-        conn.execute("UPDATE gsc_page_query SET clicks = clicks + 1 WHERE date = ? AND query = 'q1'",
-                     (DAY2,))  # fmt: skip
+        conn.execute(
+            "UPDATE gsc_page_query SET clicks = clicks + 1 WHERE date = ? AND query = 'q1'",
+            (DAY2,),
+        )
     outcome = proof.rows_match_ledger(good, SITE_URL, PQ, DAYS)
     assert outcome.bad_partitions == ["2026-03-01", "2026-03-02"]
     assert outcome.metadata["row_difference"] == 1
