@@ -55,7 +55,10 @@ def load_credentials(
     try:
         if found == "service_account":
             return service_account.Credentials.from_service_account_info(info, scopes=scopes)
-        return user_credentials.Credentials.from_authorized_user_info(info, scopes=scopes)
+        user = user_credentials.Credentials.from_authorized_user_info(info, scopes=scopes)
+        # from_authorized_user_info always sets Google's token endpoint; honour the file's
+        # (the emulator issues tokens itself).
+        return user.with_token_uri(info["token_uri"]) if info.get("token_uri") else user
     except (ValueError, KeyError) as exc:
         raise AuthError(f"{where}: incomplete {found} credentials ({exc})") from exc
 

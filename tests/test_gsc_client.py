@@ -1,0 +1,201 @@
+"""The GSC client against the emulator over real HTTP: typed errors, retries, quota, threads."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gsc_pipeline.emulator.testing import running_emulator
+from gsc_pipeline.gsc import (
+    AuthError,
+    Cancelled,
+    GscClient,
+    InvalidRequest,
+    QuotaExceeded,
+    RetryPolicy,
+    SiteNotFound,
+    SitePermissionDenied,
+    load_credentials,
+)
+
+TODAY = "2026-08-18"
+SITE = "sc-domain:example.com"
+FAST_RETRY = RetryPolicy(max_attempts=5, base_wait=0.01, max_wait=0.05)
+
+
+def body(day: str = "2026-08-01", **extra) -> dict:
+    return {
+        "startDate": day,
+        "endDate": day,
+        "dimensions": ["date", "page", "query"],
+        "type": "web",
+        "rowLimit": 500,
+        "startRow": 0,
+        "dataState": "final",
+        **extra,
+    }
+
+
+@pytest.fixture
+def emulator():
+    with running_emulator({"today": TODAY}) as handle:
+        yield handle
+
+
+@pytest.fixture
+def client(emulator):
+    return GscClient(emulator.base_url, qpm_budget=60_000, timeout=10, retry_policy=FAST_RETRY)
+
+
+def test_query_returns_rows_and_counts_the_call(client, emulator):
+    result = client.query(SITE, body())
+    assert len(result["rows"]) == 500
+    assert result["rows"][0]["keys"][0] == "2026-08-01"
+    assert client.stats.api_calls == 1 and client.stats.retries == 0
+    assert len(client.stats.latencies_ms) == 1
+    assert emulator.stats()["requests_total"] == 1
+    assert {s["siteUrl"] for s in client.list_sites()} >= {SITE, "https://www.example.org/"}
+    assert client.get_site(SITE)["permissionLevel"] == "siteOwner"
+
+
+@pytest.mark.parametrize(
+    ("site", "request_body", "error", "text"),
+    [
+        ("sc-domain:not-yours.example", body(), SitePermissionDenied, "add it as a user"),
+        ("sc-domain:nowhere.example", body(), SiteNotFound, "not a property of this account"),
+        (SITE, body(dimensions=["date", "page", "page"]), InvalidRequest,
+         "Duplicate dimensions are not allowed."),
+    ],
+)  # fmt: skip
+def test_permanent_errors_are_typed_and_not_retried(client, emulator, site, request_body, error,
+                                                    text):  # fmt: skip
+    with pytest.raises(error, match=text) as info:
+        client.query(site, request_body)
+    assert str(info.value).startswith(site)
+    assert info.value.attempts == 1
+    assert emulator.stats()["requests_total"] == 1
+    assert client.stats.retries == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("status", 503), ("status", 500), ("reset", 0), ("truncated", 0), ("malformed", 0)],
+)
+def test_transient_faults_are_retried_to_the_same_answer(client, emulator, kind, status):
+    expected = client.query(SITE, body())
+    emulator.script_fault(SITE, date="2026-08-01", kind=kind, status=status or 503, times=2)
+    assert client.query(SITE, body()) == expected
+    assert client.stats.retries >= 1
+    # The scripted faults were all consumed: the emulator answered them, then the good one.
+    assert emulator.stats()["requests_total"] >= 3
+
+
+def test_a_hung_response_times_out_and_is_retried():
+    with running_emulator({"today": TODAY, "faults": {"slow_seconds": 1}}) as emulator:
+        client = GscClient(emulator.base_url, timeout=0.3, retry_policy=FAST_RETRY)
+        emulator.script_fault(SITE, kind="slow", times=1)
+        assert len(client.query(SITE, body())["rows"]) == 500
+        assert client.stats.retries == 1
+
+
+def test_a_persistent_fault_fails_naming_the_attempts(client, emulator):
+    from gsc_pipeline.gsc import TransientError
+
+    emulator.script_fault(SITE, kind="status", status=503, times=50)
+    with pytest.raises(TransientError, match="gave up after 5 attempts"):
+        client.query(SITE, body())
+    assert emulator.stats()["requests_total"] == 5
+
+
+@pytest.mark.parametrize("qps_status", [429, 403])
+def test_qps_rejections_are_retried(qps_status):
+    config = {"today": TODAY, "time_scale": 60, "quotas": {"site_qpm": 5, "qps_status": qps_status}}
+    with running_emulator(config) as emulator:
+        # No proactive limit here (a huge budget), so the server's bucket must push back.
+        client = GscClient(
+            emulator.base_url,
+            qpm_budget=1e7,
+            retry_policy=RetryPolicy(max_attempts=30, base_wait=0.02, max_wait=0.1),
+        )
+        results = [client.query(SITE, body(rowLimit=1)) for _ in range(12)]
+        assert all(len(r["rows"]) == 1 for r in results)
+        stats = emulator.stats()
+        assert stats["quota_rejections"]["site"] >= 1
+        assert client.stats.retries == stats["quota_rejections"]["site"]
+        assert client.stats.quota_wait_seconds > 0
+
+
+def test_load_quota_fails_after_capped_waits():
+    config = {
+        "today": TODAY,
+        "quotas": {"load": {"enabled": True, "short_window_budget": 10}},
+    }
+    with running_emulator(config) as emulator:
+        client = GscClient(
+            emulator.base_url,
+            retry_policy=RetryPolicy(load_attempts=3, load_wait=0.01, load_wait_cap=0.02),
+        )
+        client.query(SITE, body())  # page x query costs 9 of the 10 units
+        with pytest.raises(QuotaExceeded, match="gave up after 3 attempts") as info:
+            client.query(SITE, body())
+        assert info.value.kind == "load"
+        assert emulator.stats()["quota_rejections"]["load"] == 3
+        assert 0.02 <= client.stats.quota_wait_seconds < 1
+
+
+def test_rate_limiter_keeps_peak_qpm_under_budget():
+    # A 2-second emulated minute; the site allows 120/min; we budget 80% of it.
+    scale, site_qpm = 30, 120
+    config = {"today": TODAY, "time_scale": scale, "quotas": {"site_qpm": site_qpm}}
+    with running_emulator(config) as emulator:
+        budget = 0.8 * site_qpm
+        client = GscClient(emulator.base_url, qpm_budget=budget * scale, retry_policy=FAST_RETRY)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda _: client.query(SITE, body(rowLimit=1)), range(150)))
+        stats = emulator.stats()
+    peak = stats["peak_qpm_by_site"][SITE]
+    assert stats["quota_rejections"]["site"] == 0
+    assert stats["requests_total"] == 150
+    # Inside the budget (plus the limiter's burst of 2), yet close to it: the budget is used.
+    assert 0.8 * budget <= peak <= budget + 2
+    assert client.stats.quota_wait_seconds > 0
+
+
+def test_many_threads_share_one_client(client, emulator):
+    days = [f"2026-07-{d:02d}" for d in range(1, 31)]
+    expected = {d: client.query(SITE, body(d, rowLimit=50)) for d in days}
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda d: (d, client.query(SITE, body(d, rowLimit=50))), days * 3))
+    assert all(result == expected[d] for d, result in got)
+    assert client.stats.api_calls == 4 * len(days) == emulator.stats()["requests_total"]
+    assert len(client.stats.latencies_ms) == client.stats.api_calls
+
+
+def test_stop_event_prevents_calls(client, emulator):
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        client.query(SITE, body(), stop_event=stop)
+    assert emulator.stats()["requests_total"] == 0
+
+
+def test_quota_user_is_sent(client, emulator):
+    GscClient(emulator.base_url, quota_user="tenant-42").query(SITE, body(rowLimit=1))
+    assert "tenant-42" in emulator.stats()["peak_qpm_by_user"]
+
+
+@pytest.mark.parametrize("kind", ["service_account", "oauth"])
+def test_credentials_authenticate_against_the_emulator(tmp_path, kind):
+    config = {"today": TODAY, "switches": {"auth_required": True}}
+    with running_emulator(config) as emulator:
+        with pytest.raises(AuthError, match="rejected"):
+            GscClient(emulator.base_url).query(SITE, body(rowLimit=1))
+        if kind == "service_account":
+            path = emulator.write_service_account_key(tmp_path / "key.json")
+        else:
+            path = emulator.write_authorized_user(tmp_path / "user.json")
+        credentials = load_credentials(kind, path=path)
+        client = GscClient(emulator.base_url, credentials=credentials)
+        assert len(client.query(SITE, body(rowLimit=3))["rows"]) == 3
