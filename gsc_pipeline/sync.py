@@ -256,6 +256,7 @@ def sync_days(
     if data_state not in ("final", "all"):
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
+    warehouse.ensure_schema([report])
     pending = all_days[::-1]
     halt = threading.Event()  # set on stop or on the first error; workers check it
     results: list[PartitionResult] = []

@@ -1,0 +1,336 @@
+"""sync_days end to end: the emulator over HTTP, real DuckDB files and real Postgres."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import httplib2
+import pytest
+from googleapiclient.discovery import build
+
+from gsc_pipeline.emulator.testing import running_emulator
+from gsc_pipeline.gsc import (
+    ClientStats,
+    GscClient,
+    InvalidRequest,
+    RetryPolicy,
+    SitePermissionDenied,
+)
+from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
+from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
+from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
+
+TODAY = "2026-08-18"
+SHOP = "sc-domain:shop.example"  # ~30,000 rows a day: two pages at rowLimit 25,000
+SMALL = "https://www.example.org/"
+HUGE = "sc-domain:huge.example"  # more than Google's 50,000 rows a day
+DAY = dt.date(2026, 8, 1)
+FAST_RETRY = RetryPolicy(max_attempts=6, base_wait=0.01, max_wait=0.05)
+WEB_IMAGE = Report("page_query_web_image", ("page", "query"), search_types=("web", "image"))
+
+PROPERTIES = [
+    {"site_url": SHOP, "page_query_rows_per_day": 30000, "pages": 4000,
+     "search_types": ["web", "image", "discover"]},
+    {"site_url": SMALL, "page_query_rows_per_day": 150, "pages": 40,
+     "search_types": ["web", "image"], "permission": "siteFullUser"},
+    {"site_url": HUGE, "page_query_rows_per_day": 70000, "pages": 9000},
+    {"site_url": "sc-domain:not-yours.example", "permission": "siteUnverifiedUser"},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with running_emulator({"today": TODAY, "properties": PROPERTIES}) as handle:
+        yield handle
+
+
+@pytest.fixture(autouse=True)
+def _clean_emulator(emulator):
+    emulator.clear_faults()
+    emulator.reset_stats()
+    emulator.reset_quotas()
+
+
+@pytest.fixture
+def client(emulator) -> GscClient:
+    return GscClient(emulator.base_url, qpm_budget=1e6, timeout=30, retry_policy=FAST_RETRY)
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request):
+    if request.param == "duckdb":
+        return open_warehouse(request.getfixturevalue("duckdb_path"))
+    return open_warehouse(request.getfixturevalue("postgres_schema_url"))
+
+
+def direct_rows(emulator, site: str, report: Report, day: dt.date) -> list[tuple]:
+    """The day's rows fetched by hand with the stock client, paging until a short page."""
+    service = build(
+        "searchconsole", "v1", http=httplib2.Http(),
+        client_options={"api_endpoint": emulator.base_url}, static_discovery=True,
+    )  # fmt: skip
+    out = []
+    for search_type in report.search_types:
+        start = 0
+        while True:
+            body = {
+                "startDate": day.isoformat(), "endDate": day.isoformat(),
+                "dimensions": report.api_dimensions, "type": search_type,
+                "aggregationType": report.aggregation_type, "rowLimit": report.row_limit,
+                "startRow": start,
+            }  # fmt: skip
+            rows = service.searchanalytics().query(siteUrl=site, body=body).execute().get(
+                "rows", []
+            )
+            out += [
+                (search_type, day, *r["keys"][1:], r["clicks"], r["impressions"], r["ctr"],
+                 r.get("position"))
+                for r in rows
+            ]  # fmt: skip
+            if len(rows) < report.row_limit:
+                break
+            start += report.row_limit
+    return sorted(out, key=repr)
+
+
+def stored_rows(warehouse, site: str, report: Report, day: dt.date) -> list[tuple]:
+    dims = ", ".join(report.dimensions)
+    with warehouse.transaction() as conn:
+        rows = conn.execute(
+            f"SELECT search_type, date, {dims + ', ' if dims else ''}clicks, impressions, ctr, "
+            f"position FROM {report.table} WHERE site_url = ? AND date = ?",
+            [site, day],
+        ).fetchall()
+    return sorted(rows, key=repr)
+
+
+def ledger(warehouse, site: str, report: Report) -> list[tuple]:
+    with warehouse.transaction() as conn:
+        return conn.execute(
+            f"SELECT date, search_type, start_row, row_limit, rows_returned, clicks, impressions "
+            f"FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? "
+            "ORDER BY date, search_type, start_row",
+            [site, report.name],
+        ).fetchall()
+
+
+def count_rows(warehouse, report: Report) -> int:
+    with warehouse.transaction() as conn:
+        return conn.execute(f"SELECT count(*) FROM {report.table}").fetchone()[0]
+
+
+def test_days_equal_a_direct_paged_fetch(emulator, client, warehouse):
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    results = sync_days(client, warehouse, SHOP, WEB_IMAGE, days, run_id="r1", concurrency=2)
+    assert sorted(r.day for r in results) == days
+    for day in days:
+        expected = direct_rows(emulator, SHOP, WEB_IMAGE, day)
+        assert len(expected) > 25_000  # web alone needs a second page
+        assert stored_rows(warehouse, SHOP, WEB_IMAGE, day) == expected
+    pages = ledger(warehouse, SHOP, WEB_IMAGE)
+    web_pages = [p for p in pages if p[0] == DAY and p[1] == "web"]
+    assert [p[2] for p in web_pages] == [0, 25_000]
+    assert web_pages[0][4] == 25_000 and 0 < web_pages[1][4] < 25_000
+    by_day = {r.day: r for r in results}
+    for day in days:
+        result = by_day[day]
+        assert result.rows == sum(p[4] for p in pages if p[0] == day)
+        assert result.pages == len([p for p in pages if p[0] == day]) == result.api_calls
+        assert result.clicks == pytest.approx(sum(p[5] for p in pages if p[0] == day))
+        assert not result.truncated
+
+
+@pytest.mark.parametrize("report", [PAGE, SITE], ids=lambda r: r.name)
+def test_other_reports_equal_a_direct_fetch(emulator, client, warehouse, report):
+    sync_days(client, warehouse, SMALL, report, [DAY], run_id="r1")
+    expected = direct_rows(emulator, SMALL, report, DAY)
+    assert expected and stored_rows(warehouse, SMALL, report, DAY) == expected
+
+
+def test_the_50k_daily_cap_is_paged_to_the_end_and_flagged(emulator, client, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    [result] = sync_days(client, warehouse, HUGE, PAGE_QUERY, [DAY], run_id="r1")
+    assert result.rows == 50_000 and result.truncated
+    assert [p[2:5] for p in ledger(warehouse, HUGE, PAGE_QUERY)] == [
+        (0, 25_000, 25_000), (25_000, 25_000, 25_000), (50_000, 25_000, 0),
+    ]  # fmt: skip
+    assert result.metadata()["truncated_days"] == 1
+
+
+def test_faults_are_retried_and_the_result_is_still_exact(emulator, client, warehouse):
+    for kind, start_row in (("status", 0), ("truncated", 25_000), ("malformed", 0),
+                            ("reset", 25_000)):  # fmt: skip
+        emulator.script_fault(SHOP, date=DAY, start_row=start_row, kind=kind, times=2)
+    [result] = sync_days(client, warehouse, SHOP, WEB_IMAGE, [DAY], run_id="r1")
+    assert result.retries >= 4
+    assert result.api_calls == result.pages + result.retries
+    assert stored_rows(warehouse, SHOP, WEB_IMAGE, DAY) == direct_rows(
+        emulator, SHOP, WEB_IMAGE, DAY
+    )
+    assert len(ledger(warehouse, SHOP, WEB_IMAGE)) == result.pages
+
+
+def test_resync_changes_nothing(emulator, client, warehouse):
+    days = [DAY, DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)]
+    sync_days(client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1")
+    first = [stored_rows(warehouse, SMALL, WEB_IMAGE, d) for d in days]
+    first_ledger = ledger(warehouse, SMALL, WEB_IMAGE)
+    sync_days(client, warehouse, SMALL, WEB_IMAGE, days, run_id="r2", concurrency=3)
+    assert [stored_rows(warehouse, SMALL, WEB_IMAGE, d) for d in days] == first
+    assert ledger(warehouse, SMALL, WEB_IMAGE) == first_ledger
+    assert count_rows(warehouse, WEB_IMAGE) == sum(len(r) for r in first)
+
+
+@pytest.mark.parametrize(
+    ("site", "report", "error", "text"),
+    [
+        ("sc-domain:not-yours.example", PAGE_QUERY, SitePermissionDenied, "add it as a user"),
+        (SHOP, Report("discover_query", ("query",), search_types=("discover",)), InvalidRequest,
+         "cannot be grouped by query"),
+    ],
+)  # fmt: skip
+def test_permanent_errors_leave_nothing_written(client, warehouse, site, report, error, text):
+    days = [DAY + dt.timedelta(days=i) for i in range(4)]
+    with pytest.raises(error, match=text) as info:
+        sync_days(client, warehouse, site, report, days, run_id="r1", concurrency=2)
+    assert "0 day(s) written" in "".join(info.value.__notes__)
+    assert count_rows(warehouse, report) == 0
+    assert ledger(warehouse, site, report) == []
+
+
+def test_an_error_stops_scheduling_and_written_days_stand(emulator, client, warehouse):
+    days = [DAY + dt.timedelta(days=i) for i in range(6)]
+    emulator.script_fault(SMALL, date=days[2], kind="status", status=503, times=50)
+    written: list[dt.date] = []
+    with pytest.raises(Exception, match="gave up after 6 attempts"):
+        sync_days(
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=1,
+            on_partition=lambda r: written.append(r.day),
+        )  # fmt: skip
+    assert written == days[:2]
+    with warehouse.transaction() as conn:
+        stored = conn.execute(f"SELECT DISTINCT date FROM {WEB_IMAGE.table} ORDER BY date")
+        assert [r[0] for r in stored.fetchall()] == days[:2]
+
+
+def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    emulator.reset_stats()
+    client = GscClient(emulator.base_url, qpm_budget=1e6, retry_policy=FAST_RETRY)
+    stop = threading.Event()
+    seen_at_stop: list[int] = []
+    days = [DAY - dt.timedelta(days=i) for i in range(12)]
+
+    def on_partition(result: PartitionResult) -> None:
+        if not stop.is_set():
+            seen_at_stop.append(emulator.stats()["requests_total"])
+            stop.set()
+
+    with pytest.raises(SyncCancelled) as info:
+        sync_days(
+            client, warehouse, SHOP, WEB_IMAGE, days, run_id="r1", concurrency=3,
+            stop_event=stop, on_partition=on_partition,
+        )  # fmt: skip
+    written = sorted(r.day for r in info.value.written)
+    assert 1 <= len(written) < len(days)
+    # In-flight calls finished; no new call started after the stop.
+    assert emulator.stats()["requests_total"] - seen_at_stop[0] <= 3
+    with warehouse.transaction() as conn:
+        stored = conn.execute(
+            f"SELECT date, count(*) FROM {WEB_IMAGE.table} GROUP BY date ORDER BY date"
+        ).fetchall()
+    assert [d for d, _ in stored] == written
+    for day, n in stored:  # every written day is complete
+        assert n == len(direct_rows(emulator, SHOP, WEB_IMAGE, day))
+
+
+def test_stop_during_a_retry_backoff_returns_at_once(emulator, duckdb_path):
+    stop = threading.Event()
+
+    class StopOnRetry(ClientStats):
+        def record_retry(self) -> None:
+            super().record_retry()
+            stop.set()
+
+    client = GscClient(
+        emulator.base_url, retry_policy=RetryPolicy(base_wait=600, max_wait=600)
+    )
+    client.stats = StopOnRetry()
+    emulator.script_fault(SMALL, kind="status", status=503, times=50)
+    warehouse = open_warehouse(duckdb_path)
+    with pytest.raises(SyncCancelled, match="0 of 1"):
+        sync_days(client, warehouse, SMALL, PAGE, [DAY], run_id="r1", stop_event=stop)
+    assert emulator.stats()["requests_total"] == 1
+
+
+@pytest.mark.parametrize("case", ["camel", "snake"])
+def test_fresh_data_records_first_incomplete_date(emulator, client, duckdb_path, case):
+    emulator.set_switch("metadata_key_case", case)
+    warehouse = open_warehouse(duckdb_path)
+    day = dt.date(2026, 8, 17)
+    [result] = sync_days(client, warehouse, SMALL, PAGE, [day], run_id="r1", data_state="all")
+    assert result.first_incomplete_date is not None
+    assert result.data_state == "all"
+    with warehouse.transaction() as conn:
+        row = conn.execute(
+            f"SELECT data_state, first_incomplete_date FROM {LEDGER_TABLE}"
+        ).fetchone()
+    assert row == ("all", result.first_incomplete_date)
+
+
+def test_days_run_concurrently_and_callbacks_come_from_the_caller(emulator, client, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    caller = threading.get_ident()
+    threads: set[int] = set()
+    days = [DAY - dt.timedelta(days=i) for i in range(8)]
+    results = sync_days(
+        client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=4,
+        on_partition=lambda r: threads.add(threading.get_ident()),
+    )  # fmt: skip
+    assert threads == {caller}
+    assert sorted(r.day for r in results) == sorted(days)
+    assert 1 <= emulator.stats()["peak_concurrent_requests"] <= 4
+    meta = results[0].metadata()
+    assert all(isinstance(v, (str, int, float, bool, type(None))) for v in meta.values())
+    assert {"rows", "pages", "api_calls", "retries", "quota_wait_seconds", "fetch_seconds",
+            "write_seconds", "latency_p50_ms", "latency_p95_ms", "achieved_qpm",
+            "truncated_days"} <= set(meta)  # fmt: skip
+
+
+class ScriptedClient:
+    """A stand-in client answering from a dict of day -> rows (for data the API must not send)."""
+
+    def __init__(self, rows_by_day):
+        self.rows_by_day = rows_by_day
+
+    def query(self, site_url, body, *, stop_event=None, sink=None):
+        return {"rows": self.rows_by_day[body["startDate"]]}
+
+
+def good_row(day: str, i: int) -> dict:
+    return {"keys": [day, f"https://s/{i}", f"q{i}"], "clicks": 1, "impressions": 2,
+            "ctr": 0.5, "position": 3.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "text"),
+    [
+        ({"keys": ["2026-08-02", "p"], "clicks": 1, "impressions": 2}, "keys of the wrong length"),
+        ({"keys": ["2026-07-02", "p", "q"], "clicks": 1, "impressions": 2}, "dated 2026-07-02"),
+        ({"keys": ["2026-08-02", "p", "q"], "clicks": 3, "impressions": 2}, "more clicks than"),
+    ],
+)
+def test_bad_api_data_writes_nothing_for_that_day(duckdb_path, bad_row, text):
+    rows = {
+        "2026-08-01": [good_row("2026-08-01", i) for i in range(3)],
+        "2026-08-02": [good_row("2026-08-02", 0), bad_row],
+    }
+    warehouse = open_warehouse(duckdb_path)
+    days = [dt.date(2026, 8, 1), dt.date(2026, 8, 2)]
+    with pytest.raises(BadApiData, match=text):
+        sync_days(ScriptedClient(rows), warehouse, SHOP, PAGE_QUERY, days, run_id="r",
+                  concurrency=1)  # fmt: skip
+    with warehouse.transaction() as conn:
+        stored = conn.execute(f"SELECT DISTINCT date FROM {PAGE_QUERY.table}").fetchall()
+    assert stored == [(dt.date(2026, 8, 1),)]
