@@ -43,7 +43,9 @@ def launch_backfill(
 ) -> str:
     """Send launchPartitionBackfill and return the backfill id."""
     target = WorkspaceFileTarget(paths=[str(workspace_file)])
-    with WorkspaceProcessContext(instance, target) as process_context:
+    with WorkspaceProcessContext(
+        instance, target, code_server_log_level="WARNING"
+    ) as process_context:
         request_context = process_context.create_request_context()
         errors = [
             f"{name}: {entry.load_error.message}"
