@@ -163,8 +163,10 @@ class Emulator:
             self.stats.rejected("load")
             return _error(load_exceeded()), spec.report
         fault = self.faults.pick(site.site_url, spec)
-        if fault is not None and fault.kind == "status":
-            return _error(backend_error(fault.status)), spec.report
+        if fault is not None:
+            self.stats.fault(f"status_{fault.status}" if fault.kind == "status" else fault.kind)
+            if fault.kind == "status":
+                return _error(backend_error(fault.status)), spec.report
         try:
             report = self.reports.report(site.site_url, spec, self.today, self.switches)
         except ApiError as exc:

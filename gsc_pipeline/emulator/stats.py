@@ -42,6 +42,7 @@ class Stats:
         self.by_status: Counter[str] = Counter()
         self.by_report: Counter[str] = Counter()
         self.quota_rejections: Counter[str] = Counter(site=0, user=0, project=0, load=0)
+        self.faults: Counter[str] = Counter()
         self.in_flight = 0
         self.peak_concurrent = 0
         self.rows_served = 0
@@ -86,6 +87,9 @@ class Stats:
     def rejected(self, kind: str) -> None:
         self.quota_rejections[kind] += 1
 
+    def fault(self, label: str) -> None:
+        self.faults[label] += 1
+
     def snapshot(self) -> dict[str, object]:
         return {
             "requests_total": self.requests_total,
@@ -93,6 +97,7 @@ class Stats:
             "requests_by_status": dict(self.by_status),
             "requests_by_report": dict(self.by_report),
             "quota_rejections": dict(self.quota_rejections),
+            "faults_injected": dict(self.faults),
             "peak_concurrent_requests": self.peak_concurrent,
             "in_flight": self.in_flight,
             "peak_qpm_by_site": {k: v.peak for k, v in self.site_qpm.items()},

@@ -9,7 +9,8 @@ import pytest
 
 from gsc_pipeline.emulator.pytest_plugin import gsc_emulator  # noqa: F401  (re-exported fixture)
 from gsc_pipeline.emulator.testing import EmulatorHandle, running_emulator
-from tests.emulator.client import SMALL_CONFIG, service_for, small_config
+
+from .client import SMALL_CONFIG, service_for, small_config
 
 
 @pytest.fixture(scope="module")

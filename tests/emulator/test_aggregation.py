@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import re2
 
-from tests.emulator.client import PREFIX_SITE, SITE, all_rows, query
+from .client import PREFIX_SITE, SITE, all_rows, query
 
 WEEK = {"startDate": "2026-08-01", "endDate": "2026-08-07"}
 

@@ -9,7 +9,8 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from gsc_pipeline.emulator.testing import EmulatorHandle
-from tests.emulator.client import all_rows, query, service_for
+
+from .client import all_rows, query, service_for
 
 # Today is 2026-08-18 and final_lag_days 3: the 16th, 17th and 18th are still incomplete.
 RECENT = {"startDate": "2026-08-12", "endDate": "2026-08-18", "dimensions": ["date"]}

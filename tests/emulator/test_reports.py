@@ -11,7 +11,8 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
 from gsc_pipeline.emulator.testing import EmulatorHandle, running_emulator
-from tests.emulator.client import (
+
+from .client import (
     PREFIX_SITE,
     SITE,
     UNVERIFIED,

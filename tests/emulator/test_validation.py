@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from googleapiclient.errors import HttpError
 
-from tests.emulator.client import query
+from .client import query
 
 DAY = {"startDate": "2026-08-01", "endDate": "2026-08-01"}
 
