@@ -9,6 +9,7 @@ in, without holding any warehouse lock while fetching. API rows become Arrow col
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import statistics
 import threading
 import time
@@ -17,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,12 +27,14 @@ from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.reports import DAILY_ROW_CAP, Report
 from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
-    METRIC_COLUMNS,
     PartitionBatch,
     Warehouse,
     report_schema,
 )
 
+_KEYS = operator.itemgetter("keys")
+_CLICKS = operator.itemgetter("clicks")
+_IMPRESSIONS = operator.itemgetter("impressions")
 # How often the calling thread notices the caller's stop event while days are in flight.
 _STOP_POLL_SECONDS = 0.05
 
@@ -84,39 +88,53 @@ class PartitionResult:
 def page_to_arrow(
     report: Report, site_url: str, search_type: str, day: dt.date, rows: list[dict[str, Any]]
 ) -> pa.Table:
-    """API rows -> the report table's columns; raises BadApiData on rows that cannot be right."""
+    """API rows -> the report table's columns; raises BadApiData on rows that cannot be right.
+
+    Columns are built with C-level loops (map/itemgetter, zip, tuple.count, Arrow compute):
+    a 25,000-row page must cost a few microseconds per row at most.
+    """
     where = f"{site_url} {report.name} {search_type} {day}"
     n = len(rows)
     width = len(report.dimensions) + 1
-    keys = [r["keys"] for r in rows]
-    if any(len(k) != width for k in keys):
+    try:
+        # Transposes the keys into columns; strict=True fails on any row of another length.
+        columns = list(zip(*map(_KEYS, rows), strict=True)) if n else [()] * width
+    except ValueError:
+        columns = []
+    if len(columns) != width:
         raise BadApiData(
             f"{where}: rows carry keys of the wrong length (expected {width}: "
             f"{report.api_dimensions}); the report definition and the API disagree"
         )
-    columns = list(zip(*keys, strict=True)) if n else [()] * width
     day_text = day.isoformat()
-    wrong = next((d for d in columns[0] if d != day_text), None)
-    if wrong is not None:
+    if columns[0].count(day_text) != n:
+        wrong = next(d for d in columns[0] if d != day_text)
         raise BadApiData(f"{where}: a row is dated {wrong}, not the requested day")
-    clicks = [r["clicks"] for r in rows]
-    impressions = [r["impressions"] for r in rows]
-    if any(c > i for c, i in zip(clicks, impressions, strict=True)):
+    clicks = pa.array(map(_CLICKS, rows), pa.float64(), size=n)
+    impressions = pa.array(map(_IMPRESSIONS, rows), pa.float64(), size=n)
+    if n and pc.any(pc.greater(clicks, impressions)).as_py():
         raise BadApiData(f"{where}: a row has more clicks than impressions")
     schema = report_schema(report)
+    everywhere = pa.array(np.zeros(n, np.int32))
     data: dict[str, Any] = {
-        "site_url": [site_url] * n,
-        "search_type": [search_type] * n,
-        "date": pa.array([day_text] * n).cast(pa.date32()),
+        "site_url": pa.array([site_url]).take(everywhere),
+        "search_type": pa.array([search_type]).take(everywhere),
+        "date": pa.array([day], pa.date32()).take(everywhere),
         **{name: columns[i + 1] for i, name in enumerate(schema.names[3 : 3 + width - 1])},
         "clicks": clicks,
         "impressions": impressions,
-        "ctr": [r.get("ctr") for r in rows],
+        "ctr": _metric(rows, "ctr"),
         # discover/googleNews rows may have no position at all.
-        "position": [r.get("position") for r in rows],
+        "position": _metric(rows, "position"),
     }
-    assert tuple(schema.names[-len(METRIC_COLUMNS) :]) == METRIC_COLUMNS
     return pa.Table.from_pydict(data, schema=schema)
+
+
+def _metric(rows: list[dict[str, Any]], name: str) -> pa.Array:
+    try:
+        return pa.array(map(operator.itemgetter(name), rows), pa.float64(), size=len(rows))
+    except KeyError:
+        return pa.array([r.get(name) for r in rows], pa.float64())
 
 
 def _first_incomplete_date(body: dict[str, Any]) -> dt.date | None:
