@@ -47,14 +47,15 @@ def _adopt_or_write_key(emulator: Emulator, path: pathlib.Path, base_url: str) -
 
 
 async def _serve(emulator: Emulator, host: str, port: int, key_path: pathlib.Path | None) -> None:
-    runner, base_url = await start_server(emulator, host, port)
-    if key_path is not None:
-        _adopt_or_write_key(emulator, key_path, base_url)
-    print(f"GSC emulator listening on {base_url}", flush=True)
+    # Handlers go in before the URL is printed: whoever reads the line may signal at once.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    runner, base_url = await start_server(emulator, host, port)
+    if key_path is not None:
+        _adopt_or_write_key(emulator, key_path, base_url)
+    print(f"GSC emulator listening on {base_url}", flush=True)
     await stop.wait()
     await runner.cleanup()
 
