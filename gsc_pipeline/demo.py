@@ -60,11 +60,23 @@ def emulator_process(*args: str, log: Path | None = None) -> Iterator[EmulatorHa
 
 
 @contextlib.contextmanager
-def dagster_daemon(home: Path, log: Path) -> Iterator[subprocess.Popen]:
+def dagster_daemon(
+    home: Path, log: Path, backfill_tick_seconds: int | None = None
+) -> Iterator[subprocess.Popen]:
+    """`dagster-daemon run` on `home`'s instance and workspace.
+
+    `backfill_tick_seconds` shortens the backfill loop's fixed 30 s sleep (a module constant
+    with no setting); tests use it so they wait for the pipeline, not for the clock.
+    """
+    cmd = [str(Path(sys.executable).with_name("dagster-daemon"))]
+    if backfill_tick_seconds is not None:
+        cmd = [sys.executable, "-c",
+               "import sys, dagster._daemon.controller as c; "
+               f"c.DEFAULT_DAEMON_INTERVAL_SECONDS = {int(backfill_tick_seconds)}; "
+               "from dagster._daemon.cli import main; sys.exit(main())"]
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run",
-             "-w", str(home / "workspace.yaml")],
+            [*cmd, "run", "-w", str(home / "workspace.yaml")],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "DAGSTER_HOME": str(home)},
