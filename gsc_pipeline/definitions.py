@@ -8,8 +8,11 @@ import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, load_config
 from gsc_pipeline.defs.assets import build_fetch_assets
+from gsc_pipeline.defs.checks import build_all_days_checks
 from gsc_pipeline.defs.resources import gsc_resource, gsc_resource_key, warehouse_resource
-
+from gsc_pipeline.defs.schedules import build_daily_refresh_schedule, build_fetch_job
+from gsc_pipeline.defs.sensors import build_finalization_sensor, build_repair_sensor
+from gsc_pipeline.defs.stats import build_stats_asset, build_stats_automation_sensor
 
 # BackfillPolicy is "beta" in 1.13 yet it is what batches days per run; say so once, not per asset.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -20,8 +23,18 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         gsc_resource_key(name): gsc_resource(cred) for name, cred in config.credentials.items()
     }
     resources["warehouse"] = warehouse_resource()
+    fetch_job = build_fetch_job(config)
+    stats = build_stats_asset(config)
     return dg.Definitions(
-        assets=build_fetch_assets(config),
+        assets=[*build_fetch_assets(config), *([stats] if stats else [])],
+        asset_checks=build_all_days_checks(config),
+        jobs=[fetch_job],
+        schedules=[build_daily_refresh_schedule(config, fetch_job)],
+        sensors=[
+            build_repair_sensor(config, fetch_job),
+            build_finalization_sensor(config, fetch_job),
+            *([build_stats_automation_sensor()] if stats else []),
+        ],
         resources=resources,
         # Steps of one run execute one after another in the run's process: a multiprocess
         # executor would pay a process start per step, and parallelism comes from runs anyway.

@@ -337,3 +337,37 @@ def report_checks(
         rows_match_ledger(warehouse, site_url, report, days),
         truncated_days(warehouse, site_url, report, days),
     ]
+
+
+def fresh_partitions(warehouse: Warehouse) -> pd.DataFrame:
+    """Partitions stored from incomplete (dataState=all) data, and whether GSC now calls them final.
+
+    A partition fetched with dataState=all is incomplete when the response's firstIncompleteDate
+    was on or before its day. It is ready to re-fetch as final once a later response for the same
+    site reports a firstIncompleteDate after that day. Columns: site_url, report, date,
+    fetched_at, ready.
+    """
+    frame = warehouse.read_sql(
+        f"""
+        WITH parts AS (
+            SELECT site_url, report, date, MAX(fetched_at) AS fetched_at,
+                   SUM(CASE WHEN data_state <> 'final' THEN 1 ELSE 0 END) AS fresh_pages,
+                   MIN(first_incomplete_date) AS first_incomplete
+            FROM {LEDGER_TABLE}
+            GROUP BY site_url, report, date
+        ), known AS (
+            SELECT site_url, MAX(first_incomplete_date) AS latest_incomplete
+            FROM {LEDGER_TABLE}
+            GROUP BY site_url
+        )
+        SELECT p.site_url, p.report, p.date, p.fetched_at,
+               CASE WHEN p.date < k.latest_incomplete THEN 1 ELSE 0 END AS ready
+        FROM parts p JOIN known k ON p.site_url = k.site_url
+        WHERE p.fresh_pages > 0 AND p.first_incomplete IS NOT NULL
+          AND p.date >= p.first_incomplete
+        ORDER BY p.site_url, p.report, p.date
+        """
+    )
+    frame["date"] = frame["date"].map(_day)
+    frame["ready"] = frame["ready"].astype(bool)
+    return frame

@@ -10,10 +10,15 @@ import threading
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync import PartitionResult, sync_days
+
+# Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
+DATA_STATE_TAG = "gsc/data_state"
+
 
 def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
     return dg.AssetKey(["gsc", prop.key, report.name])
@@ -36,6 +41,7 @@ def build_fetch_asset(
         pool=pool_name(prop.credential),
         required_resource_keys={gsc_key, "warehouse"},
         kinds={"googlesearchconsole", "python"},
+        check_specs=fetch_check_specs(fetch_asset_key(prop, report), prop, report),
         metadata={
             "site_url": prop.site_url,
             "table": report.table,
@@ -47,7 +53,8 @@ def build_fetch_asset(
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
         warehouse = context.resources.warehouse.open()
-        warehouse.ensure_schema([report])
+        # Every table of the property: in-run checks compare reports (site totals vs page x query).
+        warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
         done = 0
 
@@ -71,6 +78,7 @@ def build_fetch_asset(
                 report,
                 days,
                 run_id=context.run_id,
+                data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
                 concurrency=gsc.step_concurrency,
                 stop_event=stop,
                 on_partition=on_partition,
@@ -78,7 +86,10 @@ def build_fetch_asset(
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
             stop.set()
-        return dg.MaterializeResult()
+        # Prove this run's days complete and exact before calling it done.
+        return dg.MaterializeResult(
+            check_results=in_run_check_results(warehouse, context.asset_key, prop, report, days)
+        )
 
     return fetch
 

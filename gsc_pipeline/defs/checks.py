@@ -1,0 +1,133 @@
+"""Asset checks on the fetching assets: zero missing and zero duplicate batches, proven.
+
+Two layers, because partitioned asset checks do not map onto ranged runs in Dagster 1.13:
+- check specs on each fetching asset, evaluated in the asset body over the run's whole range
+  (`in_run_check_results`), so every materialization says whether its own days are complete;
+- one unpartitioned `@dg.multi_asset_check` per fetching asset over the whole history
+  (`*_all_days`), listing the exact bad partitions in its metadata for the repair sensor.
+The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results.
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+import dagster as dg
+
+from gsc_pipeline import proof
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
+from gsc_pipeline.warehouse import Warehouse
+
+# The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
+ALL_DAYS_SUFFIX = "_all_days"
+# Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
+_SEVERITY = {
+    proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
+    proof.NO_DUPLICATE_BATCHES: dg.AssetCheckSeverity.ERROR,
+    proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
+    proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
+    proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
+}
+_DESCRIPTIONS = {
+    proof.NO_MISSING_BATCHES: "Every day's pages run 0, L, 2L, ... and end on a short page; "
+    "every materialized day has ledger entries for every search type.",
+    proof.NO_DUPLICATE_BATCHES: "No page fetched twice, no natural key stored twice.",
+    proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
+    proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
+    proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
+}
+
+
+def check_names(prop: PropertyConfig, report: Report) -> list[str]:
+    names = [proof.NO_MISSING_BATCHES, proof.NO_DUPLICATE_BATCHES, proof.ROWS_MATCH_LEDGER,
+             proof.TRUNCATED_DAYS]  # fmt: skip
+    if report.name == PAGE_QUERY.name and SITE.name in prop.reports:
+        names.append(proof.ANONYMIZED_SHARE)
+    return names
+
+
+def fetch_check_specs(
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
+) -> list[dg.AssetCheckSpec]:
+    """The in-run checks of one fetching asset (not blocking: they describe, repair acts)."""
+    return [
+        dg.AssetCheckSpec(name, asset=asset_key, description=_DESCRIPTIONS[name])
+        for name in check_names(prop, report)
+    ]
+
+
+def _outcomes(
+    warehouse: Warehouse,
+    prop: PropertyConfig,
+    report: Report,
+    days: Sequence[dt.date] | None,
+    expected_days: Iterable[dt.date] | None = None,
+) -> list[proof.CheckOutcome]:
+    outcomes = proof.report_checks(
+        warehouse, prop.site_url, report, days, expected_days=expected_days
+    )
+    if proof.ANONYMIZED_SHARE in check_names(prop, report):
+        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, report, days))
+    return outcomes
+
+
+def _result(
+    outcome: proof.CheckOutcome, asset_key: dg.AssetKey, suffix: str = ""
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=outcome.name + suffix,
+        passed=outcome.passed,
+        severity=_SEVERITY[outcome.name],
+        metadata=outcome.metadata,
+    )
+
+
+def in_run_check_results(
+    warehouse: Warehouse,
+    asset_key: dg.AssetKey,
+    prop: PropertyConfig,
+    report: Report,
+    days: Sequence[dt.date],
+) -> list[dg.AssetCheckResult]:
+    """The checks over exactly the days this run wrote (called from the asset body)."""
+    return [_result(o, asset_key) for o in _outcomes(warehouse, prop, report, days)]
+
+
+def build_all_days_check(
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
+) -> dg.AssetChecksDefinition:
+    names = check_names(prop, report)
+
+    @dg.multi_asset_check(
+        name=f"{'_'.join(asset_key.path)}_all_days",
+        specs=[
+            dg.AssetCheckSpec(
+                name + ALL_DAYS_SUFFIX,
+                asset=asset_key,
+                description=_DESCRIPTIONS[name] + " Whole history.",
+            )
+            for name in names
+        ],
+        required_resource_keys={"warehouse"},
+    )
+    def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
+        # Partitions Dagster believes are materialized must all be backed by ledger entries.
+        materialized = context.instance.get_materialized_partitions(asset_key)
+        expected = [dt.date.fromisoformat(key) for key in materialized]
+        warehouse = context.resources.warehouse.open()
+        for outcome in _outcomes(warehouse, prop, report, None, expected):
+            yield _result(outcome, asset_key, ALL_DAYS_SUFFIX)
+
+    return all_days
+
+
+def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
+    # Imported here: assets.py imports this module for the in-run check specs.
+    from gsc_pipeline.defs.assets import fetch_asset_key
+
+    return [
+        build_all_days_check(fetch_asset_key(prop, report), prop, report)
+        for prop in config.properties
+        for report in prop.report_objects()
+    ]

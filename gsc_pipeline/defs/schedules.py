@@ -1,0 +1,98 @@
+"""The fetch job and the daily refresh schedule.
+
+GSC keeps revising the last 2-3 days, so every morning (Pacific, Google's day) each property's
+last `refresh_days` days are fetched again as ONE ranged run per property: one run start, every
+report of the property, the days fetched concurrently inside the step. The runs materialize the
+fetching assets, which sit in their credential's pool, so the schedule (like every sensor) can
+never exceed the quota budget however many runs it starts.
+"""
+
+import datetime as dt
+from collections.abc import Iterator
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+# What define_asset_job returns; dagster does not export the type at the top level.
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition as FetchJob,
+)
+
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
+from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names
+from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
+
+FETCH_JOB = "gsc_fetch"
+DAILY_REFRESH_SCHEDULE = "daily_refresh_schedule"
+# Early morning in Mountain View: yesterday's partition exists and quota is quiet.
+DAILY_REFRESH_CRON = "0 6 * * *"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+PROPERTY_TAG = "gsc/property"
+
+
+def property_asset_keys(prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [fetch_asset_key(prop, report) for report in prop.report_objects()]
+
+
+def build_fetch_job(config: PipelineConfig) -> FetchJob:
+    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors.
+
+    Without the whole-history checks: they run on their own, not inside every fetch run.
+    """
+    keys = [key for prop in config.properties for key in property_asset_keys(prop)]
+    all_days = [
+        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
+        for prop in config.properties
+        for report in prop.report_objects()
+        for name in check_names(prop, report)
+    ]
+    return dg.define_asset_job(
+        FETCH_JOB,
+        selection=dg.AssetSelection.keys(*keys) - dg.AssetSelection.checks(*all_days),
+        partitions_def=daily_partitions(config),
+    )
+
+
+def refresh_window(config: PipelineConfig, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The last `refresh_days` complete days before `today` (a Pacific date)."""
+    last = today - dt.timedelta(days=1)
+    first = max(config.start_date, last - dt.timedelta(days=config.refresh_days - 1))
+    return first, last
+
+
+def build_daily_refresh_schedule(
+    config: PipelineConfig, job: FetchJob
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=DAILY_REFRESH_SCHEDULE,
+        cron_schedule=DAILY_REFRESH_CRON,
+        execution_timezone=GSC_TIMEZONE,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Re-fetch the last {config.refresh_days} days of every property, one ranged run "
+            "per property" + (" (fresh data: dataState=all)" if config.fresh_data else "")
+        ),
+    )
+    def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+        scheduled = context.scheduled_execution_time
+        today = scheduled.astimezone(ZoneInfo(GSC_TIMEZONE)).date()
+        first, last = refresh_window(config, today)
+        if last < first:
+            return
+        for prop in config.properties:
+            yield dg.RunRequest(
+                # One run per property per day, however often the tick is evaluated.
+                run_key=f"{DAILY_REFRESH_SCHEDULE}:{prop.key}:{today.isoformat()}",
+                asset_selection=property_asset_keys(prop),
+                tags={
+                    RANGE_START_TAG: first.isoformat(),
+                    RANGE_END_TAG: last.isoformat(),
+                    PROPERTY_TAG: prop.key,
+                    DATA_STATE_TAG: "all" if config.fresh_data else "final",
+                },
+            )
+
+    return daily_refresh_schedule

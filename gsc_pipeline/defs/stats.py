@@ -1,0 +1,79 @@
+"""`url_lifetime_stats`: downstream of the fetching assets, refreshed in its own runs.
+
+Declarative automation, not the fetch runs, materializes it: an automation sensor declared
+RUNNING evaluates a condition that fires when any upstream partition was newly updated. Unlike
+`AutomationCondition.eager()` it ignores missing and in-progress upstream partitions, so a long
+backfill (most partitions still missing) refreshes the stats as batches land instead of stalling
+until the end. It is unpartitioned and outside the `gsc_api` pools: it makes no API calls, and a
+refresh costs in proportion to the days that changed (see `gsc_pipeline.lifetime`).
+"""
+
+import dagster as dg
+
+from gsc_pipeline import lifetime
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.reports import PAGE, PAGE_QUERY
+
+URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
+STATS_AUTOMATION_SENSOR = "url_lifetime_stats_automation"
+
+
+def lifetime_properties(config: PipelineConfig) -> list[PropertyConfig]:
+    """Properties with both source reports (page for totals, page_query for the top query)."""
+    return [p for p in config.properties if {PAGE.name, PAGE_QUERY.name} <= set(p.reports)]
+
+
+def stats_condition() -> dg.AutomationCondition:
+    """Run when an upstream partition was updated since this asset was last requested/updated,
+    unless a refresh is already running; missing upstream partitions never hold it back."""
+    return (
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("any_upstream_day_updated")
+
+
+def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
+    props = lifetime_properties(config)
+    if not props:
+        return None
+    sites = [p.site_url for p in props]
+
+    @dg.asset(
+        key=URL_LIFETIME_STATS,
+        group_name="gsc_stats",
+        description=(
+            "Per (property, page), web search: first/last day seen, clicks, impressions, ctr, "
+            "impression-weighted average position, active days, top query by clicks. "
+            f"Table {lifetime.STATS_TABLE}, refreshed incrementally from the days that changed."
+        ),
+        deps=[fetch_asset_key(p, r) for p in props for r in (PAGE, PAGE_QUERY)],
+        automation_condition=stats_condition(),
+        required_resource_keys={"warehouse"},
+        kinds={"python"},
+    )
+    def url_lifetime_stats(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        warehouse = context.resources.warehouse.open()
+        warehouse.ensure_schema([PAGE, PAGE_QUERY])
+        result = lifetime.refresh(warehouse, sites)
+        rows = warehouse.read_sql(f"SELECT COUNT(*) AS n FROM {lifetime.STATS_TABLE}")["n"]
+        context.log.info(
+            f"url_lifetime_stats: folded in {result.days_refreshed} changed day(s), "
+            f"{result.source_rows_read:,} source rows read, {result.rows_written:,} rows written"
+        )
+        return dg.MaterializeResult(
+            metadata={**result.metadata(), "dagster/row_count": int(rows.iloc[0])}
+        )
+
+    return url_lifetime_stats
+
+
+def build_stats_automation_sensor() -> dg.AutomationConditionSensorDefinition:
+    # Declared RUNNING: the default automation sensor starts STOPPED, and the stats would
+    # silently never refresh on a fresh deployment.
+    return dg.AutomationConditionSensorDefinition(
+        STATS_AUTOMATION_SENSOR,
+        target=dg.AssetSelection.keys(URL_LIFETIME_STATS),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+    )
