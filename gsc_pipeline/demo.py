@@ -171,10 +171,14 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
     print(f"\nBackfill {progress.status} in {elapsed:.0f} s")
     for line in summarise(config, env[WAREHOUSE_URL_ENV]):
         print(line)
+    credential = config.credentials["default"]
     print(
         f"  API: {stats['requests_total']:,} requests, {stats['rows_served']:,} rows served, "
-        f"quota rejections {sum(stats['quota_rejections'].values())}, peak concurrent requests "
-        f"{stats['peak_concurrent_requests']}"
+        f"quota rejections {sum(stats['quota_rejections'].values())}\n"
+        f"  peak concurrent requests {stats['peak_concurrent_requests']} (cap: pool limit "
+        f"{credential.pool_limit} x {credential.step_concurrency} per step); peak "
+        f"{max(stats['peak_qpm_by_site'].values(), default=0)} queries/min on one site "
+        f"(budget {credential.qpm_budget:.0f})"
     )
     print(f"\nOpen the UI on this instance: make ui   (or: gsc-pipeline ui --workdir {workdir})")
     return 0 if progress.succeeded else 1

@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 import pytest
 
+pytest_plugins = ["gsc_pipeline.emulator.pytest_plugin"]
+
 POSTGRES_URL = os.environ.get(
     "GSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
