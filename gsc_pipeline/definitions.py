@@ -33,7 +33,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),
-            *([build_stats_automation_sensor()] if stats else []),
+            build_stats_automation_sensor(config, with_stats=stats is not None),
         ],
         resources=resources,
         # Steps of one run execute one after another in the run's process: a multiprocess

@@ -11,15 +11,20 @@ The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
+# (fetch_asset_key is imported inside functions: assets.py imports this module for its specs.)
 import dagster as dg
 
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.partitions import GSC_TIMEZONE
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import Warehouse
 
 # The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
 ALL_DAYS_SUFFIX = "_all_days"
+# Whole-history checks run once a day after the refresh schedule (by the automation sensor),
+# not inside fetch runs: each is a full scan, and it would re-flag days a repair is fixing.
+ALL_DAYS_CRON = "30 8 * * *"
 # Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
 _SEVERITY = {
     proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
@@ -44,6 +49,37 @@ def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     if report.name == PAGE_QUERY.name and SITE.name in prop.reports:
         names.append(proof.ANONYMIZED_SHARE)
     return names
+
+
+def in_run_check_keys(
+    config: PipelineConfig, asset_keys: Iterable[dg.AssetKey]
+) -> list[dg.AssetCheckKey]:
+    """The in-run checks of these fetching assets: what a fetch run must evaluate.
+
+    Run requests name them explicitly: left unset, Dagster would add every check targeting the
+    assets, the whole-history ones included.
+    """
+    from gsc_pipeline.defs.assets import fetch_asset_key
+
+    wanted = set(asset_keys)
+    return [
+        dg.AssetCheckKey(key, name)
+        for prop in config.properties
+        for report in prop.report_objects()
+        if (key := fetch_asset_key(prop, report)) in wanted
+        for name in check_names(prop, report)
+    ]
+
+
+def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
+    from gsc_pipeline.defs.assets import fetch_asset_key
+
+    return [
+        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
+        for prop in config.properties
+        for report in prop.report_objects()
+        for name in check_names(prop, report)
+    ]
 
 
 def fetch_check_specs(
@@ -94,6 +130,12 @@ def in_run_check_results(
     return [_result(o, asset_key) for o in _outcomes(warehouse, prop, report, days)]
 
 
+def all_days_condition() -> dg.AutomationCondition:
+    return dg.AutomationCondition.cron_tick_passed(
+        ALL_DAYS_CRON, GSC_TIMEZONE
+    ) & ~dg.AutomationCondition.in_progress()
+
+
 def build_all_days_check(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
 ) -> dg.AssetChecksDefinition:
@@ -106,6 +148,7 @@ def build_all_days_check(
                 name + ALL_DAYS_SUFFIX,
                 asset=asset_key,
                 description=_DESCRIPTIONS[name] + " Whole history.",
+                automation_condition=all_days_condition(),
             )
             for name in names
         ],
@@ -123,7 +166,6 @@ def build_all_days_check(
 
 
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
-    # Imported here: assets.py imports this module for the in-run check specs.
     from gsc_pipeline.defs.assets import fetch_asset_key
 
     return [

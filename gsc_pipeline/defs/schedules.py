@@ -20,7 +20,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
-from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names
+from gsc_pipeline.defs.checks import all_days_check_keys, in_run_check_keys
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
 
 FETCH_JOB = "gsc_fetch"
@@ -42,15 +42,10 @@ def build_fetch_job(config: PipelineConfig) -> FetchJob:
     Without the whole-history checks: they run on their own, not inside every fetch run.
     """
     keys = [key for prop in config.properties for key in property_asset_keys(prop)]
-    all_days = [
-        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
-        for prop in config.properties
-        for report in prop.report_objects()
-        for name in check_names(prop, report)
-    ]
     return dg.define_asset_job(
         FETCH_JOB,
-        selection=dg.AssetSelection.keys(*keys) - dg.AssetSelection.checks(*all_days),
+        selection=dg.AssetSelection.keys(*keys)
+        - dg.AssetSelection.checks(*all_days_check_keys(config)),
         partitions_def=daily_partitions(config),
     )
 
@@ -87,6 +82,7 @@ def build_daily_refresh_schedule(
                 # One run per property per day, however often the tick is evaluated.
                 run_key=f"{DAILY_REFRESH_SCHEDULE}:{prop.key}:{today.isoformat()}",
                 asset_selection=property_asset_keys(prop),
+                asset_check_keys=in_run_check_keys(config, property_asset_keys(prop)),
                 tags={
                     RANGE_START_TAG: first.isoformat(),
                     RANGE_END_TAG: last.isoformat(),

@@ -24,9 +24,9 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
-from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names
-from gsc_pipeline.defs.partitions import daily_partitions
-from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
+from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names, in_run_check_keys
+from gsc_pipeline.defs.resources import WarehouseResource
+from gsc_pipeline.defs.schedules import FetchJob
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
@@ -84,11 +84,31 @@ def _failed_check_partitions(
     return wanted
 
 
+def _planned_partitions(
+    instance: dg.DagsterInstance, run_id: str, fetch_keys: set[dg.AssetKey]
+) -> dict[dg.AssetKey, list[str]]:
+    """The fetching asset partitions a run planned to materialize (ranged runs included)."""
+    planned: dict[dg.AssetKey, list[str]] = {}
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    ).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.event_specific_data if event else None
+        if data is None or data.asset_key not in fetch_keys:
+            continue
+        if data.partition:
+            days = [data.partition]
+        elif data.partitions_subset is not None:
+            days = list(data.partitions_subset.get_partition_keys())
+        else:
+            days = []
+        planned.setdefault(data.asset_key, []).extend(days)
+    return planned
+
+
 def _failed_run_partitions(
-    instance: dg.DagsterInstance,
-    fetch_keys: set[dg.AssetKey],
-    partitions: dg.DailyPartitionsDefinition,
-    cursor: RepairCursor,
+    instance: dg.DagsterInstance, fetch_keys: set[dg.AssetKey], cursor: RepairCursor
 ) -> dict[str, str]:
     """Partition id -> reason, for each fetching asset x day of runs failed since the cursor."""
     wanted: dict[str, str] = {}
@@ -100,24 +120,14 @@ def _failed_run_partitions(
     )
     seen = set(cursor.seen_runs)
     for record in records:
-        run = record.dagster_run
+        run_id = record.dagster_run.run_id
         cursor.runs_after = max(cursor.runs_after, record.update_timestamp.timestamp())
-        if run.run_id in seen:
+        if run_id in seen:
             continue
-        cursor.seen_runs.append(run.run_id)
-        keys = [k for k in (run.asset_selection or ()) if k in fetch_keys]
-        tags = run.tags
-        if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
-            days = partitions.get_partition_keys_in_range(
-                dg.PartitionKeyRange(tags[RANGE_START_TAG], tags[RANGE_END_TAG])
-            )
-        elif "dagster/partition" in tags:
-            days = [tags["dagster/partition"]]
-        else:
-            days = []
-        for key in keys:
+        cursor.seen_runs.append(run_id)
+        for key, days in _planned_partitions(instance, run_id, fetch_keys).items():
             for day in days:
-                wanted[_partition_id(key, day)] = f"run {run.run_id} failed"
+                wanted[_partition_id(key, day)] = f"run {run_id} failed"
     cursor.seen_runs = cursor.seen_runs[-_SEEN_RUNS_KEPT:]
     return wanted
 
@@ -137,8 +147,6 @@ def build_repair_sensor(
         if name in proof.BLOCKING_CHECKS
         for suffix in ("", ALL_DAYS_SUFFIX)
     ]
-    partitions = daily_partitions(config)
-
     @dg.sensor(
         name=REPAIR_SENSOR,
         job=job,
@@ -152,7 +160,7 @@ def build_repair_sensor(
     def repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = RepairCursor.load(context.cursor)
         wanted = _failed_check_partitions(context.instance, check_keys, cursor)
-        wanted.update(_failed_run_partitions(context.instance, set(fetch_keys), partitions, cursor))
+        wanted.update(_failed_run_partitions(context.instance, set(fetch_keys), cursor))
         requests: list[dg.RunRequest] = []
         gave_up: list[dg.AssetObservation] = []
         for pid, reason in sorted(wanted.items()):
@@ -183,6 +191,7 @@ def build_repair_sensor(
                 dg.RunRequest(
                     run_key=f"{REPAIR_SENSOR}:{pid}:{attempt}",
                     asset_selection=[asset_key],
+                    asset_check_keys=in_run_check_keys(config, [asset_key]),
                     partition_key=day,
                     tags={REPAIR_ATTEMPT_TAG: str(attempt)},
                 )
@@ -206,15 +215,16 @@ def build_finalization_sensor(
         job=job,
         minimum_interval_seconds=600,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={"warehouse"},
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
             "data, once Google reports them final (firstIncompleteDate moved past them)."
         ),
     )
-    def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def finalization_sensor(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult:
         requested: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
-        pending = proof.fresh_partitions(context.resources.warehouse.open())
+        pending = proof.fresh_partitions(warehouse.open())
         still_fresh: dict[str, Any] = {}
         requests: list[dg.RunRequest] = []
         for row in pending.itertuples(index=False):
@@ -234,6 +244,7 @@ def build_finalization_sensor(
                 dg.RunRequest(
                     run_key=run_key,
                     asset_selection=[asset_key],
+                    asset_check_keys=in_run_check_keys(config, [asset_key]),
                     partition_key=row.date.isoformat(),
                     tags={FINALIZE_TAG: "true"},
                 )

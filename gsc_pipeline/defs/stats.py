@@ -13,6 +13,7 @@ import dagster as dg
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.defs.checks import all_days_check_keys
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
@@ -68,12 +69,20 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
     return url_lifetime_stats
 
 
-def build_stats_automation_sensor() -> dg.AutomationConditionSensorDefinition:
-    # Declared RUNNING: the default automation sensor starts STOPPED, and the stats would
-    # silently never refresh on a fresh deployment.
+def build_stats_automation_sensor(
+    config: PipelineConfig, with_stats: bool
+) -> dg.AutomationConditionSensorDefinition:
+    """Materializes url_lifetime_stats and runs the daily whole-history checks.
+
+    Declared RUNNING: an automation sensor starts STOPPED otherwise, and the stats would silently
+    never refresh on a fresh deployment.
+    """
+    target = dg.AssetSelection.checks(*all_days_check_keys(config))
+    if with_stats:
+        target = target | dg.AssetSelection.keys(URL_LIFETIME_STATS)
     return dg.AutomationConditionSensorDefinition(
         STATS_AUTOMATION_SENSOR,
-        target=dg.AssetSelection.keys(URL_LIFETIME_STATS),
+        target=target,
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )

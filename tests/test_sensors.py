@@ -1,0 +1,206 @@
+"""Repair and finalization sensors on a real instance: exactly the right partitions, once each,
+cursors that survive a restart, a cap on attempts with a clear signal."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from gsc_pipeline import proof
+from gsc_pipeline.config import parse_config
+from gsc_pipeline.definitions import build_definitions
+from gsc_pipeline.defs.assets import DATA_STATE_TAG
+from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
+from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, MAX_REPAIR_ATTEMPTS, REPAIR_SENSOR
+from gsc_pipeline.emulator.testing import running_emulator
+from gsc_pipeline.reports import PAGE_QUERY
+from gsc_pipeline.warehouse import open_warehouse
+from tests.pipeline_env import EMULATOR_CONFIG, FORBIDDEN, SMALL, TODAY, direct_fetch
+
+SMALL_PQ = dg.AssetKey(["gsc", "small_example", "page_query"])
+FORBIDDEN_SITE = dg.AssetKey(["gsc", "not_yours_example", "site"])
+
+
+@pytest.fixture
+def emulator():
+    with running_emulator(EMULATOR_CONFIG) as emu:
+        yield emu
+
+
+@pytest.fixture
+def defs(monkeypatch, emulator, tmp_path) -> dg.Definitions:
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    return build_definitions(
+        parse_config(
+            {
+                "start_date": "2026-01-01",
+                "properties": [
+                    {"site_url": SMALL, "reports": ["page_query"]},
+                    {"site_url": FORBIDDEN, "reports": ["site"]},
+                ],
+            }
+        )
+    )
+
+
+def run(defs: dg.Definitions, instance, keys, *, days=None, partition=None, tags=None,
+        checks=None):
+    """Execute the fetch job as the daemon would launch it (only the in-run checks)."""
+    tags = dict(tags or {})
+    if days:
+        tags |= {RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]}
+    checks = checks if checks is not None else [
+        k for k in defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph.asset_check_keys
+        if k.asset_key in keys
+    ]
+    job = defs.resolve_job_def(FETCH_JOB).get_subset(
+        asset_selection=set(keys), asset_check_selection=set(checks)
+    )
+    return job.execute_in_process(instance=instance, partition_key=partition, tags=tags,
+                                  raise_on_error=False)  # fmt: skip
+
+
+def run_request(defs: dg.Definitions, instance, request: dg.RunRequest):
+    assert request.asset_check_keys, "requests name their checks, whole-history ones excluded"
+    assert not any(k.name.endswith("_all_days") for k in request.asset_check_keys)
+    return run(defs, instance, request.asset_selection, partition=request.partition_key,
+               tags=request.tags, checks=request.asset_check_keys)  # fmt: skip
+
+
+def tick(defs: dg.Definitions, instance, name: str, cursor: str | None):
+    sensor = defs.resolve_sensor_def(name)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, definitions=defs, resources=defs.resources
+    )
+    return sensor.evaluate_tick(context)
+
+
+def requested(data) -> list[tuple[str, str]]:
+    return sorted(
+        (r.asset_selection[0].to_user_string(), r.partition_key) for r in data.run_requests
+    )
+
+
+def run_history_checks(defs: dg.Definitions, instance, asset_key: dg.AssetKey):
+    job = dg.define_asset_job("history", selection=dg.AssetSelection.checks_for_assets(asset_key)
+                              - dg.AssetSelection.checks(*[
+                                  dg.AssetCheckKey(asset_key, n) for n in proof.BLOCKING_CHECKS
+                                  + (proof.TRUNCATED_DAYS,)]))  # fmt: skip
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    return merged.resolve_job_def("history").execute_in_process(instance=instance)
+
+
+def test_repair_sensor_requests_exactly_the_bad_partitions_once(defs, tmp_path) -> None:
+    days = ["2026-03-01", "2026-03-02", "2026-03-03"]
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, [SMALL_PQ], days=days).success
+        first = tick(defs, instance, REPAIR_SENSOR, None)
+        assert first.run_requests == []
+
+        # A page of 2026-03-02 vanishes from the ledger and a row of 2026-03-03 is stored twice.
+        wh = open_warehouse(str(tmp_path / "wh.duckdb"))
+        with wh.transaction() as conn:
+            conn.execute("DELETE FROM gsc_fetch_ledger WHERE date = ?", (dt.date(2026, 3, 2),))
+            conn.execute(
+                "INSERT INTO gsc_page_query SELECT * FROM gsc_page_query WHERE date = ? LIMIT 1",
+                (dt.date(2026, 3, 3),),
+            )
+        history = run_history_checks(defs, instance, SMALL_PQ)
+        failed = {e.check_name: e for e in history.get_asset_check_evaluations() if not e.passed}
+        assert failed["no_missing_batches_all_days"].metadata["bad_partitions"].value == (
+            "2026-03-02"
+        )
+        assert failed["no_duplicate_batches_all_days"].metadata["bad_partitions"].value == (
+            "2026-03-03"
+        )
+
+        second = tick(defs, instance, REPAIR_SENSOR, first.cursor)
+        assert requested(second) == [
+            ("gsc/small_example/page_query", "2026-03-02"),
+            ("gsc/small_example/page_query", "2026-03-03"),
+        ]
+        # Same cursor after a daemon restart, and the next tick: nothing asked twice.
+        assert tick(defs, instance, REPAIR_SENSOR, second.cursor).run_requests == []
+        assert len({r.run_key for r in second.run_requests}) == 2
+
+        for request in second.run_requests:
+            assert run_request(defs, instance, request).success
+        assert run_history_checks(defs, instance, SMALL_PQ).success
+        evaluations = run_history_checks(defs, instance, SMALL_PQ).get_asset_check_evaluations()
+        assert all(e.passed for e in evaluations)
+        assert tick(defs, instance, REPAIR_SENSOR, second.cursor).run_requests == []
+
+
+def test_failed_runs_are_retried_up_to_the_cap_then_flagged(defs) -> None:
+    with dg.instance_for_test() as instance:
+        # The credential cannot read this property: every run of it fails.
+        assert not run(defs, instance, [FORBIDDEN_SITE], days=["2026-03-05", "2026-03-06"]).success
+        data = tick(defs, instance, REPAIR_SENSOR, None)
+        assert requested(data) == [
+            ("gsc/not_yours_example/site", "2026-03-05"),
+            ("gsc/not_yours_example/site", "2026-03-06"),
+        ]
+        cursor = data.cursor
+        attempts = {}
+        for _ in range(MAX_REPAIR_ATTEMPTS - 1):
+            request = next(r for r in data.run_requests if r.partition_key == "2026-03-05")
+            attempts[request.tags["gsc/repair_attempt"]] = request.run_key
+            assert not run_request(defs, instance, request).success
+            data = tick(defs, instance, REPAIR_SENSOR, cursor)
+            cursor = data.cursor
+            assert requested(data) == [("gsc/not_yours_example/site", "2026-03-05")]
+        request = data.run_requests[0]
+        assert request.tags["gsc/repair_attempt"] == str(MAX_REPAIR_ATTEMPTS)
+        assert not run_request(defs, instance, request).success
+        gave_up = tick(defs, instance, REPAIR_SENSOR, cursor)
+        assert gave_up.run_requests == []
+        (signal,) = gave_up.asset_events
+        assert signal.asset_key == FORBIDDEN_SITE and signal.partition == "2026-03-05"
+        assert signal.metadata["repair_gave_up"].value is True
+        assert tick(defs, instance, REPAIR_SENSOR, gave_up.cursor).asset_events == []
+
+
+def test_finalization_sensor_refetches_fresh_days_once_google_calls_them_final(
+    defs, emulator, tmp_path
+) -> None:
+    fresh = {DATA_STATE_TAG: "all"}
+    # Emulated today is 2026-03-20 with a 3-day lag: days from 03-18 are still incomplete.
+    days = ["2026-03-16", "2026-03-17", "2026-03-18", "2026-03-19"]
+    wh = open_warehouse(str(tmp_path / "wh.duckdb"))
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, [SMALL_PQ], days=days, tags=fresh).success
+        pending = proof.fresh_partitions(wh)
+        assert [d.isoformat() for d in pending["date"]] == ["2026-03-18", "2026-03-19"]
+        assert not pending["ready"].any()
+        first = tick(defs, instance, FINALIZATION_SENSOR, None)
+        assert first.run_requests == []
+
+        # Two days later a fresh fetch of a newer day reports 03-20 as the first incomplete day.
+        emulator.set_today(TODAY + dt.timedelta(days=2))
+        assert run(defs, instance, [SMALL_PQ], partition="2026-03-21", tags=fresh).success
+        second = tick(defs, instance, FINALIZATION_SENSOR, first.cursor)
+        assert requested(second) == [
+            ("gsc/small_example/page_query", "2026-03-18"),
+            ("gsc/small_example/page_query", "2026-03-19"),
+        ]
+        assert tick(defs, instance, FINALIZATION_SENSOR, second.cursor).run_requests == []
+
+        for request in second.run_requests:
+            assert DATA_STATE_TAG not in request.tags  # final is the default
+            assert run_request(defs, instance, request).success
+        states = wh.read_sql(
+            "SELECT date, MIN(data_state) AS state FROM gsc_fetch_ledger "
+            "GROUP BY date ORDER BY date"
+        )
+        by_day = {str(d)[:10]: s for d, s in zip(states["date"], states["state"], strict=True)}
+        assert by_day["2026-03-18"] == by_day["2026-03-19"] == "final"
+        assert by_day["2026-03-21"] == "all"  # still incomplete: left for a later tick
+        final = direct_fetch(emulator.base_url, SMALL, PAGE_QUERY, dt.date(2026, 3, 19))
+        stored = wh.read_sql("SELECT COUNT(*) AS n FROM gsc_page_query WHERE date = ?",
+                             [dt.date(2026, 3, 19)])  # fmt: skip
+        assert stored["n"].iloc[0] == len(final)
+        assert tick(defs, instance, FINALIZATION_SENSOR, second.cursor).run_requests == []
