@@ -1,0 +1,239 @@
+"""The measurements of `gsc-pipeline bench` (see `gsc_pipeline.bench` for what and why)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+from dagster._core.events import DagsterEventType
+from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+from gsc_pipeline.bench import Scenario, TreeSampler, environ_set
+from gsc_pipeline.config import PipelineConfig
+from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.demo import dagster_daemon, emulator_process
+from gsc_pipeline.gsc import GscClient
+from gsc_pipeline.instance import init_instance
+from gsc_pipeline.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
+from gsc_pipeline.reports import PAGE, PAGE_QUERY
+from gsc_pipeline.sync import sync_days
+from gsc_pipeline.warehouse import open_warehouse
+
+_DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+@dataclass
+class Sequential:
+    days: int
+    seconds: float
+    requests: int
+    rows: int
+    cpu_seconds: float
+
+    @property
+    def cpu_us_per_row(self) -> float:
+        return self.cpu_seconds / max(1, self.rows) * 1e6
+
+
+@dataclass
+class RunInfo:
+    run_id: str
+    backfill: bool
+    status: str
+    created: float
+    started: float | None
+    ended: float | None
+    launching: float | None
+    first_step: float | None
+    events: int
+    pid: int | None
+    cpu_seconds: float = 0.0
+    peak_rss: int = 0
+
+
+@dataclass
+class Lifetime:
+    full_seconds: float
+    incremental_seconds: float
+    full_rows_read: int
+    incremental_rows_read: int
+
+
+@dataclass
+class BenchResult:
+    scenario: Scenario
+    warehouse: str
+    config: PipelineConfig
+    pool_limits: dict[str, int]
+    sequential: Sequential
+    succeeded: bool
+    backfill_launched: float
+    daemon_started: float
+    runs: list[RunInfo]
+    emulator: dict[str, Any]
+    cpu_by_role: dict[str, float]
+    cpu_rusage_children: float
+    rows_written: int
+    lifetime: Lifetime | None
+    lifetime_error: str | None = None
+    cpu_count: int = field(default_factory=lambda: len(__import__("os").sched_getaffinity(0)))
+
+
+def sequential_baseline(
+    scenario: Scenario, config: PipelineConfig, endpoint: str, warehouse_url: str
+) -> Sequential:
+    """One request at a time (pool limit 1, one day in flight) over the first days."""
+    credential = config.credentials["default"]
+    client = GscClient(endpoint, None, qpm_budget=credential.qpm_budget)
+    warehouse = open_warehouse(warehouse_url)
+    days = scenario.day_list[: scenario.sequential_days]
+    rows = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for prop in config.properties:
+        for report in prop.report_objects():
+            for result in sync_days(client, warehouse, prop.site_url, report, days,
+                                    run_id="bench-sequential", concurrency=1):
+                rows += result.rows
+    return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
+                      time.process_time() - cpu0)
+
+
+def _rusage_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_infos(instance: dg.DagsterInstance, backfill_id: str) -> list[RunInfo]:
+    infos = []
+    for record in instance.get_run_records():
+        run = record.dagster_run
+        logs = instance.all_logs(run.run_id)
+        first: dict[DagsterEventType, Any] = {}
+        for entry in logs:
+            if entry.dagster_event and entry.dagster_event.event_type not in first:
+                first[entry.dagster_event.event_type] = entry
+        step = first.get(DagsterEventType.STEP_START)
+        launching = first.get(DagsterEventType.RUN_STARTING)
+        infos.append(RunInfo(
+            run_id=run.run_id,
+            backfill=run.tags.get(BACKFILL_TAG) == backfill_id,
+            status=run.status.value,
+            created=record.create_timestamp.timestamp(),
+            started=record.start_time,
+            ended=record.end_time,
+            launching=launching.timestamp if launching else None,
+            first_step=step.timestamp if step else None,
+            events=len(logs),
+            # Steps run in the run's own process (in_process executor): its pid.
+            pid=step.dagster_event.pid if step else None,
+        ))  # fmt: skip
+    return sorted(infos, key=lambda r: r.created)
+
+
+def _wait_idle(instance: dg.DagsterInstance, timeout: float) -> None:
+    """Let runs still going (a lifetime-stats refresh) finish before the daemon stops."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(r.status in _DONE for r in instance.get_runs(filters=RunsFilter())):
+            return
+        time.sleep(1)
+
+
+def lifetime_refresh(
+    scenario: Scenario, config: PipelineConfig, endpoint: str, warehouse_url: str
+) -> Lifetime:
+    """A full recompute over the whole backfill, then one new day and an incremental refresh."""
+    from gsc_pipeline import lifetime
+
+    warehouse = open_warehouse(warehouse_url)
+    sites = [p.site_url for p in config.properties]
+    t0 = time.perf_counter()
+    full = lifetime.full_recompute(warehouse, sites)
+    full_seconds = time.perf_counter() - t0
+    client = GscClient(endpoint, None, qpm_budget=config.credentials["default"].qpm_budget)
+    for site in sites:
+        for report in (PAGE, PAGE_QUERY):
+            sync_days(client, warehouse, site, report, [scenario.new_day], run_id="bench-new-day")
+    t0 = time.perf_counter()
+    incremental = lifetime.refresh(warehouse, sites)
+    return Lifetime(full_seconds, time.perf_counter() - t0, full.source_rows_read,
+                    incremental.source_rows_read)
+
+
+def measure(
+    scenario: Scenario, config: PipelineConfig, warehouse_url: str, warehouse: str, workdir: Path
+) -> BenchResult:
+    emulator_file = workdir / "emulator.yaml"
+    emulator_file.write_text(yaml.safe_dump(scenario.emulator_config()))
+    home = (workdir / "dagster_home").resolve()
+    print(f"bench {scenario.name} ({warehouse}) in {workdir}", flush=True)
+    with emulator_process("--config", str(emulator_file), log=workdir / "emulator.log") as emu:
+        print(f"  sequential baseline: {scenario.sequential_days} day(s)", flush=True)
+        sequential = sequential_baseline(scenario, config, emu.base_url, warehouse_url)
+        emu.reset_stats()
+        emu.reset_quotas()
+        env = {"DAGSTER_HOME": str(home), API_ENDPOINT_ENV: emu.base_url,
+               WAREHOUSE_URL_ENV: warehouse_url}
+        with environ_set(env):
+            limits = init_instance(home, config)
+            from gsc_pipeline.definitions import build_definitions
+
+            keys = [k for k in build_definitions(config).resolve_all_asset_keys()
+                    if k.path[0] == "gsc"]
+            partition_keys = [d.isoformat() for d in scenario.day_list]
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                # Launched before the daemon starts, as in the demo: its first tick submits it.
+                launched = time.time()
+                backfill_id = launch_backfill(instance, home / "workspace.yaml", keys,
+                                              partition_keys, title=f"bench {scenario.name}")
+                print(f"  backfill {backfill_id}: {len(keys)} assets x {len(partition_keys)} "
+                      f"days, pool limits {limits}", flush=True)
+                cpu_before = _rusage_children()
+                with dagster_daemon(home, workdir / "daemon.log",
+                                    scenario.daemon_tick_seconds) as daemon:
+                    daemon_started = time.time()
+                    with TreeSampler(daemon.pid) as sampler:
+                        progress = wait_for_backfill(
+                            instance, backfill_id, timeout=3600,
+                            on_progress=lambda p: print(
+                                f"  {p.status.lower()}: {p.runs_done}/{p.runs_total} runs",
+                                flush=True),
+                        )
+                        _wait_idle(instance, timeout=180)
+                cpu_children = _rusage_children() - cpu_before
+                runs = _run_infos(instance, backfill_id)
+        stats = emu.stats()
+        for run in runs:
+            sample = next((p for p in sampler.processes.values() if p.pid == run.pid), None)
+            if sample:
+                run.cpu_seconds, run.peak_rss = sample.cpu_seconds, sample.peak_rss
+        rows = _rows_written(warehouse_url, config)
+        lifetime, error = None, None
+        try:
+            lifetime = lifetime_refresh(scenario, config, emu.base_url, warehouse_url)
+        except ImportError as exc:
+            error = f"not available yet ({exc})"
+    return BenchResult(
+        scenario=scenario, warehouse=warehouse, config=config, pool_limits=limits,
+        sequential=sequential, succeeded=progress.succeeded, backfill_launched=launched,
+        daemon_started=daemon_started, runs=runs, emulator=stats,
+        cpu_by_role=sampler.cpu_by_role(), cpu_rusage_children=cpu_children, rows_written=rows,
+        lifetime=lifetime, lifetime_error=error,
+    )  # fmt: skip
+
+
+def _rows_written(warehouse_url: str, config: PipelineConfig) -> int:
+    warehouse = open_warehouse(warehouse_url)
+    tables = {r.table for p in config.properties for r in p.report_objects()}
+    return sum(int(warehouse.read_sql(f"SELECT count(*) AS n FROM {t}")["n"].iloc[0])
+               for t in sorted(tables))
+
+
+def utc(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S")

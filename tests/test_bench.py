@@ -1,0 +1,34 @@
+"""`gsc-pipeline bench --size smoke`: the report and chart are produced and sane.
+
+No time is asserted: CI machines vary; the committed standard reports carry the numbers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gsc_pipeline.cli import main
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
+
+
+def test_smoke_bench_writes_a_sane_report(tmp_path):
+    assert main(["bench", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "smoke-duckdb.md").read_text()
+    png = (tmp_path / "smoke-duckdb.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "Backfill succeeded" in report
+    assert "extrapolated linearly" in report
+    # 3 days x (small 1 + medium 1 + large 3 pages of page_query, plus page and site each).
+    assert "| API requests | 33 (" in report
+    assert "| quota rejections | {'site': 0, 'user': 0, 'project': 0, 'load': 0} |" in report
+    for section in ("## Targets", "## 1. Sequential baseline", "## 3. Lower bound",
+                    "## 4. CPU and memory", "## 5. Lifetime stats"):
+        assert section in report
+    wall = float(re.search(r"wall time, first run start → last run end \| ([\d.]+) s", report)[1])
+    assert 0 < wall < 120
+    cpu = float(re.search(r"\| \*\*total\*\* \| \*\*([\d.]+)\*\* \|", report)[1])
+    assert cpu > 0
+    assert re.search(r"peak RSS per run process: [1-9]\d* MB", report)
