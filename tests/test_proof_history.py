@@ -1,0 +1,49 @@
+"""The whole-history checks run once a day on their own (automation), never in fetch runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from gsc_pipeline.config import parse_config
+from gsc_pipeline.definitions import build_definitions
+from gsc_pipeline.defs.checks import all_days_check_keys
+from gsc_pipeline.defs.schedules import FETCH_JOB
+from gsc_pipeline.defs.stats import STATS_AUTOMATION_SENSOR
+
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> None:
+    config = parse_config(
+        {"start_date": "2026-01-01", "properties": [{"site_url": "sc-domain:small.example"}]}
+    )
+    defs = build_definitions(config)
+    keys = all_days_check_keys(config)
+    # Three reports: 4 checks each, plus anonymized_share on page_query.
+    assert len(keys) == 13
+    fetch_checks = defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph.asset_check_keys
+    assert not set(keys) & set(fetch_checks)
+    assert len(fetch_checks) == 13  # the in-run twins
+    sensor = defs.resolve_sensor_def(STATS_AUTOMATION_SENSOR)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+
+    selection = dg.AssetSelection.checks(*keys)
+    before = dt.datetime(2026, 3, 20, 8, 0, tzinfo=LA)
+    with dg.instance_for_test() as instance:
+        first = dg.evaluate_automation_conditions(
+            defs, instance, asset_selection=selection, evaluation_time=before
+        )
+        assert first.total_requested == 0
+        after = dg.evaluate_automation_conditions(
+            defs, instance, asset_selection=selection, cursor=first.cursor,
+            evaluation_time=before + dt.timedelta(hours=1),
+        )  # fmt: skip
+        assert after.total_requested == 13
+        later = dg.evaluate_automation_conditions(
+            defs, instance, asset_selection=selection, cursor=after.cursor,
+            evaluation_time=before + dt.timedelta(hours=2),
+        )  # fmt: skip
+        assert later.total_requested == 0
