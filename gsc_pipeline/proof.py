@@ -115,7 +115,8 @@ def no_missing_batches(
                MAX(row_limit) AS max_limit,
                SUM(CASE WHEN MOD(start_row, row_limit) <> 0 THEN 1 ELSE 0 END) AS off_grid,
                SUM(CASE WHEN rows_returned < row_limit THEN 1 ELSE 0 END) AS short_pages,
-               MAX(CASE WHEN rows_returned < row_limit THEN start_row END) AS short_start
+               MAX(CASE WHEN rows_returned < row_limit THEN start_row END) AS short_start,
+               SUM(CASE WHEN data_state <> 'final' THEN 1 ELSE 0 END) AS fresh_pages
         FROM {LEDGER_TABLE}
         WHERE site_url = ? AND report = ?{where}
         GROUP BY search_type, date
@@ -155,6 +156,8 @@ def no_missing_batches(
         checked=len(wanted | {d for _, d in present}),
         broken_sequences=gaps,
         unfetched_search_type_days=len(unfetched),
+        # Days still holding fresh (dataState=all) data: the finalization sensor replaces them.
+        fresh_data_days=int(ledger.loc[ledger["fresh_pages"] > 0, "date"].nunique()),
     )
 
 

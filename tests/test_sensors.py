@@ -172,7 +172,12 @@ def test_finalization_sensor_refetches_fresh_days_once_google_calls_them_final(
     days = ["2026-03-16", "2026-03-17", "2026-03-18", "2026-03-19"]
     wh = open_warehouse(str(tmp_path / "wh.duckdb"))
     with dg.instance_for_test() as instance:
-        assert run(defs, instance, [SMALL_PQ], days=days, tags=fresh).success
+        fetched = run(defs, instance, [SMALL_PQ], days=days, tags=fresh)
+        assert fetched.success
+        # The run says how many of its days hold fresh data: states are never mixed silently.
+        (missing,) = [e for e in fetched.get_asset_check_evaluations()
+                      if e.check_name == "no_missing_batches"]  # fmt: skip
+        assert missing.metadata["fresh_data_days"].value == 4
         pending = proof.fresh_partitions(wh)
         assert [d.isoformat() for d in pending["date"]] == ["2026-03-18", "2026-03-19"]
         assert not pending["ready"].any()
