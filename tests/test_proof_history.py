@@ -47,3 +47,28 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
             evaluation_time=before + dt.timedelta(hours=2),
         )  # fmt: skip
         assert later.total_requested == 0
+
+
+def test_backfill_style_runs_skip_the_whole_history_scan(monkeypatch, tmp_path) -> None:
+    """A run selecting the assets with all their checks (as backfills do) does not scan history."""
+    from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+    from gsc_pipeline.emulator.testing import running_emulator
+    from tests.pipeline_env import EMULATOR_CONFIG, SMALL
+
+    with running_emulator(EMULATOR_CONFIG) as emulator:
+        monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+        defs = build_definitions(
+            parse_config({"start_date": "2026-01-01",
+                          "properties": [{"site_url": SMALL, "reports": ["page"]}]})
+        )  # fmt: skip
+        job = dg.define_asset_job("everything", selection=dg.AssetSelection.groups("small_example"))
+        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def(
+            "everything"
+        )
+        with dg.instance_for_test() as instance:
+            result = resolved.execute_in_process(instance=instance, partition_key="2026-03-01")
+    assert result.success
+    names = {e.check_name for e in result.get_asset_check_evaluations()}
+    assert names == {"no_missing_batches", "no_duplicate_batches", "rows_match_ledger",
+                     "truncated_days"}  # fmt: skip
