@@ -32,10 +32,14 @@ def _init_instance(args: argparse.Namespace) -> int:
     from gsc_pipeline.config import load_config
     from gsc_pipeline.instance import init_instance
 
-    limits = init_instance(Path(args.dagster_home), load_config(args.config), postgres=args.postgres)
+    limits = init_instance(
+        Path(args.dagster_home), load_config(args.config), postgres=args.postgres
+    )
     for pool, limit in limits.items():
         print(f"pool {pool}: limit {limit}")
-    print(f"wrote {Path(args.dagster_home) / 'dagster.yaml'}; export DAGSTER_HOME={args.dagster_home}")
+    print(
+        f"wrote {Path(args.dagster_home) / 'dagster.yaml'}; export DAGSTER_HOME={args.dagster_home}"
+    )
     return 0
 
 
@@ -57,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("emulator", help="run the bundled GSC API emulator (see --help of it)")
 
-    demo = sub.add_parser("demo", help="backfill the demo properties from the emulator, then summarise")
-    demo.add_argument("--workdir", default=".demo", help="instance + warehouse directory (recreated)")
+    demo = sub.add_parser(
+        "demo", help="backfill the demo properties from the emulator, then summarise"
+    )
+    demo.add_argument(
+        "--workdir", default=".demo", help="instance + warehouse directory (recreated)"
+    )
     demo.add_argument("--days", type=int, default=30, help="days to backfill (default 30)")
     demo.add_argument("--timeout", type=float, default=1200, help="seconds before giving up")
     demo.set_defaults(func=_demo)

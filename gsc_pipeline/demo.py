@@ -70,10 +70,13 @@ def dagster_daemon(
     """
     cmd = [str(Path(sys.executable).with_name("dagster-daemon"))]
     if backfill_tick_seconds is not None:
-        cmd = [sys.executable, "-c",
-               "import sys, dagster._daemon.controller as c; "
-               f"c.DEFAULT_DAEMON_INTERVAL_SECONDS = {int(backfill_tick_seconds)}; "
-               "from dagster._daemon.cli import main; sys.exit(main())"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys, dagster._daemon.controller as c; "
+            f"c.DEFAULT_DAEMON_INTERVAL_SECONDS = {int(backfill_tick_seconds)}; "
+            "from dagster._daemon.cli import main; sys.exit(main())",
+        ]
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [*cmd, "run", "-w", str(home / "workspace.yaml")],
@@ -132,7 +135,9 @@ def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
     ledger = warehouse.read_sql(
         "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger"
     ).iloc[0]
-    lines.append(f"  gsc_fetch_ledger: {int(ledger['pages']):,} API pages for {int(ledger['sites'])} properties")
+    lines.append(
+        f"  gsc_fetch_ledger: {int(ledger['pages']):,} API pages for {int(ledger['sites'])} properties"
+    )
     return lines
 
 
@@ -152,13 +157,17 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         from gsc_pipeline.definitions import build_definitions
 
         asset_keys = [
-            key for key in build_definitions(config).resolve_all_asset_keys()
+            key
+            for key in build_definitions(config).resolve_all_asset_keys()
             if key.path[0] == "gsc"
         ]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # Launched before the daemon starts, so its first tick picks it up at once.
             backfill_id = launch_backfill(
-                instance, home / "workspace.yaml", asset_keys, partition_keys,
+                instance,
+                home / "workspace.yaml",
+                asset_keys,
+                partition_keys,
                 title=f"demo: {partition_keys[0]}..{partition_keys[-1]}",
             )
             print(f"  launched backfill {backfill_id} ({len(asset_keys)} assets); daemon starting")
@@ -191,8 +200,14 @@ def run_ui(workdir: Path, port: int = 3000) -> int:
     with emulator_process(log=workdir / "emulator-ui.log") as emulator:
         env = {**os.environ, **demo_env(workdir, emulator.base_url)}
         print(f"emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:{port}/")
-        cmd = [str(Path(sys.executable).with_name("dagster")), "dev",
-               "-w", str(home / "workspace.yaml"), "-p", str(port)]
+        cmd = [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(home / "workspace.yaml"),
+            "-p",
+            str(port),
+        ]
         with contextlib.suppress(KeyboardInterrupt):
             return subprocess.call(cmd, env=env)
     return 0

@@ -31,25 +31,38 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
         try:
             secret = os.environ.get(cred.key_env) if cred.key_env else None
             if cred.key_env and not secret:
-                raise GscError(f"environment variable {cred.key_env} is empty or unset; export "
-                               "the key JSON (raw or base64) in it")
+                raise GscError(
+                    f"environment variable {cred.key_env} is empty or unset; export "
+                    "the key JSON (raw or base64) in it"
+                )
             credentials = load_credentials(cred.kind, json_text=secret, path=cred.key_file)
         except GscError as exc:
             findings.append(Finding(False, f"credential {name!r}: {exc}"))
             continue
-        findings.append(Finding(True, f"credential {name!r}: {cred.kind} loaded; pool "
-                                      f"{config.pools[name]} limit {cred.pool_limit}, budget "
-                                      f"{cred.qpm_budget:.0f}/min ({cred.step_qpm:.0f}/min per step)"))
+        findings.append(
+            Finding(
+                True,
+                f"credential {name!r}: {cred.kind} loaded; pool "
+                f"{config.pools[name]} limit {cred.pool_limit}, budget "
+                f"{cred.qpm_budget:.0f}/min ({cred.step_qpm:.0f}/min per step)",
+            )
+        )
         # Few attempts: the doctor should answer in seconds, not retry for minutes.
-        client = GscClient(endpoint, credentials, qpm_budget=60, timeout=20,
-                           retry_policy=RetryPolicy(max_attempts=2))
+        client = GscClient(
+            endpoint,
+            credentials,
+            qpm_budget=60,
+            timeout=20,
+            retry_policy=RetryPolicy(max_attempts=2),
+        )
         try:
             sites = {s["siteUrl"]: s.get("permissionLevel") for s in client.list_sites()}
         except GscError as exc:
             findings.append(Finding(False, f"{where} unreachable with credential {name!r}: {exc}"))
             continue
-        findings.append(Finding(True, f"{where} reachable; the credential sees {len(sites)} "
-                                      "properties"))
+        findings.append(
+            Finding(True, f"{where} reachable; the credential sees {len(sites)} properties")
+        )
         for prop in props:
             findings.append(_check_property(client, prop.site_url, sites))
     return findings
@@ -60,11 +73,17 @@ def _check_property(client: GscClient, site_url: str, sites: dict[str, str]) -> 
     if level is None:
         near = [s for s in sites if s.split(":")[-1].strip("/") in site_url]
         hint = f" (did you mean {near[0]!r}? domain and URL-prefix forms differ)" if near else ""
-        return Finding(False, f"{site_url}: not in this credential's Search Console account"
-                              f"{hint}; add the credential's email as a user of the property")
+        return Finding(
+            False,
+            f"{site_url}: not in this credential's Search Console account"
+            f"{hint}; add the credential's email as a user of the property",
+        )
     if level not in READABLE:
-        return Finding(False, f"{site_url}: permission {level} cannot read search analytics; "
-                              "verify ownership or ask an owner to add the credential as a user")
+        return Finding(
+            False,
+            f"{site_url}: permission {level} cannot read search analytics; "
+            "verify ownership or ask an owner to add the credential as a user",
+        )
     day = (dt.date.today() - dt.timedelta(days=5)).isoformat()
     try:
         client.query(site_url, {"startDate": day, "endDate": day, "rowLimit": 1})
@@ -80,8 +99,10 @@ def run_doctor(config_path: str | None = None) -> int:
     except ConfigError as exc:
         print(f"  [FAIL] config: {exc}")
         return 1
-    print(f"  [ok] config: {len(config.properties)} properties, "
-          f"{len(config.credentials)} credential(s), start {config.start_date}")
+    print(
+        f"  [ok] config: {len(config.properties)} properties, "
+        f"{len(config.credentials)} credential(s), start {config.start_date}"
+    )
     findings = diagnose(config, os.environ.get(API_ENDPOINT_ENV) or None)
     for finding in findings:
         print(finding)

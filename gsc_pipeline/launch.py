@@ -92,8 +92,12 @@ def backfill_progress(instance: dg.DagsterInstance, backfill_id: str) -> Backfil
     if backfill is None:
         raise BackfillError(f"backfill {backfill_id} not found")
     runs = instance.get_runs(filters=RunsFilter(tags={BACKFILL_TAG: backfill_id}))
-    done = [r for r in runs if r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE,
-                                            DagsterRunStatus.CANCELED)]
+    done = [
+        r
+        for r in runs
+        if r.status
+        in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    ]
     failed = [r for r in done if r.status != DagsterRunStatus.SUCCESS]
     return BackfillProgress(backfill.status.value, len(runs), len(done), len(failed))
 

@@ -96,12 +96,8 @@ class Report:
                     "the search type"
                 )
             if search_type == "discover" and "device" in self.dimensions:
-                raise ReportDefinitionError(
-                    f"{where}: Google rejects discover grouped by device"
-                )
-            if self.aggregation_type == "byProperty" and (
-                "page" in self.dimensions or news_like
-            ):
+                raise ReportDefinitionError(f"{where}: Google rejects discover grouped by device")
+            if self.aggregation_type == "byProperty" and ("page" in self.dimensions or news_like):
                 raise ReportDefinitionError(
                     f"{where}: 'BY_PROPERTY' is not a valid aggregation type with page grouping "
                     f"or {search_type}; use 'auto' or 'byPage'"
@@ -111,7 +107,9 @@ class Report:
 PAGE_QUERY = Report("page_query", ("page", "query"))
 PAGE = Report("page", ("page",), aggregation_type="byPage")
 SITE = Report("site", (), aggregation_type="byProperty")
-PAGE_QUERY_COUNTRY_DEVICE = Report("page_query_country_device", ("page", "query", "country", "device"))
+PAGE_QUERY_COUNTRY_DEVICE = Report(
+    "page_query_country_device", ("page", "query", "country", "device")
+)
 
 # Reports fetched when a property's config does not name its own.
 DEFAULT_REPORTS: tuple[Report, ...] = (PAGE_QUERY, PAGE, SITE)

@@ -24,16 +24,26 @@ EMULATOR_CONFIG: dict[str, Any] = {
     "properties": [
         {"site_url": SMALL, "page_query_rows_per_day": 120, "pages": 30, "search_types": ["web"]},
         # More than one 25,000-row page a day.
-        {"site_url": MEDIUM, "page_query_rows_per_day": 27000, "pages": 3000,
-         "search_types": ["web"]},
-        {"site_url": FORBIDDEN, "page_query_rows_per_day": 50, "pages": 10,
-         "permission": "siteUnverifiedUser", "search_types": ["web"]},
+        {
+            "site_url": MEDIUM,
+            "page_query_rows_per_day": 27000,
+            "pages": 3000,
+            "search_types": ["web"],
+        },
+        {
+            "site_url": FORBIDDEN,
+            "page_query_rows_per_day": 50,
+            "pages": 10,
+            "permission": "siteUnverifiedUser",
+            "search_types": ["web"],
+        },
     ],
 }
 
 
-def pipeline_config(*site_urls: str, days_per_run: int = 3, pool_limit: int = 2,
-                    step_concurrency: int = 2) -> PipelineConfig:
+def pipeline_config(
+    *site_urls: str, days_per_run: int = 3, pool_limit: int = 2, step_concurrency: int = 2
+) -> PipelineConfig:
     return parse_config(
         {
             "start_date": "2026-01-01",
@@ -54,18 +64,39 @@ def direct_fetch(base_url: str, site_url: str, report: Report, day: dt.date) -> 
         start = 0
         while True:
             body = {
-                "startDate": day.isoformat(), "endDate": day.isoformat(),
-                "dimensions": report.api_dimensions, "type": search_type,
-                "aggregationType": report.aggregation_type, "rowLimit": report.row_limit,
+                "startDate": day.isoformat(),
+                "endDate": day.isoformat(),
+                "dimensions": report.api_dimensions,
+                "type": search_type,
+                "aggregationType": report.aggregation_type,
+                "rowLimit": report.row_limit,
                 "startRow": start,
             }
             rows = client.query(site_url, body).get("rows", [])
-            frames.append(pd.DataFrame(
-                [[search_type, *r["keys"], r["clicks"], r["impressions"], r["ctr"], r["position"]]
-                 for r in rows],
-                columns=["search_type", "date", *map(column_name, report.dimensions),
-                         "clicks", "impressions", "ctr", "position"],
-            ))
+            frames.append(
+                pd.DataFrame(
+                    [
+                        [
+                            search_type,
+                            *r["keys"],
+                            r["clicks"],
+                            r["impressions"],
+                            r["ctr"],
+                            r["position"],
+                        ]
+                        for r in rows
+                    ],
+                    columns=[
+                        "search_type",
+                        "date",
+                        *map(column_name, report.dimensions),
+                        "clicks",
+                        "impressions",
+                        "ctr",
+                        "position",
+                    ],
+                )
+            )
             if len(rows) < report.row_limit:
                 break
             start += report.row_limit

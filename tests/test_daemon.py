@@ -40,8 +40,10 @@ def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("deploy")
     config_file = root / "gsc.yaml"
     config_file.write_text(CONFIG_YAML)
-    emulator_config = {**EMULATOR_CONFIG, "latency": {"base_ms": 200, "per_row_us": 2,
-                                                      "jitter_sigma": 0}}
+    emulator_config = {
+        **EMULATOR_CONFIG,
+        "latency": {"base_ms": 200, "per_row_us": 2, "jitter_sigma": 0},
+    }
     mp = pytest.MonkeyPatch()
     with running_emulator(emulator_config) as emulator:
         home = root / "home"
@@ -64,8 +66,14 @@ def deployment(tmp_path_factory):
             # Launched before the daemon starts so its first tick submits the runs at once.
             backfill_id = launch_backfill(instance, home / "workspace.yaml", keys, DAYS)
             with dagster_daemon(home, root / "daemon.log", backfill_tick_seconds=2):
-                yield {"instance": instance, "emulator": emulator, "home": home, "keys": keys,
-                       "backfill_id": backfill_id, "warehouse": env[WAREHOUSE_URL_ENV]}
+                yield {
+                    "instance": instance,
+                    "emulator": emulator,
+                    "home": home,
+                    "keys": keys,
+                    "backfill_id": backfill_id,
+                    "warehouse": env[WAREHOUSE_URL_ENV],
+                }
     mp.undo()
 
 
@@ -110,12 +118,14 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
     check = wh.read_sql(
         "SELECT l.date, l.report, sum(l.rows_returned) AS ledger_rows, min(l.rows_returned) AS "
         "last_page FROM gsc_fetch_ledger l WHERE l.site_url = ? AND l.date >= ? "
-        "GROUP BY l.date, l.report", [MEDIUM, dt.date(2026, 2, 1)]
+        "GROUP BY l.date, l.report",
+        [MEDIUM, dt.date(2026, 2, 1)],
     )
     for row in check.itertuples():
         table = {"page_query": "gsc_page_query", "page": "gsc_page", "site": "gsc_site"}[row.report]
-        n = wh.read_sql(f"SELECT count(*) AS n FROM {table} WHERE site_url = ? AND date = ?",
-                        [MEDIUM, row.date])["n"][0]
+        n = wh.read_sql(
+            f"SELECT count(*) AS n FROM {table} WHERE site_url = ? AND date = ?", [MEDIUM, row.date]
+        )["n"][0]
         assert n == row.ledger_rows
         assert row.last_page < 25_000
     assert SMALL  # the other property's data is untouched by the cancelled run
@@ -123,8 +133,9 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
 
 
 def _started_run(instance, backfill_id, emulator):
-    runs = instance.get_runs(filters=RunsFilter(tags={BACKFILL_TAG: backfill_id},
-                                                statuses=[DagsterRunStatus.STARTED]))
+    runs = instance.get_runs(
+        filters=RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=[DagsterRunStatus.STARTED])
+    )
     return runs[0] if runs and emulator.stats()["in_flight"] else None
 
 

@@ -14,12 +14,15 @@ def _write(tmp_path, text: str):
 
 def test_doctor_passes_a_good_deployment(gsc_emulator, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
-    config = _write(tmp_path, """
+    config = _write(
+        tmp_path,
+        """
 start_date: 2026-01-01
 properties:
   - site_url: sc-domain:example.com
   - site_url: https://www.example.org/
-""")
+""",
+    )
     assert main(["doctor", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "sc-domain:example.com: siteOwner, test query ok" in out
@@ -29,7 +32,9 @@ properties:
 def test_doctor_names_each_problem_and_its_fix(gsc_emulator, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
     monkeypatch.delenv("AGENCY_KEY", raising=False)
-    config = _write(tmp_path, """
+    config = _write(
+        tmp_path,
+        """
 start_date: 2026-01-01
 credentials:
   default: {}
@@ -40,7 +45,8 @@ properties:
   - site_url: sc-domain:unknown.example
   - site_url: sc-domain:client.example
     credential: agency
-""")
+""",
+    )
     assert main(["doctor", "--config", config]) == 1
     out = capsys.readouterr().out
     assert "sc-domain:not-yours.example: permission siteUnverifiedUser" in out
@@ -58,6 +64,8 @@ def test_doctor_reports_a_bad_config(tmp_path, capsys):
 
 def test_unreachable_api_is_reported(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(API_ENDPOINT_ENV, "http://127.0.0.1:9/")
-    config = _write(tmp_path, "start_date: 2026-01-01\nproperties:\n  - site_url: sc-domain:a.com\n")
+    config = _write(
+        tmp_path, "start_date: 2026-01-01\nproperties:\n  - site_url: sc-domain:a.com\n"
+    )
     assert main(["doctor", "--config", config]) == 1
     assert "unreachable" in capsys.readouterr().out

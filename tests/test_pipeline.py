@@ -50,8 +50,9 @@ def _definitions(monkeypatch, emulator, warehouse_url, *sites, **kwargs) -> dg.D
     return build_definitions(pipeline_config(*sites, **kwargs))
 
 
-def _materialize(defs: dg.Definitions, instance, prop: str, tags=None, partition_key=None,
-                 raise_on_error=True):
+def _materialize(
+    defs: dg.Definitions, instance, prop: str, tags=None, partition_key=None, raise_on_error=True
+):
     selection = dg.AssetSelection.groups(prop)
     job = dg.define_asset_job("t", selection=selection)
     resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("t")
@@ -67,8 +68,11 @@ def _snapshot(warehouse_url: str) -> dict[str, pd.DataFrame]:
         df = wh.read_sql(f"SELECT * FROM {REPORTS[report].table}")
         out[report] = df.sort_values(list(df.columns[:-4])).reset_index(drop=True)
     ledger = wh.read_sql("SELECT * FROM gsc_fetch_ledger")
-    out["ledger"] = (ledger.drop(columns=["fetched_at", "run_id"])
-                     .sort_values(["report", "date", "start_row"]).reset_index(drop=True))
+    out["ledger"] = (
+        ledger.drop(columns=["fetched_at", "run_id"])
+        .sort_values(["report", "date", "start_row"])
+        .reset_index(drop=True)
+    )
     return out
 
 
@@ -108,8 +112,9 @@ def test_rematerializing_changes_nothing(monkeypatch, emulator, warehouse_url):
     with dg.instance_for_test() as instance:
         assert _materialize(defs, instance, "small_example", tags=RANGE_TAGS).success
         first = _snapshot(warehouse_url)
-        assert _materialize(defs, instance, "small_example",
-                            partition_key=DAYS[1].isoformat()).success
+        assert _materialize(
+            defs, instance, "small_example", partition_key=DAYS[1].isoformat()
+        ).success
         assert _materialize(defs, instance, "small_example", tags=RANGE_TAGS).success
         second = _snapshot(warehouse_url)
     for name, frame in first.items():
@@ -120,8 +125,9 @@ def test_permission_denied_fails_with_the_fix_and_writes_nothing(monkeypatch, em
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     defs = _definitions(monkeypatch, emulator, url, FORBIDDEN)
     with dg.instance_for_test() as instance:
-        result = _materialize(defs, instance, "not_yours_example", tags=RANGE_TAGS,
-                              raise_on_error=False)
+        result = _materialize(
+            defs, instance, "not_yours_example", tags=RANGE_TAGS, raise_on_error=False
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = str(failure.step_failure_data.error)

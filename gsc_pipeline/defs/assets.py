@@ -23,6 +23,7 @@ DATA_STATE_TAG = "gsc/data_state"
 def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
     return dg.AssetKey(["gsc", prop.key, report.name])
 
+
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
 ) -> dg.AssetsDefinition:
@@ -92,6 +93,7 @@ def build_fetch_asset(
         )
 
     return fetch
+
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
     return [
