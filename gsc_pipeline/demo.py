@@ -135,9 +135,8 @@ def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
     ledger = warehouse.read_sql(
         "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger"
     ).iloc[0]
-    lines.append(
-        f"  gsc_fetch_ledger: {int(ledger['pages']):,} API pages for {int(ledger['sites'])} properties"
-    )
+    pages, sites = int(ledger["pages"]), int(ledger["sites"])
+    lines.append(f"  gsc_fetch_ledger: {pages:,} API pages for {sites} properties")
     return lines
 
 
