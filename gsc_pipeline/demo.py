@@ -140,6 +140,27 @@ def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
     return lines
 
 
+def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[str]:
+    """Each in-run check's evaluations over the backfill's runs: how many passed."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.checks import in_run_check_keys
+
+    keys = [fetch_asset_key(p, r) for p in config.properties for r in p.report_objects()]
+    tally: dict[str, list[int]] = {}
+    for check_key in in_run_check_keys(config, keys):
+        history = instance.event_log_storage.get_asset_check_execution_history(check_key, 1000)
+        passed, total = tally.setdefault(check_key.name, [0, 0])
+        tally[check_key.name] = [
+            passed + sum(r.status == Status.SUCCEEDED for r in history),
+            total + sum(r.status in (Status.SUCCEEDED, Status.FAILED) for r in history),
+        ]
+    return [f"  check {name:<22} {p}/{t} evaluations passed" for name, (p, t) in tally.items()]
+
+
 def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
     started = time.monotonic()
     config = load_config(BUNDLED_DEMO_CONFIG)
@@ -174,10 +195,11 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
                 progress = wait_for_backfill(
                     instance, backfill_id, timeout=timeout, on_progress=_print_progress
                 )
+            checks = check_summary(instance, config)
         stats = emulator.stats()
     elapsed = time.monotonic() - started
     print(f"\nBackfill {progress.status} in {elapsed:.0f} s")
-    for line in summarise(config, env[WAREHOUSE_URL_ENV]):
+    for line in [*summarise(config, env[WAREHOUSE_URL_ENV]), *checks]:
         print(line)
     credential = config.credentials["default"]
     print(
