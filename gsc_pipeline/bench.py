@@ -149,11 +149,11 @@ class TreeSampler:
     """Follows a process tree (children come and go) and keeps each process's CPU and peak RSS.
 
     psutil reads /proc, so a process's last sample is up to `interval` old when it exits: the
-    CPU it spends in its final `interval` is missed (a few ms per run process at 0.2 s).
+    CPU it spends in its final `interval` is missed (at most 0.5 s per run process).
     """
 
     root_pid: int
-    interval: float = 0.2
+    interval: float = 0.5
     processes: dict[tuple[int, float], ProcessSample] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None

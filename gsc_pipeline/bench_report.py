@@ -110,7 +110,9 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         f"Produced by `gsc-pipeline bench --size {sc.name} --warehouse {result.warehouse}` "
         f"(fresh Dagster home and warehouse; emulator in its own process; "
-        f"{result.cpu_count} cores). Backfill {'succeeded' if result.succeeded else '**FAILED**'}.",
+        f"{result.cpu_count} cores; 1-min load average {result.load[0]:.1f} before and "
+        f"{result.load[1]:.1f} after the backfill, other work included). Backfill "
+        f"{'succeeded' if result.succeeded else '**FAILED**'}.",
         "",
         "## Scenario (fixed in `gsc_pipeline/bench.py`)",
         "",
@@ -209,7 +211,7 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         "## 4. CPU and memory",
         "",
-        "Pipeline CPU is sampled with psutil every 0.2 s over the daemon's process tree "
+        "Pipeline CPU is sampled with psutil every 0.5 s over the daemon's process tree "
         "(daemon, code server, run workers as they come and go; the emulator and this bench "
         "process are excluded). Cross-check: CPU of reaped child processes (getrusage) "
         f"{result.cpu_rusage_children:.1f} s.",
@@ -256,9 +258,9 @@ def _chart(result: BenchResult, m: Metrics, png_path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sc = result.scenario
-    t0 = m.first_start
+    t0 = int(m.first_start)
     timeline = result.emulator["per_second"]
-    xs = [s[0] - t0 for s in timeline]
+    xs = [int(s[0]) - t0 for s in timeline]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     top.bar(xs, [s[1] for s in timeline], width=1.0, color="#4c78a8", label="requests started/s")
     window = max(1, round(60 / sc.time_scale))

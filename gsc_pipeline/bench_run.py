@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -82,7 +83,10 @@ class BenchResult:
     rows_written: int
     lifetime: Lifetime | None
     lifetime_error: str | None = None
-    cpu_count: int = field(default_factory=lambda: len(__import__("os").sched_getaffinity(0)))
+    # 1-minute load average before and after the backfill: other work on a shared machine
+    # takes cores from the pipeline, and the report says so.
+    load: tuple[float, float] = (0.0, 0.0)
+    cpu_count: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
 def sequential_baseline(
@@ -195,6 +199,7 @@ def measure(
                 print(f"  backfill {backfill_id}: {len(keys)} assets x {len(partition_keys)} "
                       f"days, pool limits {limits}", flush=True)
                 cpu_before = _rusage_children()
+                load_before = os.getloadavg()[0]
                 with dagster_daemon(home, workdir / "daemon.log",
                                     scenario.daemon_tick_seconds) as daemon:
                     daemon_started = time.time()
@@ -207,6 +212,7 @@ def measure(
                         )
                         _wait_idle(instance, timeout=180)
                 cpu_children = _rusage_children() - cpu_before
+                load_after = os.getloadavg()[0]
                 runs = _run_infos(instance, backfill_id)
         stats = emu.stats()
         for run in runs:
@@ -224,7 +230,7 @@ def measure(
         sequential=sequential, succeeded=progress.succeeded, backfill_launched=launched,
         daemon_started=daemon_started, runs=runs, emulator=stats,
         cpu_by_role=sampler.cpu_by_role(), cpu_rusage_children=cpu_children, rows_written=rows,
-        lifetime=lifetime, lifetime_error=error,
+        lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
     )  # fmt: skip
 
 

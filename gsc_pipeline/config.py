@@ -62,7 +62,9 @@ class CredentialConfig(_Strict):
     budget_fraction: float = Field(0.8, gt=0, le=1)
     pool_limit: int = Field(4, ge=1, le=64)
     # Requests one fetching step keeps in flight (days fetched concurrently within a run).
-    step_concurrency: int = Field(4, ge=1, le=64)
+    # 8, not 4: a 25,000-row page takes ~1.5 s, and 4 such days in flight stay below a step's
+    # share of the budget (240/min at pool limit 4); see docs/bench/README.md.
+    step_concurrency: int = Field(8, ge=1, le=64)
 
     @model_validator(mode="after")
     def _secret_source(self) -> CredentialConfig:
@@ -142,7 +144,9 @@ class PipelineConfig(_Strict):
     # First day to fetch (GSC keeps 16 months); partitions start here.
     start_date: dt.date
     # Days per backfill run: one run fetches this many days for every asset it holds.
-    backfill_days_per_run: int = Field(10, ge=1, le=400)
+    # 30: the daemon takes seconds to submit each run on a small machine and each run costs
+    # seconds of CPU to start, so fewer, longer runs keep the pool busy (docs/bench/README.md).
+    backfill_days_per_run: int = Field(30, ge=1, le=400)
     # The daily schedule re-fetches this many recent days (GSC revises them for 2-3 days).
     refresh_days: int = Field(4, ge=1, le=30)
     # Fetch recent days with dataState=all, then let the finalization sensor replace them.
