@@ -2,7 +2,8 @@
 
 No Dagster here: the assets, the bench and the tests all call `sync_days`. Days are fetched
 concurrently (pages within a day in order) and each day is written as soon as all its pages are
-in, without holding any warehouse lock while fetching. API rows become Arrow columns in
+in, by one writer thread that groups the days ready together into one transaction, without
+holding any warehouse lock while fetching. API rows become Arrow columns in
 `page_to_arrow`, the one place that maps the API's shape to the warehouse's.
 """
 
@@ -29,6 +30,7 @@ from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
     PartitionBatch,
     Warehouse,
+    column_name,
     report_schema,
 )
 
@@ -37,6 +39,9 @@ _CLICKS = operator.itemgetter("clicks")
 _IMPRESSIONS = operator.itemgetter("impressions")
 # How often the calling thread notices the caller's stop event while days are in flight.
 _STOP_POLL_SECONDS = 0.05
+# Re-fetch passes allowed when a day's pages disagree (ties in arbitrary order); the emulator
+# needs ~5 at 30,000 rows a day and ~7 at 50,000.
+MAX_TIE_PASSES = 12
 
 
 class SyncCancelled(Exception):
@@ -73,6 +78,8 @@ class PartitionResult:
     impressions: float
     data_state: str
     first_incomplete_date: dt.date | None
+    # Extra passes over the pages to settle rows tied across page boundaries (0: none needed).
+    tie_passes: int = 0
 
     def metadata(self) -> dict[str, Any]:
         """Plain values (str/int/float/bool/None) for Dagster metadata and JSON logs."""
@@ -151,9 +158,87 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def sync_day(
+def _distinct_rows(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Each natural key once (its first occurrence)."""
+    indexed = table.append_column("_row", pa.array(np.arange(table.num_rows)))
+    first = indexed.group_by(keys, use_threads=False).aggregate([("_row", "min")])
+    return table.take(first.column("_row_min"))
+
+
+def _settle_tie_order(
+    refetch: Callable[[int], pa.Table], pages: list[pa.Table], report: Report, where: str
+) -> tuple[list[pa.Table], int]:
+    """The pages with every row exactly once, and how many re-fetch passes that took.
+
+    Google orders rows by clicks and returns ties in arbitrary order, so a row tied across a page
+    boundary can come back on both pages or on neither. The page sizes still say how many rows
+    the day holds: fetch every page again and keep each natural key once until the union holds
+    them all, then cut it into pages again in the API's order (clicks, then impressions).
+    """
+    expected = sum(page.num_rows for page in pages)
+    keys = [column_name(d) for d in report.dimensions]
+    settled = _distinct_rows(pa.concat_tables(pages), keys)
+    passes = 0
+    while settled.num_rows < expected:
+        if passes == MAX_TIE_PASSES:
+            raise BadApiData(
+                f"{where}: pages still miss {expected - settled.num_rows} of {expected} rows "
+                f"after {passes} re-fetches (rows tied on clicks in arbitrary order); not written"
+            )
+        passes += 1
+        again = [refetch(i * report.row_limit) for i in range(len(pages))]
+        settled = _distinct_rows(pa.concat_tables([settled, *again]), keys)
+    if not passes:
+        return pages, 0
+    ordered = settled.sort_by([("clicks", "descending"), ("impressions", "descending")])
+    cuts = [i * report.row_limit for i in range(len(pages))] + [ordered.num_rows]
+    return [ordered.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)], passes
+
+
+@dataclass(frozen=True)
+class FetchedDay:
+    """One day fully fetched and parsed, not yet written: its batch and what the fetch cost."""
+
+    batch: PartitionBatch
+    pages: int
+    api_calls: int
+    retries: int
+    quota_wait_seconds: float
+    fetch_seconds: float
+    latencies_ms: list[float]
+    truncated: bool
+    clicks: float
+    impressions: float
+    data_state: str
+    first_incomplete_date: dt.date | None
+
+    def result(self, write_seconds: float) -> PartitionResult:
+        """The day's result once written (`write_seconds`: its group commit's duration)."""
+        fetch_seconds = self.fetch_seconds
+        return PartitionResult(
+            site_url=self.batch.site_url,
+            report=self.batch.report.name,
+            day=self.batch.day,
+            rows=self.batch.rows.num_rows,
+            pages=self.pages,
+            api_calls=self.api_calls,
+            retries=self.retries,
+            quota_wait_seconds=round(self.quota_wait_seconds, 3),
+            fetch_seconds=round(fetch_seconds, 3),
+            write_seconds=round(write_seconds, 3),
+            latency_p50_ms=round(_percentile(self.latencies_ms, 50), 1),
+            latency_p95_ms=round(_percentile(self.latencies_ms, 95), 1),
+            achieved_qpm=round(self.api_calls * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
+            truncated=self.truncated,
+            clicks=self.clicks,
+            impressions=self.impressions,
+            data_state=self.data_state,
+            first_incomplete_date=self.first_incomplete_date,
+        )
+
+
+def fetch_day(
     client: GscClient,
-    warehouse: Warehouse,
     site_url: str,
     report: Report,
     day: dt.date,
@@ -161,8 +246,12 @@ def sync_day(
     run_id: str,
     data_state: str = "final",
     halt: threading.Event | None = None,
-) -> PartitionResult:
-    """Fetch every page of one day (all search types) and write it as one partition."""
+) -> FetchedDay:
+    """Fetch every page of one day (all search types) into one partition batch; no write.
+
+    Raises `Cancelled` when `halt` is set by the time the last page is in: a stop never lets a
+    day whose fetch did not complete reach the warehouse.
+    """
     halt = halt or threading.Event()
     sink = ClientStats()
     tables: list[pa.Table] = []
@@ -186,9 +275,13 @@ def sync_day(
             }
             response = client.query(site_url, body, stop_event=halt, sink=sink)
             rows = response.get("rows") or []
+            n = len(rows)
             page = page_to_arrow(report, site_url, search_type, day, rows)
-            tables.append(page)
             page_incomplete = _first_incomplete_date(response)
+            # The page's Python dicts (~1 KB a row) must not live on through the next API call
+            # next to their Arrow copy: drop them as soon as the columns are built.
+            del response, rows
+            tables.append(page)
             first_incomplete = first_incomplete or page_incomplete
             clicks = pc.sum(page.column("clicks")).as_py() or 0.0
             impressions = pc.sum(page.column("impressions")).as_py() or 0.0
@@ -199,7 +292,7 @@ def sync_day(
                 ("date", day),
                 ("start_row", start_row),
                 ("row_limit", report.row_limit),
-                ("rows_returned", len(rows)),
+                ("rows_returned", n),
                 ("clicks", float(clicks)),
                 ("impressions", float(impressions)),
                 ("data_state", data_state),
@@ -208,47 +301,61 @@ def sync_day(
                 ("run_id", run_id),
             ):
                 ledger[name].append(value)
-            fetched += len(rows)
-            if len(rows) < report.row_limit:
+            fetched += n
+            if n < report.row_limit:
                 break
             start_row += report.row_limit
         truncated = truncated or fetched >= DAILY_ROW_CAP
     fetch_seconds = time.perf_counter() - started
     if halt.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
-    rows_table = pa.concat_tables(tables)
     batch = PartitionBatch(
         site_url=site_url,
         report=report,
         day=day,
-        rows=rows_table,
+        rows=pa.concat_tables(tables),
         ledger=pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA),
     )
-    write_started = time.perf_counter()
-    warehouse.write_partition(batch)
-    write_seconds = time.perf_counter() - write_started
     stats = sink.snapshot()
-    latencies = stats["latencies_ms"]
-    return PartitionResult(
-        site_url=site_url,
-        report=report.name,
-        day=day,
-        rows=rows_table.num_rows,
+    return FetchedDay(
+        batch=batch,
         pages=len(ledger["start_row"]),
         api_calls=stats["api_calls"],
         retries=stats["retries"],
-        quota_wait_seconds=round(stats["quota_wait_seconds"], 3),
-        fetch_seconds=round(fetch_seconds, 3),
-        write_seconds=round(write_seconds, 3),
-        latency_p50_ms=round(_percentile(latencies, 50), 1),
-        latency_p95_ms=round(_percentile(latencies, 95), 1),
-        achieved_qpm=round(stats["api_calls"] * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
+        quota_wait_seconds=stats["quota_wait_seconds"],
+        fetch_seconds=fetch_seconds,
+        latencies_ms=stats["latencies_ms"],
         truncated=truncated,
         clicks=float(sum(ledger["clicks"])),
         impressions=float(sum(ledger["impressions"])),
         data_state=data_state,
         first_incomplete_date=first_incomplete,
     )
+
+
+def sync_day(
+    client: GscClient,
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    day: dt.date,
+    *,
+    run_id: str,
+    data_state: str = "final",
+    halt: threading.Event | None = None,
+) -> PartitionResult:
+    """Fetch every page of one day (all search types) and write it as one partition."""
+    fetched = fetch_day(
+        client, site_url, report, day, run_id=run_id, data_state=data_state, halt=halt
+    )
+    return fetched.result(_write(warehouse, [fetched]))
+
+
+def _write(warehouse: Warehouse, days: list[FetchedDay]) -> float:
+    """Write `days` in one transaction (group commit); its duration in seconds."""
+    started = time.perf_counter()
+    warehouse.write_partitions([d.batch for d in days])
+    return time.perf_counter() - started
 
 
 def sync_days(
@@ -264,67 +371,109 @@ def sync_days(
     stop_event: threading.Event | None = None,
     on_partition: Callable[[PartitionResult], None] | None = None,
 ) -> list[PartitionResult]:
-    """Sync each day (one partition each); results in completion order.
+    """Sync each day (one partition each); results in the order they were written.
+
+    Days are fetched on `concurrency` threads and written by one writer thread: a day is
+    written as soon as it is fetched, and the days that are fetched while a write is in
+    progress (or waiting for another process's DuckDB lock) are written together in the next
+    transaction (group commit; still all-or-nothing per day). Fetching goes on meanwhile, with
+    at most `concurrency` fetched days waiting, which bounds memory.
 
     On the first error no further day starts, days in flight stop at their next API call and are
-    not written, the days already written stand, and the error is raised (typed). When
-    `stop_event` is set the same happens and `SyncCancelled` is raised. `on_partition` runs in
-    the calling thread as each day is written.
+    not written, the days already fetched completely are still written, and the error is raised
+    (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
+    `on_partition` runs in the calling thread after each day is committed.
     """
     if data_state not in ("final", "all"):
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
     warehouse.ensure_schema([report])
+    concurrency = max(1, concurrency)
     pending = all_days[::-1]
     halt = threading.Event()  # set on stop or on the first error; workers check it
     results: list[PartitionResult] = []
     first_error: BaseException | None = None
-    in_flight: set[Future[PartitionResult]] = set()
+    fetching: set[Future[FetchedDay]] = set()
+    ready: list[FetchedDay] = []
+    writing: Future[float] | None = None
+    writing_days: list[FetchedDay] = []
 
     def stopped() -> bool:
         return stop_event is not None and stop_event.is_set()
 
-    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="gsc-sync") as pool:
-        while pending or in_flight:
-            while pending and len(in_flight) < concurrency and not halt.is_set():
+    with (
+        ThreadPoolExecutor(concurrency, thread_name_prefix="gsc-sync") as pool,
+        # One writer: the fetch threads never block on a write (nor on another process's
+        # DuckDB lock), and the days that finish meanwhile form the next group commit.
+        ThreadPoolExecutor(1, thread_name_prefix="gsc-write") as writer,
+    ):
+        try:
+            while True:
+                while (
+                    pending
+                    and len(fetching) < concurrency
+                    and len(ready) < concurrency
+                    and not halt.is_set()
+                ):
+                    if stopped():
+                        halt.set()
+                        break
+                    day = pending.pop()
+                    fetching.add(
+                        pool.submit(
+                            fetch_day,
+                            client,
+                            site_url,
+                            report,
+                            day,
+                            run_id=run_id,
+                            data_state=data_state,
+                            halt=halt,
+                        )
+                    )
+                if writing is None and ready:
+                    writing_days, ready = ready, []
+                    writing = writer.submit(_write, warehouse, writing_days)
+                if not fetching and writing is None:
+                    break
+                waiting: set[Future[Any]] = set(fetching)
+                if writing is not None:
+                    waiting.add(writing)
+                done, _ = wait(waiting, _STOP_POLL_SECONDS, FIRST_COMPLETED)
                 if stopped():
                     halt.set()
-                    break
-                day = pending.pop()
-                in_flight.add(
-                    pool.submit(
-                        sync_day,
-                        client,
-                        warehouse,
-                        site_url,
-                        report,
-                        day,
-                        run_id=run_id,
-                        data_state=data_state,
-                        halt=halt,
-                    )
-                )
-            if not in_flight:
-                break
-            try:
-                done, in_flight = wait(in_flight, _STOP_POLL_SECONDS, FIRST_COMPLETED)
-            except BaseException:
-                # An interrupt in this thread (Dagster's Terminate raises here): the days in
-                # flight must stop at their next API call, not run to completion on exit.
-                halt.set()
-                raise
-            if stopped():
-                halt.set()
-            for future in done:
-                exc = future.exception()
-                if exc is None:
-                    result = future.result()
-                    results.append(result)
-                    if on_partition is not None:
-                        on_partition(result)
-                elif first_error is None and not (isinstance(exc, Cancelled) and halt.is_set()):
-                    first_error = exc
-                    halt.set()
+                for future in done:
+                    if future is writing:
+                        continue
+                    fetching.discard(future)
+                    exc = future.exception()
+                    if exc is None:
+                        ready.append(future.result())
+                    elif first_error is None and not (isinstance(exc, Cancelled) and halt.is_set()):
+                        first_error = exc
+                        halt.set()
+                if writing is not None and writing in done:
+                    exc = writing.exception()
+                    if exc is None:
+                        seconds = writing.result()
+                        for fetched in writing_days:
+                            result = fetched.result(seconds)
+                            results.append(result)
+                            if on_partition is not None:
+                                on_partition(result)
+                    else:
+                        # A failed write (e.g. the lock wait ran out): none of its days stand,
+                        # and the days waiting behind it are not tried either.
+                        ready.clear()
+                        if first_error is None:
+                            first_error = exc
+                        halt.set()
+                    writing, writing_days = None, []
+        except BaseException:
+            # An interrupt in this thread (Dagster's Terminate raises here) or a failing
+            # callback: the days in flight must stop at their next API call, not run on.
+            halt.set()
+            raise
     if first_error is not None:
         first_error.add_note(
             f"sync of {site_url} {report.name}: {len(results)} day(s) written before the error"
