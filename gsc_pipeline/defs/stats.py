@@ -27,11 +27,19 @@ def lifetime_properties(config: PipelineConfig) -> list[PropertyConfig]:
 
 def stats_condition() -> dg.AutomationCondition:
     """Run when an upstream partition was updated since this asset was last requested/updated,
-    unless a refresh is already running; missing upstream partitions never hold it back."""
+    unless a refresh is already running or fetch runs are still writing upstream days.
+
+    Missing upstream partitions never hold it back. In-progress ones do: on DuckDB a refresh
+    holds the file's single write lock, and the benchmark showed refreshes started mid-backfill
+    stalling every fetch step's write (and so the API) for tens of seconds. Waiting for the
+    fetch runs to finish keeps the stats off the ingestion's critical path; they catch up in
+    one incremental refresh afterwards.
+    """
     return (
         dg.AutomationCondition.any_deps_updated().since_last_handled()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label("any_upstream_day_updated")
+        & ~dg.AutomationCondition.any_deps_in_progress()
+    ).with_label("upstream_days_landed_and_fetches_idle")
 
 
 def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
