@@ -14,9 +14,11 @@ revision removes a page's first/last day or lowers its top query does that page 
 from the compact per-day rollups, never from the report tables. So a refresh after a few
 changed days reads and writes in proportion to those days.
 
-Each chunk of days is one short transaction (on DuckDB the file lock is held only while it
-runs); the lifetime tables are the only ones written, and ingestion never waits on them on
-Postgres (a separate advisory lock serialises refreshes among themselves).
+Each chunk of days is read in one short transaction, computed with no lock held, and written in
+another short transaction (on DuckDB the file's write lock is free in between, so fetch runs get
+their turn); a version per site makes a write notice a refresh that slipped in and start over.
+Only the lifetime tables are written; on Postgres ingestion never waits on them (a separate
+advisory lock serialises refreshes among themselves).
 
 `python -m gsc_pipeline.lifetime --measure` prints the incremental-vs-full cost at a chosen size.
 """
@@ -39,6 +41,7 @@ APPLIED_TABLE = "lifetime_applied"
 PAGE_DAY_TABLE = "lifetime_page_day"
 QUERY_DAY_TABLE = "lifetime_query_day"
 QUERY_TOTAL_TABLE = "lifetime_page_query"
+VERSION_TABLE = "lifetime_site_version"
 SOURCE_REPORTS = (PAGE.name, PAGE_QUERY.name)
 SEARCH_TYPE = "web"
 # Days per transaction: short enough that an ingestion write waits at most a moment for DuckDB.
@@ -64,6 +67,7 @@ _SCHEMAS: dict[str, pa.Schema] = {
         [("site_url", pa.string()), ("page", pa.string()), ("query", pa.string()),
          ("clicks", pa.float64())]
     ),
+    VERSION_TABLE: pa.schema([("site_url", pa.string()), ("version", pa.int32())]),
     STATS_TABLE: pa.schema(
         [("site_url", pa.string()), ("page", pa.string()), ("first_date", pa.date32()),
          ("last_date", pa.date32()), ("clicks", pa.float64()), ("impressions", pa.float64()),
@@ -182,8 +186,7 @@ def refresh(
         by_site.setdefault(site, []).append(day)
     for site, days in by_site.items():
         for i in range(0, len(days), days_per_chunk):
-            with warehouse.transaction() as conn:
-                total.add(_apply_days(conn, site, days[i : i + days_per_chunk]))
+            total.add(_apply_days(warehouse, site, days[i : i + days_per_chunk]))
     total.seconds = time.perf_counter() - started
     return total
 
@@ -202,11 +205,56 @@ def _in_days(days: Sequence[dt.date]) -> tuple[str, list[dt.date]]:
     return f"date IN ({', '.join('?' for _ in days)})", list(days)
 
 
-def _apply_days(conn: Connection, site: str, days: Sequence[dt.date]) -> RefreshStats:
-    """One transaction: replace the snapshot of `days` for `site` and apply the difference."""
-    stats = RefreshStats(days_refreshed=len(days), changed=[(site, d) for d in days])
-    if conn.dialect == "postgres":
-        conn.execute("SELECT pg_advisory_xact_lock(?, 0)", (_REFRESH_LOCK,))
+@dataclass
+class _Chunk:
+    """What one chunk of days reads (in a short read transaction) before anything is computed."""
+
+    version: int
+    fingerprints: pd.DataFrame
+    new_page: pd.DataFrame
+    new_query: pd.DataFrame
+    page_delta: pd.DataFrame
+    query_delta: pd.DataFrame
+    touched: list[str]
+    current: pd.DataFrame
+    totals: pd.DataFrame
+
+
+def _apply_days(warehouse: Warehouse, site: str, days: Sequence[dt.date]) -> RefreshStats:
+    """Replace the snapshot of `days` for `site` and apply the difference.
+
+    Read, compute, write: the two transactions are short and the pandas work between them holds
+    no lock, so fetch runs writing to the same DuckDB file get in between. A version number per
+    site makes the write step notice another refresh that slipped in, and start over.
+    """
+    for _ in range(3):
+        stats = RefreshStats(days_refreshed=len(days), changed=[(site, d) for d in days])
+        with warehouse.transaction() as conn:
+            chunk = _read_chunk(conn, site, days, stats)
+        # Lifetime clicks per (page, query) for every query that changed.
+        new_totals = chunk.query_delta.merge(
+            chunk.totals, on=["page", "query"], how="left", suffixes=("", "_old")
+        )
+        new_totals["clicks"] = new_totals["clicks"] + new_totals["clicks_old"].fillna(0.0)
+        new_totals = new_totals[["page", "query", "clicks"]]
+        page_rows, rescan = _new_page_stats(
+            chunk.current, chunk.page_delta, new_totals, chunk.touched
+        )
+        with warehouse.transaction() as conn:
+            if _write_chunk(conn, site, days, chunk, new_totals, page_rows, rescan, stats):
+                return stats
+    raise RuntimeError(f"url_lifetime_stats for {site}: other refreshes kept interleaving")
+
+
+def _site_version(conn: Connection, site: str) -> int:
+    row = conn.execute(f"SELECT version FROM {VERSION_TABLE} WHERE site_url = ?", [site]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _read_chunk(
+    conn: Connection, site: str, days: Sequence[dt.date], stats: RefreshStats
+) -> _Chunk:
+    version = _site_version(conn, site)
     in_days, day_params = _in_days(days)
     fingerprints = conn.read_sql(
         f"""
@@ -276,12 +324,28 @@ def _apply_days(conn: Connection, site: str, days: Sequence[dt.date]) -> Refresh
         "ON q.site_url = t.site_url AND q.page = t.page AND q.query = t.query"
     )
     stats.state_rows_read += len(current) + len(totals)
+    return _Chunk(version, fingerprints, new_page, new_query, page_delta, query_delta, touched,
+                  current, totals)  # fmt: skip
 
-    # Lifetime clicks per (page, query) for every query that changed.
-    new_totals = query_delta.merge(totals, on=["page", "query"], how="left", suffixes=("", "_old"))
-    new_totals["clicks"] = new_totals["clicks"] + new_totals["clicks_old"].fillna(0.0)
-    new_totals = new_totals[["page", "query", "clicks"]]
 
+def _write_chunk(
+    conn: Connection,
+    site: str,
+    days: Sequence[dt.date],
+    chunk: _Chunk,
+    new_totals: pd.DataFrame,
+    page_rows: pd.DataFrame,
+    rescan: list[str],
+    stats: RefreshStats,
+) -> bool:
+    """Write the chunk unless another refresh of `site` wrote since it was read (False)."""
+    if conn.dialect == "postgres":
+        conn.execute("SELECT pg_advisory_xact_lock(?, 0)", (_REFRESH_LOCK,))
+    if _site_version(conn, site) != chunk.version:
+        return False
+    in_days, day_params = _in_days(days)
+    _stage(conn, "lifetime_stage_pages", pd.DataFrame({"page": chunk.touched}), site)
+    _stage(conn, "lifetime_stage_queries", chunk.query_delta[["page", "query"]], site)
     # Replace the per-day snapshots and the changed query totals.
     conn.execute(
         f"DELETE FROM {PAGE_DAY_TABLE} WHERE site_url = ? AND {in_days}", [site, *day_params]
@@ -293,14 +357,14 @@ def _apply_days(conn: Connection, site: str, days: Sequence[dt.date]) -> Refresh
         f"DELETE FROM {QUERY_TOTAL_TABLE} WHERE (site_url, page, query) IN "
         "(SELECT site_url, page, query FROM lifetime_stage_queries)"
     )
-    stats.rows_written += _insert(conn, PAGE_DAY_TABLE, new_page, site)
-    stats.rows_written += _insert(conn, QUERY_DAY_TABLE, new_query, site)
+    stats.rows_written += _insert(conn, PAGE_DAY_TABLE, chunk.new_page, site)
+    stats.rows_written += _insert(conn, QUERY_DAY_TABLE, chunk.new_query, site)
     stats.rows_written += _insert(
         conn, QUERY_TOTAL_TABLE, new_totals[new_totals["clicks"] > 0], site
     )
-
-    page_rows, rescan = _new_page_stats(current, page_delta, new_totals, touched)
     if rescan:
+        # Rare (a revision removed a page's first/last day or lowered its top query): read the
+        # rollups just written, for those pages only.
         stats.pages_rescanned = len(rescan)
         page_rows, read = _rescan(conn, site, page_rows, rescan)
         stats.state_rows_read += read
@@ -309,9 +373,12 @@ def _apply_days(conn: Connection, site: str, days: Sequence[dt.date]) -> Refresh
         "(SELECT site_url, page FROM lifetime_stage_pages)"
     )
     stats.rows_written += _insert(conn, STATS_TABLE, page_rows[page_rows["active_days"] > 0], site)
-
-    _record_applied(conn, site, days, fingerprints)
-    return stats
+    _record_applied(conn, site, days, chunk.fingerprints)
+    conn.execute(f"DELETE FROM {VERSION_TABLE} WHERE site_url = ?", [site])
+    conn.execute(
+        f"INSERT INTO {VERSION_TABLE} (site_url, version) VALUES (?, ?)", [site, chunk.version + 1]
+    )
+    return True
 
 
 def _page_delta(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:

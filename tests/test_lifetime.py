@@ -169,3 +169,27 @@ def test_page_disappearing_from_its_last_day_is_rescanned(emulator, warehouse: W
     assert result.changed == [(BETA, DAYS[4])]
     assert result.pages_rescanned >= 1
     assert_equals_reference(warehouse, [BETA])
+
+
+def test_refresh_interleaved_with_another_refresh_stays_exact(
+    emulator, warehouse: Warehouse, monkeypatch
+) -> None:
+    sync(emulator, warehouse, BETA, DAYS[:4], "final", "backfill")
+    lifetime.refresh(warehouse, [BETA])
+    sync(emulator, warehouse, BETA, [DAYS[1]], "final", "rerun")
+    compute = lifetime._new_page_stats
+    interleaved = []
+
+    def with_another_refresh(*args, **kwargs):
+        # Between this refresh's read and its write, another refresh folds in a new day.
+        if not interleaved:
+            interleaved.append(True)
+            sync(emulator, warehouse, BETA, [DAYS[4]], "final", "other")
+            lifetime.refresh(warehouse, [BETA])
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(lifetime, "_new_page_stats", with_another_refresh)
+    result = lifetime.refresh(warehouse, [BETA])
+    assert interleaved
+    assert result.changed == [(BETA, DAYS[1])]
+    assert_equals_reference(warehouse, [BETA])
