@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
+from unittest import mock
 
 import httplib2
 import pytest
@@ -296,6 +298,44 @@ def test_days_run_concurrently_and_callbacks_come_from_the_caller(emulator, clie
     assert {"rows", "pages", "api_calls", "retries", "quota_wait_seconds", "fetch_seconds",
             "write_seconds", "latency_p50_ms", "latency_p95_ms", "achieved_qpm",
             "truncated_days"} <= set(meta)  # fmt: skip
+
+
+def test_days_fetched_during_a_slow_write_are_committed_together(emulator, client, duckdb_path):
+    """A write waiting (here: for another process's DuckDB lock) does not stop the fetching,
+    and the days fetched meanwhile go into the next transaction together."""
+    warehouse = open_warehouse(duckdb_path)
+    groups: list[list[dt.date]] = []
+    requests_during_first_write: list[int] = []
+    real_write = type(warehouse).write_partitions
+    caller = threading.get_ident()
+    callbacks: list[tuple[dt.date, int, int]] = []
+
+    def slow_write(self, batches):
+        if not groups:
+            before = emulator.stats()["requests_total"]
+            time.sleep(1.0)
+            requests_during_first_write.append(emulator.stats()["requests_total"] - before)
+        real_write(self, batches)
+        groups.append([b.day for b in batches])
+
+    days = [DAY - dt.timedelta(days=i) for i in range(6)]
+    with mock.patch.object(type(warehouse), "write_partitions", slow_write):
+        results = sync_days(
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=2,
+            on_partition=lambda r: callbacks.append(
+                (r.day, threading.get_ident(), sum(len(g) for g in groups))
+            ),
+        )  # fmt: skip
+    assert sorted(r.day for r in results) == sorted(days)
+    assert requests_during_first_write[0] >= 2  # fetch threads went on during the write
+    assert len(groups[0]) == 1 and max(len(g) for g in groups) >= 2
+    assert sorted(d for g in groups for d in g) == sorted(days)
+    # Each callback on the caller's thread, and only once its day's group was committed.
+    written_in_order = [d for g in groups for d in g]
+    for day, thread, committed in callbacks:
+        assert thread == caller
+        assert day in written_in_order[:committed]
+    assert count_rows(warehouse, WEB_IMAGE) == sum(r.rows for r in results)
 
 
 class ScriptedClient:

@@ -87,7 +87,8 @@ def test_schema_matches_report(warehouse_url):
     wh.ensure_schema([PAGE_QUERY, SITE])  # idempotent
     columns = wh.read_sql(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
-        "ORDER BY ordinal_position",
+        # Only this test's schema: concurrent test runs have their own gsc_page_query tables.
+        "AND table_schema = current_schema() ORDER BY ordinal_position",
         ["gsc_page_query"],
     )
     double = "DOUBLE" if wh.dialect == "duckdb" else "double precision"
@@ -106,12 +107,14 @@ def test_schema_matches_report(warehouse_url):
     ]
     ledger_cols = wh.read_sql(
         "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-        "ORDER BY ordinal_position",
+        "AND table_schema = current_schema() ORDER BY ordinal_position",
         [LEDGER_TABLE],
     )
     assert list(ledger_cols["column_name"]) == LEDGER_SCHEMA.names
     site_cols = wh.read_sql(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", ["gsc_site"]
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+        "AND table_schema = current_schema()",
+        ["gsc_site"],
     )
     assert set(site_cols["column_name"]) == set(report_schema(SITE).names)
 
@@ -142,6 +145,42 @@ def test_write_is_a_replace_and_idempotent(warehouse_url):
     ledger = wh.read_sql(f"SELECT date, run_id, rows_returned FROM {LEDGER_TABLE} ORDER BY date")
     assert list(ledger["run_id"]) == ["run-2", "run-1"]
     assert list(ledger["rows_returned"]) == [3, 2]
+
+
+def test_write_partitions_is_one_transaction_per_group(warehouse_url, monkeypatch):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    days = [DAY + dt.timedelta(days=i) for i in range(3)]
+    wh.write_partition(make_batch(day=days[0], n=2, salt="old"))
+    wh.write_partitions([make_batch(day=d, n=4, salt="new") for d in days])
+    counts = wh.read_sql(
+        f"SELECT date, count(*) AS n FROM {PAGE_QUERY.table} GROUP BY date ORDER BY date"
+    )
+    assert list(counts["n"]) == [4, 4, 4]  # the old copy of days[0] was replaced
+    assert len(table_rows(wh, LEDGER_TABLE)) == 3
+    before = table_rows(wh, PAGE_QUERY.table)
+
+    # A failure on the third day's insert rolls back the whole group: no day is half-written.
+    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
+    from gsc_pipeline.warehouse.postgres import PostgresConnection
+
+    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
+    real_insert = cls.insert_arrow
+    inserted: list[int] = []
+
+    def failing_insert(self, table, data):
+        if table == PAGE_QUERY.table:
+            inserted.append(data.num_rows)
+            if len(inserted) == 3:
+                raise RuntimeError("disk full")
+        return real_insert(self, table, data)
+
+    monkeypatch.setattr(cls, "insert_arrow", failing_insert)
+    with pytest.raises(RuntimeError, match="disk full"):
+        wh.write_partitions([make_batch(day=d, n=6, salt="bad") for d in days])
+    monkeypatch.undo()
+    assert table_rows(wh, PAGE_QUERY.table) == before
+    wh.write_partitions([])  # nothing to do, no transaction needed
 
 
 def test_null_and_empty_strings_stay_distinct(warehouse_url):

@@ -146,20 +146,34 @@ class Warehouse(abc.ABC):
 
     def write_partition(self, batch: PartitionBatch) -> None:
         """Replace the partition's rows and ledger entries in one transaction."""
-        table = batch.report.table
+        self.write_partitions([batch])
+
+    def write_partitions(self, batches: Sequence[PartitionBatch]) -> None:
+        """Replace several partitions in ONE transaction (group commit): all or none of them.
+
+        Per partition it is the same delete + insert as a single write, so a partition is never
+        partly written; batching only pays the connection, commit and (DuckDB) checkpoint once.
+        """
+        if not batches:
+            return
         with self.transaction() as conn:
-            self._lock_partition(conn, table, batch.site_url)
-            conn.execute(
-                f"DELETE FROM {table} WHERE site_url = ? AND date = ?", (batch.site_url, batch.day)
-            )
-            conn.execute(
-                f"DELETE FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? AND date = ?",
-                (batch.site_url, batch.report.name, batch.day),
-            )
-            if batch.rows.num_rows:
-                conn.insert_arrow(table, batch.rows)
-            if batch.ledger.num_rows:
-                conn.insert_arrow(LEDGER_TABLE, batch.ledger)
+            # Sorted: two writers locking overlapping (table, site) sets cannot deadlock.
+            for table, site_url in sorted({(b.report.table, b.site_url) for b in batches}):
+                self._lock_partition(conn, table, site_url)
+            for batch in batches:
+                table = batch.report.table
+                conn.execute(
+                    f"DELETE FROM {table} WHERE site_url = ? AND date = ?",
+                    (batch.site_url, batch.day),
+                )
+                conn.execute(
+                    f"DELETE FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? AND date = ?",
+                    (batch.site_url, batch.report.name, batch.day),
+                )
+                if batch.rows.num_rows:
+                    conn.insert_arrow(table, batch.rows)
+                if batch.ledger.num_rows:
+                    conn.insert_arrow(LEDGER_TABLE, batch.ledger)
 
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""

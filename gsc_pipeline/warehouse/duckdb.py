@@ -25,6 +25,9 @@ from gsc_pipeline.warehouse.base import Connection, Cursor, Warehouse
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
 
+# duckdb.connect(config=...) for every transaction; tuned by measurement (see _connect).
+CONNECT_CONFIG: dict[str, Any] = {}
+
 _file_locks: dict[str, threading.Lock] = {}
 _file_locks_guard = threading.Lock()
 _arrow_names = itertools.count()
@@ -80,7 +83,7 @@ class DuckDBWarehouse(Warehouse):
             before_sleep=count,
             reraise=True,
         )
-        return connect(duckdb.connect, self.path)
+        return connect(duckdb.connect, self.path, config=dict(CONNECT_CONFIG))
 
     @contextmanager
     def transaction(self) -> Iterator[DuckDBConnection]:
