@@ -211,6 +211,7 @@ class FetchedDay:
     impressions: float
     data_state: str
     first_incomplete_date: dt.date | None
+    tie_passes: int = 0
 
     def result(self, write_seconds: float) -> PartitionResult:
         """The day's result once written (`write_seconds`: its group commit's duration)."""
@@ -234,6 +235,7 @@ class FetchedDay:
             impressions=self.impressions,
             data_state=self.data_state,
             first_incomplete_date=self.first_incomplete_date,
+            tie_passes=self.tie_passes,
         )
 
 
@@ -257,12 +259,12 @@ def fetch_day(
     tables: list[pa.Table] = []
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
     truncated = False
+    tie_passes = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
     for search_type in report.search_types:
-        fetched = 0
-        start_row = 0
-        while True:
+
+        def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
             body = {
                 "startDate": day.isoformat(),
                 "endDate": day.isoformat(),
@@ -274,15 +276,30 @@ def fetch_day(
                 "dataState": data_state,
             }
             response = client.query(site_url, body, stop_event=halt, sink=sink)
-            rows = response.get("rows") or []
-            n = len(rows)
-            page = page_to_arrow(report, site_url, search_type, day, rows)
-            page_incomplete = _first_incomplete_date(response)
-            # The page's Python dicts (~1 KB a row) must not live on through the next API call
-            # next to their Arrow copy: drop them as soon as the columns are built.
-            del response, rows
-            tables.append(page)
+            # The page's Python dicts (~1 KB a row) go out of scope on return, so they never
+            # live on through the next API call next to their Arrow copy.
+            page = page_to_arrow(report, site_url, search_type, day, response.get("rows") or [])
+            return page, _first_incomplete_date(response)
+
+        pages: list[pa.Table] = []
+        incomplete: list[dt.date | None] = []
+        while True:
+            page, page_incomplete = fetch_page(len(pages) * report.row_limit)
+            pages.append(page)
+            incomplete.append(page_incomplete)
             first_incomplete = first_incomplete or page_incomplete
+            if page.num_rows < report.row_limit:
+                break
+        returned = [page.num_rows for page in pages]
+        if len(pages) > 1:
+            pages, passes = _settle_tie_order(
+                lambda start_row: fetch_page(start_row)[0],
+                pages,
+                report,
+                f"{site_url} {report.name} {search_type} {day}",
+            )
+            tie_passes += passes
+        for i, page in enumerate(pages):
             clicks = pc.sum(page.column("clicks")).as_py() or 0.0
             impressions = pc.sum(page.column("impressions")).as_py() or 0.0
             for name, value in (
@@ -290,22 +307,19 @@ def fetch_day(
                 ("report", report.name),
                 ("search_type", search_type),
                 ("date", day),
-                ("start_row", start_row),
+                ("start_row", i * report.row_limit),
                 ("row_limit", report.row_limit),
-                ("rows_returned", n),
+                ("rows_returned", returned[i]),
                 ("clicks", float(clicks)),
                 ("impressions", float(impressions)),
                 ("data_state", data_state),
-                ("first_incomplete_date", page_incomplete),
+                ("first_incomplete_date", incomplete[i]),
                 ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
                 ("run_id", run_id),
             ):
                 ledger[name].append(value)
-            fetched += n
-            if n < report.row_limit:
-                break
-            start_row += report.row_limit
-        truncated = truncated or fetched >= DAILY_ROW_CAP
+        tables += pages
+        truncated = truncated or sum(returned) >= DAILY_ROW_CAP
     fetch_seconds = time.perf_counter() - started
     if halt.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
@@ -330,6 +344,7 @@ def fetch_day(
         impressions=float(sum(ledger["impressions"])),
         data_state=data_state,
         first_incomplete_date=first_incomplete,
+        tie_passes=tie_passes,
     )
 
 
