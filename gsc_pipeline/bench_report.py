@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from gsc_pipeline.bench_run import BenchResult, RunInfo
+from gsc_pipeline.bench_run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
 
 # Targets of issue 5.
 WALL_TARGET = 1.2
@@ -37,13 +37,28 @@ class Metrics:
     to_first_step: list[float]
     peak_runs: int
     peak_rss_mb: float
+    # CPU of the lifetime-stats runs (sampled per pid); the backfill's CPU is the rest of the
+    # tree (daemon, code server, fetch runs).
+    stats_cpu: float = 0.0
+    fetch_rss_mb: float = 0.0
+    stats_rss_mb: float = 0.0
 
     @property
     def bound(self) -> float:
         return max(self.api_bound, self.cpu_bound)
 
     @property
+    def backfill_cpu(self) -> float:
+        return self.pipeline_cpu - self.stats_cpu
+
+    @property
     def dagster_share(self) -> float:
+        """Of the backfill's CPU (stats runs excluded): what is not fetch -> parse -> write."""
+        return max(0.0, self.backfill_cpu - self.path_cpu) / self.backfill_cpu
+
+    @property
+    def dagster_share_all(self) -> float:
+        """The same over all CPU in the tree, stats runs included (the pre-split figure)."""
         return max(0.0, self.pipeline_cpu - self.path_cpu) / self.pipeline_cpu
 
 
@@ -76,8 +91,15 @@ def compute(result: BenchResult) -> Metrics:
         run_start=[r.started - r.launching for r in runs if r.launching],
         to_first_step=[r.first_step - r.started for r in runs if r.first_step],
         peak_runs=_peak_overlap(runs),
-        peak_rss_mb=max((r.peak_rss for r in runs), default=0) / 2**20,
+        peak_rss_mb=max((r.peak_rss for r in result.runs), default=0) / 2**20,
+        stats_cpu=sum(r.cpu_seconds for r in result.runs if r.kind == STATS_KIND),
+        fetch_rss_mb=_max_rss_mb(result.runs, FETCH_KIND),
+        stats_rss_mb=_max_rss_mb(result.runs, STATS_KIND),
     )
+
+
+def _max_rss_mb(runs: list[RunInfo], kind: str) -> float:
+    return max((r.peak_rss for r in runs if r.kind == kind), default=0) / 2**20
 
 
 def _peak_overlap(runs: list[RunInfo]) -> int:
@@ -87,6 +109,17 @@ def _peak_overlap(runs: list[RunInfo]) -> int:
         level += step
         peak = max(peak, level)
     return peak
+
+
+def _kind_row(runs: list[RunInfo], kind: str) -> str:
+    of_kind = [r for r in runs if r.kind == kind]
+    sampled = [r for r in of_kind if r.peak_rss]
+    return (
+        f"| {kind} | {len(of_kind)} ({len(sampled)}) | "
+        f"{sum(r.cpu_seconds for r in sampled):.1f} | "
+        f"{_median([r.cpu_seconds for r in sampled]):.1f} | "
+        f"{max((r.peak_rss for r in sampled), default=0) / 2**20:.0f} |"
+    )
 
 
 def _ok(met: bool) -> str:
@@ -146,10 +179,12 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"| fetch → parse → write CPU ≤ {CPU_US_PER_ROW_TARGET:g} µs/row "
         f"({result.warehouse}) | {seq.cpu_us_per_row:.2f} µs/row | "
         f"{_ok(seq.cpu_us_per_row <= CPU_US_PER_ROW_TARGET)} |",
-        f"| Dagster overhead ≤ {DAGSTER_SHARE_TARGET:.0%} of pipeline CPU | "
-        f"{m.dagster_share:.0%} ({m.pipeline_cpu - m.path_cpu:.1f} of {m.pipeline_cpu:.1f} s) | "
+        f"| Dagster overhead ≤ {DAGSTER_SHARE_TARGET:.0%} of the backfill's CPU | "
+        f"{m.dagster_share:.0%} ({m.backfill_cpu - m.path_cpu:.1f} of {m.backfill_cpu:.1f} s; "
+        f"stats runs' {m.stats_cpu:.1f} s excluded) | "
         f"{_ok(m.dagster_share <= DAGSTER_SHARE_TARGET)} |",
-        f"| peak RSS ≤ {RSS_TARGET_MB} MB per run process | {m.peak_rss_mb:.0f} MB | "
+        f"| peak RSS ≤ {RSS_TARGET_MB} MB per run process | {m.peak_rss_mb:.0f} MB (fetch runs "
+        f"{m.fetch_rss_mb:.0f} MB, stats runs {m.stats_rss_mb:.0f} MB) | "
         f"{_ok(0 < m.peak_rss_mb <= RSS_TARGET_MB)} |",
     ]
     if result.lifetime:
@@ -223,14 +258,18 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         f"- CPU per million rows written: {m.pipeline_cpu / max(1, result.rows_written) * 1e6:.1f}"
         f" s (fetch → parse → write alone: {seq.cpu_us_per_row:.2f} s)",
-        f"- Dagster's share: total minus the fetch → parse → write path (rows x µs/row of the "
-        f"baseline) = {m.pipeline_cpu - m.path_cpu:.1f} s, {m.dagster_share:.0%}",
+        f"- Dagster's share of the backfill: its CPU (total {m.pipeline_cpu:.1f} s minus the "
+        f"lifetime-stats runs' {m.stats_cpu:.1f} s = {m.backfill_cpu:.1f} s) minus the fetch → "
+        f"parse → write path (rows x µs/row of the baseline, {m.path_cpu:.1f} s) = "
+        f"{m.backfill_cpu - m.path_cpu:.1f} s, {m.dagster_share:.0%} (over all CPU, stats runs "
+        f"included: {m.dagster_share_all:.0%})",
         f"- run start (RUN_STARTING → RUN_START, process + code load): median "
         f"{_median(m.run_start):.1f} s, max {max(m.run_start, default=0):.1f} s; RUN_START → "
         f"first step: median {_median(m.to_first_step):.1f} s",
-        f"- peak RSS per run process: {m.peak_rss_mb:.0f} MB (max over "
-        f"{sum(1 for r in backfill_runs if r.peak_rss)} sampled backfill runs); CPU per backfill "
-        f"run: median {_median([r.cpu_seconds for r in backfill_runs]):.1f} s",
+        "",
+        "| Runs | Count (sampled) | CPU s total | CPU s per run (median) | peak RSS MB (max) |",
+        "|---|---|---|---|---|",
+        *[_kind_row(result.runs, kind) for kind in sorted({r.kind for r in result.runs})],
         "",
         "## 5. Lifetime stats",
         "",

@@ -42,6 +42,13 @@ class Sequential:
         return self.cpu_seconds / max(1, self.rows) * 1e6
 
 
+# What a run did, for splitting CPU and RSS: the backfill's fetch runs, the lifetime-stats
+# refreshes the automation sensor starts (by the asset in the run's selection), anything else.
+FETCH_KIND = "backfill fetch"
+STATS_KIND = "url_lifetime_stats"
+OTHER_KIND = "other"
+
+
 @dataclass
 class RunInfo:
     run_id: str
@@ -56,6 +63,16 @@ class RunInfo:
     pid: int | None
     cpu_seconds: float = 0.0
     peak_rss: int = 0
+    kind: str = OTHER_KIND
+
+
+def _run_kind(run: Any, backfill_id: str) -> str:
+    selection = {key.to_user_string() for key in (run.asset_selection or ())}
+    if STATS_KIND in selection:
+        return STATS_KIND
+    if run.tags.get(BACKFILL_TAG) == backfill_id:
+        return FETCH_KIND
+    return OTHER_KIND
 
 
 @dataclass
@@ -136,6 +153,7 @@ def _run_infos(instance: dg.DagsterInstance, backfill_id: str) -> list[RunInfo]:
             events=len(logs),
             # Steps run in the run's own process (in_process executor): its pid.
             pid=step.dagster_event.pid if step else None,
+            kind=_run_kind(run, backfill_id),
         ))  # fmt: skip
     return sorted(infos, key=lambda r: r.created)
 

@@ -31,4 +31,8 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     assert 0 < wall < 120
     cpu = float(re.search(r"\| \*\*total\*\* \| \*\*([\d.]+)\*\* \|", report)[1])
     assert cpu > 0
-    assert re.search(r"peak RSS per run process: [1-9]\d* MB", report)
+    assert re.search(r"per run process \| [1-9]\d* MB \(fetch runs [1-9]\d* MB", report)
+    # CPU and RSS split by what each run did: the backfill's fetch runs are all sampled.
+    fetch = re.search(r"\| backfill fetch \| (\d+) \((\d+)\) \| ([\d.]+) \|", report)
+    assert fetch and int(fetch[1]) >= 1 and float(fetch[3]) > 0, report
+    assert "of the backfill's CPU" in report
