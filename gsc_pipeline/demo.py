@@ -50,13 +50,18 @@ def emulator_process(*args: str, log: Path | None = None) -> Iterator[EmulatorHa
             raise RuntimeError(f"the emulator did not start (it printed {line!r}); see {log}")
         yield EmulatorHandle.connect(match.group(0))
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        _stop(proc, timeout=10)
         if log:
             out.close()
+
+
+def _stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM (both the emulator and the daemon shut down cleanly on it), then SIGKILL."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @contextlib.contextmanager
@@ -87,11 +92,7 @@ def dagster_daemon(
         try:
             yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc, timeout=30)
 
 
 def final_days(count: int, final_lag_days: int = 3) -> list[str]:
