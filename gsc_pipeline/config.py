@@ -25,7 +25,8 @@ BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
 GOOGLE_QPM_QUOTA = 1200
 DEFAULT_POOL = "gsc_api"
 
-_DOMAIN_RE = re.compile(r"^sc-domain:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_DOMAIN_RE = re.compile(rf"^sc-domain:{_LABEL}(\.{_LABEL})+$")
 _URL_PREFIX_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?/$")
 
 
@@ -134,7 +135,8 @@ class PropertyConfig(_Strict):
 
 
 def property_key(site_url: str) -> str:
-    """`sc-domain:shop.example` -> `shop_example`; `https://www.example.org/` -> `www_example_org`."""
+    """`sc-domain:shop.example` -> `shop_example`, `https://www.example.org/` -> `www_example_org`.
+    """
     bare = re.sub(r"^(sc-domain:|https?://)", "", site_url)
     key = re.sub(r"[^a-z0-9]+", "_", bare.lower()).strip("_")
     return key if key[:1].isalpha() else f"p_{key}"
