@@ -8,6 +8,7 @@ import time
 from unittest import mock
 
 import httplib2
+import orjson
 import pytest
 from googleapiclient.discovery import build
 
@@ -19,8 +20,16 @@ from gsc_pipeline.gsc import (
     RetryPolicy,
     SitePermissionDenied,
 )
+from gsc_pipeline.gsc.client import parse_rows_page
+from gsc_pipeline.gsc.errors import TransientError
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
-from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
+from gsc_pipeline.sync import (
+    BadApiData,
+    PartitionResult,
+    SyncCancelled,
+    page_from_rows,
+    sync_days,
+)
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
 
 TODAY = "2026-08-18"
@@ -344,8 +353,9 @@ class ScriptedClient:
     def __init__(self, rows_by_day):
         self.rows_by_day = rows_by_day
 
-    def query(self, site_url, body, *, stop_event=None, sink=None):
-        return {"rows": self.rows_by_day[body["startDate"]]}
+    def query_page(self, site_url, body, *, stop_event=None, sink=None):
+        # Through the real parser: the rows arrive as bytes, as they do from the API.
+        return parse_rows_page(orjson.dumps({"rows": self.rows_by_day[body["startDate"]]}))
 
 
 def good_row(day: str, i: int) -> dict:
@@ -359,6 +369,9 @@ def good_row(day: str, i: int) -> dict:
         ({"keys": ["2026-08-02", "p"], "clicks": 1, "impressions": 2}, "keys of the wrong length"),
         ({"keys": ["2026-07-02", "p", "q"], "clicks": 1, "impressions": 2}, "dated 2026-07-02"),
         ({"keys": ["2026-08-02", "p", "q"], "clicks": 3, "impressions": 2}, "more clicks than"),
+        ({"keys": ["2026-08-02", "p", "q"], "impressions": 2}, "no clicks"),
+        ({"clicks": 1, "impressions": 2}, "without keys"),
+        ({"keys": [None, "p", "q"], "clicks": 1, "impressions": 2}, "dated None"),
     ],
 )
 def test_bad_api_data_writes_nothing_for_that_day(duckdb_path, bad_row, text):
@@ -374,3 +387,35 @@ def test_bad_api_data_writes_nothing_for_that_day(duckdb_path, bad_row, text):
     with warehouse.transaction() as conn:
         stored = conn.execute(f"SELECT DISTINCT date FROM {PAGE_QUERY.table}").fetchall()
     assert stored == [(dt.date(2026, 8, 1),)]
+
+
+def test_parse_rows_page_reads_bytes_straight_into_arrow():
+    body = {
+        "rows": [
+            {"keys": ["2026-08-01", "https://s/é", "q \"x\""], "clicks": 2, "impressions": 5,
+             "ctr": 0.4, "position": 1.5},
+            {"keys": ["2026-08-01", "https://s/2", "q2"], "clicks": 0, "impressions": 1,
+             "ctr": 0.0},  # no position (discover, googleNews)
+        ],
+        "responseAggregationType": "byPage",
+        "metadata": {"firstIncompleteDate": "2026-08-17"},
+    }  # fmt: skip
+    for raw in (orjson.dumps(body), orjson.dumps(body, option=orjson.OPT_INDENT_2)):
+        page = parse_rows_page(raw)
+        assert page.first_incomplete_date == "2026-08-17"
+        assert page.rows.to_pylist() == [
+            {**body["rows"][0], "clicks": 2.0, "impressions": 5.0},
+            {**body["rows"][1], "clicks": 0.0, "impressions": 1.0, "position": None},
+        ]
+        table = page_from_rows(PAGE_QUERY, SHOP, "web", DAY, page.rows)
+        assert table.column("page").to_pylist() == ["https://s/é", "https://s/2"]
+        assert table.column("query").to_pylist() == ['q "x"', "q2"]
+    # No `rows` at all: what the API sends past the last row.
+    empty = parse_rows_page(b'{"responseAggregationType": "byPage"}')
+    assert len(empty.rows) == 0 and empty.first_incomplete_date is None
+    assert page_from_rows(PAGE_QUERY, SHOP, "web", DAY, empty.rows).num_rows == 0
+    snake = parse_rows_page(b'{"rows": [], "metadata": {"first_incomplete_date": "2026-08-17"}}')
+    assert snake.first_incomplete_date == "2026-08-17"
+    for malformed in (b"", b'{"rows": [{"keys": ["2026-08-01"', b"[1, 2]", b'{"a": 1}\n{"a": 2}'):
+        with pytest.raises(TransientError, match="malformed JSON"):
+            parse_rows_page(malformed)

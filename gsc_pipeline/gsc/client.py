@@ -8,8 +8,10 @@ own service object; the stats and the rate limiter are shared and locked.
 from __future__ import annotations
 
 import http.client
+import io
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import google.auth.credentials
@@ -17,6 +19,8 @@ import google.auth.exceptions
 import google_auth_httplib2
 import httplib2
 import orjson
+import pyarrow as pa
+import pyarrow.json as pajson
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.model import JsonModel
@@ -90,6 +94,85 @@ class OrjsonModel(JsonModel):
             raise TransientError(
                 f"malformed JSON in a 2xx response ({len(content)} bytes): {exc}; retrying"
             ) from exc
+
+
+# A searchAnalytics.query response as Arrow reads it. Numbers are parsed straight to doubles
+# (the API sends clicks as integers); fields not listed (responseAggregationType, ...) are
+# skipped; a row without `position` (discover, googleNews) gets a null.
+SEARCH_ROW_TYPE = pa.struct(
+    [
+        ("keys", pa.list_(pa.string())),
+        ("clicks", pa.float64()),
+        ("impressions", pa.float64()),
+        ("ctr", pa.float64()),
+        ("position", pa.float64()),
+    ]
+)
+_SEARCH_RESPONSE_SCHEMA = pa.schema(
+    [
+        ("rows", pa.list_(SEARCH_ROW_TYPE)),
+        (
+            "metadata",
+            pa.struct(
+                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string())]
+            ),
+        ),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RowsPage:
+    """One searchAnalytics.query page: its rows as one Arrow struct per API row, no Python dicts.
+
+    `rows` follows `SEARCH_ROW_TYPE` (empty when the response has no `rows`, as the API does
+    past the last row); validating the values against the request is the caller's job.
+    """
+
+    rows: pa.StructArray
+    first_incomplete_date: str | None
+
+
+def parse_rows_page(content: bytes) -> RowsPage:
+    """Response bytes -> `RowsPage` with Arrow's C++ JSON reader (no per-row Python objects).
+
+    ~1 µs a row against ~3.6 µs for orjson -> dicts -> Arrow, and a 25,000-row page costs a
+    few MB instead of ~25 MB of dicts. A body that is not one JSON object raises
+    `TransientError` (retried), like `OrjsonModel`.
+    """
+    try:
+        # The whole body is one JSON object, so one block must hold it; newlines_in_values
+        # accepts Google's pretty-printed bodies.
+        table = pajson.read_json(
+            io.BytesIO(content),
+            read_options=pajson.ReadOptions(use_threads=False, block_size=len(content) + 1),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=_SEARCH_RESPONSE_SCHEMA,
+                unexpected_field_behavior="ignore",
+                newlines_in_values=True,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise TransientError(
+            f"malformed JSON in a 2xx response ({len(content)} bytes): {exc}; retrying"
+        ) from exc
+    if table.num_rows != 1:
+        raise TransientError(
+            f"malformed JSON in a 2xx response ({len(content)} bytes): {table.num_rows} "
+            "top-level values, expected one object; retrying"
+        )
+    rows_column = table.column("rows").combine_chunks()
+    rows = rows_column.flatten() if rows_column.null_count == 0 else pa.array([], SEARCH_ROW_TYPE)
+    meta = table.column("metadata")[0]
+    first = None
+    if meta.is_valid:
+        first = meta["firstIncompleteDate"].as_py() or meta["first_incomplete_date"].as_py()
+    return RowsPage(rows=rows, first_incomplete_date=first)
+
+
+def _raw_body(resp: Any, content: bytes) -> bytes:
+    """postproc for requests whose body the caller parses itself (errors are raised before)."""
+    return content
 
 
 def _error_details(exc: HttpError) -> tuple[str, str]:
@@ -225,6 +308,28 @@ class GscClient:
             sink,
         )
 
+    def query_page(
+        self,
+        site_url: str,
+        body: dict[str, Any],
+        *,
+        stop_event: threading.Event | None = None,
+        sink: ClientStats | None = None,
+    ) -> RowsPage:
+        """`query`, with the body parsed by `parse_rows_page` instead of into dicts.
+
+        Same transport, retry policy and rate limiter; a malformed body is retried like any
+        transient error.
+        """
+        extra = {"quotaUser": self.quota_user} if self.quota_user else {}
+
+        def make_request(s: Any) -> Any:
+            request = s.searchanalytics().query(siteUrl=site_url, body=body, **extra)
+            request.postproc = _raw_body
+            return request
+
+        return self._call(site_url, make_request, stop_event, sink, parse=parse_rows_page)
+
     def list_sites(self, *, stop_event: threading.Event | None = None) -> list[dict[str, Any]]:
         """The account's properties: [{'siteUrl': ..., 'permissionLevel': ...}]."""
         body = self._call("(sites)", lambda s: s.sites().list(), stop_event, None)
@@ -233,7 +338,7 @@ class GscClient:
     def get_site(self, site_url: str, *, stop_event: threading.Event | None = None) -> dict:
         return self._call(site_url, lambda s: s.sites().get(siteUrl=site_url), stop_event, None)
 
-    def _call(self, site_url: str, make_request, stop_event, sink) -> dict[str, Any]:
+    def _call(self, site_url: str, make_request, stop_event, sink, parse=None) -> Any:
         stop = stop_event or self.stop_event
         sinks = (self.stats,) if sink is None else (self.stats, sink)
 
@@ -246,7 +351,9 @@ class GscClient:
             request = make_request(self._service())
             started = time.perf_counter()
             try:
-                return request.execute()
+                content = request.execute()
+                # Inside the attempt, so a malformed body (TransientError) is retried.
+                return content if parse is None else parse(content)
             except HttpError as exc:
                 raise map_http_error(exc, site_url) from exc
             except google.auth.exceptions.RefreshError as exc:
