@@ -25,7 +25,10 @@ from gsc_pipeline.warehouse.base import Connection, Cursor, Warehouse
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
 
-# duckdb.connect(config=...) for every transaction; tuned by measurement (see _connect).
+# duckdb.connect(config=...) for every transaction. Empty on purpose: threads=1, memory_limit
+# 64-128MB, checkpoint_threshold 1GB and preserve_insertion_order=false were measured on 30
+# 25k-row days (single and grouped writes) and changed neither CPU nor peak RSS beyond noise;
+# group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
 CONNECT_CONFIG: dict[str, Any] = {}
 
 _file_locks: dict[str, threading.Lock] = {}
