@@ -337,7 +337,9 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
         )  # fmt: skip
     assert sorted(r.day for r in results) == sorted(days)
     assert requests_during_first_write[0] >= 2  # fetch threads went on during the write
-    assert len(groups[0]) == 1 and max(len(g) for g in groups) >= 2
+    # Days that landed during the slow write were committed together, in fewer transactions.
+    # (How many days the first write holds depends on which fetches finished first.)
+    assert max((len(g) for g in groups[1:]), default=0) >= 2 and len(groups) < len(days)
     assert sorted(d for g in groups for d in g) == sorted(days)
     # Each callback on the caller's thread, and only once its day's group was committed.
     written_in_order = [d for g in groups for d in g]
