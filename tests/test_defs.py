@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
+import pytest
 
 from gsc_pipeline.config import load_config, parse_config
 from gsc_pipeline.definitions import build_definitions, defs
@@ -62,3 +67,18 @@ def test_each_credential_gets_its_own_pool_and_resource():
 
 def test_definitions_validate():
     dg.Definitions.validate_loadable(defs)
+
+
+@pytest.mark.parametrize(
+    "args", [["-w", "workspace.yaml"], []], ids=["workspace.yaml", "pyproject"]
+)
+def test_dagster_cli_loads_the_code_location(args):
+    """`dagster dev -w workspace.yaml` and a bare `dagster dev` (pyproject) load the same code."""
+    root = Path(__file__).parents[1]
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", *args],
+        cwd=root, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Validation successful for code location gsc_pipeline" in done.stdout + done.stderr
