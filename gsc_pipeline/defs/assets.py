@@ -5,11 +5,13 @@ Every fetching asset sits in its credential's pool, so Dagster's pool is the wor
 `backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
 """
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import dagster as dg
 
-from gsc_pipeline.config import PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
@@ -20,14 +22,59 @@ from gsc_pipeline.sync import PartitionResult, sync_days
 DATA_STATE_TAG = "gsc/data_state"
 
 
+# How often a fetching step re-reads its pool to resize its share of the quota budget.
+SHARE_REFRESH_SECONDS = 2.0
+
+
 def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
     return dg.AssetKey(["gsc", prop.key, report.name])
+
+
+@contextlib.contextmanager
+def quota_share_follows_pool(
+    context: dg.AssetExecutionContext, pool: str, credential: CredentialConfig, limiter
+) -> Iterator[list[float]]:
+    """Keep the step's rate limit at its current share of the budget while it fetches.
+
+    A fixed budget / pool-limit share leaves quota unused whenever fewer steps hold a slot (runs
+    still launching at the start of a backfill, the last runs at its end). Every step re-reads
+    the pool every few seconds, so the shares of the steps holding slots add up to the budget;
+    between two reads the sum can overshoot by a few requests, which the 20% between budget and
+    Google's quota absorbs. The shares used are yielded for the step's metadata.
+    """
+    storage = context.instance.event_log_storage
+    stop = threading.Event()
+    shares: list[float] = []
+
+    def resize() -> None:
+        try:
+            info = storage.get_concurrency_info(pool)
+            share = credential.step_qpm_share(info.slot_count, info.active_slot_count)
+        except Exception as exc:  # noqa: BLE001 - the static share is always safe
+            context.log.warning(f"pool {pool} unreadable ({exc}); using budget / pool limit")
+            share = credential.step_qpm
+        limiter.set_qpm(share)
+        shares.append(share)
+
+    def follow() -> None:
+        while not stop.wait(SHARE_REFRESH_SECONDS):
+            resize()
+
+    resize()
+    thread = threading.Thread(target=follow, name="gsc-quota-share", daemon=True)
+    thread.start()
+    try:
+        yield shares
+    finally:
+        stop.set()
+        thread.join()
 
 
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
 ) -> dg.AssetsDefinition:
     gsc_key = gsc_resource_key(prop.credential)
+    credential = config.credentials[prop.credential]
     dims = ", ".join(report.api_dimensions)
 
     @dg.asset(
@@ -57,13 +104,19 @@ def build_fetch_asset(
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
+        client = gsc.client(stop)
+        pool = pool_name(prop.credential)
         done = 0
 
         def on_partition(result: PartitionResult) -> None:
             nonlocal done
             done += 1
             context.add_asset_metadata(
-                {**result.metadata(), "dagster/row_count": result.rows},
+                {
+                    **result.metadata(),
+                    "dagster/row_count": result.rows,
+                    "quota_share_qpm": round(shares[-1], 1),
+                },
                 partition_key=result.day.isoformat(),
             )
             context.log.info(
@@ -72,18 +125,19 @@ def build_fetch_asset(
             )
 
         try:
-            sync_days(
-                gsc.client(stop),
-                warehouse,
-                prop.site_url,
-                report,
-                days,
-                run_id=context.run_id,
-                data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
-                concurrency=gsc.step_concurrency,
-                stop_event=stop,
-                on_partition=on_partition,
-            )
+            with quota_share_follows_pool(context, pool, credential, client.limiter) as shares:
+                sync_days(
+                    client,
+                    warehouse,
+                    prop.site_url,
+                    report,
+                    days,
+                    run_id=context.run_id,
+                    data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
+                    concurrency=gsc.step_concurrency,
+                    stop_event=stop,
+                    on_partition=on_partition,
+                )
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
             stop.set()
