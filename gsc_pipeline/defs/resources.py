@@ -27,9 +27,10 @@ class GscApiResource(dg.ConfigurableResource):
     credential_kind: str = "none"
     credential_json: str | None = None
     credential_file: str | None = None
-    # This step's share of the credential's queries/min (budget / pool limit).
+    # The step's guaranteed share of the credential's queries/min (budget / pool limit); while
+    # it fetches, the share follows the pool (`CredentialConfig.step_qpm_share`).
     step_qpm: float
-    step_concurrency: int = 4
+    step_concurrency: int
     timeout_seconds: float = 120.0
 
     def client(self, stop_event: threading.Event | None = None) -> GscClient:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from gsc_pipeline.emulator.pytest_plugin import gsc_emulator  # noqa: F401  (re-exported fixture)
 from gsc_pipeline.emulator.testing import EmulatorHandle, running_emulator
 
 from .client import SMALL_CONFIG, service_for, small_config
