@@ -87,6 +87,11 @@ class Scenario:
     def new_day(self) -> dt.date:
         return self.day_list[-1] + dt.timedelta(days=1)
 
+    @property
+    def small_backfill_day(self) -> dt.date:
+        """The last final day: in neither the backfill nor the lifetime stats' new day."""
+        return TODAY - dt.timedelta(days=FINAL_LAG_DAYS)
+
     def emulator_config(self) -> dict[str, Any]:
         return {
             "seed": self.seed,

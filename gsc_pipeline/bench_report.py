@@ -8,13 +8,15 @@ from pathlib import Path
 
 from gsc_pipeline.bench_run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
 
-# Targets of issue 5.
-WALL_TARGET = 1.2
-RATE_TARGET = 0.90
+# Targets of issue 11 (wall, rate, CPU per row, RSS, small backfill) and issue 5 (the rest).
+WALL_TARGET = 1.15  # x the API bound
+RATE_TARGET = 0.92
+ALL_IN_US_PER_ROW_TARGET = 6.0
+PATH_US_PER_ROW_TARGET = 2.5
+RSS_TARGET_MB = 250
+SMALL_BACKFILL_TARGET_SECONDS = 10.0
 SPEEDUP_TARGET = 10.0
-CPU_US_PER_ROW_TARGET = 5.0
 DAGSTER_SHARE_TARGET = 0.20
-RSS_TARGET_MB = 300
 LIFETIME_TARGET = 0.10
 
 
@@ -24,7 +26,8 @@ class Metrics:
     wall: float
     first_start: float
     api_bound: float
-    cpu_bound: float
+    # The reference path's CPU per row x rows stored / cores (see `bench_floor`).
+    cpu_floor: float
     fetch_seconds: float
     achieved_qpm: float
     rejections: int
@@ -45,7 +48,7 @@ class Metrics:
 
     @property
     def bound(self) -> float:
-        return max(self.api_bound, self.cpu_bound)
+        return max(self.api_bound, self.cpu_floor)
 
     @property
     def backfill_cpu(self) -> float:
@@ -79,12 +82,12 @@ def compute(result: BenchResult) -> Metrics:
         wall=wall,
         first_start=first_start,
         api_bound=requests / sc.budget_per_real_second,
-        cpu_bound=pipeline_cpu / result.cpu_count,
+        cpu_floor=result.floor.cpu_us_per_row * result.rows_written / 1e6 / result.cpu_count,
         fetch_seconds=fetch_seconds,
         achieved_qpm=achieved,
         rejections=sum(result.emulator["quota_rejections"].values()),
         pipeline_cpu=pipeline_cpu,
-        path_cpu=result.sequential.cpu_us_per_row * result.rows_written / 1e6,
+        path_cpu=result.path.cpu_us_per_row * result.rows_written / 1e6,
         seq_estimate=result.sequential.seconds / result.sequential.days * sc.days,
         pickup=first.created - result.daemon_started,
         first_launch=(first.started or first.created) - first.created,
@@ -130,14 +133,36 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def _run_rows(result: BenchResult) -> list[str]:
+    """One line per backfill run: when it was created, started, first stepped and ended."""
+    runs = [r for r in result.runs if r.backfill]
+    if not runs:
+        return []
+    t0 = min(r.created for r in runs)
+
+    def at(ts: float | None) -> str:
+        return f"{ts - t0:.1f}" if ts else "-"
+
+    return [
+        "| Run | created s | started s | first step s | ended s | events | CPU s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+        *[f"| {r.run_id[:8]} | {at(r.created)} | {at(r.started)} | {at(r.first_step)} | "
+          f"{at(r.ended)} | {r.events} | {r.cpu_seconds:.1f} | {r.peak_rss / 2**20:.0f} |"
+          for r in runs],
+        "",
+    ]  # fmt: skip
+
+
 def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
     m = compute(result)
     sc, seq, emu = result.scenario, result.sequential, result.emulator
+    path, floor = result.path, result.floor
     cred = result.config.credentials["default"]
     backfill_runs = [r for r in result.runs if r.backfill]
     other_runs = [r for r in result.runs if not r.backfill]
     rate_share = m.achieved_qpm / sc.budget_qpm
     speedup = m.seq_estimate / m.wall
+    all_in = m.pipeline_cpu / max(1, result.rows_written) * 1e6
     lines = [
         f"# Benchmark: {sc.name}, {result.warehouse} warehouse",
         "",
@@ -169,23 +194,37 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         "| Target | Measured | |",
         "|---|---|---|",
-        f"| wall time ≤ {WALL_TARGET}x the lower bound | {m.wall:.1f} s = "
-        f"{m.wall / m.bound:.2f}x of {m.bound:.1f} s | {_ok(m.wall <= WALL_TARGET * m.bound)} |",
+        f"| wall time ≤ {WALL_TARGET}x the API bound | {m.wall:.1f} s = "
+        f"{m.wall / m.api_bound:.2f}x of {m.api_bound:.1f} s (and {m.wall / m.cpu_floor:.1f}x "
+        f"the CPU floor, {m.cpu_floor:.1f} s) | {_ok(m.wall <= WALL_TARGET * m.api_bound)} |",
         f"| achieved rate ≥ {RATE_TARGET:.0%} of budget while fetching | {m.achieved_qpm:,.0f}"
         f"/min = {rate_share:.0%} of {sc.budget_qpm:,.0f}/min | {_ok(rate_share >= RATE_TARGET)} |",
         f"| zero quota rejections | {m.rejections} | {_ok(m.rejections == 0)} |",
-        f"| ≥ {SPEEDUP_TARGET:g}x faster than sequential | {speedup:.1f}x "
-        f"({m.seq_estimate:,.0f} s / {m.wall:.1f} s) | {_ok(speedup >= SPEEDUP_TARGET)} |",
-        f"| fetch → parse → write CPU ≤ {CPU_US_PER_ROW_TARGET:g} µs/row "
-        f"({result.warehouse}) | {seq.cpu_us_per_row:.2f} µs/row | "
-        f"{_ok(seq.cpu_us_per_row <= CPU_US_PER_ROW_TARGET)} |",
-        f"| Dagster overhead ≤ {DAGSTER_SHARE_TARGET:.0%} of the backfill's CPU | "
-        f"{m.dagster_share:.0%} ({m.backfill_cpu - m.path_cpu:.1f} of {m.backfill_cpu:.1f} s; "
-        f"stats runs' {m.stats_cpu:.1f} s excluded) | "
-        f"{_ok(m.dagster_share <= DAGSTER_SHARE_TARGET)} |",
+        f"| all-in CPU ≤ {ALL_IN_US_PER_ROW_TARGET:g} µs per row stored (daemon, code server, "
+        f"run workers) | {all_in:.2f} µs/row ({m.pipeline_cpu:.1f} CPU s / "
+        f"{result.rows_written:,} rows) | {_ok(all_in <= ALL_IN_US_PER_ROW_TARGET)} |",
+        f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET:g} µs/row ({result.warehouse}) | "
+        f"{path.cpu_us_per_row:.2f} µs/row (reference path {floor.cpu_us_per_row:.2f}) | "
+        f"{_ok(path.cpu_us_per_row <= PATH_US_PER_ROW_TARGET)} |",
         f"| peak RSS ≤ {RSS_TARGET_MB} MB per run process | {m.peak_rss_mb:.0f} MB (fetch runs "
         f"{m.fetch_rss_mb:.0f} MB, stats runs {m.stats_rss_mb:.0f} MB) | "
         f"{_ok(0 < m.peak_rss_mb <= RSS_TARGET_MB)} |",
+    ]
+    if result.small:
+        sm = result.small
+        lines.append(
+            f"| 1-day, 1-property backfill ≤ {SMALL_BACKFILL_TARGET_SECONDS:g} s after pickup | "
+            f"{sm.after_pickup_seconds:.1f} s ({sm.runs} run, "
+            f"{'succeeded' if sm.succeeded else '**FAILED**'}) | "
+            f"{_ok(sm.succeeded and sm.after_pickup_seconds <= SMALL_BACKFILL_TARGET_SECONDS)} |"
+        )
+    lines += [
+        f"| ≥ {SPEEDUP_TARGET:g}x faster than sequential (issue 5) | {speedup:.1f}x "
+        f"({m.seq_estimate:,.0f} s / {m.wall:.1f} s) | {_ok(speedup >= SPEEDUP_TARGET)} |",
+        f"| Dagster overhead ≤ {DAGSTER_SHARE_TARGET:.0%} of the backfill's CPU (issue 5) | "
+        f"{m.dagster_share:.0%} ({m.backfill_cpu - m.path_cpu:.1f} of {m.backfill_cpu:.1f} s; "
+        f"stats runs' {m.stats_cpu:.1f} s excluded) | "
+        f"{_ok(m.dagster_share <= DAGSTER_SHARE_TARGET)} |",
     ]
     if result.lifetime:
         lt = result.lifetime
@@ -199,13 +238,27 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         lines.append(f"| incremental lifetime refresh ≤ 10% of full | {result.lifetime_error} | |")
     lines += [
         "",
-        "## 1. Sequential baseline",
+        "## 1. Without Dagster: the path, the sequential baseline, the reference path",
         "",
-        f"One request at a time (pool limit 1, one day in flight), in the bench process, over the "
-        f"first {seq.days} day(s) of every property and report: {seq.requests} requests, "
-        f"{seq.rows:,} rows in {seq.seconds:.1f} s; **extrapolated linearly** to {sc.days} days: "
-        f"{m.seq_estimate:,.0f} s. Its CPU time ({seq.cpu_seconds:.2f} s, bench process, "
-        "HTTP + JSON + Arrow + warehouse write) is the fetch → parse → write cost per row above.",
+        f"In the bench process, over the first {seq.days} day(s) of every property and report "
+        f"({path.requests} requests, {path.rows:,} rows each), CPU of the whole process:",
+        "",
+        "| Measure | Wall s | CPU s | CPU µs/row |",
+        "|---|---|---|---|",
+        f"| fetch → parse → write path: `sync_days` as a step runs it ({cred.step_concurrency} "
+        f"days in flight, group commit, validation and ledger) | {path.seconds:.1f} | "
+        f"{path.cpu_seconds:.2f} | {path.cpu_us_per_row:.2f} |",
+        f"| sequential baseline: `sync_days`, one request at a time, a transaction per day | "
+        f"{seq.seconds:.1f} | {seq.cpu_seconds:.2f} | {seq.cpu_us_per_row:.2f} |",
+        f"| reference path (`bench_floor`): raw HTTP + Arrow JSON parse + one bulk insert per "
+        f"table, no validation, no ledger ({floor.requests} requests, {floor.rows:,} rows) | "
+        f"{floor.seconds:.1f} | {floor.cpu_seconds:.2f} | {floor.cpu_us_per_row:.2f} |",
+        "",
+        f"The sequential baseline **extrapolated linearly** to {sc.days} days: "
+        f"{m.seq_estimate:,.0f} s."
+        + (" The PostgreSQL server's CPU is in none of these (nor in the pipeline's CPU below)."
+           if result.warehouse == "postgres" else
+           " DuckDB runs inside the measured process, so its CPU is included."),
         "",
         "## 2. The pipeline (daemon, GraphQL backfill)",
         "",
@@ -215,8 +268,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"| API requests | {m.requests:,} ({int(emu['rows_served']):,} rows served, "
         f"{result.rows_written:,} rows in the warehouse) |",
         f"| fetch phase (first → last second with a request) | {m.fetch_seconds:.0f} s |",
-        f"| achieved rate over the fetch phase | {m.achieved_qpm:,.0f}/min (budget "
-        f"{sc.budget_qpm:,.0f}, quota {sc.quota_qpm:,}) |",
+        f"| achieved rate over the fetch phase | {m.achieved_qpm:,.0f}/min = {rate_share:.0%} "
+        f"of the budget {sc.budget_qpm:,.0f} (quota {sc.quota_qpm:,}) |",
         f"| peak QPM by site / by user (emulator, sliding minute) | "
         f"{max(emu['peak_qpm_by_site'].values(), default=0)} / "
         f"{max(emu['peak_qpm_by_user'].values(), default=0)} |",
@@ -227,15 +280,18 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"| event-log entries per backfill run (median) | "
         f"{_median([r.events for r in backfill_runs]):.0f} |",
         "",
-        "## 3. Lower bound and fixed costs",
+        "Backfill runs (seconds after the first run was created):",
         "",
-        "| Bound | Seconds |",
-        "|---|---|",
+        *_run_rows(result),
+        "## 3. Lower bounds and fixed costs",
+        "",
+        "| Bound | Seconds | wall ÷ bound |",
+        "|---|---|---|",
         f"| API: {m.requests:,} requests ÷ {sc.budget_per_real_second:.2f}/s budget | "
-        f"{m.api_bound:.1f} |",
-        f"| CPU: {m.pipeline_cpu:.1f} s pipeline CPU ÷ {result.cpu_count} cores | "
-        f"{m.cpu_bound:.1f} |",
-        f"| wall time as a multiple of the larger bound | **{m.wall / m.bound:.2f}x** |",
+        f"{m.api_bound:.1f} | **{m.wall / m.api_bound:.2f}x** |",
+        f"| CPU floor: reference path {floor.cpu_us_per_row:.2f} µs/row x "
+        f"{result.rows_written:,} rows ÷ {result.cpu_count} cores | {m.cpu_floor:.1f} | "
+        f"{m.wall / m.cpu_floor:.1f}x |",
         "",
         "Fixed costs a user also waits for (not in the wall time above):",
         "",
@@ -243,6 +299,15 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "launched before the daemon started, so its first tick submits it; launched while a "
         f"daemon is already running it waits up to one backfill tick, 30 s)",
         f"- first run's launch (created → started): {m.first_launch:.1f} s",
+    ]
+    if result.small:
+        sm = result.small
+        lines.append(
+            f"- a 1-day backfill of `{sm.site_url}` ({sm.day}) launched while the daemon runs: "
+            f"launch → run created {sm.pickup_seconds:.1f} s (the backfill tick), run created → "
+            f"ended {sm.after_pickup_seconds:.1f} s"
+        )
+    lines += [
         "",
         "## 4. CPU and memory",
         "",
@@ -251,16 +316,15 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "process are excluded). Cross-check: CPU of reaped child processes (getrusage) "
         f"{result.cpu_rusage_children:.1f} s.",
         "",
-        "| Process role | CPU s |",
-        "|---|---|",
-        *[f"| {role} | {cpu:.1f} |" for role, cpu in sorted(result.cpu_by_role.items())],
-        f"| **total** | **{m.pipeline_cpu:.1f}** |",
+        "| Process role | CPU s | µs per row stored |",
+        "|---|---|---|",
+        *[f"| {role} | {cpu:.1f} | {cpu / max(1, result.rows_written) * 1e6:.2f} |"
+          for role, cpu in sorted(result.cpu_by_role.items())],
+        f"| **total** | **{m.pipeline_cpu:.1f}** | **{all_in:.2f}** |",
         "",
-        f"- CPU per million rows written: {m.pipeline_cpu / max(1, result.rows_written) * 1e6:.1f}"
-        f" s (fetch → parse → write alone: {seq.cpu_us_per_row:.2f} s)",
         f"- Dagster's share of the backfill: its CPU (total {m.pipeline_cpu:.1f} s minus the "
         f"lifetime-stats runs' {m.stats_cpu:.1f} s = {m.backfill_cpu:.1f} s) minus the fetch → "
-        f"parse → write path (rows x µs/row of the baseline, {m.path_cpu:.1f} s) = "
+        f"parse → write path (rows x µs/row of the path, {m.path_cpu:.1f} s) = "
         f"{m.backfill_cpu - m.path_cpu:.1f} s, {m.dagster_share:.0%} (over all CPU, stats runs "
         f"included: {m.dagster_share_all:.0%})",
         f"- run start (RUN_STARTING → RUN_START, process + code load): median "

@@ -16,6 +16,7 @@ from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from gsc_pipeline.bench import Scenario, TreeSampler, environ_set
+from gsc_pipeline.bench_floor import Floor, reference_path
 from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.demo import dagster_daemon, emulator_process
@@ -84,12 +85,29 @@ class Lifetime:
 
 
 @dataclass
+class SmallBackfill:
+    """A 1-day backfill of one property launched while the daemon runs, as from the UI."""
+
+    site_url: str
+    day: dt.date
+    succeeded: bool
+    # Launch -> first run created: the daemon's backfill tick (up to 30 s), not the pipeline.
+    pickup_seconds: float
+    # First run created -> last run ended: what the user waits for once the daemon has it.
+    after_pickup_seconds: float
+    runs: int
+
+
+@dataclass
 class BenchResult:
     scenario: Scenario
     warehouse: str
     config: PipelineConfig
     pool_limits: dict[str, int]
     sequential: Sequential
+    # `sync_days` as the fetch step runs it (days in flight, group commit), no Dagster.
+    path: Sequential
+    floor: Floor
     succeeded: bool
     backfill_launched: float
     daemon_started: float
@@ -103,13 +121,19 @@ class BenchResult:
     # 1-minute load average before and after the backfill: other work on a shared machine
     # takes cores from the pipeline, and the report says so.
     load: tuple[float, float] = (0.0, 0.0)
+    small: SmallBackfill | None = None
     cpu_count: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
-def sequential_baseline(
-    scenario: Scenario, config: PipelineConfig, endpoint: str, warehouse_url: str
-) -> Sequential:
-    """One request at a time (pool limit 1, one day in flight) over the first days."""
+def sync_slice(
+    scenario: Scenario, config: PipelineConfig, endpoint: str, warehouse_url: str,
+    concurrency: int,
+) -> Sequential:  # fmt: skip
+    """`sync_days` in this process over the first days of every property and report.
+
+    concurrency 1 is the sequential baseline (one request at a time, a transaction per day);
+    the step's concurrency is the fetch -> parse -> write path as a step runs it, no Dagster.
+    """
     credential = config.credentials["default"]
     client = GscClient(endpoint, None, qpm_budget=credential.qpm_budget)
     warehouse = open_warehouse(warehouse_url)
@@ -119,7 +143,7 @@ def sequential_baseline(
     for prop in config.properties:
         for report in prop.report_objects():
             for result in sync_days(client, warehouse, prop.site_url, report, days,
-                                    run_id="bench-sequential", concurrency=1):
+                                    run_id="bench-slice", concurrency=concurrency):
                 rows += result.rows
     return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
                       time.process_time() - cpu0)
@@ -196,8 +220,13 @@ def measure(
     home = (workdir / "dagster_home").resolve()
     print(f"bench {scenario.name} ({warehouse}) in {workdir}", flush=True)
     with emulator_process("--config", str(emulator_file), log=workdir / "emulator.log") as emu:
-        print(f"  sequential baseline: {scenario.sequential_days} day(s)", flush=True)
-        sequential = sequential_baseline(scenario, config, emu.base_url, warehouse_url)
+        slice_days = scenario.day_list[: scenario.sequential_days]
+        step_concurrency = config.credentials["default"].step_concurrency
+        print(f"  fetch -> parse -> write path, sequential baseline and reference path: "
+              f"{len(slice_days)} day(s)", flush=True)
+        path = sync_slice(scenario, config, emu.base_url, warehouse_url, step_concurrency)
+        sequential = sync_slice(scenario, config, emu.base_url, warehouse_url, 1)
+        floor = reference_path(config, emu.base_url, warehouse_url, slice_days)
         emu.reset_stats()
         emu.reset_quotas()
         env = {"DAGSTER_HOME": str(home), API_ENDPOINT_ENV: emu.base_url,
@@ -229,15 +258,19 @@ def measure(
                                 flush=True),
                         )
                         _wait_idle(instance, timeout=180)
-                cpu_children = _rusage_children() - cpu_before
-                load_after = os.getloadavg()[0]
-                runs = _run_infos(instance, backfill_id)
-        stats = emu.stats()
+                        # The backfill's numbers, before the small backfill adds to them.
+                        cpu_by_role = sampler.cpu_by_role()
+                        cpu_children = _rusage_children() - cpu_before
+                        load_after = os.getloadavg()[0]
+                        stats = emu.stats()
+                        runs = _run_infos(instance, backfill_id)
+                        small = small_backfill(instance, home, config, scenario, warehouse_url)
+                        _wait_idle(instance, timeout=180)
         for run in runs:
             sample = next((p for p in sampler.processes.values() if p.pid == run.pid), None)
             if sample:
                 run.cpu_seconds, run.peak_rss = sample.cpu_seconds, sample.peak_rss
-        rows = _rows_written(warehouse_url, config)
+        rows = _rows_written(warehouse_url, config) - small.rows
         lifetime, error = None, None
         try:
             lifetime = lifetime_refresh(scenario, config, emu.base_url, warehouse_url)
@@ -245,11 +278,45 @@ def measure(
             error = f"not available yet ({exc})"
     return BenchResult(
         scenario=scenario, warehouse=warehouse, config=config, pool_limits=limits,
-        sequential=sequential, succeeded=progress.succeeded, backfill_launched=launched,
-        daemon_started=daemon_started, runs=runs, emulator=stats,
-        cpu_by_role=sampler.cpu_by_role(), cpu_rusage_children=cpu_children, rows_written=rows,
+        sequential=sequential, path=path, floor=floor, succeeded=progress.succeeded,
+        backfill_launched=launched, daemon_started=daemon_started, runs=runs, emulator=stats,
+        cpu_by_role=cpu_by_role, cpu_rusage_children=cpu_children, rows_written=rows,
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
+        small=small.result,
     )  # fmt: skip
+
+
+@dataclass
+class _Small:
+    result: SmallBackfill
+    rows: int
+
+
+def small_backfill(
+    instance: dg.DagsterInstance, home: Path, config: PipelineConfig, scenario: Scenario,
+    warehouse_url: str,
+) -> _Small:  # fmt: skip
+    """One day of the largest property, launched as from the UI while the daemon runs."""
+    from gsc_pipeline.defs.schedules import property_asset_keys
+
+    prop = next(p for p in config.properties if p.site_url == scenario.properties[-1][0])
+    day = scenario.small_backfill_day
+    launched = time.time()
+    backfill_id = launch_backfill(instance, home / "workspace.yaml", property_asset_keys(prop),
+                                  [day.isoformat()], title="bench 1-day backfill")
+    print(f"  1-day backfill {backfill_id}: {prop.site_url} {day}", flush=True)
+    progress = wait_for_backfill(instance, backfill_id, timeout=600, poll_seconds=0.2)
+    runs = [r for r in _run_infos(instance, backfill_id) if r.backfill]
+    created = min((r.created for r in runs), default=launched)
+    ended = max((r.ended or created for r in runs), default=created)
+    warehouse = open_warehouse(warehouse_url)
+    rows = sum(
+        int(warehouse.read_sql(f"SELECT count(*) AS n FROM {r.table} WHERE site_url = ? AND "
+                               "date = ?", (prop.site_url, day))["n"].iloc[0])
+        for r in prop.report_objects()
+    )  # fmt: skip
+    return _Small(SmallBackfill(prop.site_url, day, progress.succeeded, created - launched,
+                                ended - created, len(runs)), rows)
 
 
 def _rows_written(warehouse_url: str, config: PipelineConfig) -> int:
