@@ -44,6 +44,10 @@ def _init_instance(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.size == "agency":
+        from gsc_pipeline.bench_agency import run_agency
+
+        return run_agency(Path(args.out))
     from gsc_pipeline.bench import run_bench
 
     return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     init.set_defaults(func=_init_instance)
 
     bench = sub.add_parser("bench", help="benchmark: sequential vs the pipeline vs the lower bound")
-    bench.add_argument("--size", choices=["smoke", "standard"], default="smoke")
+    bench.add_argument("--size", choices=["smoke", "standard", "agency"], default="smoke")
     bench.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     bench.add_argument("--out", default="bench-report")
     bench.set_defaults(func=_bench)
