@@ -53,6 +53,17 @@ def _bench(args: argparse.Namespace) -> int:
     return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
 
 
+def _multihost(args: argparse.Namespace) -> int:
+    from gsc_pipeline.multihost import NetnsUnavailable
+    from gsc_pipeline.multihost import main as multihost_main
+
+    try:
+        return multihost_main([args.out])
+    except NetnsUnavailable as exc:
+        print(f"gsc-pipeline multihost: {exc}; run it as root on Linux with iproute2")
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
@@ -95,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     bench.add_argument("--out", default="bench-report")
     bench.set_defaults(func=_bench)
+
+    multihost = sub.add_parser(
+        "multihost",
+        help="prove one pool and one quota budget across hosts (network namespaces; root, "
+        "PostgreSQL)",
+    )
+    multihost.add_argument("--out", default="bench-report")
+    multihost.set_defaults(func=_multihost)
 
     args = parser.parse_args(argv)
     return args.func(args)
