@@ -163,6 +163,26 @@ def all_days_condition() -> dg.AutomationCondition:
     ) & ~dg.AutomationCondition.in_progress()
 
 
+def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
+    """Partitions whose latest planned materialization belongs to a run that ended FAILURE or
+    CANCELED, with no materialization since: what a Terminate (or a crash) left missing."""
+    storage = instance.event_log_storage
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+        asset_key
+    )
+    run_ids = sorted({run_id for run_id, _ in attempts.values()})
+    ended = {
+        run.run_id
+        for run in instance.get_runs(
+            filters=dg.RunsFilter(
+                run_ids=run_ids,
+                statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+            )
+        )
+    } if run_ids else set()
+    return {partition for partition, (run_id, _) in attempts.items() if run_id in ended}
+
+
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     """Every fetching asset's whole-history checks, as ONE op that runs the selected ones.
 
@@ -206,9 +226,11 @@ def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefiniti
         warehouse = context.resources.warehouse.open()
         for asset_key in sorted({key.asset_key for key in selected}, key=str):
             prop, report = targets[asset_key]
-            # Partitions Dagster believes are materialized must all be backed by ledger entries.
-            materialized = context.instance.get_materialized_partitions(asset_key)
-            expected = [dt.date.fromisoformat(key) for key in materialized]
+            # Partitions Dagster believes are materialized must all be backed by ledger entries,
+            # and the days a failed or terminated run left unwritten are missing until fetched.
+            wanted = context.instance.get_materialized_partitions(asset_key)
+            wanted |= unwritten_partitions(context.instance, asset_key)
+            expected = [dt.date.fromisoformat(key) for key in wanted]
             outcomes = _outcomes(warehouse, prop, report, None, expected)
             for result in _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX):
                 if dg.AssetCheckKey(asset_key, result.check_name) in selected:
