@@ -42,11 +42,43 @@ def validate_site_url(site_url: str) -> str:
     """Accept the two property forms Search Console knows; anything else is a clear error."""
     if _DOMAIN_RE.match(site_url) or _URL_PREFIX_RE.match(site_url):
         return site_url
-    bare = re.sub(r"^(sc-domain:|https?://)", "", site_url).strip("/")
-    raise ValueError(
-        f"{site_url!r} is not a Search Console property; use 'sc-domain:{bare}' for a domain "
-        f"property or 'https://{bare}/' (with the trailing slash) for a URL-prefix property"
-    )
+    suggestion = _suggest_site_url(site_url)
+    if suggestion is None:
+        raise ValueError(
+            f"{site_url!r} is not a Search Console property; write a domain property as "
+            "'sc-domain:example.com' or a URL-prefix property as 'https://www.example.com/' "
+            "(with the trailing slash)"
+        )
+    raise ValueError(f"{site_url!r} is not a Search Console property; did you mean {suggestion}?")
+
+
+def _suggest_site_url(site_url: str) -> str | None:
+    """The valid form(s) the user most likely meant, quoted, or None for unreadable input."""
+    text = site_url.strip()
+    domain = re.match(r"(?i)^sc-domain:(.*)$", text)
+    prefix = re.match(r"(?i)^(https?)://([^/?#]*)([^?#]*)", text)
+    if domain:
+        host = re.sub(r"(?i)^https?://", "", domain.group(1)).split("/")[0].lower()
+        candidates = [(f"sc-domain:{host}", "domain property: the bare host name")]
+    elif prefix:
+        path = prefix.group(3).strip("/")
+        url = f"{prefix.group(1).lower()}://{prefix.group(2).lower()}/{path + '/' if path else ''}"
+        candidates = [(url, "URL-prefix property, with the trailing slash")]
+    else:
+        # A bare host, or one behind a scheme Search Console does not know (ftp://...).
+        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text.lower()).split("/")[0]
+        if not _DOMAIN_RE.match(f"sc-domain:{host}"):
+            return None
+        candidates = [
+            (f"sc-domain:{host}", "domain property"),
+            (f"https://{host}/", "URL-prefix property, with the trailing slash"),
+        ]
+    valid = [
+        f"{url!r} ({form})"
+        for url, form in candidates
+        if _DOMAIN_RE.match(url) or _URL_PREFIX_RE.match(url)
+    ]
+    return " or ".join(valid) or None
 
 
 class CredentialConfig(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gsc_pipeline.config import ConfigError, load_config, parse_config, property_key
@@ -26,18 +28,28 @@ def test_bundled_demo_config_loads():
 
 
 @pytest.mark.parametrize(
-    ("site_url", "fix"),
+    ("site_url", "suggestion"),
     [
-        ("example.com", "'sc-domain:example.com'"),
-        ("https://www.example.com", "'https://www.example.com/' (with the trailing slash)"),
-        ("sc-domain:https://x.com", "sc-domain:"),
+        ("https://example.com", "did you mean 'https://example.com/' (URL-prefix property"),
+        ("http://Example.com/blog", "did you mean 'http://example.com/blog/'"),
+        ("example.com", "did you mean 'sc-domain:example.com' (domain property) or "
+         "'https://example.com/'"),
+        ("sc-domain:https://x.com", "did you mean 'sc-domain:x.com' (domain property"),
+        ("sc-domain:Shop.Example/", "did you mean 'sc-domain:shop.example'"),
+        ("not a url!", "write a domain property as 'sc-domain:example.com' or a URL-prefix "
+         "property as 'https://www.example.com/' (with the trailing slash)"),
+        ("sc-domain:", "write a domain property as 'sc-domain:example.com'"),
     ],
-)
-def test_bad_site_url_names_the_key_and_the_fix(site_url, fix):
+)  # fmt: skip
+def test_bad_site_url_names_the_key_and_suggests_a_valid_form(site_url, suggestion):
     with pytest.raises(ConfigError) as err:
         parse_config(_cfg(properties=[{"site_url": site_url}]))
-    assert "properties[0].site_url" in str(err.value)
-    assert fix in str(err.value)
+    message = str(err.value)
+    assert "properties[0].site_url" in message and suggestion in message
+    # The rejected input appears once (what was wrong), never again as the suggested fix.
+    assert message.count(repr(site_url)) == 1
+    for suggested in re.findall(r"'([^']+)' \(", message):
+        assert parse_config(_cfg(properties=[{"site_url": suggested}]))
 
 
 def test_unknown_key_is_refused():

@@ -59,7 +59,7 @@ properties:
 def test_doctor_reports_a_bad_config(tmp_path, capsys):
     config = _write(tmp_path, "start_date: 2026-01-01\nproperties:\n  - site_url: example.com\n")
     assert main(["doctor", "--config", config]) == 1
-    assert "use 'sc-domain:example.com'" in capsys.readouterr().out
+    assert "did you mean 'sc-domain:example.com'" in capsys.readouterr().out
 
 
 def test_unreachable_api_is_reported(tmp_path, monkeypatch, capsys):
