@@ -10,11 +10,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from gsc_pipeline.defs.resources import warehouse_resource
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import (
     LEDGER_SCHEMA,
     LEDGER_TABLE,
+    WAREHOUSE_URL_ENV,
     PartitionBatch,
+    WarehouseUrlError,
     open_warehouse,
     report_schema,
 )
@@ -261,8 +264,36 @@ def test_open_warehouse_urls(tmp_path):
     assert open_warehouse(f"duckdb:///{tmp_path}/w.duckdb").path == f"{tmp_path}/w.duckdb"
     assert open_warehouse(str(tmp_path / "x.duckdb")).dialect == "duckdb"
     assert open_warehouse("postgresql://u@h/db").dialect == "postgres"
-    with pytest.raises(ValueError, match="names no DuckDB file"):
-        open_warehouse("duckdb://")
+    assert open_warehouse("postgres://u@h/db").dialect == "postgres"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("nonsense", "neither a URL nor an absolute path ending in .duckdb"),
+        ("mysql://root:***@db/gsc", "'mysql' is not a supported warehouse"),
+        ("warehouse.duckdb", "neither a URL nor an absolute path"),
+        ("duckdb://warehouse.duckdb", "the DuckDB path must be absolute"),
+        ("duckdb://", "names no DuckDB file"),
+    ],
+)
+def test_a_bad_warehouse_url_names_the_variable_and_both_forms_and_creates_nothing(
+    url, problem, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    given = url.replace("***", "secret")
+    with pytest.raises(WarehouseUrlError) as err:
+        open_warehouse(given)
+    message = str(err.value)
+    assert message.startswith(f"GSC_WAREHOUSE_URL={url!r}: ") and problem in message
+    assert "duckdb:///absolute/path/warehouse.duckdb" in message
+    assert "postgresql://user:password@host:5432/database" in message
+    assert "secret" not in message
+    # The definitions refuse it when they load, before any run could create a file.
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, given)
+    with pytest.raises(WarehouseUrlError, match="GSC_WAREHOUSE_URL="):
+        warehouse_resource()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _write_many(url: str, barrier, salt: str, same_partition: bool, times: int) -> None:

@@ -13,10 +13,14 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig
 from gsc_pipeline.gsc import GscClient, load_credentials
-from gsc_pipeline.warehouse import Warehouse, open_warehouse
+from gsc_pipeline.warehouse import (
+    WAREHOUSE_URL_ENV,
+    Warehouse,
+    open_warehouse,
+    parse_warehouse_url,
+)
 
 API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
-WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
 
 
 class GscApiResource(dg.ConfigurableResource):
@@ -80,7 +84,19 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
     )
 
 
+def warehouse_url() -> str:
+    """$GSC_WAREHOUSE_URL, checked (a typo must not become a DuckDB file of that name), else the
+    DuckDB file in $DAGSTER_HOME."""
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        parse_warehouse_url(url)
+    return url or default_warehouse_url()
+
+
 def warehouse_resource() -> WarehouseResource:
+    # Checked when the definitions load, so the code location shows the error at once instead
+    # of a run failing later; runs still read the value through EnvVar (never shown in the UI).
+    warehouse_url()
     return WarehouseResource(url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()))
 
 
