@@ -61,7 +61,7 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
             credentials,
             qpm_budget=60,
             timeout=20,
-            retry_policy=RetryPolicy(max_attempts=2),
+            retry_policy=RetryPolicy(max_attempts=2, quota_retry_seconds=5, load_retry_seconds=0),
         )
         try:
             sites = {s["siteUrl"]: s.get("permissionLevel") for s in client.list_sites()}

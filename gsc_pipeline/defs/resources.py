@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig
-from gsc_pipeline.gsc import GscClient, load_credentials
+from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     Warehouse,
     open_warehouse,
     parse_warehouse_url,
 )
-
-API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
 
 
 class GscApiResource(dg.ConfigurableResource):
@@ -37,7 +36,11 @@ class GscApiResource(dg.ConfigurableResource):
     step_concurrency: int
     timeout_seconds: float = 120.0
 
-    def client(self, stop_event: threading.Event | None = None) -> GscClient:
+    def client(
+        self,
+        stop_event: threading.Event | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> GscClient:
         credentials = load_credentials(
             kind=self.credential_kind,
             json_text=self.credential_json,
@@ -49,6 +52,7 @@ class GscApiResource(dg.ConfigurableResource):
             qpm_budget=self.step_qpm,
             timeout=self.timeout_seconds,
             stop_event=stop_event,
+            log=log,
         )
 
 
