@@ -15,9 +15,25 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from gsc_pipeline.reports import DEFAULT_REPORTS, REPORTS, Report, ReportDefinitionError
+from gsc_pipeline.reports import (
+    DEFAULT_REPORTS,
+    REPORTS,
+    RETENTION_MONTHS,
+    Report,
+    ReportDefinitionError,
+    oldest_available_day,
+    pacific_today,
+)
 
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"
 BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
@@ -205,6 +221,25 @@ class PipelineConfig(_Strict):
     )
     properties: tuple[PropertyConfig, ...]
 
+    @field_validator("start_date")
+    @classmethod
+    def _inside_google_window(cls, start: dt.date, info: ValidationInfo) -> dt.date:
+        # Google serves only the last 16 months: older partitions could only ever be empty.
+        today = (info.context or {}).get("today") or pacific_today()
+        oldest = oldest_available_day(today)
+        if start < oldest:
+            raise ValueError(
+                f"{start} is older than Google's {RETENTION_MONTHS}-month window; the earliest "
+                f"allowed date today is {oldest} (the window moves forward a day each day, so "
+                "leave some margin)"
+            )
+        if start > today:
+            raise ValueError(
+                f"{start} is in the future (today is {today}, Pacific Time); set a past day, "
+                f"on or after {oldest}"
+            )
+        return start
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
         if not self.properties:
@@ -244,17 +279,37 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = loc.replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"].startswith("date_"):
+            reason = msg.removeprefix("Input should be a valid date or datetime, ")
+            msg = (
+                f"{err['input']!r} is not a calendar day ({reason}); write it as YYYY-MM-DD, "
+                "e.g. 2026-02-28"
+            )
         lines.append(f"{loc or '(top level)'}: {msg}")
     return f"{source}: " + "; ".join(lines)
 
 
-def parse_config(data: object, source: str = "config") -> PipelineConfig:
+def parse_config(
+    data: object, source: str = "config", *, today: dt.date | None = None
+) -> PipelineConfig:
+    """Validate `data`; `today` (Pacific, default the real one) places Google's window."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
     try:
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"today": today})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+class _TextDatesLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so pydantic parses them and a bad one is reported
+    with its key (PyYAML itself raises a bare ValueError for 2026-02-30)."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
@@ -263,7 +318,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.load(path.read_text(), Loader=_TextDatesLoader)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return parse_config(data, str(path))
