@@ -46,6 +46,10 @@ _DOMAIN_RE = re.compile(rf"^sc-domain:{_LABEL}(\.{_LABEL})+$")
 _URL_PREFIX_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?/$")
 
 
+# `start_date: earliest` follows Google's window: the oldest day it keeps when the config loads.
+EARLIEST = "earliest"
+
+
 class ConfigError(ValueError):
     """The config file is wrong; the message names the key and the fix."""
 
@@ -221,6 +225,15 @@ class PipelineConfig(_Strict):
     )
     properties: tuple[PropertyConfig, ...]
 
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _earliest(cls, value: object, info: ValidationInfo) -> object:
+        # `earliest`: everything Google keeps, resolved each time the config loads, so a config
+        # that wants the whole window never falls out of it as the window moves.
+        if isinstance(value, str) and value.strip().lower() == EARLIEST:
+            return oldest_available_day((info.context or {}).get("today") or pacific_today())
+        return value
+
     @field_validator("start_date")
     @classmethod
     def _inside_google_window(cls, start: dt.date, info: ValidationInfo) -> dt.date:
@@ -231,7 +244,7 @@ class PipelineConfig(_Strict):
             raise ValueError(
                 f"{start} is older than Google's {RETENTION_MONTHS}-month window; the earliest "
                 f"allowed date today is {oldest} (the window moves forward a day each day, so "
-                "leave some margin)"
+                f"leave some margin, or write `start_date: {EARLIEST}` to follow the window)"
             )
         if start > today:
             raise ValueError(

@@ -116,7 +116,15 @@ def test_start_date_must_lie_in_googles_window_and_not_in_the_future():
     assert str(err.value) == (
         "gsc.yaml: start_date: 2025-07-31 is older than Google's 16-month window; the earliest "
         "allowed date today is 2025-08-01 (the window moves forward a day each day, so leave "
-        "some margin)"
+        "some margin, or write `start_date: earliest` to follow the window)"
+    )
+    # `earliest` follows the window: the oldest day Google keeps on the day the config loads.
+    assert parse_config(_cfg(start_date="earliest"), today=TODAY).start_date.isoformat() == (
+        "2025-08-01"
+    )
+    later = dt.date(2027, 3, 31)
+    assert parse_config(_cfg(start_date="earliest"), today=later).start_date.isoformat() == (
+        "2025-11-30"
     )
     with pytest.raises(ConfigError) as err:
         parse_config(_cfg(start_date="2026-12-02"), source="gsc.yaml", today=TODAY)
