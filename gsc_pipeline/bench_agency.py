@@ -306,8 +306,9 @@ def report(sizes: list[Size], full_run: Size, sl: Slice, load: tuple[float, floa
         "queue (max_concurrent_runs 0: nothing executes). Event-log rows are those written while "
         "planning (ASSET_MATERIALIZATION_PLANNED, one per asset and day, and the run's own).",
         "",
-        "| properties | days | API requests | runs | steps | event-log rows | submit s | "
-        "daemon CPU s | code server CPU s | CPU ms per property-day | |",
+        "| properties | days | API requests | runs | steps | event-log rows | "
+        "daemon start → last run created s | daemon CPU s | code server CPU s | "
+        "CPU ms per property-day | |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows_plan,
         "",
