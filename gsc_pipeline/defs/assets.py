@@ -75,14 +75,18 @@ def build_fetch_asset(
 ) -> dg.AssetsDefinition:
     gsc_key = gsc_resource_key(prop.credential)
     credential = config.credentials[prop.credential]
-    dims = ", ".join(report.api_dimensions)
+    dims = ", ".join(report.api_dimensions) or "nothing"
+    filters = "".join(
+        f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
+    )
 
     @dg.asset(
         key=fetch_asset_key(prop, report),
         group_name=prop.key,
         description=(
             f"Search Console rows for {prop.site_url} grouped by {dims} "
-            f"({report.aggregation_type}; {', '.join(report.search_types)}), table {report.table}."
+            f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
+            f"table {report.table}."
         ),
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
@@ -95,6 +99,7 @@ def build_fetch_asset(
             "table": report.table,
             "dimensions": dims,
             "search_types": ", ".join(report.search_types),
+            "filters": filters.removeprefix(", ") or "none",
         },
     )
     def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

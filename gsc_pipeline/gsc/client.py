@@ -114,8 +114,9 @@ _SEARCH_RESPONSE_SCHEMA = pa.schema(
         (
             "metadata",
             pa.struct(
-                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string())]
-            ),
+                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string()),
+                 ("firstIncompleteHour", pa.string()), ("first_incomplete_hour", pa.string())]
+            ),  # fmt: skip
         ),
     ]
 )
@@ -131,6 +132,8 @@ class RowsPage:
 
     rows: pa.StructArray
     first_incomplete_date: str | None
+    # Hourly requests (dataState HOURLY_ALL): the first hour still incomplete, Pacific offset.
+    first_incomplete_hour: str | None = None
 
 
 def parse_rows_page(content: bytes) -> RowsPage:
@@ -164,10 +167,11 @@ def parse_rows_page(content: bytes) -> RowsPage:
     rows_column = table.column("rows").combine_chunks()
     rows = rows_column.flatten() if rows_column.null_count == 0 else pa.array([], SEARCH_ROW_TYPE)
     meta = table.column("metadata")[0]
-    first = None
+    first = first_hour = None
     if meta.is_valid:
         first = meta["firstIncompleteDate"].as_py() or meta["first_incomplete_date"].as_py()
-    return RowsPage(rows=rows, first_incomplete_date=first)
+        first_hour = meta["firstIncompleteHour"].as_py() or meta["first_incomplete_hour"].as_py()
+    return RowsPage(rows=rows, first_incomplete_date=first, first_incomplete_hour=first_hour)
 
 
 def _raw_body(resp: Any, content: bytes) -> bytes:

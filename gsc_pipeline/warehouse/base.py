@@ -19,6 +19,10 @@ import pyarrow as pa
 from gsc_pipeline.reports import Report
 
 LEDGER_TABLE = "gsc_fetch_ledger"
+# What each (site, report) table holds: the report's identity when its rows were first written.
+DEFINITIONS_TABLE = "gsc_report_definitions"
+# Hourly rows: the hour's start as an instant (Google's keys carry the Pacific offset).
+HOUR_TYPE = pa.timestamp("us", tz="UTC")
 
 METRIC_COLUMNS = ("clicks", "impressions", "ctr", "position")
 
@@ -47,6 +51,7 @@ _SQL_TYPES = {
         pa.float64(): "DOUBLE",
         pa.int32(): "INTEGER",
         pa.timestamp("us"): "TIMESTAMP",
+        HOUR_TYPE: "TIMESTAMPTZ",
     },
     "postgres": {
         pa.string(): "VARCHAR",
@@ -54,8 +59,16 @@ _SQL_TYPES = {
         pa.float64(): "DOUBLE PRECISION",
         pa.int32(): "INTEGER",
         pa.timestamp("us"): "TIMESTAMP",
+        HOUR_TYPE: "TIMESTAMPTZ",
     },
 }
+DEFINITIONS_SCHEMA = pa.schema(
+    [("site_url", pa.string()), ("report", pa.string()), ("definition", pa.string())]
+)
+
+
+class ReportDefinitionChanged(ValueError):
+    """A report's table holds rows fetched under another definition (dimensions, filters...)."""
 
 
 def column_name(dimension: str) -> str:
@@ -64,12 +77,14 @@ def column_name(dimension: str) -> str:
 
 
 def report_schema(report: Report) -> pa.Schema:
-    """Arrow schema of `report.table`: site, search type, date, dimensions, metrics."""
+    """Arrow schema of `report.table`: site, search type, date (the partition), the hour for
+    hourly reports, dimensions, metrics."""
     return pa.schema(
         [
             ("site_url", pa.string()),
             ("search_type", pa.string()),
             ("date", pa.date32()),
+            *([("hour", HOUR_TYPE)] if report.hourly else []),
             *[(column_name(d), pa.string()) for d in report.dimensions],
             *[(m, pa.float64()) for m in METRIC_COLUMNS],
         ]
@@ -143,6 +158,35 @@ class Warehouse(abc.ABC):
                 self._index(conn, report.table, ("site_url", "date"))
             conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
+            conn.execute(create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA, self.dialect))
+
+    def claim_report(self, site_url: str, report: Report) -> None:
+        """Record what `report`'s rows for `site_url` mean, or refuse a changed definition.
+
+        Filters, dimensions and aggregation are part of a report's identity: rows fetched under
+        another definition must not share a table (and its checks) with the new ones.
+        """
+        with self.transaction() as conn:
+            self._lock_partition(conn, DEFINITIONS_TABLE, site_url)
+            row = conn.execute(
+                f"SELECT definition FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
+                (site_url, report.name),
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    f"INSERT INTO {DEFINITIONS_TABLE} (site_url, report, definition) "
+                    "VALUES (?, ?, ?)",
+                    (site_url, report.name, report.identity),
+                )
+            elif row[0] != report.identity:
+                raise ReportDefinitionChanged(
+                    f"{site_url} report {report.name!r}: {report.table} holds rows fetched as "
+                    f"{row[0]}, but the config now declares {report.identity}. Dimensions, "
+                    "filters and aggregation are part of a report's identity: give the changed "
+                    "report a new name (a new table), or delete this site's rows from "
+                    f"{report.table}, {LEDGER_TABLE} (report = {report.name!r}) and "
+                    f"{DEFINITIONS_TABLE} to re-fetch it under the new definition"
+                )
 
     def write_partition(self, batch: PartitionBatch) -> None:
         """Replace the partition's rows and ledger entries in one transaction."""
