@@ -198,12 +198,20 @@ class Report:
                     f"unknown search type {search_type!r}; choose from {list(SEARCH_TYPES)}",
                 )
             news_like = search_type in QUERYLESS_SEARCH_TYPES
-            if news_like and ("query" in self.dimensions or _filters_on(self, "query")):
+            if news_like and "query" in self.dimensions:
                 raise ReportDefinitionError(
                     self.name,
                     "search_types",
-                    f"Google rejects {search_type} grouped or filtered by "
-                    "query; drop 'query' or declare a separate report for that search type",
+                    f"Google rejects {search_type} grouped by query; drop 'query' or declare a "
+                    "separate report for that search type",
+                )
+            if news_like and _filters_on(self, "query"):
+                # Not a 400 from Google: its rows have no query, so the report would stay empty.
+                raise ReportDefinitionError(
+                    self.name,
+                    "search_types",
+                    f"{search_type} has no queries, so a query filter would match nothing; drop "
+                    "the filter or declare a separate report for that search type",
                 )
             if search_type == "discover" and "device" in self.dimensions:
                 raise ReportDefinitionError(

@@ -70,7 +70,7 @@ def test_colliding_property_names_need_an_explicit_name():
 
 def test_search_type_google_rejects_is_refused_at_load_time():
     prop = {"site_url": "sc-domain:a.com", "reports": ["page_query"], "search_types": ["discover"]}
-    with pytest.raises(ConfigError, match="rejects discover grouped or filtered by query"):
+    with pytest.raises(ConfigError, match="rejects discover grouped by query"):
         parse_config(_cfg(properties=[prop]))
 
 
@@ -171,10 +171,10 @@ def test_declared_hourly_and_appearance_reports_follow_their_dimensions():
         ({"dimensions": ["query"], "filters": [{"dimension": "query"}]},
          "reports.r.filters[0].expression: Field required"),
         ({"dimensions": ["query"], "search_types": ["discover"]},
-         "reports.r.search_types: Google rejects discover grouped or filtered by query"),
+         "reports.r.search_types: Google rejects discover grouped by query"),
         ({"dimensions": ["page"], "search_types": ["googleNews"],
           "filters": [{"dimension": "query", "expression": "a"}]},
-         "reports.r.search_types: Google rejects googleNews grouped or filtered by query"),
+         "reports.r.search_types: googleNews has no queries, so a query filter would match"),
         ({"dimensions": ["device"], "search_types": ["discover"]},
          "reports.r.search_types: Google rejects discover grouped by device"),
         ({"dimensions": ["country"], "aggregation_type": "byProperty",
