@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from gsc_pipeline.reports import DAILY_ROW_CAP, SITE, Report
+from gsc_pipeline.reports import DAILY_ROW_CAP, GOOGLE_TIMEZONE, SITE, Report
 from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
 NO_MISSING_BATCHES = "no_missing_batches"
@@ -24,9 +24,14 @@ NO_DUPLICATE_BATCHES = "no_duplicate_batches"
 ROWS_MATCH_LEDGER = "rows_match_ledger"
 TRUNCATED_DAYS = "truncated_days"
 ANONYMIZED_SHARE = "anonymized_share"
+# Hourly reports only.
+HOURS_OF_DAY = "hours_of_day"
+INCOMPLETE_HOURS_REPLACED = "incomplete_hours_replaced"
 # Checks whose failure means the partition's data is wrong (and worth re-fetching); the others
 # describe Google's data (cap, anonymization) and only warn.
-BLOCKING_CHECKS = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER)
+BLOCKING_CHECKS = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER, HOURS_OF_DAY,
+                   INCOMPLETE_HOURS_REPLACED)  # fmt: skip
+
 # Ahrefs measured ~46% of clicks hidden on average across 146k sites; above half is unusual
 # enough that a user should look (brand-poor long-tail sites can legitimately exceed it).
 ANONYMIZED_SHARE_WARN = 0.5
@@ -374,3 +379,106 @@ def fresh_partitions(warehouse: Warehouse) -> pd.DataFrame:
     frame["date"] = frame["date"].map(_day)
     frame["ready"] = frame["ready"].astype(bool)
     return frame
+
+
+def _hourly_days(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None
+) -> pd.DataFrame:
+    """Per stored day of an hourly report: rows, Google's finality evidence, the last fetch.
+
+    `complete`: every page of the day carried a first incomplete date (hour) after the day.
+    """
+    where, params = DaySpan.of(days).where()
+    ledger = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(rows_returned) AS rows_fetched, MAX(fetched_at) AS fetched_at,
+               MIN(first_incomplete_date) AS first_incomplete,
+               SUM(CASE WHEN first_incomplete_date IS NULL THEN 1 ELSE 0 END) AS unknown_pages
+        FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where} GROUP BY date
+        """,
+        [site_url, report.name, *params],
+    )
+    ledger["date"] = ledger["date"].map(_day)
+    ledger["complete"] = [
+        int(r.unknown_pages) == 0 and _day(r.first_incomplete) > r.date
+        for r in ledger.itertuples(index=False)
+    ]
+    return ledger
+
+
+def hours_of_day(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """Every stored hour of a complete day belongs to that day (Pacific) and is there once.
+
+    A report grouped by hour alone must hold every hour of a complete day exactly once per
+    search type (23 or 25 on daylight-saving days); with more dimensions an hour may have no
+    rows, and duplicates are `no_duplicate_batches`' business. A day Google served no rows for
+    (outside its ~10-day hourly window) holds no hour to check: counted as `empty_days`.
+    """
+    ledger = _hourly_days(warehouse, site_url, report, days)
+    where, params = DaySpan.of(days).where()
+    hours = warehouse.read_sql(
+        f"SELECT search_type, date, hour, COUNT(*) AS copies FROM {report.table} "
+        f"WHERE site_url = ?{where} GROUP BY search_type, date, hour",
+        [site_url, *params],
+    )
+    hours["date"] = hours["date"].map(_day)
+    pacific = hours["hour"].map(lambda h: pd.Timestamp(h).tz_convert(GOOGLE_TIMEZONE))
+    outside = hours[pacific.map(lambda h: h.date()) != hours["date"]]
+    bad = set(outside["date"])
+    complete = ledger[ledger["complete"]]
+    missing_hours = 0
+    per_hour_alone = not report.dimensions and not report.filters
+    for row in complete.itertuples(index=False):
+        if not per_hour_alone or int(row.rows_fetched) == 0:
+            continue
+        expected = _hours_in_day(row.date)
+        for search_type in report.search_types:
+            stored = hours[(hours["date"] == row.date) & (hours["search_type"] == search_type)]
+            if len(stored) != expected or (stored["copies"] != 1).any():
+                missing_hours += abs(expected - len(stored))
+                bad.add(row.date)
+    return _outcome(
+        HOURS_OF_DAY,
+        bad,
+        checked=len(complete),
+        hours_outside_their_day=len(outside),
+        missing_hours=missing_hours,
+        incomplete_days=int((~ledger["complete"]).sum()),
+        # Google served no hourly rows: a day outside its ~10-day hourly window (or no traffic).
+        empty_days=int((ledger["rows_fetched"] == 0).sum()),
+    )
+
+
+def _hours_in_day(day: dt.date) -> int:
+    start = pd.Timestamp(day).tz_localize(GOOGLE_TIMEZONE)
+    end = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(GOOGLE_TIMEZONE)
+    return int((end - start) / pd.Timedelta(hours=1))
+
+
+def incomplete_hours_replaced(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """No day still holds incomplete hours once Google reports it complete.
+
+    A day fetched while Google's first incomplete hour fell on or before it holds partial
+    hours. Once any later response for the site puts the first incomplete date after that
+    day, the stored hours are out of date: the day must be fetched again (the hourly refresh
+    schedule and the finalization sensor do), and this check names it until it is.
+    """
+    ledger = _hourly_days(warehouse, site_url, report, days)
+    known = warehouse.read_sql(
+        f"SELECT MAX(first_incomplete_date) AS latest FROM {LEDGER_TABLE} WHERE site_url = ?",
+        [site_url],
+    )["latest"].iloc[0]
+    latest = None if known is None or pd.isna(known) else _day(known)
+    incomplete = ledger[~ledger["complete"]]
+    stale = [d for d in incomplete["date"] if latest is not None and latest > d]
+    return _outcome(
+        INCOMPLETE_HOURS_REPLACED,
+        stale,
+        checked=len(ledger),
+        incomplete_days=len(incomplete),
+        latest_first_incomplete_date=latest.isoformat() if latest else None,
+    )

@@ -53,6 +53,11 @@ def oldest_available_day(today: dt.date) -> dt.date:
     raise AssertionError("unreachable: day 28 exists in every month")
 
 
+def column_name(dimension: str) -> str:
+    """The warehouse column of an API dimension (snake_case)."""
+    return "search_appearance" if dimension == "searchAppearance" else dimension
+
+
 class ReportDefinitionError(ValueError):
     """A report declaration that Google's API would reject: which report, which key, the fix."""
 
@@ -135,7 +140,7 @@ class Report:
     def key_columns(self) -> tuple[str, ...]:
         """The natural key of one row in the report's table."""
         return ("site_url", "search_type", "date", *(("hour",) if self.hourly else ()),
-                *self.dimensions)  # fmt: skip
+                *map(column_name, self.dimensions))  # fmt: skip
 
     @property
     def identity(self) -> str:

@@ -15,7 +15,14 @@ import re2
 from gsc_pipeline import proof
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
-from gsc_pipeline.reports import Filter, Report, declare
+from gsc_pipeline.reports import (
+    HOURLY_PAGE,
+    HOURLY_SITE,
+    SEARCH_APPEARANCE,
+    Filter,
+    Report,
+    declare,
+)
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.warehouse import LEDGER_TABLE, ReportDefinitionChanged, open_warehouse
 from tests.pipeline_env import direct_fetch, warehouse_rows
@@ -30,6 +37,11 @@ BRAND = declare(
     filters=(Filter("query", "shoes|coffee", "includingRegex"),),
 )
 DISCOVER = declare("discover_pages", ("page",), search_types=("discover", "googleNews"))
+APPEARANCE = dataclasses.replace(SEARCH_APPEARANCE, search_types=("web", "image"))
+# The emulator's today is 2026-03-20 with a 3-day lag: Google's first incomplete day is 03-18.
+COMPLETE_HOUR_DAY = dt.date(2026, 3, 16)
+INCOMPLETE_HOUR_DAY = dt.date(2026, 3, 18)
+OUTSIDE_HOURLY_WINDOW = dt.date(2026, 3, 8)
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +130,104 @@ def test_changing_a_declared_reports_filters_is_refused(emulator, warehouse):
     assert warehouse.read_sql(f"SELECT COUNT(*) AS n FROM {BRAND.table}")["n"].iloc[0] == before
     ledger_days = warehouse.read_sql(f"SELECT DISTINCT date FROM {LEDGER_TABLE}")
     assert len(ledger_days) == 1
+
+
+def test_search_appearance_is_fetched_per_day_grouped_by_appearance_alone(emulator, warehouse):
+    _sync(emulator, warehouse, APPEARANCE, FINAL_DAYS)
+    _assert_stored_as_served(emulator, warehouse, APPEARANCE, FINAL_DAYS)
+    stored = warehouse.read_sql(
+        f"SELECT date, search_type, search_appearance FROM {APPEARANCE.table} "
+        "ORDER BY date, search_type, search_appearance"
+    )
+    assert sorted(set(stored["date"].astype(str))) == [d.isoformat() for d in FINAL_DAYS]
+    assert set(stored["search_type"]) == {"web", "image"}
+    assert set(stored["search_appearance"]) <= {
+        "AMP_BLUE_LINK", "FAQ_RICH_RESULT", "PRODUCT_SNIPPETS", "REVIEW_SNIPPET", "VIDEO"
+    }  # fmt: skip
+    # One request per day and search type, without a date dimension (Google refuses one).
+    ledger = warehouse.read_sql(f"SELECT * FROM {LEDGER_TABLE} WHERE report = 'search_appearance'")
+    assert len(ledger) == len(FINAL_DAYS) * 2
+
+
+def _hourly_ledger(warehouse, report: Report) -> dict[str, tuple[str, str]]:
+    ledger = warehouse.read_sql(
+        f"SELECT date, data_state, first_incomplete_date FROM {LEDGER_TABLE} WHERE report = ?",
+        [report.name],
+    )
+    return {
+        str(r.date)[:10]: (r.data_state, str(r.first_incomplete_date)[:10])
+        for r in ledger.itertuples(index=False)
+    }
+
+
+def test_hourly_reports_store_every_hour_google_serves(emulator, warehouse):
+    days = [OUTSIDE_HOURLY_WINDOW, COMPLETE_HOUR_DAY, INCOMPLETE_HOUR_DAY]
+    for report in (HOURLY_SITE, HOURLY_PAGE):
+        _sync(emulator, warehouse, report, days)
+        _assert_stored_as_served(emulator, warehouse, report, days[1:])
+        # Google's hourly window is ~10 days: an older day is stored empty, as served.
+        assert warehouse_rows(warehouse, SITE_URL, report, OUTSIDE_HOURLY_WINDOW).empty
+        # Every page says HOURLY_ALL; the first incomplete hour's day marks 03-18 as partial.
+        assert _hourly_ledger(warehouse, report) == {
+            "2026-03-08": ("hourly_all", "2026-03-18"),
+            "2026-03-16": ("hourly_all", "2026-03-18"),
+            "2026-03-18": ("hourly_all", "2026-03-18"),
+        }
+        outcome = proof.hours_of_day(warehouse, SITE_URL, report, days)
+        assert outcome.passed
+        assert outcome.metadata["incomplete_days"] == 1
+        assert outcome.metadata["empty_days"] == 1
+    hours = warehouse.read_sql(
+        f"SELECT hour FROM {HOURLY_SITE.table} WHERE date = ? ORDER BY hour", [COMPLETE_HOUR_DAY]
+    )["hour"]
+    # Pacific midnight to 23:00 (PDT, UTC-7), each hour once.
+    assert [pd.Timestamp(h).tz_convert("UTC").isoformat() for h in hours[[0, 23]]] == [
+        "2026-03-16T07:00:00+00:00", "2026-03-17T06:00:00+00:00"
+    ]  # fmt: skip
+    assert len(hours) == 24
+
+
+def test_hours_of_day_fails_on_a_missing_or_doubled_hour(emulator, warehouse):
+    _sync(emulator, warehouse, HOURLY_SITE, [COMPLETE_HOUR_DAY])
+    with warehouse.transaction() as conn:
+        conn.execute(
+            f"DELETE FROM {HOURLY_SITE.table} WHERE hour = "
+            f"(SELECT MIN(hour) FROM {HOURLY_SITE.table})"
+        )
+    missing = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
+    assert not missing.passed and missing.bad_days == (COMPLETE_HOUR_DAY,)
+    assert missing.metadata["missing_hours"] == 1
+    _sync(emulator, warehouse, HOURLY_SITE, [COMPLETE_HOUR_DAY])
+    assert proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE).passed
+    with warehouse.transaction() as conn:
+        conn.execute(
+            f"INSERT INTO {HOURLY_SITE.table} SELECT * FROM {HOURLY_SITE.table} WHERE hour = "
+            f"(SELECT MAX(hour) FROM {HOURLY_SITE.table})"
+        )
+    doubled = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
+    assert not doubled.passed and doubled.bad_days == (COMPLETE_HOUR_DAY,)
+
+
+def test_incomplete_hours_are_flagged_until_replaced_once_google_completes_them(
+    emulator, warehouse
+):
+    _sync(emulator, warehouse, HOURLY_SITE, [INCOMPLETE_HOUR_DAY])
+    partial = warehouse_rows(warehouse, SITE_URL, HOURLY_SITE, INCOMPLETE_HOUR_DAY)
+    assert proof.incomplete_hours_replaced(warehouse, SITE_URL, HOURLY_SITE).passed
+    emulator.set_today("2026-03-23")  # Google's first incomplete day moves to 03-21
+    try:
+        # Any later fetch for the site records Google's new word on finality.
+        _sync(emulator, warehouse, HOURLY_SITE, [dt.date(2026, 3, 19)])
+        stale = proof.incomplete_hours_replaced(warehouse, SITE_URL, HOURLY_SITE)
+        assert not stale.passed and stale.bad_days == (INCOMPLETE_HOUR_DAY,)
+        _sync(emulator, warehouse, HOURLY_SITE, [INCOMPLETE_HOUR_DAY])
+        assert proof.incomplete_hours_replaced(warehouse, SITE_URL, HOURLY_SITE).passed
+        complete = warehouse_rows(warehouse, SITE_URL, HOURLY_SITE, INCOMPLETE_HOUR_DAY)
+        pd.testing.assert_frame_equal(
+            complete, direct_fetch(emulator.base_url, SITE_URL, HOURLY_SITE, INCOMPLETE_HOUR_DAY)
+        )
+        assert complete["clicks"].sum() > partial["clicks"].sum()
+        checked = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE).metadata
+        assert checked["checked_partitions"] == 2
+    finally:
+        emulator.set_today(TODAY.isoformat())

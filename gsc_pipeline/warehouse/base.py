@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
-from gsc_pipeline.reports import Report
+from gsc_pipeline.reports import Report, column_name
 
 LEDGER_TABLE = "gsc_fetch_ledger"
 # What each (site, report) table holds: the report's identity when its rows were first written.
@@ -69,11 +69,6 @@ DEFINITIONS_SCHEMA = pa.schema(
 
 class ReportDefinitionChanged(ValueError):
     """A report's table holds rows fetched under another definition (dimensions, filters...)."""
-
-
-def column_name(dimension: str) -> str:
-    """The warehouse column of an API dimension (snake_case)."""
-    return "search_appearance" if dimension == "searchAppearance" else dimension
 
 
 def report_schema(report: Report) -> pa.Schema:
