@@ -187,16 +187,18 @@ def test_hourly_reports_store_every_hour_google_serves(emulator, warehouse):
     assert len(hours) == 24
 
 
-def test_hours_of_day_fails_on_a_missing_or_doubled_hour(emulator, warehouse):
+def test_hours_of_day_fails_on_an_hour_outside_its_day_or_stored_twice(emulator, warehouse):
     _sync(emulator, warehouse, HOURLY_SITE, [COMPLETE_HOUR_DAY])
+    good = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
+    assert good.passed and good.metadata["hours_without_rows"] == 0
     with warehouse.transaction() as conn:
         conn.execute(
-            f"DELETE FROM {HOURLY_SITE.table} WHERE hour = "
+            f"UPDATE {HOURLY_SITE.table} SET hour = hour + INTERVAL '1 day' WHERE hour = "
             f"(SELECT MIN(hour) FROM {HOURLY_SITE.table})"
         )
-    missing = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
-    assert not missing.passed and missing.bad_days == (COMPLETE_HOUR_DAY,)
-    assert missing.metadata["missing_hours"] == 1
+    moved = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
+    assert not moved.passed and moved.bad_days == (COMPLETE_HOUR_DAY,)
+    assert moved.metadata["hours_outside_their_day"] == 1
     _sync(emulator, warehouse, HOURLY_SITE, [COMPLETE_HOUR_DAY])
     assert proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE).passed
     with warehouse.transaction() as conn:
@@ -206,6 +208,7 @@ def test_hours_of_day_fails_on_a_missing_or_doubled_hour(emulator, warehouse):
         )
     doubled = proof.hours_of_day(warehouse, SITE_URL, HOURLY_SITE)
     assert not doubled.passed and doubled.bad_days == (COMPLETE_HOUR_DAY,)
+    assert doubled.metadata["doubled_hours"] == 1
 
 
 def test_incomplete_hours_are_flagged_until_replaced_once_google_completes_them(

@@ -48,8 +48,8 @@ _DESCRIPTIONS = {
     proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
     proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
     proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
-    proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day and is there "
-    "once (hour-only reports: all 24 hours).",
+    proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
+    "stored once.",
     proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
     "it complete.",
 }
