@@ -30,6 +30,7 @@ from gsc_pipeline.reports import (
     DEFAULT_REPORTS,
     MAX_ROW_LIMIT,
     REPORTS,
+    SITEMAPS_ASSET,
     Filter,
     Report,
     ReportDefinitionError,
@@ -158,6 +159,8 @@ class PropertyConfig(_Strict):
     reports: tuple[str, ...] = tuple(r.name for r in DEFAULT_REPORTS)
     # Overrides the search types of every report of this property.
     search_types: tuple[str, ...] | None = None
+    # Snapshot the property's submitted sitemaps daily (asset gsc/<property>/sitemaps).
+    sitemaps: bool = True
 
     _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
 
@@ -231,6 +234,11 @@ class PipelineConfig(_Strict):
 
     def _check_declared_reports(self) -> None:
         for name, declared in self.reports.items():
+            if name == SITEMAPS_ASSET:
+                raise ValueError(
+                    f"reports.{name}: {name!r} names each property's sitemaps snapshot; give "
+                    "your report another name"
+                )
             if name in REPORTS:
                 raise ValueError(
                     f"reports.{name}: {name!r} is a built-in report and a declared report may "

@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, load_config
-from gsc_pipeline.defs.assets import build_fetch_assets
+from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks
 from gsc_pipeline.defs.resources import gsc_resource, gsc_resource_key, warehouse_resource
 from gsc_pipeline.defs.schedules import (
@@ -31,7 +31,11 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     stats = build_stats_asset(config)
     hourly = build_hourly_refresh_schedule(config, fetch_job)
     return dg.Definitions(
-        assets=[*build_fetch_assets(config), *([stats] if stats else [])],
+        assets=[
+            *build_fetch_assets(config),
+            *build_sitemaps_assets(config),
+            *([stats] if stats else []),
+        ],
         asset_checks=build_all_days_checks(config),
         jobs=[fetch_job],
         schedules=[

@@ -33,7 +33,7 @@ from gsc_pipeline.reports import (
     oldest_available_day,
 )
 from gsc_pipeline.warehouse.base import (
-    HOUR_TYPE,
+    INSTANT_TYPE,
     LEDGER_SCHEMA,
     PartitionBatch,
     Warehouse,
@@ -177,13 +177,13 @@ def _hours_of_day(where: str, keys: pa.Array, day: dt.date) -> pa.Array:
     """Google's hour keys (`2025-04-07T00:00:00-07:00`) as instants, all within `day` (Pacific).
     """
     hours = pc.strptime(keys, format="%Y-%m-%dT%H:%M:%S%z", unit="us", error_is_null=True)
-    hours = hours.cast(HOUR_TYPE)
+    hours = hours.cast(INSTANT_TYPE)
     pacific = ZoneInfo(GOOGLE_TIMEZONE)
     start = dt.datetime.combine(day, dt.time(), pacific)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), pacific)
     inside = pc.and_(
-        pc.greater_equal(hours, pa.scalar(start, HOUR_TYPE)),
-        pc.less(hours, pa.scalar(end, HOUR_TYPE)),
+        pc.greater_equal(hours, pa.scalar(start, INSTANT_TYPE)),
+        pc.less(hours, pa.scalar(end, INSTANT_TYPE)),
     )
     if (pc.sum(inside).as_py() or 0) != len(keys):  # an unparsable hour counts as wrong too
         wrong = keys[pc.index(pc.fill_null(inside, False), False).as_py()]

@@ -13,14 +13,18 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
-from gsc_pipeline.defs.partitions import daily_partitions, partition_days
+from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
-from gsc_pipeline.reports import Report
+from gsc_pipeline.reports import SITEMAPS_ASSET, Report
+from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, sync_days
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
 
+
+# Sitemaps change rarely: one snapshot each morning (Pacific), after the daily refresh starts.
+SITEMAPS_CRON = "15 6 * * *"
 
 # How often a fetching step re-reads its pool to resize its share of the quota budget.
 SHARE_REFRESH_SECONDS = 2.0
@@ -156,6 +160,52 @@ def build_fetch_asset(
         )
 
     return fetch
+
+
+def sitemaps_asset_key(prop: PropertyConfig) -> dg.AssetKey:
+    return dg.AssetKey(["gsc", prop.key, SITEMAPS_ASSET])
+
+
+def build_sitemaps_asset(prop: PropertyConfig) -> dg.AssetsDefinition:
+    """The property's submitted sitemaps, snapshotted daily: indexing context beside traffic.
+
+    Unpartitioned (sitemaps.list has no dates) and in the credential's pool like every API
+    caller; the automation sensor materializes it each morning.
+    """
+    gsc_key = gsc_resource_key(prop.credential)
+
+    @dg.asset(
+        key=sitemaps_asset_key(prop),
+        group_name=prop.key,
+        description=(
+            f"Sitemaps submitted for {prop.site_url} (sitemaps.list): path, type, last "
+            f"submitted/downloaded, pending, warnings, errors, contents. Table {SITEMAPS_TABLE}."
+        ),
+        pool=pool_name(prop.credential),
+        required_resource_keys={gsc_key, "warehouse"},
+        kinds={"googlesearchconsole", "python"},
+        automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
+        metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
+    )
+    def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        client = getattr(context.resources, gsc_key).client()
+        rows = snapshot_sitemaps(client, context.resources.warehouse.open(), prop.site_url)
+        pending = sum(rows.column("is_pending").to_pylist())
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows.num_rows,
+                "pending_sitemaps": pending,
+                "errors": sum(rows.column("errors").to_pylist()),
+                "warnings": sum(rows.column("warnings").to_pylist()),
+                "urls_submitted": sum(rows.column("urls_submitted").to_pylist()),
+            }
+        )
+
+    return sitemaps
+
+
+def build_sitemaps_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+    return [build_sitemaps_asset(prop) for prop in config.properties if prop.sitemaps]
 
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:

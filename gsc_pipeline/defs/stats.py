@@ -12,7 +12,7 @@ import dagster as dg
 
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.defs.assets import fetch_asset_key, sitemaps_asset_key
 from gsc_pipeline.defs.checks import all_days_check_keys
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
@@ -80,12 +80,15 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
 def build_stats_automation_sensor(
     config: PipelineConfig, with_stats: bool
 ) -> dg.AutomationConditionSensorDefinition:
-    """Materializes url_lifetime_stats and runs the daily whole-history checks.
+    """Materializes url_lifetime_stats and the sitemaps snapshots, and runs the daily
+    whole-history checks.
 
     Declared RUNNING: an automation sensor starts STOPPED otherwise, and the stats would silently
     never refresh on a fresh deployment.
     """
-    target = dg.AssetSelection.checks(*all_days_check_keys(config))
+    target = dg.AssetSelection.checks(*all_days_check_keys(config)) | dg.AssetSelection.keys(
+        *(sitemaps_asset_key(p) for p in config.properties if p.sitemaps)
+    )
     if with_stats:
         target = target | dg.AssetSelection.keys(URL_LIFETIME_STATS)
     return dg.AutomationConditionSensorDefinition(

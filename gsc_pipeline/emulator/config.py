@@ -36,6 +36,8 @@ class PropertyConfig(_Strict):
     anonymized_share: float = Field(default=0.2, ge=0, lt=1)
     permission: Literal[PERMISSIONS] = "siteOwner"  # type: ignore[valid-type]
     search_types: tuple[Literal[SEARCH_TYPES], ...] = ("web",)  # type: ignore[valid-type]
+    # Sitemaps the site has submitted (sitemaps.list), 0 to 4.
+    sitemaps: int = Field(default=2, ge=0, le=4)
 
     @field_validator("site_url")
     @classmethod

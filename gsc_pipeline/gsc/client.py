@@ -342,6 +342,15 @@ class GscClient:
     def get_site(self, site_url: str, *, stop_event: threading.Event | None = None) -> dict:
         return self._call(site_url, lambda s: s.sites().get(siteUrl=site_url), stop_event, None)
 
+    def list_sitemaps(
+        self, site_url: str, *, stop_event: threading.Event | None = None
+    ) -> list[dict[str, Any]]:
+        """sitemaps.list: the property's submitted sitemaps (Google's WmxSitemap dicts)."""
+        body = self._call(
+            site_url, lambda s: s.sitemaps().list(siteUrl=site_url), stop_event, None
+        )
+        return list(body.get("sitemap", []))
+
     def _call(self, site_url: str, make_request, stop_event, sink, parse=None) -> Any:
         stop = stop_event or self.stop_event
         sinks = (self.stats,) if sink is None else (self.stats, sink)

@@ -21,8 +21,8 @@ from gsc_pipeline.reports import Report, column_name
 LEDGER_TABLE = "gsc_fetch_ledger"
 # What each (site, report) table holds: the report's identity when its rows were first written.
 DEFINITIONS_TABLE = "gsc_report_definitions"
-# Hourly rows: the hour's start as an instant (Google's keys carry the Pacific offset).
-HOUR_TYPE = pa.timestamp("us", tz="UTC")
+# An instant (TIMESTAMPTZ): the hour of hourly rows (keys carry the Pacific offset), sitemap times.
+INSTANT_TYPE = pa.timestamp("us", tz="UTC")
 
 METRIC_COLUMNS = ("clicks", "impressions", "ctr", "position")
 
@@ -50,16 +50,20 @@ _SQL_TYPES = {
         pa.date32(): "DATE",
         pa.float64(): "DOUBLE",
         pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
         pa.timestamp("us"): "TIMESTAMP",
-        HOUR_TYPE: "TIMESTAMPTZ",
+        INSTANT_TYPE: "TIMESTAMPTZ",
     },
     "postgres": {
         pa.string(): "VARCHAR",
         pa.date32(): "DATE",
         pa.float64(): "DOUBLE PRECISION",
         pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
         pa.timestamp("us"): "TIMESTAMP",
-        HOUR_TYPE: "TIMESTAMPTZ",
+        INSTANT_TYPE: "TIMESTAMPTZ",
     },
 }
 DEFINITIONS_SCHEMA = pa.schema(
@@ -79,7 +83,7 @@ def report_schema(report: Report) -> pa.Schema:
             ("site_url", pa.string()),
             ("search_type", pa.string()),
             ("date", pa.date32()),
-            *([("hour", HOUR_TYPE)] if report.hourly else []),
+            *([("hour", INSTANT_TYPE)] if report.hourly else []),
             *[(column_name(d), pa.string()) for d in report.dimensions],
             *[(m, pa.float64()) for m in METRIC_COLUMNS],
         ]
@@ -213,6 +217,19 @@ class Warehouse(abc.ABC):
                     conn.insert_arrow(table, batch.rows)
                 if batch.ledger.num_rows:
                     conn.insert_arrow(LEDGER_TABLE, batch.ledger)
+
+    def replace_site_rows(
+        self, table: str, schema: pa.Schema, site_url: str, rows: pa.Table
+    ) -> None:
+        """Replace one site's rows of a small unpartitioned table (a snapshot) in one
+        transaction, creating the table if missing."""
+        with self.transaction() as conn:
+            self._lock_schema(conn)
+            conn.execute(create_table_sql(table, schema, self.dialect))
+            self._lock_partition(conn, table, site_url)
+            conn.execute(f"DELETE FROM {table} WHERE site_url = ?", (site_url,))
+            if rows.num_rows:
+                conn.insert_arrow(table, rows)
 
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
