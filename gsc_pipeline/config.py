@@ -159,6 +159,9 @@ class PropertyConfig(_Strict):
     reports: tuple[str, ...] = tuple(r.name for r in DEFAULT_REPORTS)
     # Overrides the search types of every report of this property.
     search_types: tuple[str, ...] | None = None
+    # Overrides the aggregation type of every report of this property: `auto` for properties
+    # whose API answers byPage/byProperty with a 400.
+    aggregation_type: str | None = None
     # Snapshot the property's submitted sitemaps daily (asset gsc/<property>/sitemaps).
     sitemaps: bool = True
 
@@ -189,13 +192,17 @@ class PropertyConfig(_Strict):
                     "declare it under the top-level `reports:`"
                 )
             report = available[name]
-            if self.search_types:
-                report = dataclasses.replace(report, search_types=tuple(self.search_types))
+            if self.search_types or self.aggregation_type:
+                report = dataclasses.replace(
+                    report,
+                    search_types=tuple(self.search_types or report.search_types),
+                    aggregation_type=self.aggregation_type or report.aggregation_type,
+                )
                 try:
                     report.validate()
                 except ReportDefinitionError as exc:
                     raise ValueError(
-                        f"report {name!r} with this property's search_types: {exc.problem}"
+                        f"report {name!r} with this property's {exc.key}: {exc.problem}"
                     ) from None
             out.append(report)
         return tuple(out)

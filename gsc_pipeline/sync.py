@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
-from gsc_pipeline.gsc.errors import Cancelled, GscError
+from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
     DAILY_ROW_CAP,
     GOOGLE_TIMEZONE,
@@ -454,6 +454,23 @@ def plan_days(
     return DayPlan(incomplete, incomplete)
 
 
+def aggregation_rejected(exc: GscError, site_url: str, report: Report) -> GscError:
+    """`exc` restated when Google refused the report's aggregation type for this property.
+
+    Some properties answer byPage or byProperty with a 400 whatever the request; the fix is
+    per property: let it fetch its reports with aggregation_type auto. Any other error is
+    returned unchanged.
+    """
+    if not isinstance(exc, InvalidRequest) or "aggregation type" not in str(exc).lower():
+        return exc
+    return InvalidRequest(
+        f"{site_url} report {report.name!r}: Google refuses aggregation_type "
+        f"{report.aggregation_type!r} for this property ({exc}). Set `aggregation_type: auto` "
+        "on this property in the config (its reports are then fetched with Google's default "
+        "aggregation), or declare the report with aggregation_type: auto"
+    )
+
+
 def _write(warehouse: Warehouse, days: list[FetchedDay]) -> float:
     """Write `days` in one transaction (group commit); its duration in seconds."""
     started = time.perf_counter()
@@ -495,7 +512,7 @@ def sync_days(
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
     warehouse.ensure_schema([report])
-    warehouse.claim_report(site_url, report)
+    warehouse.check_report_definition(site_url, report)
     if not all_days:
         return []
     try:

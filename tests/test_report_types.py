@@ -8,11 +8,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import dagster as dg
 import pandas as pd
 import pytest
 import re2
 
 from gsc_pipeline import proof
+from gsc_pipeline.config import parse_config
+from gsc_pipeline.definitions import build_definitions
+from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.defs.schedules import FETCH_JOB
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import (
@@ -29,6 +34,8 @@ from tests.pipeline_env import direct_fetch, warehouse_rows
 
 TODAY = dt.date(2026, 3, 20)
 SITE_URL = "sc-domain:news.example"
+# A property whose API answers byPage and byProperty with a 400.
+STRICT = "sc-domain:strict.example"
 FINAL_DAYS = [dt.date(2026, 3, 9), dt.date(2026, 3, 10)]
 BRAND = declare(
     "brand_queries_by_country",
@@ -52,6 +59,8 @@ def emulator():
         "properties": [
             {"site_url": SITE_URL, "page_query_rows_per_day": 600, "pages": 60,
              "search_types": ["web", "image", "discover", "googleNews"]},
+            {"site_url": STRICT, "page_query_rows_per_day": 100, "pages": 20,
+             "rejected_aggregations": ["byPage", "byProperty"]},
         ],
     }  # fmt: skip
     with running_emulator(config) as handle:
@@ -234,3 +243,30 @@ def test_incomplete_hours_are_flagged_until_replaced_once_google_completes_them(
         assert checked["checked_partitions"] == 2
     finally:
         emulator.set_today(TODAY.isoformat())
+
+
+def test_a_property_rejecting_an_aggregation_type_is_told_to_use_auto(
+    monkeypatch, emulator, tmp_path
+):
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    tags = {"dagster/asset_partition_range_start": "2026-03-09",
+            "dagster/asset_partition_range_end": "2026-03-10"}  # fmt: skip
+
+    def run(**prop: object) -> dg.ExecuteInProcessResult:
+        prop = {"site_url": STRICT, "reports": ["page", "site"], "sitemaps": False, **prop}
+        config = parse_config({"start_date": "2026-01-01", "properties": [prop]})
+        with dg.instance_for_test() as instance:
+            return build_definitions(config).resolve_job_def(FETCH_JOB).execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False
+            )
+
+    failed = run()
+    assert not failed.success
+    messages = [str(e.step_failure_data.error) for e in failed.all_events if e.is_step_failure]
+    assert any(
+        "Google refuses aggregation_type 'byPage' for this property" in m
+        and "Set `aggregation_type: auto` on this property" in m
+        for m in messages
+    ), messages
+    assert run(aggregation_type="auto").success

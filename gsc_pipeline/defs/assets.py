@@ -15,9 +15,10 @@ from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
+from gsc_pipeline.gsc.errors import InvalidRequest
 from gsc_pipeline.reports import SITEMAPS_ASSET, Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
-from gsc_pipeline.sync import PartitionResult, sync_days
+from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
@@ -151,6 +152,8 @@ def build_fetch_asset(
                     stop_event=stop,
                     on_partition=on_partition,
                 )
+        except InvalidRequest as exc:
+            raise aggregation_rejected(exc, prop.site_url, report) from exc
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
             stop.set()

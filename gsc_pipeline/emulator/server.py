@@ -34,7 +34,7 @@ from gsc_pipeline.emulator.errors import (
     unauthenticated,
 )
 from gsc_pipeline.emulator.faults import Fault, Faults, ScriptedFault
-from gsc_pipeline.emulator.query import parse_query
+from gsc_pipeline.emulator.query import not_valid_aggregation, parse_query
 from gsc_pipeline.emulator.quotas import Quotas
 from gsc_pipeline.emulator.sitemaps import site_sitemaps
 from gsc_pipeline.emulator.stats import Stats
@@ -166,6 +166,8 @@ class Emulator:
             return _error(bad_request("Invalid JSON payload received.", reason="parseError")), None
         except ApiError as exc:
             return _error(exc), None
+        if spec.aggregation in site.rejected_aggregations:
+            return _error(not_valid_aggregation(spec.aggregation)), spec.report
         if not self.quotas.admit_load(site.site_url, user, spec):
             self.stats.rejected("load")
             return _error(load_exceeded()), spec.report
