@@ -194,7 +194,7 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
             passed + sum(r.status == Status.SUCCEEDED for r in history),
             total + sum(r.status in (Status.SUCCEEDED, Status.FAILED) for r in history),
         ]
-    return [f"  check {name:<22} {p}/{t} evaluations passed" for name, (p, t) in tally.items()]
+    return [f"  check {name:<26} {p}/{t} evaluations passed" for name, (p, t) in tally.items()]
 
 
 def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:

@@ -52,7 +52,8 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
         key=URL_LIFETIME_STATS,
         group_name="gsc_stats",
         description=(
-            "Per (property, page), web search: first/last day seen, clicks, impressions, ctr, "
+            "Per (property, search type, page), every search type the page reports fetch: "
+            "first/last day seen, clicks, impressions, ctr, "
             "impression-weighted average position, active days, top query by clicks. "
             f"Table {lifetime.STATS_TABLE}, refreshed incrementally from the days that changed."
         ),
