@@ -9,6 +9,7 @@ The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster
 """
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 
 # (fetch_asset_key is imported inside functions: assets.py imports this module for its specs.)
@@ -63,7 +64,10 @@ _HOURLY_CHECKS = {
 def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     names = [proof.NO_MISSING_BATCHES, proof.NO_DUPLICATE_BATCHES, proof.ROWS_MATCH_LEDGER,
              proof.TRUNCATED_DAYS]  # fmt: skip
-    if report.name == PAGE_QUERY.name and SITE.name in prop.reports:
+    # On the site asset, not page_query: it compares page x query rows with the site totals,
+    # and a run writes a property's reports in key order (page, page_query, site), so only the
+    # site step finds both reports' days stored (on page_query it measured nothing, ever).
+    if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
         names.append(proof.ANONYMIZED_SHARE)
     if report.hourly:
         names += list(_HOURLY_CHECKS)
@@ -122,7 +126,7 @@ def _outcomes(
         warehouse, prop.site_url, report, days, expected_days=expected_days
     )
     if proof.ANONYMIZED_SHARE in check_names(prop, report):
-        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, report, days))
+        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
     if report.hourly:
         outcomes += [
             check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()
@@ -130,16 +134,32 @@ def _outcomes(
     return outcomes
 
 
-def _result(
-    outcome: proof.CheckOutcome, asset_key: dg.AssetKey, suffix: str = ""
-) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=outcome.name + suffix,
-        passed=outcome.passed,
-        severity=_SEVERITY[outcome.name],
-        metadata=outcome.metadata,
-    )
+def _results(
+    outcomes: Iterable[proof.CheckOutcome],
+    asset_key: dg.AssetKey,
+    log: logging.Logger | dg.DagsterLogManager,
+    suffix: str = "",
+) -> list[dg.AssetCheckResult]:
+    """A result per evaluated outcome. One that measured nothing yields no result, so Dagster
+    shows the check skipped (never passed), and the log says why."""
+    results = []
+    for outcome in outcomes:
+        if not outcome.evaluated:
+            log.info(
+                f"{asset_key.to_user_string()} {outcome.name}{suffix} not evaluated: "
+                f"{outcome.metadata['not_evaluated']}"
+            )
+            continue
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=outcome.name + suffix,
+                passed=outcome.passed,
+                severity=_SEVERITY[outcome.name],
+                metadata=outcome.metadata,
+            )
+        )
+    return results
 
 
 def in_run_check_results(
@@ -148,15 +168,36 @@ def in_run_check_results(
     prop: PropertyConfig,
     report: Report,
     days: Sequence[dt.date],
+    log: logging.Logger | dg.DagsterLogManager,
 ) -> list[dg.AssetCheckResult]:
     """The checks over exactly the days this run wrote (called from the asset body)."""
-    return [_result(o, asset_key) for o in _outcomes(warehouse, prop, report, days)]
+    return _results(_outcomes(warehouse, prop, report, days), asset_key, log)
 
 
 def all_days_condition() -> dg.AutomationCondition:
     return dg.AutomationCondition.cron_tick_passed(
         ALL_DAYS_CRON, GSC_TIMEZONE
     ) & ~dg.AutomationCondition.in_progress()
+
+
+def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
+    """Partitions whose latest planned materialization belongs to a run that ended FAILURE or
+    CANCELED, with no materialization since: what a Terminate (or a crash) left missing."""
+    storage = instance.event_log_storage
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+        asset_key
+    )
+    run_ids = sorted({run_id for run_id, _ in attempts.values()})
+    ended = {
+        run.run_id
+        for run in instance.get_runs(
+            filters=dg.RunsFilter(
+                run_ids=run_ids,
+                statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+            )
+        )
+    } if run_ids else set()
+    return {partition for partition, (run_id, _) in attempts.items() if run_id in ended}
 
 
 def build_all_days_check(
@@ -185,12 +226,14 @@ def build_all_days_check(
             # the daily automation run (or "Execute" in the UI) evaluates them.
             context.log.info(f"{asset_key.to_user_string()}: whole-history checks run daily")
             return
-        # Partitions Dagster believes are materialized must all be backed by ledger entries.
-        materialized = context.instance.get_materialized_partitions(asset_key)
-        expected = [dt.date.fromisoformat(key) for key in materialized]
+        # Partitions Dagster believes are materialized must all be backed by ledger entries, and
+        # the days a failed or terminated run left unwritten are missing until fetched again.
+        wanted = context.instance.get_materialized_partitions(asset_key)
+        wanted |= unwritten_partitions(context.instance, asset_key)
+        expected = [dt.date.fromisoformat(key) for key in wanted]
         warehouse = context.resources.warehouse.open()
-        for outcome in _outcomes(warehouse, prop, report, None, expected):
-            yield _result(outcome, asset_key, ALL_DAYS_SUFFIX)
+        outcomes = _outcomes(warehouse, prop, report, None, expected)
+        yield from _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX)
 
     return all_days
 
