@@ -512,7 +512,7 @@ def sync_days(
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
     warehouse.ensure_schema([report])
-    warehouse.check_report_definition(site_url, report)
+    warehouse.claim_report(site_url, report)
     if not all_days:
         return []
     try:

@@ -159,25 +159,41 @@ class Warehouse(abc.ABC):
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
             conn.execute(create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA, self.dialect))
 
-    def check_report_definition(self, site_url: str, report: Report) -> None:
-        """Refuse to write `report` for `site_url` if its stored rows mean something else.
+    def claim_report(self, site_url: str, report: Report) -> None:
+        """Record what `report`'s rows for `site_url` mean, or refuse a changed definition.
 
         Filters, dimensions and aggregation are part of a report's identity: rows fetched under
-        another definition must not share a table (and its checks) with the new ones. The
-        definition is recorded with the first partition written (`write_partitions`).
+        another definition must not share a table (and its checks) with the new ones. A
+        definition no partition was written under (say its first fetch failed) is replaced.
         """
-        row = self.read_sql(
-            f"SELECT definition FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
-            (site_url, report.name),
-        )
-        if len(row) and row["definition"].iloc[0] != report.identity:
-            raise ReportDefinitionChanged(
-                f"{site_url} report {report.name!r}: {report.table} holds rows fetched as "
-                f"{row['definition'].iloc[0]}, but the config now declares {report.identity}. "
-                "Dimensions, filters and aggregation are part of a report's identity: give the "
-                "changed report a new name (a new table), or delete this site's rows from "
-                f"{report.table}, {LEDGER_TABLE} (report = {report.name!r}) and "
-                f"{DEFINITIONS_TABLE} to re-fetch it under the new definition"
+        with self.transaction() as conn:
+            self._lock_partition(conn, DEFINITIONS_TABLE, site_url)
+            row = conn.execute(
+                f"SELECT definition FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
+                (site_url, report.name),
+            ).fetchone()
+            if row is not None and row[0] == report.identity:
+                return
+            written = conn.execute(
+                f"SELECT 1 FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? LIMIT 1",
+                (site_url, report.name),
+            ).fetchone()
+            if row is not None and written is not None:
+                raise ReportDefinitionChanged(
+                    f"{site_url} report {report.name!r}: {report.table} holds rows fetched as "
+                    f"{row[0]}, but the config now declares {report.identity}. Dimensions, "
+                    "filters and aggregation are part of a report's identity: give the changed "
+                    "report a new name (a new table), or delete this site's rows from "
+                    f"{report.table}, {LEDGER_TABLE} (report = {report.name!r}) and "
+                    f"{DEFINITIONS_TABLE} to re-fetch it under the new definition"
+                )
+            conn.execute(
+                f"DELETE FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
+                (site_url, report.name),
+            )
+            conn.execute(
+                f"INSERT INTO {DEFINITIONS_TABLE} (site_url, report, definition) VALUES (?, ?, ?)",
+                (site_url, report.name, report.identity),
             )
 
     def write_partition(self, batch: PartitionBatch) -> None:
@@ -210,16 +226,6 @@ class Warehouse(abc.ABC):
                     conn.insert_arrow(table, batch.rows)
                 if batch.ledger.num_rows:
                     conn.insert_arrow(LEDGER_TABLE, batch.ledger)
-            for site_url, report in {(b.site_url, b.report) for b in batches}:
-                conn.execute(
-                    f"DELETE FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
-                    (site_url, report.name),
-                )
-                conn.execute(
-                    f"INSERT INTO {DEFINITIONS_TABLE} (site_url, report, definition) "
-                    "VALUES (?, ?, ?)",
-                    (site_url, report.name, report.identity),
-                )
 
     def replace_site_rows(
         self, table: str, schema: pa.Schema, site_url: str, rows: pa.Table
