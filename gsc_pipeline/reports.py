@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import re2
 
@@ -34,8 +35,14 @@ MAX_ROW_LIMIT = 25_000
 DAILY_ROW_CAP = 50_000
 # Search Console's day is Pacific Time: dates, "today" and the retention window follow it.
 GOOGLE_TIMEZONE = "America/Los_Angeles"
+PACIFIC = ZoneInfo(GOOGLE_TIMEZONE)
 # Google keeps 16 months of Search Analytics data; older days come back empty (or 400).
 RETENTION_MONTHS = 16
+
+
+def pacific_today() -> dt.date:
+    """Today on Search Console's clock."""
+    return dt.datetime.now(PACIFIC).date()
 
 
 def oldest_available_day(today: dt.date) -> dt.date:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +26,11 @@ from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
     DAILY_ROW_CAP,
-    GOOGLE_TIMEZONE,
+    PACIFIC,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
+    pacific_today,
 )
 from gsc_pipeline.warehouse.base import (
     INSTANT_TYPE,
@@ -178,9 +178,8 @@ def _hours_of_day(where: str, keys: pa.Array, day: dt.date) -> pa.Array:
     """
     hours = pc.strptime(keys, format="%Y-%m-%dT%H:%M:%S%z", unit="us", error_is_null=True)
     hours = hours.cast(INSTANT_TYPE)
-    pacific = ZoneInfo(GOOGLE_TIMEZONE)
-    start = dt.datetime.combine(day, dt.time(), pacific)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), pacific)
+    start = dt.datetime.combine(day, dt.time(), PACIFIC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), PACIFIC)
     inside = pc.and_(
         pc.greater_equal(hours, pa.scalar(start, INSTANT_TYPE)),
         pc.less(hours, pa.scalar(end, INSTANT_TYPE)),
@@ -387,10 +386,6 @@ def fetch_day(
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
     )
-
-
-def pacific_today() -> dt.date:
-    return dt.datetime.now(ZoneInfo(GOOGLE_TIMEZONE)).date()
 
 
 @dataclass(frozen=True)
