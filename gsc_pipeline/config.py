@@ -32,7 +32,6 @@ from gsc_pipeline.reports import (
     MAX_ROW_LIMIT,
     REPORTS,
     RETENTION_MONTHS,
-    SITEMAPS_ASSET,
     Filter,
     Report,
     ReportDefinitionError,
@@ -202,7 +201,7 @@ class PropertyConfig(_Strict):
     # Overrides the aggregation type of every report of this property: `auto` for properties
     # whose API answers byPage/byProperty with a 400.
     aggregation_type: str | None = None
-    # Snapshot the property's submitted sitemaps daily (asset gsc/<property>/sitemaps).
+    # Snapshot the property's submitted sitemaps daily (asset gsc_sitemaps/<property>).
     sitemaps: bool = True
 
     _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
@@ -281,11 +280,6 @@ class PipelineConfig(_Strict):
 
     def _check_declared_reports(self) -> None:
         for name, declared in self.reports.items():
-            if name == SITEMAPS_ASSET:
-                raise ValueError(
-                    f"reports.{name}: {name!r} names each property's sitemaps snapshot; give "
-                    "your report another name"
-                )
             if name in REPORTS:
                 raise ValueError(
                     f"reports.{name}: {name!r} is a built-in report and a declared report may "

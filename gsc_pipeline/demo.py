@@ -212,10 +212,11 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         partition_keys = final_days(days)
         from gsc_pipeline.definitions import build_definitions
 
+        # The fetching assets and each property's sitemaps snapshot (unpartitioned: one run).
         asset_keys = [
             key
             for key in build_definitions(config).resolve_all_asset_keys()
-            if key.path[0] == "gsc"
+            if key.path[0] in ("gsc", "gsc_sitemaps")
         ]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # Launched before the daemon starts, so its first tick picks it up at once.

@@ -344,9 +344,6 @@ SEARCH_APPEARANCE = Report("search_appearance", ("searchAppearance",), time_dime
 HOURLY_PAGE = Report("hourly_page", ("page",), time_dimension="hour")
 HOURLY_SITE = Report("hourly_site", (), aggregation_type="byProperty", time_dimension="hour")
 
-# A property's sitemaps snapshot shares the asset namespace gsc/<property>/<name>.
-SITEMAPS_ASSET = "sitemaps"
-
 # Reports fetched when a property's config does not name its own.
 DEFAULT_REPORTS: tuple[Report, ...] = (PAGE_QUERY, PAGE, SITE)
 # The built-in reports a property may name; the config's `reports:` declares more.

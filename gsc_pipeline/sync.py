@@ -449,7 +449,7 @@ def plan_days(
     return DayPlan(incomplete, incomplete)
 
 
-def aggregation_rejected(exc: GscError, site_url: str, report: Report) -> GscError:
+def aggregation_rejected(exc: BaseException, site_url: str, report: Report) -> BaseException:
     """`exc` restated when Google refused the report's aggregation type for this property.
 
     Some properties answer byPage or byProperty with a 400 whatever the request; the fix is

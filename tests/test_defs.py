@@ -28,7 +28,7 @@ def test_demo_definitions_have_one_asset_per_property_and_report():
         [
             *(f"gsc/{prop}/{report}"
               for prop in ("example_com", "www_example_org", "shop_example")
-              for report in ("page_query", "page", "site", "sitemaps")),
+              for report in ("page_query", "page", "site")),
             *(f"gsc/example_com/{report}" for report in extra),
         ]
     )  # fmt: skip
@@ -37,9 +37,6 @@ def test_demo_definitions_have_one_asset_per_property_and_report():
 def test_fetch_assets_are_daily_pacific_pooled_and_batched():
     config = load_config()
     for key, asset in _fetch_assets(defs).items():
-        if key.path[-1] == "sitemaps":
-            assert asset.partitions_def is None and asset.node_def.pools == {"gsc_api"}
-            continue
         partitions = asset.partitions_def
         assert isinstance(partitions, dg.DailyPartitionsDefinition), key
         assert partitions.timezone == "America/Los_Angeles"
@@ -115,7 +112,7 @@ def test_declared_reports_become_assets_with_the_same_checks():
     definitions = build_definitions(config)
     assets = _fetch_assets(definitions)
     assert sorted(k.path[-1] for k in assets) == [
-        "brand_queries_by_country", "discover_pages", "page", "sitemaps"
+        "brand_queries_by_country", "discover_pages", "page"
     ]  # fmt: skip
     brand = assets[dg.AssetKey(["gsc", "a_com", "brand_queries_by_country"])]
     meta = brand.specs_by_key[brand.key].metadata

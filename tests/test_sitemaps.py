@@ -84,13 +84,14 @@ def test_sitemaps_asset_per_property_is_pooled_automated_and_lands_the_snapshot(
         {"site_url": BARE, "reports": ["site"], "sitemaps": False},
     ]})  # fmt: skip
     defs = build_definitions(config)
-    key = dg.AssetKey(["gsc", "maps_example", "sitemaps"])
+    key = dg.AssetKey(["gsc_sitemaps", "maps_example"])
     asset = defs.resolve_assets_def(key)
     assert asset.partitions_def is None
     assert asset.node_def.pools == {"gsc_api"}
     assert asset.specs_by_key[key].automation_condition is not None
     graph = defs.resolve_asset_graph()
-    assert dg.AssetKey(["gsc", "bare_example", "sitemaps"]) not in graph.get_all_asset_keys()
+    assert dg.AssetKey(["gsc_sitemaps", "bare_example"]) not in graph.get_all_asset_keys()
+    assert asset.specs_by_key[key].group_name == "maps_example"
     sensor = next(s for s in defs.sensors if s.name == STATS_AUTOMATION_SENSOR)
     assert key in sensor.asset_selection.resolve(graph)
     with dg.instance_for_test() as instance:

@@ -15,8 +15,7 @@ from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
-from gsc_pipeline.gsc.errors import InvalidRequest
-from gsc_pipeline.reports import SITEMAPS_ASSET, Report
+from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 
@@ -159,8 +158,9 @@ def build_fetch_asset(
                 context.log_event(
                     dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
                 )
-            if isinstance(exc, InvalidRequest):
-                raise aggregation_rejected(exc, prop.site_url, report) from exc
+            restated = aggregation_rejected(exc, prop.site_url, report)
+            if restated is not exc:
+                raise restated from exc
             raise
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
@@ -176,7 +176,8 @@ def build_fetch_asset(
 
 
 def sitemaps_asset_key(prop: PropertyConfig) -> dg.AssetKey:
-    return dg.AssetKey(["gsc", prop.key, SITEMAPS_ASSET])
+    # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
+    return dg.AssetKey(["gsc_sitemaps", prop.key])
 
 
 def build_sitemaps_asset(prop: PropertyConfig) -> dg.AssetsDefinition:
