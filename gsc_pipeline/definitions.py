@@ -7,10 +7,14 @@ import warnings
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, load_config
-from gsc_pipeline.defs.assets import build_fetch_assets
+from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks
 from gsc_pipeline.defs.resources import gsc_resource, gsc_resource_key, warehouse_resource
-from gsc_pipeline.defs.schedules import build_daily_refresh_schedule, build_fetch_job
+from gsc_pipeline.defs.schedules import (
+    build_daily_refresh_schedule,
+    build_fetch_job,
+    build_hourly_refresh_schedule,
+)
 from gsc_pipeline.defs.sensors import build_finalization_sensor, build_repair_sensor
 from gsc_pipeline.defs.stats import build_stats_asset, build_stats_automation_sensor
 
@@ -25,11 +29,19 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     resources["warehouse"] = warehouse_resource()
     fetch_job = build_fetch_job(config)
     stats = build_stats_asset(config)
+    hourly = build_hourly_refresh_schedule(config, fetch_job)
     return dg.Definitions(
-        assets=[*build_fetch_assets(config), *([stats] if stats else [])],
+        assets=[
+            *build_fetch_assets(config),
+            *build_sitemaps_assets(config),
+            *([stats] if stats else []),
+        ],
         asset_checks=build_all_days_checks(config),
         jobs=[fetch_job],
-        schedules=[build_daily_refresh_schedule(config, fetch_job)],
+        schedules=[
+            build_daily_refresh_schedule(config, fetch_job),
+            *([hourly] if hourly else []),
+        ],
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),

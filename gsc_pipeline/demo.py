@@ -21,14 +21,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pandas as pd
 
 from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import EmulatorHandle
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.launch import BackfillProgress, launch_backfill, wait_for_backfill
-from gsc_pipeline.reports import REPORTS
-from gsc_pipeline.warehouse import open_warehouse
+from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report
+from gsc_pipeline.sitemaps import SITEMAPS_TABLE
+from gsc_pipeline.warehouse import Warehouse, open_warehouse
 
 _URL_RE = re.compile(r"https?://\S+/")
 
@@ -122,22 +124,55 @@ def _print_progress(progress: BackfillProgress) -> None:
 def summarise(config: PipelineConfig, warehouse_url: str) -> list[str]:
     warehouse = open_warehouse(warehouse_url)
     lines = []
-    for name in sorted({r for p in config.properties for r in p.reports}):
-        table = REPORTS[name].table
+    reports = {r.name: r for p in config.properties for r in p.report_objects()}
+    for name in sorted(reports):
+        report = reports[name]
         df = warehouse.read_sql(
-            f"SELECT count(*) AS n, count(DISTINCT date) AS days, coalesce(sum(clicks), 0) AS c "
-            f"FROM {table}"
+            f"SELECT count(*) AS n, count(DISTINCT date) AS days, coalesce(sum(clicks), 0) AS c, "
+            f"count(DISTINCT search_type) AS types FROM {report.table}"
         )
         row = df.iloc[0]
+        kind = (
+            "custom" if name in config.reports else "hourly" if report.hourly else "built-in"
+        )
         lines.append(
-            f"  {table:<28} {int(row['n']):>10,} rows  {int(row['days']):>4} days  "
-            f"{int(row['c']):>10,} clicks"
+            f"  {report.table:<32} {int(row['n']):>10,} rows  {int(row['days']):>4} days  "
+            f"{int(row['c']):>10,} clicks  {', '.join(report.search_types)} ({kind})"
+        )
+    lines += _hourly_lines(warehouse, [r for r in reports.values() if r.hourly])
+    if any(p.sitemaps for p in config.properties):
+        sitemaps = warehouse.read_sql(
+            f"SELECT count(*) AS n, count(DISTINCT site_url) AS sites, "
+            f"sum(CASE WHEN is_pending THEN 1 ELSE 0 END) AS pending FROM {SITEMAPS_TABLE}"
+        ).iloc[0]
+        lines.append(
+            f"  {SITEMAPS_TABLE:<32} {int(sitemaps['n']):>10,} sitemaps for "
+            f"{int(sitemaps['sites'])} properties ({int(sitemaps['pending'] or 0)} pending)"
         )
     ledger = warehouse.read_sql(
         "SELECT count(*) AS pages, count(DISTINCT site_url) AS sites FROM gsc_fetch_ledger"
     ).iloc[0]
     pages, sites = int(ledger["pages"]), int(ledger["sites"])
     lines.append(f"  gsc_fetch_ledger: {pages:,} API pages for {sites} properties")
+    return lines
+
+
+def _hourly_lines(warehouse: Warehouse, hourly: list[Report]) -> list[str]:
+    """Hourly data at a glance: how many hours, the latest one, the busiest hour of day."""
+    lines = []
+    for report in hourly:
+        hours = warehouse.read_sql(
+            f"SELECT hour, sum(clicks) AS clicks FROM {report.table} GROUP BY hour"
+        )
+        if hours.empty:
+            continue
+        local = hours["hour"].map(lambda h: pd.Timestamp(h).tz_convert(GOOGLE_TIMEZONE))
+        by_hour = hours.groupby(local.map(lambda h: h.hour))["clicks"].sum()
+        lines.append(
+            f"    {report.name}: {len(hours)} hours, latest {local.max():%Y-%m-%d %H:00} "
+            f"Pacific; busiest hour of day {int(by_hour.idxmax()):02d}:00 "
+            f"({int(by_hour.max()):,} clicks)"
+        )
     return lines
 
 
@@ -159,7 +194,7 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
             passed + sum(r.status == Status.SUCCEEDED for r in history),
             total + sum(r.status in (Status.SUCCEEDED, Status.FAILED) for r in history),
         ]
-    return [f"  check {name:<22} {p}/{t} evaluations passed" for name, (p, t) in tally.items()]
+    return [f"  check {name:<26} {p}/{t} evaluations passed" for name, (p, t) in tally.items()]
 
 
 def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
@@ -177,10 +212,11 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         partition_keys = final_days(days)
         from gsc_pipeline.definitions import build_definitions
 
+        # The fetching assets and each property's sitemaps snapshot (unpartitioned: one run).
         asset_keys = [
             key
             for key in build_definitions(config).resolve_all_asset_keys()
-            if key.path[0] == "gsc"
+            if key.path[0] in ("gsc", "gsc_sitemaps")
         ]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # Launched before the daemon starts, so its first tick picks it up at once.

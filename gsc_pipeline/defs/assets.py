@@ -13,14 +13,18 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
-from gsc_pipeline.defs.partitions import daily_partitions, partition_days
+from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key
 from gsc_pipeline.reports import Report
-from gsc_pipeline.sync import PartitionResult, sync_days
+from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
+from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
 
+
+# Sitemaps change rarely: one snapshot each morning (Pacific), after the daily refresh starts.
+SITEMAPS_CRON = "15 6 * * *"
 
 # How often a fetching step re-reads its pool to resize its share of the quota budget.
 SHARE_REFRESH_SECONDS = 2.0
@@ -75,14 +79,18 @@ def build_fetch_asset(
 ) -> dg.AssetsDefinition:
     gsc_key = gsc_resource_key(prop.credential)
     credential = config.credentials[prop.credential]
-    dims = ", ".join(report.api_dimensions)
+    dims = ", ".join(report.api_dimensions) or "nothing"
+    filters = "".join(
+        f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
+    )
 
     @dg.asset(
         key=fetch_asset_key(prop, report),
         group_name=prop.key,
         description=(
             f"Search Console rows for {prop.site_url} grouped by {dims} "
-            f"({report.aggregation_type}; {', '.join(report.search_types)}), table {report.table}."
+            f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
+            f"table {report.table}."
         ),
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
@@ -95,6 +103,7 @@ def build_fetch_asset(
             "table": report.table,
             "dimensions": dims,
             "search_types": ", ".join(report.search_types),
+            "filters": filters.removeprefix(", ") or "none",
         },
     )
     def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -141,7 +150,7 @@ def build_fetch_asset(
                     stop_event=stop,
                     on_partition=on_partition,
                 )
-        except BaseException:
+        except BaseException as exc:
             # Dagster records no materialization for a step that fails (or is terminated), yet
             # the days written before it are complete: record them, so the repair sensor and
             # the UI see exactly which days are still missing.
@@ -149,6 +158,9 @@ def build_fetch_asset(
                 context.log_event(
                     dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
                 )
+            restated = aggregation_rejected(exc, prop.site_url, report)
+            if restated is not exc:
+                raise restated from exc
             raise
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
@@ -161,6 +173,53 @@ def build_fetch_asset(
         )
 
     return fetch
+
+
+def sitemaps_asset_key(prop: PropertyConfig) -> dg.AssetKey:
+    # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
+    return dg.AssetKey(["gsc_sitemaps", prop.key])
+
+
+def build_sitemaps_asset(prop: PropertyConfig) -> dg.AssetsDefinition:
+    """The property's submitted sitemaps, snapshotted daily: indexing context beside traffic.
+
+    Unpartitioned (sitemaps.list has no dates) and in the credential's pool like every API
+    caller; the automation sensor materializes it each morning.
+    """
+    gsc_key = gsc_resource_key(prop.credential)
+
+    @dg.asset(
+        key=sitemaps_asset_key(prop),
+        group_name=prop.key,
+        description=(
+            f"Sitemaps submitted for {prop.site_url} (sitemaps.list): path, type, last "
+            f"submitted/downloaded, pending, warnings, errors, contents. Table {SITEMAPS_TABLE}."
+        ),
+        pool=pool_name(prop.credential),
+        required_resource_keys={gsc_key, "warehouse"},
+        kinds={"googlesearchconsole", "python"},
+        automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
+        metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
+    )
+    def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        client = getattr(context.resources, gsc_key).client()
+        rows = snapshot_sitemaps(client, context.resources.warehouse.open(), prop.site_url)
+        pending = sum(rows.column("is_pending").to_pylist())
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows.num_rows,
+                "pending_sitemaps": pending,
+                "errors": sum(rows.column("errors").to_pylist()),
+                "warnings": sum(rows.column("warnings").to_pylist()),
+                "urls_submitted": sum(rows.column("urls_submitted").to_pylist()),
+            }
+        )
+
+    return sitemaps
+
+
+def build_sitemaps_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+    return [build_sitemaps_asset(prop) for prop in config.properties if prop.sitemaps]
 
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:

@@ -39,6 +39,8 @@ _SEVERITY = {
     proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
     proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
     proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
+    proof.HOURS_OF_DAY: dg.AssetCheckSeverity.ERROR,
+    proof.INCOMPLETE_HOURS_REPLACED: dg.AssetCheckSeverity.ERROR,
 }
 _DESCRIPTIONS = {
     proof.NO_MISSING_BATCHES: "Every day's pages run 0, L, 2L, ... and end on a short page; "
@@ -47,6 +49,15 @@ _DESCRIPTIONS = {
     proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
     proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
     proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
+    proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
+    "stored once.",
+    proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
+    "it complete.",
+}
+# Checks only hourly reports carry: the per-hour counterparts of the daily ones.
+_HOURLY_CHECKS = {
+    proof.HOURS_OF_DAY: proof.hours_of_day,
+    proof.INCOMPLETE_HOURS_REPLACED: proof.incomplete_hours_replaced,
 }
 
 
@@ -58,6 +69,8 @@ def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     # site step finds both reports' days stored (on page_query it measured nothing, ever).
     if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
         names.append(proof.ANONYMIZED_SHARE)
+    if report.hourly:
+        names += list(_HOURLY_CHECKS)
     return names
 
 
@@ -114,6 +127,10 @@ def _outcomes(
     )
     if proof.ANONYMIZED_SHARE in check_names(prop, report):
         outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
+    if report.hourly:
+        outcomes += [
+            check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()
+        ]
     return outcomes
 
 

@@ -235,7 +235,7 @@ def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefin
         dg.AssetCheckKey(key, name + suffix)
         for key, (prop, report) in fetch_keys.items()
         for name in check_names(prop, report)
-        if name in proof.BLOCKING_CHECKS
+        if name in proof.BLOCKING_CHECKS + proof.HOURLY_CHECKS
         for suffix in ("", ALL_DAYS_SUFFIX)
     ]
 

@@ -12,7 +12,7 @@ import dagster as dg
 
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.defs.assets import fetch_asset_key, sitemaps_asset_key
 from gsc_pipeline.defs.checks import all_days_check_keys
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
@@ -52,7 +52,8 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
         key=URL_LIFETIME_STATS,
         group_name="gsc_stats",
         description=(
-            "Per (property, page), web search: first/last day seen, clicks, impressions, ctr, "
+            "Per (property, search type, page), every search type the page reports fetch: "
+            "first/last day seen, clicks, impressions, ctr, "
             "impression-weighted average position, active days, top query by clicks. "
             f"Table {lifetime.STATS_TABLE}, refreshed incrementally from the days that changed."
         ),
@@ -80,12 +81,15 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
 def build_stats_automation_sensor(
     config: PipelineConfig, with_stats: bool
 ) -> dg.AutomationConditionSensorDefinition:
-    """Materializes url_lifetime_stats and runs the daily whole-history checks.
+    """Materializes url_lifetime_stats and the sitemaps snapshots, and runs the daily
+    whole-history checks.
 
     Declared RUNNING: an automation sensor starts STOPPED otherwise, and the stats would silently
     never refresh on a fresh deployment.
     """
-    target = dg.AssetSelection.checks(*all_days_check_keys(config))
+    target = dg.AssetSelection.checks(*all_days_check_keys(config)) | dg.AssetSelection.keys(
+        *(sitemaps_asset_key(p) for p in config.properties if p.sitemaps)
+    )
     if with_stats:
         target = target | dg.AssetSelection.keys(URL_LIFETIME_STATS)
     return dg.AutomationConditionSensorDefinition(
