@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gsc_pipeline.reports import DEFAULT_REPORTS, REPORTS, Report, ReportDefinitionError
 
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"
-BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+# The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
+BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
 # Google's per-site and per-user limit on Search Analytics queries.
 GOOGLE_QPM_QUOTA = 1200
 DEFAULT_POOL = "gsc_api"
@@ -158,6 +159,10 @@ def property_key(site_url: str) -> str:
 
 
 class PipelineConfig(_Strict):
+    # Namespace of this declaration: asset keys, job, schedule, sensors, pools, resources and
+    # warehouse tables (a schema) carry it, so two declarations in one code location (two
+    # agencies) never clash. Unset: the unprefixed names.
+    prefix: str | None = None
     # First day to fetch (GSC keeps 16 months); partitions start here.
     start_date: dt.date
     # Days per backfill run: one run fetches this many days for every asset it holds.
@@ -172,6 +177,13 @@ class PipelineConfig(_Strict):
         default_factory=lambda: {"default": CredentialConfig()}
     )
     properties: tuple[PropertyConfig, ...]
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
+            raise ValueError(f"prefix {v!r} must be lowercase letters, digits and underscores")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
@@ -199,7 +211,11 @@ class PipelineConfig(_Strict):
     @cached_property
     def pools(self) -> dict[str, str]:
         """Dagster pool per credential: `gsc_api` for the default one, `gsc_api_<name>` else."""
-        return {name: pool_name(name) for name in self.credentials}
+        return {name: self.namespaced(pool_name(name)) for name in self.credentials}
+
+    def namespaced(self, name: str) -> str:
+        """`name` inside this declaration's namespace: `<prefix>_<name>`, or `name` unprefixed."""
+        return f"{self.prefix}_{name}" if self.prefix else name
 
 
 def pool_name(credential: str) -> str:
@@ -226,7 +242,11 @@ def parse_config(data: object, source: str = "config") -> PipelineConfig:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
-    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo config."""
+    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo declaration.
+
+    The file is either a plain config or a dg `defs.yaml` declaring a GscComponent, whose
+    `attributes:` are the config: doctor and init-instance read the same file as `dg`.
+    """
     path = Path(path or os.environ.get(CONFIG_ENV) or BUNDLED_DEMO_CONFIG)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
@@ -234,4 +254,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if isinstance(data, dict) and "type" in data and "attributes" in data:
+        return parse_config(data["attributes"], f"{path} attributes")
     return parse_config(data, str(path))

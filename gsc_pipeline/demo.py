@@ -150,7 +150,7 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
     from gsc_pipeline.defs.assets import fetch_asset_key
     from gsc_pipeline.defs.checks import in_run_check_keys
 
-    keys = [fetch_asset_key(p, r) for p in config.properties for r in p.report_objects()]
+    keys = [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
     tally: dict[str, list[int]] = {}
     for check_key in in_run_check_keys(config, keys):
         history = instance.event_log_storage.get_asset_check_execution_history(check_key, 1000)

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import daily_partitions, partition_days
-from gsc_pipeline.defs.resources import gsc_resource_key
+from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync import PartitionResult, sync_days
 
@@ -26,8 +26,9 @@ DATA_STATE_TAG = "gsc/data_state"
 SHARE_REFRESH_SECONDS = 2.0
 
 
-def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
-    return dg.AssetKey(["gsc", prop.key, report.name])
+def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
+    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
 
 
 @contextlib.contextmanager
@@ -73,23 +74,26 @@ def quota_share_follows_pool(
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
 ) -> dg.AssetsDefinition:
-    gsc_key = gsc_resource_key(prop.credential)
+    gsc_key = gsc_resource_key(config, prop.credential)
+    warehouse_key = warehouse_resource_key(config)
     credential = config.credentials[prop.credential]
+    pool = config.pools[prop.credential]
+    asset_key = fetch_asset_key(config, prop, report)
     dims = ", ".join(report.api_dimensions)
 
     @dg.asset(
-        key=fetch_asset_key(prop, report),
-        group_name=prop.key,
+        key=asset_key,
+        group_name=config.namespaced(prop.key),
         description=(
             f"Search Console rows for {prop.site_url} grouped by {dims} "
             f"({report.aggregation_type}; {', '.join(report.search_types)}), table {report.table}."
         ),
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
-        pool=pool_name(prop.credential),
-        required_resource_keys={gsc_key, "warehouse"},
+        pool=pool,
+        required_resource_keys={gsc_key, warehouse_key},
         kinds={"googlesearchconsole", "python"},
-        check_specs=fetch_check_specs(fetch_asset_key(prop, report), prop, report),
+        check_specs=fetch_check_specs(asset_key, prop, report),
         metadata={
             "site_url": prop.site_url,
             "table": report.table,
@@ -100,12 +104,11 @@ def build_fetch_asset(
     def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
         client = gsc.client(stop)
-        pool = pool_name(prop.credential)
         done = 0
         progress_every = max(1, len(days) // 10)
 

@@ -72,7 +72,7 @@ def in_run_check_keys(
         dg.AssetCheckKey(key, name)
         for prop in config.properties
         for report in prop.report_objects()
-        if (key := fetch_asset_key(prop, report)) in wanted
+        if (key := fetch_asset_key(config, prop, report)) in wanted
         for name in check_names(prop, report)
     ]
 
@@ -81,7 +81,7 @@ def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
     from gsc_pipeline.defs.assets import fetch_asset_key
 
     return [
-        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
+        dg.AssetCheckKey(fetch_asset_key(config, prop, report), name + ALL_DAYS_SUFFIX)
         for prop in config.properties
         for report in prop.report_objects()
         for name in check_names(prop, report)
@@ -143,7 +143,7 @@ def all_days_condition() -> dg.AutomationCondition:
 
 
 def build_all_days_check(
-    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
     names = check_names(prop, report)
 
@@ -158,7 +158,7 @@ def build_all_days_check(
             )
             for name in names
         ],
-        required_resource_keys={"warehouse"},
+        required_resource_keys={warehouse_key},
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
@@ -171,7 +171,7 @@ def build_all_days_check(
         # Partitions Dagster believes are materialized must all be backed by ledger entries.
         materialized = context.instance.get_materialized_partitions(asset_key)
         expected = [dt.date.fromisoformat(key) for key in materialized]
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         for outcome in _outcomes(warehouse, prop, report, None, expected):
             yield _result(outcome, asset_key, ALL_DAYS_SUFFIX)
 
@@ -180,9 +180,12 @@ def build_all_days_check(
 
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.resources import warehouse_resource_key
 
     return [
-        build_all_days_check(fetch_asset_key(prop, report), prop, report)
+        build_all_days_check(
+            fetch_asset_key(config, prop, report), prop, report, warehouse_resource_key(config)
+        )
         for prop in config.properties
         for report in prop.report_objects()
     ]

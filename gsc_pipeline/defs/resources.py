@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig
+from gsc_pipeline.config import CredentialConfig, PipelineConfig
 from gsc_pipeline.gsc import GscClient, load_credentials
 from gsc_pipeline.warehouse import Warehouse, open_warehouse
 
@@ -52,9 +52,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: a DuckDB file (default) or a PostgreSQL URL."""
 
     url: str
+    # The tables' schema: a prefixed declaration keeps its tables apart from the others'.
+    schema_name: str | None = None
 
     def open(self) -> Warehouse:
-        return open_warehouse(self.url)
+        return open_warehouse(self.url, schema=self.schema_name)
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -80,9 +82,15 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
     )
 
 
-def warehouse_resource() -> WarehouseResource:
-    return WarehouseResource(url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()))
+def warehouse_resource(config: PipelineConfig) -> WarehouseResource:
+    return WarehouseResource(
+        url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()), schema_name=config.prefix
+    )
 
 
-def gsc_resource_key(credential_name: str) -> str:
-    return f"gsc_{credential_name}"
+def gsc_resource_key(config: PipelineConfig, credential_name: str) -> str:
+    return config.namespaced(f"gsc_{credential_name}")
+
+
+def warehouse_resource_key(config: PipelineConfig) -> str:
+    return config.namespaced("warehouse")

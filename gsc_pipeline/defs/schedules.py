@@ -32,8 +32,8 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 PROPERTY_TAG = "gsc/property"
 
 
-def property_asset_keys(prop: PropertyConfig) -> list[dg.AssetKey]:
-    return [fetch_asset_key(prop, report) for report in prop.report_objects()]
+def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [fetch_asset_key(config, prop, report) for report in prop.report_objects()]
 
 
 def build_fetch_job(config: PipelineConfig) -> FetchJob:
@@ -41,9 +41,9 @@ def build_fetch_job(config: PipelineConfig) -> FetchJob:
 
     Without the whole-history checks: they run on their own, not inside every fetch run.
     """
-    keys = [key for prop in config.properties for key in property_asset_keys(prop)]
+    keys = [key for prop in config.properties for key in property_asset_keys(config, prop)]
     return dg.define_asset_job(
-        FETCH_JOB,
+        config.namespaced(FETCH_JOB),
         selection=dg.AssetSelection.keys(*keys)
         - dg.AssetSelection.checks(*all_days_check_keys(config)),
         partitions_def=daily_partitions(config),
@@ -61,7 +61,7 @@ def build_daily_refresh_schedule(
     config: PipelineConfig, job: FetchJob
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=DAILY_REFRESH_SCHEDULE,
+        name=config.namespaced(DAILY_REFRESH_SCHEDULE),
         cron_schedule=DAILY_REFRESH_CRON,
         execution_timezone=GSC_TIMEZONE,
         job=job,
@@ -81,8 +81,8 @@ def build_daily_refresh_schedule(
             yield dg.RunRequest(
                 # One run per property per day, however often the tick is evaluated.
                 run_key=f"{DAILY_REFRESH_SCHEDULE}:{prop.key}:{today.isoformat()}",
-                asset_selection=property_asset_keys(prop),
-                asset_check_keys=in_run_check_keys(config, property_asset_keys(prop)),
+                asset_selection=property_asset_keys(config, prop),
+                asset_check_keys=in_run_check_keys(config, property_asset_keys(config, prop)),
                 tags={
                     RANGE_START_TAG: first.isoformat(),
                     RANGE_END_TAG: last.isoformat(),

@@ -25,7 +25,7 @@ from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
 from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names, in_run_check_keys
-from gsc_pipeline.defs.resources import WarehouseResource
+from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.defs.schedules import FetchJob
 
 REPAIR_SENSOR = "repair_sensor"
@@ -136,7 +136,7 @@ def build_repair_sensor(
     config: PipelineConfig, job: FetchJob
 ) -> dg.SensorDefinition:
     fetch_keys = {
-        fetch_asset_key(prop, report): (prop, report)
+        fetch_asset_key(config, prop, report): (prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
@@ -148,7 +148,7 @@ def build_repair_sensor(
         for suffix in ("", ALL_DAYS_SUFFIX)
     ]
     @dg.sensor(
-        name=REPAIR_SENSOR,
+        name=config.namespaced(REPAIR_SENSOR),
         job=job,
         minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -205,26 +205,26 @@ def build_finalization_sensor(
     config: PipelineConfig, job: FetchJob
 ) -> dg.SensorDefinition:
     asset_of: Mapping[tuple[str, str], dg.AssetKey] = {
-        (prop.site_url, report.name): fetch_asset_key(prop, report)
+        (prop.site_url, report.name): fetch_asset_key(config, prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
+    warehouse_key = warehouse_resource_key(config)
 
     @dg.sensor(
-        name=FINALIZATION_SENSOR,
+        name=config.namespaced(FINALIZATION_SENSOR),
         job=job,
         minimum_interval_seconds=600,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={warehouse_key},
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
             "data, once Google reports them final (firstIncompleteDate moved past them)."
         ),
     )
-    def finalization_sensor(
-        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-    ) -> dg.SensorResult:
+    def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         requested: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
-        pending = proof.fresh_partitions(warehouse.open())
+        pending = proof.fresh_partitions(getattr(context.resources, warehouse_key).open())
         still_fresh: dict[str, Any] = {}
         requests: list[dg.RunRequest] = []
         for row in pending.itertuples(index=False):

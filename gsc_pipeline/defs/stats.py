@@ -14,10 +14,15 @@ from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
 from gsc_pipeline.defs.checks import all_days_check_keys
+from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
 STATS_AUTOMATION_SENSOR = "url_lifetime_stats_automation"
+
+
+def stats_asset_key(config: PipelineConfig) -> dg.AssetKey:
+    return dg.AssetKey([*filter(None, [config.prefix]), *URL_LIFETIME_STATS.path])
 
 
 def lifetime_properties(config: PipelineConfig) -> list[PropertyConfig]:
@@ -47,22 +52,23 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
     if not props:
         return None
     sites = [p.site_url for p in props]
+    warehouse_key = warehouse_resource_key(config)
 
     @dg.asset(
-        key=URL_LIFETIME_STATS,
-        group_name="gsc_stats",
+        key=stats_asset_key(config),
+        group_name=config.namespaced("gsc_stats"),
         description=(
             "Per (property, page), web search: first/last day seen, clicks, impressions, ctr, "
             "impression-weighted average position, active days, top query by clicks. "
             f"Table {lifetime.STATS_TABLE}, refreshed incrementally from the days that changed."
         ),
-        deps=[fetch_asset_key(p, r) for p in props for r in (PAGE, PAGE_QUERY)],
+        deps=[fetch_asset_key(config, p, r) for p in props for r in (PAGE, PAGE_QUERY)],
         automation_condition=stats_condition(),
-        required_resource_keys={"warehouse"},
+        required_resource_keys={warehouse_key},
         kinds={"python"},
     )
     def url_lifetime_stats(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         warehouse.ensure_schema([PAGE, PAGE_QUERY])
         result = lifetime.refresh(warehouse, sites)
         rows = warehouse.read_sql(f"SELECT COUNT(*) AS n FROM {lifetime.STATS_TABLE}")["n"]
@@ -87,9 +93,9 @@ def build_stats_automation_sensor(
     """
     target = dg.AssetSelection.checks(*all_days_check_keys(config))
     if with_stats:
-        target = target | dg.AssetSelection.keys(URL_LIFETIME_STATS)
+        target = target | dg.AssetSelection.keys(stats_asset_key(config))
     return dg.AutomationConditionSensorDefinition(
-        STATS_AUTOMATION_SENSOR,
+        config.namespaced(STATS_AUTOMATION_SENSOR),
         target=target,
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,

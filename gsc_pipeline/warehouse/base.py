@@ -133,6 +133,8 @@ class Warehouse(abc.ABC):
     """Report tables plus the fetch ledger, on DuckDB or PostgreSQL."""
 
     dialect: str
+    # Every transaction resolves unqualified table names in this schema (None: the default).
+    schema: str | None = None
 
     def ensure_schema(self, reports: Iterable[Report]) -> None:
         """Create the report tables and the ledger if missing (safe to run concurrently)."""
