@@ -30,22 +30,32 @@ BLOCKING_CHECKS = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER)
 # Ahrefs measured ~46% of clicks hidden on average across 146k sites; above half is unusual
 # enough that a user should look (brand-poor long-tail sites can legitimately exceed it).
 ANONYMIZED_SHARE_WARN = 0.5
-# Metadata lists at most this many partitions; the count is always exact.
-LISTED_PARTITIONS = 200
+# Why a check measured nothing: it says so (Dagster shows it skipped), it never passes.
+NOTHING_FETCHED = "nothing fetched for these days yet"
 
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check over a set of days: passed, the bad days, and metadata a user can plot."""
+    """One check over a set of days: passed, the bad days, and metadata a user can plot.
+
+    `evaluated` is False when the check had nothing to measure (no table yet, no fetched day in
+    its range, no site totals to compare with): such an outcome is neither passed nor failed,
+    and `metadata["not_evaluated"]` says why.
+    """
 
     name: str
     passed: bool
     bad_days: tuple[dt.date, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    evaluated: bool = True
 
     @property
     def bad_partitions(self) -> list[str]:
         return [d.isoformat() for d in self.bad_days]
+
+
+def not_evaluated(name: str, reason: str) -> CheckOutcome:
+    return CheckOutcome(name, passed=False, metadata={"not_evaluated": reason}, evaluated=False)
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,18 @@ def _day(value: Any) -> dt.date:
     return pd.Timestamp(value).date()
 
 
-def _outcome(name: str, bad: Iterable[dt.date], checked: int, **extra: Any) -> CheckOutcome:
+def _outcome(
+    name: str,
+    bad: Iterable[dt.date],
+    checked: int,
+    *,
+    unmeasured: str = NOTHING_FETCHED,
+    **extra: Any,
+) -> CheckOutcome:
+    """The outcome over `checked` days; none checked and none bad is `unmeasured`, not a pass."""
     bad_days = tuple(sorted(set(bad)))
+    if not checked and not bad_days:
+        return not_evaluated(name, unmeasured)
     return CheckOutcome(
         name=name,
         passed=not bad_days,
@@ -83,7 +103,8 @@ def _outcome(name: str, bad: Iterable[dt.date], checked: int, **extra: Any) -> C
         metadata={
             "bad_partition_count": len(bad_days),
             "checked_partitions": checked,
-            "bad_partitions": ", ".join(d.isoformat() for d in bad_days[:LISTED_PARTITIONS]),
+            # Every bad day, as a list: the repair sensor reads it as data.
+            "bad_partitions": [d.isoformat() for d in bad_days],
             **extra,
         },
     )
@@ -116,7 +137,11 @@ def no_missing_batches(
                SUM(CASE WHEN MOD(start_row, row_limit) <> 0 THEN 1 ELSE 0 END) AS off_grid,
                SUM(CASE WHEN rows_returned < row_limit THEN 1 ELSE 0 END) AS short_pages,
                MAX(CASE WHEN rows_returned < row_limit THEN start_row END) AS short_start,
-               SUM(CASE WHEN data_state <> 'final' THEN 1 ELSE 0 END) AS fresh_pages
+               SUM(CASE WHEN data_state <> 'final' THEN 1 ELSE 0 END) AS fresh_pages,
+               SUM(rows_returned) AS rows_total,
+               SUM(CASE WHEN data_state = 'final' AND (first_incomplete_date IS NULL
+                                                       OR first_incomplete_date <= date)
+                        THEN 1 ELSE 0 END) AS unproven_final_pages
         FROM {LEDGER_TABLE}
         WHERE site_url = ? AND report = ?{where}
         GROUP BY search_type, date
@@ -125,6 +150,11 @@ def no_missing_batches(
     )
     bad: set[dt.date] = set()
     gaps = 0
+    # An empty final day is complete only with Google's word that the day was final when it
+    # was fetched (firstIncompleteDate after it): a short first page alone proves nothing.
+    empty = ledger[ledger["rows_total"] == 0]
+    unproven = empty[empty["unproven_final_pages"] > 0]
+    bad |= {_day(d) for d in unproven["date"]}
     for row in ledger.itertuples(index=False):
         limit = int(row.max_limit)
         contiguous = (
@@ -156,6 +186,9 @@ def no_missing_batches(
         checked=len(wanted | {d for _, d in present}),
         broken_sequences=gaps,
         unfetched_search_type_days=len(unfetched),
+        empty_unproven_days=int(unproven["date"].nunique()),
+        # Days Google called final and returned no rows for: the property had no traffic.
+        no_traffic_days=int(empty.loc[empty["unproven_final_pages"] == 0, "date"].nunique()),
         # Days still holding fresh (dataState=all) data: the finalization sensor replaces them.
         fresh_data_days=int(ledger.loc[ledger["fresh_pages"] > 0, "date"].nunique()),
     )
@@ -286,8 +319,11 @@ def anonymized_share(
 
     Google drops rare (anonymized) queries from query-grouped rows but counts them in property
     totals; the share is 1 - sum(page x query clicks) / property clicks. Days above `threshold`
-    are flagged; days missing either report are not measured.
+    are flagged; days missing either report are not measured (and counted as such).
     """
+    tables = [SITE.table, page_query.table]
+    if absent := warehouse.missing_tables(tables):
+        return not_evaluated(ANONYMIZED_SHARE, f"{', '.join(absent)}: {NOTHING_FETCHED}")
     where, params = DaySpan.of(days).where()
     totals = warehouse.read_sql(
         f"""
@@ -314,10 +350,17 @@ def anonymized_share(
     overall_impressions = (
         1.0 - float(both["query_impressions"].sum()) / impressions if impressions else 0.0
     )
+    missing = sorted(set(days or ()) - set(both["date"]))
     return _outcome(
         ANONYMIZED_SHARE,
         both.loc[share > threshold, "date"],
         checked=len(both),
+        unmeasured=(
+            f"no day has both {SITE.table} totals and {page_query.table} rows yet; "
+            "evaluated once both reports hold the same days"
+        ),
+        # Days of the range that could not be measured (one of the two reports not stored).
+        unmeasured_days=len(missing),
         anonymized_click_share=round(overall, 4),
         anonymized_impression_share=round(overall_impressions, 4),
         max_daily_click_share=round(float(share.max()), 4) if len(share) else 0.0,
@@ -333,7 +376,25 @@ def report_checks(
     *,
     expected_days: Iterable[dt.date] | None = None,
 ) -> list[CheckOutcome]:
-    """The four per-report checks, over a run's days or (days=None) the whole history."""
+    """The four per-report checks, over a run's days or (days=None) the whole history.
+
+    Before a report's first fetch its table (or the ledger) does not exist: nothing to judge,
+    except partitions Dagster believes materialized (`expected_days`), which are missing.
+    """
+    if absent := warehouse.missing_tables([LEDGER_TABLE, report.table]):
+        reason = f"{', '.join(absent)} does not exist yet: {NOTHING_FETCHED}"
+        outcomes = [
+            not_evaluated(name, reason)
+            for name in (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER,
+                         TRUNCATED_DAYS)
+        ]  # fmt: skip
+        lost = set(expected_days or ())
+        if lost:
+            outcomes[0] = _outcome(
+                NO_MISSING_BATCHES, lost, checked=len(lost), unfetched_search_type_days=len(
+                    lost) * len(report.search_types), missing_table=", ".join(absent)
+            )
+        return outcomes
     return [
         no_missing_batches(warehouse, site_url, report, days, expected_days=expected_days),
         no_duplicate_batches(warehouse, site_url, report, days),
@@ -350,6 +411,11 @@ def fresh_partitions(warehouse: Warehouse) -> pd.DataFrame:
     site reports a firstIncompleteDate after that day. Columns: site_url, report, date,
     fetched_at, ready.
     """
+    if warehouse.missing_tables([LEDGER_TABLE]):
+        # A new warehouse: nothing fetched, so nothing fresh (a sensor tick must not fail on it).
+        return pd.DataFrame(
+            {"site_url": [], "report": [], "date": [], "fetched_at": [], "ready": []}
+        ).astype({"ready": bool})
     frame = warehouse.read_sql(
         f"""
         WITH parts AS (

@@ -7,6 +7,7 @@ rather than by the API in the middle of a backfill.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
@@ -15,6 +16,25 @@ AGGREGATION_TYPES = ("auto", "byPage", "byProperty")
 MAX_ROW_LIMIT = 25_000
 # Google returns at most this many rows per day per search type (top rows by clicks).
 DAILY_ROW_CAP = 50_000
+# Search Console's day is Pacific Time: dates, "today" and the retention window follow it.
+GOOGLE_TIMEZONE = "America/Los_Angeles"
+# Google keeps 16 months of Search Analytics data; older days come back empty (or 400).
+RETENTION_MONTHS = 16
+
+
+def oldest_available_day(today: dt.date) -> dt.date:
+    """The oldest day Google still serves on `today` (a Pacific date): 16 months back.
+
+    The same day of the month 16 months earlier, or that month's last day when it is shorter.
+    """
+    year, month = divmod(today.year * 12 + today.month - 1 - RETENTION_MONTHS, 12)
+    month += 1
+    for day in (today.day, 30, 29, 28):
+        try:
+            return dt.date(year, month, day)
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: day 28 exists in every month")
 
 
 class ReportDefinitionError(ValueError):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +25,13 @@ import pyarrow.compute as pc
 
 from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
-from gsc_pipeline.reports import DAILY_ROW_CAP, Report
+from gsc_pipeline.reports import (
+    DAILY_ROW_CAP,
+    GOOGLE_TIMEZONE,
+    RETENTION_MONTHS,
+    Report,
+    oldest_available_day,
+)
 from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
     PartitionBatch,
@@ -35,6 +42,8 @@ from gsc_pipeline.warehouse.base import (
 
 # How often the calling thread notices the caller's stop event while days are in flight.
 _STOP_POLL_SECONDS = 0.05
+# How far past a sync's last day its finality probe looks for Google's first incomplete day.
+PROBE_DAYS_AHEAD = 7
 # Re-fetch passes allowed when a day's pages disagree (ties in arbitrary order); the emulator
 # needs ~5 at 30,000 rows a day and ~7 at 50,000.
 MAX_TIE_PASSES = 12
@@ -50,6 +59,10 @@ class SyncCancelled(Exception):
 
 class BadApiData(GscError):
     """The API answered with rows that cannot be right; nothing of that day is written."""
+
+
+class OutsideRetentionWindow(GscError):
+    """A day older than Google's 16-month window: Google would answer it empty, not with data."""
 
 
 @dataclass(frozen=True)
@@ -251,10 +264,14 @@ def fetch_day(
     *,
     run_id: str,
     data_state: str = "final",
+    final_before: dt.date | None = None,
     halt: threading.Event | None = None,
 ) -> FetchedDay:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
+    `final_before` is what Google said of finality before this fetch (`DayPlan`): recorded in
+    the ledger's first_incomplete_date where the pages themselves carry no metadata, so an
+    empty final day is stored with Google's word that it is final, not just a short page.
     Raises `Cancelled` when `halt` is set by the time the last page is in: a stop never lets a
     day whose fetch did not complete reach the warehouse.
     """
@@ -316,7 +333,7 @@ def fetch_day(
                 ("clicks", float(clicks)),
                 ("impressions", float(impressions)),
                 ("data_state", data_state),
-                ("first_incomplete_date", incomplete[i]),
+                ("first_incomplete_date", incomplete[i] or final_before),
                 ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
                 ("run_id", run_id),
             ):
@@ -346,27 +363,74 @@ def fetch_day(
         clicks=float(sum(ledger["clicks"])),
         impressions=float(sum(ledger["impressions"])),
         data_state=data_state,
-        first_incomplete_date=first_incomplete,
+        first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
     )
 
 
-def sync_day(
+def pacific_today() -> dt.date:
+    return dt.datetime.now(ZoneInfo(GOOGLE_TIMEZONE)).date()
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """How to fetch a list of days, from what Google says of them (one probe request).
+
+    `first_incomplete` is Google's firstIncompleteDate when it falls in the days' range; days
+    on or after it are not final yet and are fetched with dataState=all (stored as fresh data
+    that the finalization sensor replaces once Google calls them final). When Google reports
+    no incomplete day in the range, every day is final and `final_before` (the day after the
+    range) is the evidence recorded for them.
+    """
+
+    first_incomplete: dt.date | None
+    final_before: dt.date
+
+    def data_state(self, day: dt.date, requested: str) -> str:
+        if requested == "final" and day >= self.final_before:
+            return "all"
+        return requested
+
+
+def plan_days(
     client: GscClient,
-    warehouse: Warehouse,
     site_url: str,
     report: Report,
-    day: dt.date,
+    days: list[dt.date],
     *,
-    run_id: str,
-    data_state: str = "final",
-    halt: threading.Event | None = None,
-) -> PartitionResult:
-    """Fetch every page of one day (all search types) and write it as one partition."""
-    fetched = fetch_day(
-        client, site_url, report, day, run_id=run_id, data_state=data_state, halt=halt
-    )
-    return fetched.result(_write(warehouse, [fetched]))
+    stop_event: threading.Event | None = None,
+) -> DayPlan:
+    """Ask Google which of `days` are final, and refuse days outside its 16-month window.
+
+    One dataState=all request grouped by date from the last day to a week after it: Google
+    adds metadata.firstIncompleteDate only when that range holds incomplete data (so a range
+    of old days comes back without it: all final). Raises `OutsideRetentionWindow` before
+    anything is fetched for a day Google no longer keeps (Google answers those with an empty
+    200 or a 400, never with the day's data). The window follows Google's clock when the
+    probe shows it (its today is on or after its first incomplete day), else Pacific today.
+    """
+    first, last = min(days), max(days)
+    body = {
+        "startDate": last.isoformat(),
+        "endDate": (last + dt.timedelta(days=PROBE_DAYS_AHEAD)).isoformat(),
+        "dimensions": ["date"],
+        "type": report.search_types[0],
+        "dataState": "all",
+        "rowLimit": 1,
+    }
+    page = client.query_page(site_url, body, stop_event=stop_event)
+    incomplete = _first_incomplete_date(page.first_incomplete_date)
+    oldest = oldest_available_day(incomplete or pacific_today())
+    if first < oldest:
+        raise OutsideRetentionWindow(
+            f"{site_url} {report.name}: {first.isoformat()} is older than Google's "
+            f"{RETENTION_MONTHS}-month window (the oldest day it keeps is {oldest.isoformat()});"
+            " nothing was fetched or written. Set start_date on or after that day and backfill "
+            "only partitions from it."
+        )
+    if incomplete is None:
+        return DayPlan(None, last + dt.timedelta(days=1))
+    return DayPlan(incomplete, incomplete)
 
 
 def _write(warehouse: Warehouse, days: list[FetchedDay]) -> float:
@@ -401,11 +465,24 @@ def sync_days(
     not written, the days already fetched completely are still written, and the error is raised
     (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
     `on_partition` runs in the calling thread after each day is committed.
+
+    First one probe request (`plan_days`): a day Google does not call final yet is fetched with
+    dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
+    day outside Google's 16-month window is an error before anything is fetched.
     """
     if data_state not in ("final", "all"):
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
     warehouse.ensure_schema([report])
+    if not all_days:
+        return []
+    try:
+        plan = plan_days(client, site_url, report, all_days, stop_event=stop_event)
+    except Cancelled:
+        raise _stopped(site_url, report, [], len(all_days)) from None
+    except GscError as exc:
+        exc.add_note(f"sync of {site_url} {report.name}: 0 day(s) written before the error")
+        raise
     concurrency = max(1, concurrency)
     pending = all_days[::-1]
     halt = threading.Event()  # set on stop or on the first error; workers check it
@@ -445,7 +522,8 @@ def sync_days(
                             report,
                             day,
                             run_id=run_id,
-                            data_state=data_state,
+                            data_state=plan.data_state(day, data_state),
+                            final_before=plan.final_before,
                             halt=halt,
                         )
                     )
@@ -498,9 +576,15 @@ def sync_days(
         )
         raise first_error
     if halt.is_set():
-        raise SyncCancelled(
-            f"sync of {site_url} {report.name} stopped: {len(results)} of {len(all_days)} "
-            "day(s) written; the others were not written at all (no partial day)",
-            results,
-        )
+        raise _stopped(site_url, report, results, len(all_days))
     return results
+
+
+def _stopped(
+    site_url: str, report: Report, written: list[PartitionResult], total: int
+) -> SyncCancelled:
+    return SyncCancelled(
+        f"sync of {site_url} {report.name} stopped: {len(written)} of {total} day(s) written; "
+        "the others were not written at all (no partial day)",
+        written,
+    )

@@ -22,7 +22,7 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
     )
     defs = build_definitions(config)
     keys = all_days_check_keys(config)
-    # Three reports: 4 checks each, plus anonymized_share on page_query.
+    # Three reports: 4 checks each, plus anonymized_share on site.
     assert len(keys) == 13
     fetch_checks = defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph.asset_check_keys
     assert not set(keys) & set(fetch_checks)

@@ -79,10 +79,13 @@ def tick(defs: dg.Definitions, instance, name: str, cursor: str | None):
     return sensor.evaluate_tick(context)
 
 
-def requested(data) -> list[tuple[str, str]]:
+def requested(data) -> list[tuple[str, str, str]]:
+    """(asset, first day, last day) per ranged run request."""
     return sorted(
-        (r.asset_selection[0].to_user_string(), r.partition_key) for r in data.run_requests
-    )
+        (",".join(k.to_user_string() for k in r.asset_selection), r.tags[RANGE_START_TAG],
+         r.tags[RANGE_END_TAG])
+        for r in data.run_requests
+    )  # fmt: skip
 
 
 def run_history_checks(defs: dg.Definitions, instance, asset_key: dg.AssetKey):
@@ -111,21 +114,16 @@ def test_repair_sensor_requests_exactly_the_bad_partitions_once(defs, tmp_path) 
             )
         history = run_history_checks(defs, instance, SMALL_PQ)
         failed = {e.check_name: e for e in history.get_asset_check_evaluations() if not e.passed}
-        assert failed["no_missing_batches_all_days"].metadata["bad_partitions"].value == (
-            "2026-03-02"
-        )
-        assert failed["no_duplicate_batches_all_days"].metadata["bad_partitions"].value == (
-            "2026-03-03"
-        )
+        bad = {name: e.metadata["bad_partitions"].value for name, e in failed.items()}
+        assert bad["no_missing_batches_all_days"] == ["2026-03-02"]
+        assert bad["no_duplicate_batches_all_days"] == ["2026-03-03"]
 
         second = tick(defs, instance, REPAIR_SENSOR, first.cursor)
-        assert requested(second) == [
-            ("gsc/small_example/page_query", "2026-03-02"),
-            ("gsc/small_example/page_query", "2026-03-03"),
-        ]
+        # Both bad days, consecutive: one ranged run, not one run per partition.
+        assert requested(second) == [("gsc/small_example/page_query", "2026-03-02", "2026-03-03")]
         # Same cursor after a daemon restart, and the next tick: nothing asked twice.
         assert tick(defs, instance, REPAIR_SENSOR, second.cursor).run_requests == []
-        assert len({r.run_key for r in second.run_requests}) == 2
+        assert len(second.cursor) < 400, second.cursor
 
         for request in second.run_requests:
             assert run_request(defs, instance, request).success
@@ -136,32 +134,59 @@ def test_repair_sensor_requests_exactly_the_bad_partitions_once(defs, tmp_path) 
 
 
 def test_failed_runs_are_retried_up_to_the_cap_then_flagged(defs) -> None:
+    forbidden = ("gsc/not_yours_example/site", "2026-03-05", "2026-03-06")
     with dg.instance_for_test() as instance:
         # The credential cannot read this property: every run of it fails.
         assert not run(defs, instance, [FORBIDDEN_SITE], days=["2026-03-05", "2026-03-06"]).success
         data = tick(defs, instance, REPAIR_SENSOR, None)
-        assert requested(data) == [
-            ("gsc/not_yours_example/site", "2026-03-05"),
-            ("gsc/not_yours_example/site", "2026-03-06"),
-        ]
+        assert requested(data) == [forbidden]
         cursor = data.cursor
-        attempts = {}
-        for _ in range(MAX_REPAIR_ATTEMPTS - 1):
-            request = next(r for r in data.run_requests if r.partition_key == "2026-03-05")
-            attempts[request.tags["gsc/repair_attempt"]] = request.run_key
+        for attempt in range(1, MAX_REPAIR_ATTEMPTS + 1):
+            (request,) = data.run_requests
+            assert request.tags["gsc/repair_attempt"] == str(attempt)
             assert not run_request(defs, instance, request).success
             data = tick(defs, instance, REPAIR_SENSOR, cursor)
             cursor = data.cursor
-            assert requested(data) == [("gsc/not_yours_example/site", "2026-03-05")]
-        request = data.run_requests[0]
-        assert request.tags["gsc/repair_attempt"] == str(MAX_REPAIR_ATTEMPTS)
-        assert not run_request(defs, instance, request).success
-        gave_up = tick(defs, instance, REPAIR_SENSOR, cursor)
-        assert gave_up.run_requests == []
-        (signal,) = gave_up.asset_events
-        assert signal.asset_key == FORBIDDEN_SITE and signal.partition == "2026-03-05"
-        assert signal.metadata["repair_gave_up"].value is True
-        assert tick(defs, instance, REPAIR_SENSOR, gave_up.cursor).asset_events == []
+            if attempt < MAX_REPAIR_ATTEMPTS:
+                assert requested(data) == [forbidden]
+        assert data.run_requests == []
+        signals = sorted(data.asset_events, key=lambda e: e.partition)
+        assert [(e.asset_key, e.partition) for e in signals] == [
+            (FORBIDDEN_SITE, "2026-03-05"), (FORBIDDEN_SITE, "2026-03-06")
+        ]  # fmt: skip
+        assert signals[0].metadata["repair_gave_up"].value is True
+        assert tick(defs, instance, REPAIR_SENSOR, cursor).asset_events == []
+
+
+def test_a_failed_run_is_repaired_for_exactly_the_days_it_did_not_write(
+    defs, emulator
+) -> None:
+    """A run of 6 days fails on one: the repair asks for that day alone, not all 6."""
+    days = [f"2026-03-{d:02d}" for d in range(10, 16)]
+    with dg.instance_for_test() as instance:
+        # Every request for 2026-03-13 is refused (a permanent 400): that day fails the run.
+        emulator.script_fault(SMALL, kind="status", status=400, times=1000, date="2026-03-13")
+        result = run(defs, instance, [SMALL_PQ], days=days)
+        assert not result.success
+        written = instance.get_materialized_partitions(SMALL_PQ)
+        assert "2026-03-13" not in written and written <= set(days)
+        assert written, "the days fetched before the failure were recorded as materialized"
+        data = tick(defs, instance, REPAIR_SENSOR, None)
+        missing = sorted(set(days) - written)
+        assert requested(data) == [
+            ("gsc/small_example/page_query", first, last) for first, last in _ranges(missing)
+        ]
+
+
+def _ranges(days: list[str]) -> list[tuple[str, str]]:
+    out: list[list[str]] = []
+    for day in days:
+        prev = out[-1][1] if out else None
+        if prev and dt.date.fromisoformat(day) - dt.date.fromisoformat(prev) == dt.timedelta(1):
+            out[-1][1] = day
+        else:
+            out.append([day, day])
+    return [(a, b) for a, b in out]
 
 
 def test_finalization_sensor_refetches_fresh_days_once_google_calls_them_final(
@@ -188,10 +213,7 @@ def test_finalization_sensor_refetches_fresh_days_once_google_calls_them_final(
         emulator.set_today(TODAY + dt.timedelta(days=2))
         assert run(defs, instance, [SMALL_PQ], partition="2026-03-21", tags=fresh).success
         second = tick(defs, instance, FINALIZATION_SENSOR, first.cursor)
-        assert requested(second) == [
-            ("gsc/small_example/page_query", "2026-03-18"),
-            ("gsc/small_example/page_query", "2026-03-19"),
-        ]
+        assert requested(second) == [("gsc/small_example/page_query", "2026-03-18", "2026-03-19")]
         assert tick(defs, instance, FINALIZATION_SENSOR, second.cursor).run_requests == []
 
         for request in second.run_requests:

@@ -109,20 +109,18 @@ def build_fetch_asset(
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
         client = gsc.client(stop)
-        done = 0
+        written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 
         def on_partition(result: PartitionResult) -> None:
-            nonlocal done
-            done += 1
-            context.add_asset_metadata(
-                {
-                    **result.metadata(),
-                    "dagster/row_count": result.rows,
-                    "quota_share_qpm": round(shares[-1], 1),
-                },
-                partition_key=result.day.isoformat(),
-            )
+            metadata = {
+                **result.metadata(),
+                "dagster/row_count": result.rows,
+                "quota_share_qpm": round(shares[-1], 1),
+            }
+            written[result.day.isoformat()] = metadata
+            context.add_asset_metadata(metadata, partition_key=result.day.isoformat())
+            done = len(written)
             # About ten progress lines per step: every line is an event-log write, and the
             # per-day numbers are in the materialization metadata anyway.
             if done % progress_every == 0 or done == len(days):
@@ -145,12 +143,23 @@ def build_fetch_asset(
                     stop_event=stop,
                     on_partition=on_partition,
                 )
+        except BaseException:
+            # Dagster records no materialization for a step that fails (or is terminated), yet
+            # the days written before it are complete: record them, so the repair sensor and
+            # the UI see exactly which days are still missing.
+            for day, metadata in written.items():
+                context.log_event(
+                    dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
+                )
+            raise
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
             stop.set()
         # Prove this run's days complete and exact before calling it done.
         return dg.MaterializeResult(
-            check_results=in_run_check_results(warehouse, context.asset_key, prop, report, days)
+            check_results=in_run_check_results(
+                warehouse, context.asset_key, prop, report, days, context.log
+            )
         )
 
     return fetch

@@ -9,6 +9,7 @@ The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster
 """
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 
 # (fetch_asset_key is imported inside functions: assets.py imports this module for its specs.)
@@ -52,7 +53,10 @@ _DESCRIPTIONS = {
 def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     names = [proof.NO_MISSING_BATCHES, proof.NO_DUPLICATE_BATCHES, proof.ROWS_MATCH_LEDGER,
              proof.TRUNCATED_DAYS]  # fmt: skip
-    if report.name == PAGE_QUERY.name and SITE.name in prop.reports:
+    # On the site asset, not page_query: it compares page x query rows with the site totals,
+    # and a run writes a property's reports in key order (page, page_query, site), so only the
+    # site step finds both reports' days stored (on page_query it measured nothing, ever).
+    if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
         names.append(proof.ANONYMIZED_SHARE)
     return names
 
@@ -109,20 +113,36 @@ def _outcomes(
         warehouse, prop.site_url, report, days, expected_days=expected_days
     )
     if proof.ANONYMIZED_SHARE in check_names(prop, report):
-        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, report, days))
+        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
     return outcomes
 
 
-def _result(
-    outcome: proof.CheckOutcome, asset_key: dg.AssetKey, suffix: str = ""
-) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=outcome.name + suffix,
-        passed=outcome.passed,
-        severity=_SEVERITY[outcome.name],
-        metadata=outcome.metadata,
-    )
+def _results(
+    outcomes: Iterable[proof.CheckOutcome],
+    asset_key: dg.AssetKey,
+    log: logging.Logger | dg.DagsterLogManager,
+    suffix: str = "",
+) -> list[dg.AssetCheckResult]:
+    """A result per evaluated outcome. One that measured nothing yields no result, so Dagster
+    shows the check skipped (never passed), and the log says why."""
+    results = []
+    for outcome in outcomes:
+        if not outcome.evaluated:
+            log.info(
+                f"{asset_key.to_user_string()} {outcome.name}{suffix} not evaluated: "
+                f"{outcome.metadata['not_evaluated']}"
+            )
+            continue
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=outcome.name + suffix,
+                passed=outcome.passed,
+                severity=_SEVERITY[outcome.name],
+                metadata=outcome.metadata,
+            )
+        )
+    return results
 
 
 def in_run_check_results(
@@ -131,9 +151,10 @@ def in_run_check_results(
     prop: PropertyConfig,
     report: Report,
     days: Sequence[dt.date],
+    log: logging.Logger | dg.DagsterLogManager,
 ) -> list[dg.AssetCheckResult]:
     """The checks over exactly the days this run wrote (called from the asset body)."""
-    return [_result(o, asset_key) for o in _outcomes(warehouse, prop, report, days)]
+    return _results(_outcomes(warehouse, prop, report, days), asset_key, log)
 
 
 def all_days_condition() -> dg.AutomationCondition:
@@ -172,8 +193,8 @@ def build_all_days_check(
         materialized = context.instance.get_materialized_partitions(asset_key)
         expected = [dt.date.fromisoformat(key) for key in materialized]
         warehouse = getattr(context.resources, warehouse_key).open()
-        for outcome in _outcomes(warehouse, prop, report, None, expected):
-            yield _result(outcome, asset_key, ALL_DAYS_SUFFIX)
+        outcomes = _outcomes(warehouse, prop, report, None, expected)
+        yield from _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX)
 
     return all_days
 

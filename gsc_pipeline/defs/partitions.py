@@ -7,8 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig
-
-GSC_TIMEZONE = "America/Los_Angeles"
+from gsc_pipeline.reports import GOOGLE_TIMEZONE as GSC_TIMEZONE
 
 
 def daily_partitions(config: PipelineConfig) -> dg.DailyPartitionsDefinition:

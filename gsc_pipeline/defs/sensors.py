@@ -1,9 +1,11 @@
 """Sensors that keep the warehouse right without a human: repair and finalization.
 
 - `repair_sensor` re-requests exactly the partitions a check found missing/duplicated/mismatched
-  or whose run failed: one single-partition run each, run key per attempt, at most
-  `MAX_REPAIR_ATTEMPTS` attempts; then it stops and says so (an error log and an
-  AssetObservation `repair_gave_up` on the partition, visible in the asset's history).
+  or that a failed run did not write, grouped into ranged runs (consecutive days of one
+  property), run key per attempt, at most `MAX_REPAIR_ATTEMPTS` attempts; then it stops and
+  says so (an error log and an AssetObservation `repair_gave_up` on the partition, visible in
+  the asset's history). A terminated run is not undone at once: the whole-history checks list
+  the days it left missing, and the repair follows from that daily evaluation.
 - `finalization_sensor` re-fetches, as final data, exactly the partitions stored from fresh
   (dataState=all) data once Google reports them final, so the warehouse ends with final data.
 
@@ -13,6 +15,7 @@ and stored by Dagster, so they survive daemon restarts.
 """
 
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,7 +29,7 @@ from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
 from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names, in_run_check_keys
 from gsc_pipeline.defs.resources import warehouse_resource_key
-from gsc_pipeline.defs.schedules import FetchJob
+from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
@@ -35,82 +38,115 @@ REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
 FINALIZE_TAG = "gsc/finalize"
 # Check evaluations read per check per tick; older failures were handled on earlier ticks.
 _HISTORY_LIMIT = 100
-# Failed runs remembered (by id) so one failure is never re-requested twice.
-_SEEN_RUNS_KEPT = 500
 
 
 @dataclass
 class RepairCursor:
-    check_ids: dict[str, int] = field(default_factory=dict)
+    """What the repair sensor has handled: small, whatever the history's length.
+
+    `checks_after` is the newest check evaluation handled (event-log ids grow across all
+    checks, and every tick reads every check); `runs_after` is the update time of the last
+    failed run handled, `runs_at` the ids of the runs handled at exactly that time.
+    `attempts` counts repairs per partition; `gave_up` lists those given up on.
+    """
+
+    checks_after: int = 0
     runs_after: float = 0.0
-    seen_runs: list[str] = field(default_factory=list)
+    runs_at: list[str] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
     gave_up: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, text: str | None) -> "RepairCursor":
-        return cls(**json.loads(text)) if text else cls()
+        if not text:
+            return cls()
+        data = json.loads(text)
+        if "check_ids" in data:  # the cursor of earlier versions
+            data["checks_after"] = max(data.pop("check_ids").values(), default=0)
+            data.pop("seen_runs", None)
+        return cls(**data)
 
     def dump(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
 
 
 def _partition_id(asset_key: dg.AssetKey, day: str) -> str:
     return f"{asset_key.to_user_string()}|{day}"
 
 
+def _listed_days(value: Any) -> list[str]:
+    """The check's `bad_partitions` metadata: a list (a ", "-joined string before 0.2)."""
+    if isinstance(value, list):
+        return [str(day) for day in value]
+    return [day for day in str(value or "").split(", ") if day]
+
+
 def _failed_check_partitions(
     instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey], cursor: RepairCursor
 ) -> dict[str, str]:
-    """Partition id -> reason, for check failures newer than the cursor."""
+    """Partition id -> reason, for check failures newer than the cursor.
+
+    Only failed evaluations list days: a check that measured nothing (a report not fetched
+    yet) yields no evaluation, so a new report is never mistaken for damage.
+    """
     wanted: dict[str, str] = {}
+    after = cursor.checks_after
     for check_key in check_keys:
-        name = check_key.to_user_string()
-        after = cursor.check_ids.get(name, 0)
         records = instance.event_log_storage.get_asset_check_execution_history(
             check_key, limit=_HISTORY_LIMIT
         )
         for record in records:
             if record.id <= after:
                 continue
-            cursor.check_ids[name] = max(cursor.check_ids.get(name, 0), record.id)
+            cursor.checks_after = max(cursor.checks_after, record.id)
             if record.status != AssetCheckExecutionRecordStatus.FAILED or record.event is None:
                 continue
             evaluation = record.event.asset_check_evaluation
             listed = evaluation.metadata.get("bad_partitions") if evaluation else None
-            for day in str(listed.value if listed else "").split(", "):
-                if day:
-                    wanted[_partition_id(check_key.asset_key, day)] = check_key.name
+            for day in _listed_days(listed.value if listed else None):
+                wanted[_partition_id(check_key.asset_key, day)] = check_key.name
     return wanted
 
 
-def _planned_partitions(
-    instance: dg.DagsterInstance, run_id: str, fetch_keys: set[dg.AssetKey]
-) -> dict[dg.AssetKey, list[str]]:
-    """The fetching asset partitions a run planned to materialize (ranged runs included)."""
-    planned: dict[dg.AssetKey, list[str]] = {}
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-    ).records
-    for record in records:
+def _run_partitions(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    fetch_keys: set[dg.AssetKey],
+    event_type: dg.DagsterEventType,
+) -> set[tuple[dg.AssetKey, str]]:
+    """(asset, day) pairs of the fetching assets a run planned (or materialized)."""
+    pairs: set[tuple[dg.AssetKey, str]] = set()
+    for record in instance.get_records_for_run(run_id, of_type=event_type).records:
         event = record.event_log_entry.dagster_event
         data = event.event_specific_data if event else None
-        if data is None or data.asset_key not in fetch_keys:
+        key = getattr(data, "asset_key", None) or (
+            data.materialization.asset_key if hasattr(data, "materialization") else None
+        )
+        if key not in fetch_keys:
             continue
-        if data.partition:
+        if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            partition = data.materialization.partition
+            days = [partition] if partition else []
+        elif data.partition:
             days = [data.partition]
         elif data.partitions_subset is not None:
             days = list(data.partitions_subset.get_partition_keys())
         else:
             days = []
-        planned.setdefault(data.asset_key, []).extend(days)
-    return planned
+        pairs |= {(key, day) for day in days}
+    return pairs
 
 
 def _failed_run_partitions(
     instance: dg.DagsterInstance, fetch_keys: set[dg.AssetKey], cursor: RepairCursor
 ) -> dict[str, str]:
-    """Partition id -> reason, for each fetching asset x day of runs failed since the cursor."""
+    """Partition id -> reason: what runs failed since the cursor planned and did not write.
+
+    A fetch step that fails still records the days it wrote completely (see the fetching
+    asset), so a run that failed on 3 of 30 days asks for those 3, not 30.
+    Cancelled runs are not here: a Terminate is deliberate (the whole-history checks list the
+    days it left missing, and the repair follows from them).
+    """
     wanted: dict[str, str] = {}
     after = dt.datetime.fromtimestamp(cursor.runs_after, dt.UTC) if cursor.runs_after else None
     records = instance.get_run_records(
@@ -118,28 +154,83 @@ def _failed_run_partitions(
         order_by="update_timestamp",
         ascending=True,
     )
-    seen = set(cursor.seen_runs)
     for record in records:
         run_id = record.dagster_run.run_id
-        cursor.runs_after = max(cursor.runs_after, record.update_timestamp.timestamp())
-        if run_id in seen:
+        updated = record.update_timestamp.timestamp()
+        if updated < cursor.runs_after or (
+            updated == cursor.runs_after and run_id in cursor.runs_at
+        ):
             continue
-        cursor.seen_runs.append(run_id)
-        for key, days in _planned_partitions(instance, run_id, fetch_keys).items():
-            for day in days:
-                wanted[_partition_id(key, day)] = f"run {run_id} failed"
-    cursor.seen_runs = cursor.seen_runs[-_SEEN_RUNS_KEPT:]
+        if updated > cursor.runs_after:
+            cursor.runs_after, cursor.runs_at = updated, []
+        cursor.runs_at.append(run_id)
+        planned = _run_partitions(
+            instance, run_id, fetch_keys, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        )
+        written = _run_partitions(
+            instance, run_id, fetch_keys, dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        for key, day in planned - written:
+            wanted[_partition_id(key, day)] = f"run {run_id} failed"
     return wanted
 
 
-def build_repair_sensor(
-    config: PipelineConfig, job: FetchJob
-) -> dg.SensorDefinition:
+@dataclass(frozen=True)
+class RepairRun:
+    """One ranged repair run: some assets of one property over consecutive days."""
+
+    asset_keys: tuple[dg.AssetKey, ...]
+    first: str
+    last: str
+    attempt: int
+
+    def days(self) -> list[str]:
+        first, last = dt.date.fromisoformat(self.first), dt.date.fromisoformat(self.last)
+        return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def group_repairs(
+    wanted: dict[str, int], property_of: Mapping[dg.AssetKey, str], max_days: int
+) -> list[RepairRun]:
+    """Partition id -> attempt, as few ranged runs as cover exactly those partitions.
+
+    Per asset, consecutive days form ranges of at most `max_days` (a backfill run's size);
+    assets of one property with the same range and attempt share a run.
+    """
+    days_of: dict[dg.AssetKey, list[tuple[dt.date, int]]] = {}
+    for pid, attempt in wanted.items():
+        asset_text, day = pid.rsplit("|", 1)
+        key = dg.AssetKey.from_user_string(asset_text)
+        days_of.setdefault(key, []).append((dt.date.fromisoformat(day), attempt))
+    runs: dict[tuple[str, str, str, int], list[dg.AssetKey]] = {}
+    for key, days in days_of.items():
+        days.sort()
+        start = 0
+        for i in range(1, len(days) + 1):
+            ends = (
+                i == len(days)
+                or days[i][0] - days[i - 1][0] != dt.timedelta(days=1)
+                or days[i][1] != days[start][1]
+                or i - start == max_days
+            )
+            if ends:
+                group = (property_of[key], days[start][0].isoformat(),
+                         days[i - 1][0].isoformat(), days[start][1])  # fmt: skip
+                runs.setdefault(group, []).append(key)
+                start = i
+    return [
+        RepairRun(tuple(sorted(keys, key=lambda k: k.to_user_string())), first, last, attempt)
+        for (_, first, last, attempt), keys in sorted(runs.items())
+    ]
+
+
+def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     fetch_keys = {
         fetch_asset_key(config, prop, report): (prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
+    property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
     check_keys = [
         dg.AssetCheckKey(key, name + suffix)
         for key, (prop, report) in fetch_keys.items()
@@ -147,6 +238,7 @@ def build_repair_sensor(
         if name in proof.BLOCKING_CHECKS
         for suffix in ("", ALL_DAYS_SUFFIX)
     ]
+
     @dg.sensor(
         name=config.namespaced(REPAIR_SENSOR),
         job=job,
@@ -154,62 +246,79 @@ def build_repair_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Re-fetch exactly the partitions a check found missing, duplicated or not matching "
-            f"the ledger, or whose run failed; at most {MAX_REPAIR_ATTEMPTS} attempts each."
+            "the ledger, or that a failed run did not write, as ranged runs; at most "
+            f"{MAX_REPAIR_ATTEMPTS} attempts each."
         ),
     )
     def repair_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = RepairCursor.load(context.cursor)
         wanted = _failed_check_partitions(context.instance, check_keys, cursor)
         wanted.update(_failed_run_partitions(context.instance, set(fetch_keys), cursor))
-        requests: list[dg.RunRequest] = []
+        attempts: dict[str, int] = {}
         gave_up: list[dg.AssetObservation] = []
         for pid, reason in sorted(wanted.items()):
             asset_text, day = pid.rsplit("|", 1)
-            asset_key = dg.AssetKey.from_user_string(asset_text)
             attempt = cursor.attempts.get(pid, 0) + 1
-            if attempt > MAX_REPAIR_ATTEMPTS:
-                if pid not in cursor.gave_up:
-                    cursor.gave_up.append(pid)
-                    context.log.error(
-                        f"{asset_text} {day} still broken after {MAX_REPAIR_ATTEMPTS} repair "
-                        f"attempts ({reason}); not retrying. Inspect the run logs and the ledger."
-                    )
-                    gave_up.append(
-                        dg.AssetObservation(
-                            asset_key=asset_key,
-                            partition=day,
-                            metadata={
-                                "repair_gave_up": True,
-                                "repair_attempts": MAX_REPAIR_ATTEMPTS,
-                                "last_failure": reason,
-                            },
-                        )
-                    )
-                continue
-            cursor.attempts[pid] = attempt
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{REPAIR_SENSOR}:{pid}:{attempt}",
-                    asset_selection=[asset_key],
-                    asset_check_keys=in_run_check_keys(config, [asset_key]),
-                    partition_key=day,
-                    tags={REPAIR_ATTEMPT_TAG: str(attempt)},
+            if attempt <= MAX_REPAIR_ATTEMPTS:
+                cursor.attempts[pid] = attempts[pid] = attempt
+            elif pid not in cursor.gave_up:
+                cursor.gave_up.append(pid)
+                context.log.error(
+                    f"{asset_text} {day} still broken after {MAX_REPAIR_ATTEMPTS} repair "
+                    f"attempts ({reason}); not retrying. Inspect the run logs and the ledger."
                 )
+                gave_up.append(
+                    dg.AssetObservation(
+                        asset_key=dg.AssetKey.from_user_string(asset_text),
+                        partition=day,
+                        metadata={
+                            "repair_gave_up": True,
+                            "repair_attempts": MAX_REPAIR_ATTEMPTS,
+                            "last_failure": reason,
+                        },
+                    )
+                )
+        requests = [
+            _ranged_request(
+                config,
+                run,
+                f"{REPAIR_SENSOR}:{_run_name(run)}:{run.attempt}",
+                {REPAIR_ATTEMPT_TAG: str(run.attempt)},
             )
+            for run in group_repairs(attempts, property_of, config.backfill_days_per_run)
+        ]
         return dg.SensorResult(run_requests=requests, asset_events=gave_up, cursor=cursor.dump())
 
     return repair_sensor
 
 
-def build_finalization_sensor(
-    config: PipelineConfig, job: FetchJob
-) -> dg.SensorDefinition:
+def _ranged_request(
+    config: PipelineConfig, run: RepairRun, run_key: str, tags: Mapping[str, str]
+) -> dg.RunRequest:
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=list(run.asset_keys),
+        asset_check_keys=in_run_check_keys(config, run.asset_keys),
+        tags={**tags, RANGE_START_TAG: run.first, RANGE_END_TAG: run.last},
+    )
+
+
+def _run_name(run: RepairRun) -> str:
+    return f"{','.join(k.to_user_string() for k in run.asset_keys)}:{run.first}:{run.last}"
+
+
+def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     asset_of: Mapping[tuple[str, str], dg.AssetKey] = {
         (prop.site_url, report.name): fetch_asset_key(config, prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
     warehouse_key = warehouse_resource_key(config)
+    property_of = {
+        fetch_asset_key(config, prop, report): prop.key
+        for prop in config.properties
+        for report in prop.report_objects()
+    }
 
     @dg.sensor(
         name=config.namespaced(FINALIZATION_SENSOR),
@@ -219,37 +328,45 @@ def build_finalization_sensor(
         required_resource_keys={warehouse_key},
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
-            "data, once Google reports them final (firstIncompleteDate moved past them)."
+            "data, once Google reports them final (firstIncompleteDate moved past them), as "
+            "ranged runs."
         ),
     )
     def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        requested: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+        # Partition id -> the fetch time of the fresh version already requested: a newer fresh
+        # fetch of the same day is a new version to finalize, the same one is never asked twice.
+        requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         pending = proof.fresh_partitions(getattr(context.resources, warehouse_key).open())
-        still_fresh: dict[str, Any] = {}
-        requests: list[dg.RunRequest] = []
+        still_fresh: dict[str, str] = {}
+        wanted: dict[str, int] = {}
         for row in pending.itertuples(index=False):
             asset_key = asset_of.get((row.site_url, row.report))
             if asset_key is None or not row.ready:
                 continue
-            # The fresh version's fetch time is part of the key: a newer fresh fetch of the same
-            # day is a new version to finalize, the same one is never requested twice.
-            run_key = (
-                f"{FINALIZATION_SENSOR}:{asset_key.to_user_string()}:{row.date.isoformat()}:"
-                f"{row.fetched_at}"
-            )
-            still_fresh[run_key] = True
-            if run_key in requested:
-                continue
+            pid = _partition_id(asset_key, row.date.isoformat())
+            still_fresh[pid] = str(row.fetched_at)
+            if requested.get(pid) != still_fresh[pid]:
+                wanted[pid] = 1
+        requests = []
+        for run in group_repairs(wanted, property_of, config.backfill_days_per_run):
+            # The fresh versions' fetch times are part of the key: finalizing a newer fresh
+            # version of the same days is a new run, the same one is never requested twice.
+            versions = [
+                still_fresh[_partition_id(key, day)]
+                for key in run.asset_keys
+                for day in run.days()
+                if _partition_id(key, day) in wanted
+            ]
+            digest = hashlib.sha1("|".join(versions).encode()).hexdigest()[:12]
             requests.append(
-                dg.RunRequest(
-                    run_key=run_key,
-                    asset_selection=[asset_key],
-                    asset_check_keys=in_run_check_keys(config, [asset_key]),
-                    partition_key=row.date.isoformat(),
-                    tags={FINALIZE_TAG: "true"},
+                _ranged_request(
+                    config,
+                    run,
+                    f"{FINALIZATION_SENSOR}:{_run_name(run)}:{digest}",
+                    {FINALIZE_TAG: "true"},
                 )
             )
-        # Keep only keys whose partition is still fresh: the cursor stays small.
+        # Keep only partitions still fresh: the cursor stays small.
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(still_fresh))
 
     return finalization_sensor

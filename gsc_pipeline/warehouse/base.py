@@ -182,6 +182,16 @@ class Warehouse(abc.ABC):
         with self.transaction() as conn:
             return conn.read_sql(sql, params)
 
+    def missing_tables(self, tables: Iterable[str]) -> list[str]:
+        """Which of `tables` do not exist yet (nothing fetched for that report or warehouse)."""
+        wanted = list(dict.fromkeys(tables))
+        present = self.read_sql(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema()"
+        )
+        existing = set(present["table_name"])
+        return [table for table in wanted if table not in existing]
+
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Connection]:
         """A connection in a transaction: committed on normal exit, rolled back on error."""
