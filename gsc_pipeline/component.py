@@ -14,8 +14,8 @@ from dagster.components.component_scaffolding import scaffold_component
 from pydantic import BaseModel
 
 from gsc_pipeline.config import ConfigError, PipelineConfig
-from gsc_pipeline.defs.assets import build_fetch_assets
-from gsc_pipeline.defs.checks import build_all_days_checks
+from gsc_pipeline.defs.assets import build_fetch_assets, fetch_asset_key
+from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
 from gsc_pipeline.defs.resources import (
     gsc_resource,
     gsc_resource_key,
@@ -47,8 +47,13 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     resources[warehouse_resource_key(config)] = warehouse_resource(config)
     fetch_job = build_fetch_job(config)
     stats = build_stats_asset(config)
+    histories = [
+        build_history_asset(fetch_asset_key(config, prop, report), config.namespaced(prop.key))
+        for prop in config.properties
+        for report in prop.report_objects()
+    ]
     return dg.Definitions(
-        assets=[*build_fetch_assets(config), *([stats] if stats else [])],
+        assets=[*build_fetch_assets(config), *histories, *([stats] if stats else [])],
         asset_checks=build_all_days_checks(config),
         jobs=[fetch_job],
         schedules=[build_daily_refresh_schedule(config, fetch_job)],

@@ -147,12 +147,11 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
         AssetCheckExecutionRecordStatus as Status,
     )
 
-    from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.assets import fetch_asset_keys
     from gsc_pipeline.defs.checks import in_run_check_keys
 
-    keys = [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
     tally: dict[str, list[int]] = {}
-    for check_key in in_run_check_keys(config, keys):
+    for check_key in in_run_check_keys(config, fetch_asset_keys(config)):
         history = instance.event_log_storage.get_asset_check_execution_history(check_key, 1000)
         passed, total = tally.setdefault(check_key.name, [0, 0])
         tally[check_key.name] = [
@@ -175,13 +174,9 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         limits = init_instance(home, config)
         print(f"  emulator at {emulator.base_url}; pool limits {limits}")
         partition_keys = final_days(days)
-        from gsc_pipeline.definitions import build_definitions
+        from gsc_pipeline.defs.assets import fetch_asset_keys
 
-        asset_keys = [
-            key
-            for key in build_definitions(config).resolve_all_asset_keys()
-            if key.path[0] == "gsc"
-        ]
+        asset_keys = fetch_asset_keys(config)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # Launched before the daemon starts, so its first tick picks it up at once.
             backfill_id = launch_backfill(

@@ -16,7 +16,9 @@ from gsc_pipeline.definitions import build_definitions, defs
 def _fetch_assets(definitions: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
     graph = definitions.resolve_asset_graph()
     return {
-        key: graph.get(key).assets_def for key in graph.get_all_asset_keys() if key.path[0] == "gsc"
+        key: graph.get(key).assets_def
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "gsc" and graph.get(key).is_materializable
     }
 
 

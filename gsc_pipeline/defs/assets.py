@@ -31,6 +31,11 @@ def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report
     return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
 
 
+def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
+    """Every fetching asset of the declaration: what a backfill of everything selects."""
+    return [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
+
+
 @contextlib.contextmanager
 def quota_share_follows_pool(
     context: dg.AssetExecutionContext, pool: str, credential: CredentialConfig, limiter

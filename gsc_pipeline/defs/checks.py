@@ -5,6 +5,10 @@ Two layers, because partitioned asset checks do not map onto ranged runs in Dags
   (`in_run_check_results`), so every materialization says whether its own days are complete;
 - one unpartitioned `@dg.multi_asset_check` per fetching asset over the whole history
   (`*_all_days`), listing the exact bad partitions in its metadata for the repair sensor.
+  They target the fetching asset's `history` (an unpartitioned, non-materializable asset: the
+  stored days as a whole), not the asset: Dagster adds every check of an asset to each run
+  that materializes it, so on the asset itself every materialization from the UI showed them
+  "Skipped" and hid their last real result.
 The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results.
 """
 
@@ -23,15 +27,10 @@ from gsc_pipeline.warehouse import Warehouse
 
 # The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
 ALL_DAYS_SUFFIX = "_all_days"
+HISTORY = "history"
 # Whole-history checks run once a day after the refresh schedule (by the automation sensor),
 # not inside fetch runs: each is a full scan, and it would re-flag days a repair is fixing.
 ALL_DAYS_CRON = "30 8 * * *"
-# Tags of runs that fetch partitions (backfills, ranged and single-partition runs).
-_FETCH_RUN_TAGS = {
-    "dagster/backfill",
-    "dagster/partition",
-    "dagster/asset_partition_range_start",
-}
 # Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
 _SEVERITY = {
     proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
@@ -81,11 +80,18 @@ def in_run_check_keys(
     ]
 
 
+def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
+    """`<fetching asset>/history`: what the whole-history checks judge."""
+    return dg.AssetKey([*asset_key.path, HISTORY])
+
+
 def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
     from gsc_pipeline.defs.assets import fetch_asset_key
 
     return [
-        dg.AssetCheckKey(fetch_asset_key(config, prop, report), name + ALL_DAYS_SUFFIX)
+        dg.AssetCheckKey(
+            history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
+        )
         for prop in config.properties
         for report in prop.report_objects()
         for name in check_names(prop, report)
@@ -163,6 +169,19 @@ def all_days_condition() -> dg.AutomationCondition:
     ) & ~dg.AutomationCondition.in_progress()
 
 
+def build_history_asset(asset_key: dg.AssetKey, group_name: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        history_asset_key(asset_key),
+        deps=[asset_key],
+        group_name=group_name,
+        description=(
+            f"Every day of {asset_key.to_user_string()} stored in the warehouse, as a whole: "
+            "the target of its whole-history checks (run daily, or Execute them here)."
+        ),
+        kinds={"python"},
+    )
+
+
 def build_all_days_check(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
@@ -173,7 +192,7 @@ def build_all_days_check(
         specs=[
             dg.AssetCheckSpec(
                 name + ALL_DAYS_SUFFIX,
-                asset=asset_key,
+                asset=history_asset_key(asset_key),
                 description=_DESCRIPTIONS[name] + " Whole history.",
                 automation_condition=all_days_condition(),
             )
@@ -183,18 +202,12 @@ def build_all_days_check(
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
-        if _FETCH_RUN_TAGS & set(context.run.tags):
-            # Dagster adds every check of an asset to its backfill runs; a whole-history scan in
-            # each would hold the DuckDB write lock against the other runs. Skipped, not passed:
-            # the daily automation run (or "Execute" in the UI) evaluates them.
-            context.log.info(f"{asset_key.to_user_string()}: whole-history checks run daily")
-            return
         # Partitions Dagster believes are materialized must all be backed by ledger entries.
         materialized = context.instance.get_materialized_partitions(asset_key)
         expected = [dt.date.fromisoformat(key) for key in materialized]
         warehouse = getattr(context.resources, warehouse_key).open()
         outcomes = _outcomes(warehouse, prop, report, None, expected)
-        yield from _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX)
+        yield from _results(outcomes, history_asset_key(asset_key), context.log, ALL_DAYS_SUFFIX)
 
     return all_days
 

@@ -20,7 +20,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
-from gsc_pipeline.defs.checks import all_days_check_keys, in_run_check_keys
+from gsc_pipeline.defs.checks import in_run_check_keys
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
 
 FETCH_JOB = "gsc_fetch"
@@ -37,16 +37,17 @@ def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg
 
 
 def build_fetch_job(config: PipelineConfig) -> FetchJob:
-    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors.
-
-    Without the whole-history checks: they run on their own, not inside every fetch run.
-    """
+    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors."""
     keys = [key for prop in config.properties for key in property_asset_keys(config, prop)]
     return dg.define_asset_job(
         config.namespaced(FETCH_JOB),
-        selection=dg.AssetSelection.keys(*keys)
-        - dg.AssetSelection.checks(*all_days_check_keys(config)),
+        selection=dg.AssetSelection.keys(*keys),
         partitions_def=daily_partitions(config),
+        description=(
+            "Fetch Search Console days into the warehouse: every (property, report) asset, "
+            "daily partitions (Pacific), in its credential's pool; each run checks the days it "
+            "wrote. Run by the daily refresh schedule and the repair and finalization sensors."
+        ),
     )
 
 
