@@ -21,8 +21,9 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     assert png.startswith(b"\x89PNG")
     assert "Backfill succeeded" in report
     assert "extrapolated linearly" in report
-    # 3 days x (small 1 + medium 1 + large 3 pages of page_query, plus page and site each).
-    assert "| API requests | 33 (" in report
+    # 3 days x (small 1 + medium 1 + large 3 pages of page_query, plus page and site each),
+    # plus one finality probe per (property, report) step: 33 + 9.
+    assert "| API requests | 42 (" in report
     assert "| quota rejections | {'site': 0, 'user': 0, 'project': 0, 'load': 0} |" in report
     for section in ("## Targets", "## 1. Sequential baseline", "## 3. Lower bound",
                     "## 4. CPU and memory", "## 5. Lifetime stats"):

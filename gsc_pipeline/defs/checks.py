@@ -182,6 +182,26 @@ def build_history_asset(asset_key: dg.AssetKey, group_name: str) -> dg.AssetSpec
     )
 
 
+def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
+    """Partitions whose latest planned materialization belongs to a run that ended FAILURE or
+    CANCELED, with no materialization since: what a Terminate (or a crash) left missing."""
+    storage = instance.event_log_storage
+    attempts = storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+        asset_key
+    )
+    run_ids = sorted({run_id for run_id, _ in attempts.values()})
+    ended = {
+        run.run_id
+        for run in instance.get_runs(
+            filters=dg.RunsFilter(
+                run_ids=run_ids,
+                statuses=[dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED],
+            )
+        )
+    } if run_ids else set()
+    return {partition for partition, (run_id, _) in attempts.items() if run_id in ended}
+
+
 def build_all_days_check(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
@@ -202,9 +222,11 @@ def build_all_days_check(
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
-        # Partitions Dagster believes are materialized must all be backed by ledger entries.
-        materialized = context.instance.get_materialized_partitions(asset_key)
-        expected = [dt.date.fromisoformat(key) for key in materialized]
+        # Partitions Dagster believes are materialized must all be backed by ledger entries, and
+        # the days a failed or terminated run left unwritten are missing until fetched again.
+        wanted = context.instance.get_materialized_partitions(asset_key)
+        wanted |= unwritten_partitions(context.instance, asset_key)
+        expected = [dt.date.fromisoformat(key) for key in wanted]
         warehouse = getattr(context.resources, warehouse_key).open()
         outcomes = _outcomes(warehouse, prop, report, None, expected)
         yield from _results(outcomes, history_asset_key(asset_key), context.log, ALL_DAYS_SUFFIX)
