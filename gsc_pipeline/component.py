@@ -24,7 +24,11 @@ from gsc_pipeline.defs.resources import (
 )
 from gsc_pipeline.defs.schedules import build_daily_refresh_schedule, build_fetch_job
 from gsc_pipeline.defs.sensors import build_finalization_sensor, build_repair_sensor
-from gsc_pipeline.defs.stats import build_stats_asset, build_stats_automation_sensor
+from gsc_pipeline.defs.stats import (
+    automation_tags,
+    build_stats_asset,
+    build_stats_automation_sensor,
+)
 
 # BackfillPolicy is "beta" in 1.13 yet it is what batches days per run; say so once, not per asset.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -48,7 +52,11 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     fetch_job = build_fetch_job(config)
     stats = build_stats_asset(config)
     histories = [
-        build_history_asset(fetch_asset_key(config, prop, report), config.namespaced(prop.key))
+        build_history_asset(
+            fetch_asset_key(config, prop, report),
+            config.namespaced(prop.key),
+            automation_tags(config),
+        )
         for prop in config.properties
         for report in prop.report_objects()
     ]
@@ -60,7 +68,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),
-            build_stats_automation_sensor(config, with_stats=stats is not None),
+            build_stats_automation_sensor(config),
         ],
         resources=resources,
         # Steps of one run execute one after another in the run's process: a multiprocess

@@ -84,3 +84,18 @@ def test_dagster_cli_loads_the_code_location(args):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful for code location gsc_pipeline" in done.stdout + done.stderr
+
+
+def test_the_ui_shows_readable_targets_and_descriptions():
+    """What the UI lists for automation: a selection string, not a Python repr; descriptions."""
+    repo = defs.get_repository_def()
+    automation = repo.get_sensor_def("url_lifetime_stats_automation")
+    assert str(automation.asset_selection) == (
+        'tag:"gsc/automated_by"="url_lifetime_stats_automation"'
+    )
+    graph = defs.resolve_asset_graph()
+    targeted = automation.asset_selection.resolve_checks(graph)
+    assert targeted and all(k.name.endswith("_all_days") for k in targeted)
+    assert repo.get_job("gsc_fetch").description
+    for instigator in [*repo.sensor_defs, *repo.schedule_defs]:
+        assert instigator.description, instigator.name

@@ -169,11 +169,14 @@ def all_days_condition() -> dg.AutomationCondition:
     ) & ~dg.AutomationCondition.in_progress()
 
 
-def build_history_asset(asset_key: dg.AssetKey, group_name: str) -> dg.AssetSpec:
+def build_history_asset(
+    asset_key: dg.AssetKey, group_name: str, tags: dict[str, str]
+) -> dg.AssetSpec:
     return dg.AssetSpec(
         history_asset_key(asset_key),
         deps=[asset_key],
         group_name=group_name,
+        tags=tags,
         description=(
             f"Every day of {asset_key.to_user_string()} stored in the warehouse, as a whole: "
             "the target of its whole-history checks (run daily, or Execute them here)."

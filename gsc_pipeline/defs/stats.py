@@ -13,12 +13,18 @@ import dagster as dg
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
-from gsc_pipeline.defs.checks import all_days_check_keys
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
 STATS_AUTOMATION_SENSOR = "url_lifetime_stats_automation"
+# Marks what the automation sensor evaluates, so the UI shows its target as one readable
+# selection (`tag:gsc/automated_by=...`) instead of the repr of a list of check keys.
+AUTOMATED_BY_TAG = "gsc/automated_by"
+
+
+def automation_tags(config: PipelineConfig) -> dict[str, str]:
+    return {AUTOMATED_BY_TAG: config.namespaced(STATS_AUTOMATION_SENSOR)}
 
 
 def stats_asset_key(config: PipelineConfig) -> dg.AssetKey:
@@ -64,6 +70,7 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
         ),
         deps=[fetch_asset_key(config, p, r) for p in props for r in (PAGE, PAGE_QUERY)],
         automation_condition=stats_condition(),
+        tags=automation_tags(config),
         required_resource_keys={warehouse_key},
         kinds={"python"},
     )
@@ -83,20 +90,22 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
     return url_lifetime_stats
 
 
-def build_stats_automation_sensor(
-    config: PipelineConfig, with_stats: bool
-) -> dg.AutomationConditionSensorDefinition:
-    """Materializes url_lifetime_stats and runs the daily whole-history checks.
+def build_stats_automation_sensor(config: PipelineConfig) -> dg.AutomationConditionSensorDefinition:
+    """Materializes url_lifetime_stats and runs the daily whole-history checks: the assets
+    tagged with `automation_tags` (the stats asset, each fetching asset's history) and their
+    checks.
 
     Declared RUNNING: an automation sensor starts STOPPED otherwise, and the stats would silently
     never refresh on a fresh deployment.
     """
-    target = dg.AssetSelection.checks(*all_days_check_keys(config))
-    if with_stats:
-        target = target | dg.AssetSelection.keys(stats_asset_key(config))
+    ((tag, name),) = automation_tags(config).items()
     return dg.AutomationConditionSensorDefinition(
-        config.namespaced(STATS_AUTOMATION_SENSOR),
-        target=target,
+        name,
+        target=dg.AssetSelection.tag(tag, name, include_sources=True),
+        description=(
+            "Refreshes url_lifetime_stats after fetch runs land new days, and runs each "
+            "report's whole-history checks daily."
+        ),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )
