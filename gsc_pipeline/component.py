@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 # What `dg scaffold defs gsc_pipeline.GscComponent <path>` writes: a declaration that loads as is
 # (one property, no credential: point GSC_API_ENDPOINT at `gsc-pipeline emulator` to try it).
 STARTER_ATTRIBUTES = {
-    "start_date": "2025-08-01",
+    "start_date": "earliest",
     "credentials": {"default": {"kind": "none", "pool_limit": 4}},
     "properties": [{"site_url": "sc-domain:example.com"}],
 }
@@ -48,7 +48,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         gsc_resource_key(config, name): gsc_resource(cred)
         for name, cred in config.credentials.items()
     }
-    resources[warehouse_resource_key(config)] = warehouse_resource(config)
+    resources[warehouse_resource_key(config)] = warehouse_resource(schema=config.prefix)
     fetch_job = build_fetch_job(config)
     stats = build_stats_asset(config)
     histories = [

@@ -15,9 +15,25 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from gsc_pipeline.reports import DEFAULT_REPORTS, REPORTS, Report, ReportDefinitionError
+from gsc_pipeline.reports import (
+    DEFAULT_REPORTS,
+    REPORTS,
+    RETENTION_MONTHS,
+    Report,
+    ReportDefinitionError,
+    oldest_available_day,
+    pacific_today,
+)
 
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"
 # The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
@@ -29,6 +45,10 @@ DEFAULT_POOL = "gsc_api"
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 _DOMAIN_RE = re.compile(rf"^sc-domain:{_LABEL}(\.{_LABEL})+$")
 _URL_PREFIX_RE = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?/$")
+
+
+# `start_date: earliest` follows Google's window: the oldest day it keeps when the config loads.
+EARLIEST = "earliest"
 
 
 class ConfigError(ValueError):
@@ -43,11 +63,43 @@ def validate_site_url(site_url: str) -> str:
     """Accept the two property forms Search Console knows; anything else is a clear error."""
     if _DOMAIN_RE.match(site_url) or _URL_PREFIX_RE.match(site_url):
         return site_url
-    bare = re.sub(r"^(sc-domain:|https?://)", "", site_url).strip("/")
-    raise ValueError(
-        f"{site_url!r} is not a Search Console property; use 'sc-domain:{bare}' for a domain "
-        f"property or 'https://{bare}/' (with the trailing slash) for a URL-prefix property"
-    )
+    suggestion = _suggest_site_url(site_url)
+    if suggestion is None:
+        raise ValueError(
+            f"{site_url!r} is not a Search Console property; write a domain property as "
+            "'sc-domain:example.com' or a URL-prefix property as 'https://www.example.com/' "
+            "(with the trailing slash)"
+        )
+    raise ValueError(f"{site_url!r} is not a Search Console property; did you mean {suggestion}?")
+
+
+def _suggest_site_url(site_url: str) -> str | None:
+    """The valid form(s) the user most likely meant, quoted, or None for unreadable input."""
+    text = site_url.strip()
+    domain = re.match(r"(?i)^sc-domain:(.*)$", text)
+    prefix = re.match(r"(?i)^(https?)://([^/?#]*)([^?#]*)", text)
+    if domain:
+        host = re.sub(r"(?i)^https?://", "", domain.group(1)).split("/")[0].lower()
+        candidates = [(f"sc-domain:{host}", "domain property: the bare host name")]
+    elif prefix:
+        path = prefix.group(3).strip("/")
+        url = f"{prefix.group(1).lower()}://{prefix.group(2).lower()}/{path + '/' if path else ''}"
+        candidates = [(url, "URL-prefix property, with the trailing slash")]
+    else:
+        # A bare host, or one behind a scheme Search Console does not know (ftp://...).
+        host = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text.lower()).split("/")[0]
+        if not _DOMAIN_RE.match(f"sc-domain:{host}"):
+            return None
+        candidates = [
+            (f"sc-domain:{host}", "domain property"),
+            (f"https://{host}/", "URL-prefix property, with the trailing slash"),
+        ]
+    valid = [
+        f"{url!r} ({form})"
+        for url, form in candidates
+        if _DOMAIN_RE.match(url) or _URL_PREFIX_RE.match(url)
+    ]
+    return " or ".join(valid) or None
 
 
 class CredentialConfig(_Strict):
@@ -185,6 +237,34 @@ class PipelineConfig(_Strict):
             raise ValueError(f"prefix {v!r} must be lowercase letters, digits and underscores")
         return v
 
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _earliest(cls, value: object, info: ValidationInfo) -> object:
+        # `earliest`: everything Google keeps, resolved each time the config loads, so a config
+        # that wants the whole window never falls out of it as the window moves.
+        if isinstance(value, str) and value.strip().lower() == EARLIEST:
+            return oldest_available_day((info.context or {}).get("today") or pacific_today())
+        return value
+
+    @field_validator("start_date")
+    @classmethod
+    def _inside_google_window(cls, start: dt.date, info: ValidationInfo) -> dt.date:
+        # Google serves only the last 16 months: older partitions could only ever be empty.
+        today = (info.context or {}).get("today") or pacific_today()
+        oldest = oldest_available_day(today)
+        if start < oldest:
+            raise ValueError(
+                f"{start} is older than Google's {RETENTION_MONTHS}-month window; the earliest "
+                f"allowed date today is {oldest} (the window moves forward a day each day, so "
+                f"leave some margin, or write `start_date: {EARLIEST}` to follow the window)"
+            )
+        if start > today:
+            raise ValueError(
+                f"{start} is in the future (today is {today}, Pacific Time); set a past day, "
+                f"on or after {oldest}"
+            )
+        return start
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
         if not self.properties:
@@ -228,17 +308,37 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
         loc = loc.replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"].startswith("date_"):
+            reason = msg.removeprefix("Input should be a valid date or datetime, ")
+            msg = (
+                f"{err['input']!r} is not a calendar day ({reason}); write it as YYYY-MM-DD, "
+                "e.g. 2026-02-28"
+            )
         lines.append(f"{loc or '(top level)'}: {msg}")
     return f"{source}: " + "; ".join(lines)
 
 
-def parse_config(data: object, source: str = "config") -> PipelineConfig:
+def parse_config(
+    data: object, source: str = "config", *, today: dt.date | None = None
+) -> PipelineConfig:
+    """Validate `data`; `today` (Pacific, default the real one) places Google's window."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
     try:
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"today": today})
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+class _TextDatesLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so pydantic parses them and a bad one is reported
+    with its key (PyYAML itself raises a bare ValueError for 2026-02-30)."""
+
+
+_TextDatesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
@@ -251,8 +351,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.load(path.read_text(), Loader=_TextDatesLoader)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if isinstance(data, dict) and "type" in data and "attributes" in data:
         return parse_config(data["attributes"], f"{path} attributes")

@@ -1,15 +1,23 @@
-"""`gsc-pipeline doctor`: is this deployment able to fetch? Config, credentials, reachability,
-per-property permission — each line says what is wrong and what to do."""
+"""`gsc-pipeline doctor`: is this deployment able to fetch and store? Config, warehouse,
+credentials, reachability, per-property permission — each line says what is wrong and what to
+do."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import uuid
 from dataclasses import dataclass
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV
+from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, warehouse_url
 from gsc_pipeline.gsc import GscClient, GscError, RetryPolicy, load_credentials
+from gsc_pipeline.warehouse import (
+    WAREHOUSE_URL_ENV,
+    WarehouseUrlError,
+    open_warehouse,
+    redact_url,
+)
 
 READABLE = {"siteOwner", "siteFullUser", "siteRestrictedUser"}
 
@@ -53,7 +61,7 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
             credentials,
             qpm_budget=60,
             timeout=20,
-            retry_policy=RetryPolicy(max_attempts=2),
+            retry_policy=RetryPolicy(max_attempts=2, quota_retry_seconds=5, load_retry_seconds=0),
         )
         try:
             sites = {s["siteUrl"]: s.get("permissionLevel") for s in client.list_sites()}
@@ -92,6 +100,36 @@ def _check_property(client: GscClient, site_url: str, sites: dict[str, str]) -> 
     return Finding(True, f"{site_url}: {level}, test query ok")
 
 
+def check_warehouse() -> Finding:
+    """Can the pipeline store? Connect and create, fill and drop a scratch table, in one
+    transaction (so nothing is left behind)."""
+    try:
+        url = warehouse_url()
+        warehouse = open_warehouse(url)
+    except WarehouseUrlError as exc:
+        return Finding(False, f"warehouse: {exc}")
+    shown = redact_url(url)
+    table = f"gsc_doctor_scratch_{uuid.uuid4().hex[:8]}"
+    try:
+        with warehouse.transaction() as conn:
+            conn.execute(f"CREATE TABLE {table} (x INTEGER)")
+            conn.execute(f"INSERT INTO {table} VALUES (1)")
+            conn.execute(f"DROP TABLE {table}")
+    except Exception as exc:  # noqa: BLE001 - whatever the driver raises, it cannot write
+        fix = (
+            "check the server is up, the database exists and the user may CREATE TABLE"
+            if warehouse.dialect == "postgres"
+            else "check the directory exists and is writable and no other program holds the file"
+        )
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return Finding(
+            False,
+            f"warehouse {shown} ({WAREHOUSE_URL_ENV}): cannot connect and write "
+            f"({type(exc).__name__}: {detail}); {fix}",
+        )
+    return Finding(True, f"warehouse {shown}: connected, created and dropped a scratch table")
+
+
 def run_doctor(config_path: str | None = None) -> int:
     print("gsc-pipeline doctor")
     try:
@@ -103,7 +141,7 @@ def run_doctor(config_path: str | None = None) -> int:
         f"  [ok] config: {len(config.properties)} properties, "
         f"{len(config.credentials)} credential(s), start {config.start_date}"
     )
-    findings = diagnose(config, os.environ.get(API_ENDPOINT_ENV) or None)
+    findings = [check_warehouse(), *diagnose(config, os.environ.get(API_ENDPOINT_ENV) or None)]
     for finding in findings:
         print(finding)
     bad = sum(not f.ok for f in findings)

@@ -383,16 +383,11 @@ def report_checks(
     """
     if absent := warehouse.missing_tables([LEDGER_TABLE, report.table]):
         reason = f"{', '.join(absent)} does not exist yet: {NOTHING_FETCHED}"
-        outcomes = [
-            not_evaluated(name, reason)
-            for name in (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER,
-                         TRUNCATED_DAYS)
-        ]  # fmt: skip
-        lost = set(expected_days or ())
-        if lost:
+        names = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER, TRUNCATED_DAYS)
+        outcomes = [not_evaluated(name, reason) for name in names]
+        if lost := set(expected_days or ()):
             outcomes[0] = _outcome(
-                NO_MISSING_BATCHES, lost, checked=len(lost), unfetched_search_type_days=len(
-                    lost) * len(report.search_types), missing_table=", ".join(absent)
+                NO_MISSING_BATCHES, lost, checked=len(lost), missing_tables=", ".join(absent)
             )
         return outcomes
     return [

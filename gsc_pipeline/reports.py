@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
@@ -20,6 +21,11 @@ DAILY_ROW_CAP = 50_000
 GOOGLE_TIMEZONE = "America/Los_Angeles"
 # Google keeps 16 months of Search Analytics data; older days come back empty (or 400).
 RETENTION_MONTHS = 16
+
+
+def pacific_today() -> dt.date:
+    """Today on Search Console's clock."""
+    return dt.datetime.now(ZoneInfo(GOOGLE_TIMEZONE)).date()
 
 
 def oldest_available_day(today: dt.date) -> dt.date:

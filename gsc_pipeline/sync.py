@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -27,10 +26,10 @@ from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.reports import (
     DAILY_ROW_CAP,
-    GOOGLE_TIMEZONE,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
+    pacific_today,
 )
 from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
@@ -366,10 +365,6 @@ def fetch_day(
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
     )
-
-
-def pacific_today() -> dt.date:
-    return dt.datetime.now(ZoneInfo(GOOGLE_TIMEZONE)).date()
 
 
 @dataclass(frozen=True)

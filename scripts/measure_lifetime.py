@@ -50,7 +50,7 @@ def measure(days: int, warehouse_path: pathlib.Path) -> dict[str, dict[str, floa
     }
     all_days = [TODAY - dt.timedelta(days=i) for i in range(days - 1, -1, -1)]
     sites = [p["site_url"] for p in PROPERTIES]
-    wh = open_warehouse(str(warehouse_path))
+    wh = open_warehouse(f"duckdb:///{pathlib.Path(warehouse_path).resolve()}")
     wh.ensure_schema([PAGE, PAGE_QUERY])
     with running_emulator(config) as emulator:
         started = time.perf_counter()

@@ -80,7 +80,7 @@ def test_the_bundled_declaration_is_the_defs_yaml_dg_loads():
 def test_bad_attributes_get_the_config_files_messages(tmp_path):
     with pytest.raises(Exception, match="'agency' is not defined under credentials"):
         _component(properties=[{"site_url": SMALL, "credential": "agency"}])
-    with pytest.raises(Exception, match="use 'sc-domain:example.com' for a domain property"):
+    with pytest.raises(Exception, match="did you mean 'sc-domain:example.com'"):
         _component(properties=[{"site_url": "example.com"}])
     # In a dg project the error names the defs.yaml and the line.
     project = tmp_path / "proj"
@@ -103,7 +103,7 @@ def test_bad_attributes_get_the_config_files_messages(tmp_path):
     assert done.returncode != 0
     out = done.stdout + done.stderr
     assert "attributes.properties.0.site_url at " in out, out[-3000:]
-    assert "defs.yaml:5" in out and "use 'sc-domain:example.com' for a domain property" in out
+    assert "defs.yaml:5" in out and "did you mean 'sc-domain:example.com'" in out
 
 
 def test_secrets_stay_env_vars_and_never_reach_the_ui(monkeypatch):

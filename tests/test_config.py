@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
 
 from gsc_pipeline.config import ConfigError, load_config, parse_config, property_key
-from gsc_pipeline.reports import Report, ReportDefinitionError
+from gsc_pipeline.reports import Report, ReportDefinitionError, oldest_available_day, pacific_today
 
 
 def _cfg(**overrides):
-    data = {"start_date": "2025-08-01", "properties": [{"site_url": "sc-domain:example.com"}]}
+    data = {"start_date": "2026-06-01", "properties": [{"site_url": "sc-domain:example.com"}]}
     data.update(overrides)
     return data
 
@@ -26,18 +29,28 @@ def test_bundled_demo_config_loads():
 
 
 @pytest.mark.parametrize(
-    ("site_url", "fix"),
+    ("site_url", "suggestion"),
     [
-        ("example.com", "'sc-domain:example.com'"),
-        ("https://www.example.com", "'https://www.example.com/' (with the trailing slash)"),
-        ("sc-domain:https://x.com", "sc-domain:"),
+        ("https://example.com", "did you mean 'https://example.com/' (URL-prefix property"),
+        ("http://Example.com/blog", "did you mean 'http://example.com/blog/'"),
+        ("example.com", "did you mean 'sc-domain:example.com' (domain property) or "
+         "'https://example.com/'"),
+        ("sc-domain:https://x.com", "did you mean 'sc-domain:x.com' (domain property"),
+        ("sc-domain:Shop.Example/", "did you mean 'sc-domain:shop.example'"),
+        ("not a url!", "write a domain property as 'sc-domain:example.com' or a URL-prefix "
+         "property as 'https://www.example.com/' (with the trailing slash)"),
+        ("sc-domain:", "write a domain property as 'sc-domain:example.com'"),
     ],
-)
-def test_bad_site_url_names_the_key_and_the_fix(site_url, fix):
+)  # fmt: skip
+def test_bad_site_url_names_the_key_and_suggests_a_valid_form(site_url, suggestion):
     with pytest.raises(ConfigError) as err:
         parse_config(_cfg(properties=[{"site_url": site_url}]))
-    assert "properties[0].site_url" in str(err.value)
-    assert fix in str(err.value)
+    message = str(err.value)
+    assert "properties[0].site_url" in message and suggestion in message
+    # The rejected input appears once (what was wrong), never again as the suggested fix.
+    assert message.count(repr(site_url)) == 1
+    for suggested in re.findall(r"'([^']+)' \(", message):
+        assert parse_config(_cfg(properties=[{"site_url": suggested}]))
 
 
 def test_unknown_key_is_refused():
@@ -70,6 +83,78 @@ def test_search_type_google_rejects_is_refused_at_load_time():
     prop = {"site_url": "sc-domain:a.com", "reports": ["page_query"], "search_types": ["discover"]}
     with pytest.raises(ConfigError, match="rejects discover grouped by query"):
         parse_config(_cfg(properties=[prop]))
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("start_date: 2026-02-30", "start_date: '2026-02-30' is not a calendar day (day value "
+         "is outside expected range); write it as YYYY-MM-DD, e.g. 2026-02-28"),
+        ("start_date: 2026-13-01", "start_date: '2026-13-01' is not a calendar day"),
+        ("start_date: soon", "start_date: 'soon' is not a calendar day"),
+        ("start_date: !!timestamp 2026-02-30", "not valid YAML (day is out of range for month)"),
+    ],
+)  # fmt: skip
+def test_an_impossible_date_names_the_file_and_the_key(tmp_path, line, message):
+    path = tmp_path / "gsc.yaml"
+    path.write_text(f"{line}\nproperties:\n  - site_url: sc-domain:example.com\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+TODAY = dt.date(2026, 12, 1)
+
+
+def test_start_date_must_lie_in_googles_window_and_not_in_the_future():
+    assert parse_config(_cfg(start_date="2025-08-01"), today=TODAY).start_date.isoformat() == (
+        "2025-08-01"
+    )
+    assert parse_config(_cfg(start_date="2026-12-01"), today=TODAY)
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(start_date="2025-07-31"), source="gsc.yaml", today=TODAY)
+    assert str(err.value) == (
+        "gsc.yaml: start_date: 2025-07-31 is older than Google's 16-month window; the earliest "
+        "allowed date today is 2025-08-01 (the window moves forward a day each day, so leave "
+        "some margin, or write `start_date: earliest` to follow the window)"
+    )
+    # `earliest` follows the window: the oldest day Google keeps on the day the config loads.
+    assert parse_config(_cfg(start_date="earliest"), today=TODAY).start_date.isoformat() == (
+        "2025-08-01"
+    )
+    later = dt.date(2027, 3, 31)
+    assert parse_config(_cfg(start_date="earliest"), today=later).start_date.isoformat() == (
+        "2025-11-30"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(start_date="2026-12-02"), source="gsc.yaml", today=TODAY)
+    assert str(err.value) == (
+        "gsc.yaml: start_date: 2026-12-02 is in the future (today is 2026-12-01, Pacific Time); "
+        "set a past day, on or after 2025-08-01"
+    )
+
+
+def test_without_a_given_today_the_window_is_googles_today():
+    today = pacific_today()
+    assert parse_config(_cfg(start_date=str(today - dt.timedelta(days=30)))).start_date
+    with pytest.raises(ConfigError, match="older than Google's 16-month window"):
+        parse_config(_cfg(start_date=str(oldest_available_day(today) - dt.timedelta(days=1))))
+
+
+def test_the_pipelines_window_is_the_emulators():
+    # The pipeline must not import the emulator; the two copies of the rule must agree, on
+    # every day including month ends and leap days.
+    from gsc_pipeline.emulator.aggregate import window_start
+
+    day = dt.date(2026, 1, 1)
+    while day < dt.date(2030, 1, 1):
+        assert oldest_available_day(day) == window_start(day), day
+        day += dt.timedelta(days=1)
+    for today in (dt.date(2027, 6, 30), dt.date(2029, 6, 29), dt.date(2026, 12, 31)):
+        oldest = window_start(today)
+        assert parse_config(_cfg(start_date=str(oldest)), today=today)
+        with pytest.raises(ConfigError, match=f"earliest allowed date today is {oldest}"):
+            parse_config(_cfg(start_date=str(oldest - dt.timedelta(days=1))), today=today)
 
 
 def test_missing_file_says_which_env_var(tmp_path):

@@ -46,7 +46,7 @@ def test_fetch_assets_are_daily_pacific_pooled_and_batched():
 def test_each_credential_gets_its_own_pool_and_resource():
     config = parse_config(
         {
-            "start_date": "2025-01-01",
+            "start_date": "2026-01-01",
             "credentials": {
                 "default": {"pool_limit": 2},
                 "agency": {"kind": "service_account", "key_env": "AGENCY_KEY", "pool_limit": 3},

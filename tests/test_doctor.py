@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gsc_pipeline.cli import main
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV
+
+GOOD_CONFIG = "start_date: 2026-10-01\nproperties:\n  - site_url: sc-domain:example.com\n"
+
+
+@pytest.fixture(autouse=True)
+def warehouse_in_tmp(tmp_path, monkeypatch):
+    """Every doctor run checks the warehouse: keep it in the test's directory."""
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
 
 
 def _write(tmp_path, text: str):
@@ -26,6 +37,7 @@ properties:
     assert main(["doctor", "--config", config]) == 0
     out = capsys.readouterr().out
     assert "sc-domain:example.com: siteOwner, test query ok" in out
+    assert f"[ok] warehouse duckdb:///{tmp_path / 'wh.duckdb'}: connected, created" in out
     assert "all good" in out
 
 
@@ -59,7 +71,7 @@ properties:
 def test_doctor_reports_a_bad_config(tmp_path, capsys):
     config = _write(tmp_path, "start_date: 2026-01-01\nproperties:\n  - site_url: example.com\n")
     assert main(["doctor", "--config", config]) == 1
-    assert "use 'sc-domain:example.com'" in capsys.readouterr().out
+    assert "did you mean 'sc-domain:example.com'" in capsys.readouterr().out
 
 
 def test_unreachable_api_is_reported(tmp_path, monkeypatch, capsys):
@@ -69,3 +81,42 @@ def test_unreachable_api_is_reported(tmp_path, monkeypatch, capsys):
     )
     assert main(["doctor", "--config", config]) == 1
     assert "unreachable" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_doctor_writes_to_a_postgres_warehouse_and_leaves_nothing(
+    gsc_emulator, postgres_schema_url, tmp_path, monkeypatch, capsys
+):
+    import psycopg2
+
+    monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, postgres_schema_url)
+    assert main(["doctor", "--config", _write(tmp_path, GOOD_CONFIG)]) == 0
+    assert "[ok] warehouse postgresql://" in capsys.readouterr().out
+    with psycopg2.connect(postgres_schema_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()")
+        assert cur.fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("nonsense", "[FAIL] warehouse: GSC_WAREHOUSE_URL='nonsense': it is neither a URL nor"),
+        ("mysql://u:pw@db/gsc", "GSC_WAREHOUSE_URL='mysql://u:***@db/gsc': 'mysql' is not a"),
+        ("duckdb:///{tmp}/missing-dir/wh.duckdb", "[FAIL] warehouse duckdb:///{tmp}/missing-dir/"
+         "wh.duckdb (GSC_WAREHOUSE_URL): cannot connect and write (IOException: "),
+        ("postgresql://postgres@127.0.0.1:9/gsc", "[FAIL] warehouse postgresql://postgres@"
+         "127.0.0.1:9/gsc (GSC_WAREHOUSE_URL): cannot connect and write (OperationalError: "),
+    ],
+)  # fmt: skip
+def test_doctor_names_a_warehouse_it_cannot_use(
+    gsc_emulator, tmp_path, monkeypatch, capsys, url, says
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, url.format(tmp=tmp_path))
+    config = _write(tmp_path, GOOD_CONFIG)
+    assert main(["doctor", "--config", config]) == 1
+    out = capsys.readouterr().out
+    assert says.format(tmp=tmp_path) in out and "1 problem(s)" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gsc.yaml"]  # nothing created

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,12 +12,14 @@ from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import (
     AuthError,
     Cancelled,
+    EndpointUnreachable,
     GscClient,
     InvalidRequest,
     QuotaExceeded,
     RetryPolicy,
     SiteNotFound,
     SitePermissionDenied,
+    TransientError,
     load_credentials,
 )
 
@@ -101,8 +104,6 @@ def test_a_hung_response_times_out_and_is_retried():
 
 
 def test_a_persistent_fault_fails_naming_the_attempts(client, emulator):
-    from gsc_pipeline.gsc import TransientError
-
     emulator.script_fault(SITE, kind="status", status=503, times=50)
     with pytest.raises(TransientError, match="gave up after 5 attempts"):
         client.query(SITE, body())
@@ -117,7 +118,7 @@ def test_qps_rejections_are_retried(qps_status):
         client = GscClient(
             emulator.base_url,
             qpm_budget=1e7,
-            retry_policy=RetryPolicy(max_attempts=30, base_wait=0.02, max_wait=0.1),
+            retry_policy=RetryPolicy(base_wait=0.02, max_wait=0.1, quota_wait_cap=0.1),
         )
         results = [client.query(SITE, body(rowLimit=1)) for _ in range(12)]
         assert all(len(r["rows"]) == 1 for r in results)
@@ -125,6 +126,55 @@ def test_qps_rejections_are_retried(qps_status):
         assert stats["quota_rejections"]["site"] >= 1
         assert client.stats.retries == stats["quota_rejections"]["site"]
         assert client.stats.quota_wait_seconds > 0
+
+
+def test_sustained_quota_rejections_outlast_the_window_and_succeed():
+    # One query per (emulated) minute, and a minute lasts 1 s: after each call the site's
+    # bucket is empty for a whole quota window, 60 emulated seconds of 429s, longer than the
+    # ~22 s after which the old policy gave up. The default policy, on the same fast clock,
+    # slows down and keeps going until the window turns.
+    scale = 60
+    config = {"today": TODAY, "time_scale": scale, "quotas": {"site_qpm": 1, "qps_status": 429}}
+    lines: list[str] = []
+    with running_emulator(config) as emulator:
+        client = GscClient(
+            emulator.base_url,
+            qpm_budget=1e7,  # no proactive limit: the server's quota must push back
+            retry_policy=RetryPolicy().scaled(scale),
+            log=lines.append,
+        )
+        results = [client.query(SITE, body(rowLimit=1)) for _ in range(3)]
+        rejections = emulator.stats()["quota_rejections"]["site"]
+    assert all(len(r["rows"]) == 1 for r in results)
+    assert rejections >= 2 and client.stats.retries == rejections == len(lines)
+    assert all(
+        line.startswith(f"quota (per-minute) exceeded for {SITE}; waiting ")
+        and line.endswith(", retrying for up to 3 s)")
+        for line in lines
+    )
+
+
+def test_a_refused_first_connection_fails_at_once_naming_the_variable():
+    # A bound socket that never listens: the port is taken, and connecting is refused.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{taken.getsockname()[1]}/"
+        client = GscClient(endpoint)  # the default policy would retry a transient error
+        with pytest.raises(EndpointUnreachable) as info:
+            client.query(SITE, body())
+    assert info.value.attempts == 1 and client.stats.retries == 0
+    assert f"check GSC_API_ENDPOINT={endpoint!r}: is the server running" in str(info.value)
+    assert "ConnectionRefusedError" in str(info.value)
+
+
+def test_a_refused_connection_after_the_first_answer_is_retried():
+    with running_emulator({"today": TODAY}) as emulator:
+        client = GscClient(emulator.base_url, retry_policy=FAST_RETRY)
+        client.query(SITE, body(rowLimit=1))
+    # The emulator is gone: the server went away mid-job, which may heal, so retry.
+    with pytest.raises(TransientError, match="gave up after 5 attempts"):
+        client.query(SITE, body(rowLimit=1))
+    assert client.stats.retries == 4
 
 
 def test_load_quota_fails_after_capped_waits():
@@ -135,7 +185,7 @@ def test_load_quota_fails_after_capped_waits():
     with running_emulator(config) as emulator:
         client = GscClient(
             emulator.base_url,
-            retry_policy=RetryPolicy(load_attempts=3, load_wait=0.01, load_wait_cap=0.02),
+            retry_policy=RetryPolicy(load_wait=0.01, load_wait_cap=0.02, load_retry_seconds=0.03),
         )
         client.query(SITE, body())  # page x query costs 9 of the 10 units
         with pytest.raises(QuotaExceeded, match="gave up after 3 attempts") as info:

@@ -138,9 +138,11 @@ FAST = RetryPolicy(
     max_attempts=4,
     base_wait=0.001,
     max_wait=0.002,
-    load_attempts=3,
+    quota_wait_cap=0.002,
+    quota_retry_seconds=0.02,
     load_wait=0.001,
     load_wait_cap=0.003,
+    load_retry_seconds=0.005,
 )
 
 
@@ -151,7 +153,7 @@ def test_transient_and_qps_errors_are_retried_until_success():
     )
     assert (result, calls) == ("ok", 4)
     assert [t for t, _ in waits] == [TransientError, QuotaExceeded, TransientError]
-    assert all(0 <= w <= FAST.max_wait for _, w in waits)
+    assert all(0 <= w <= max(FAST.max_wait, FAST.quota_wait_cap) for _, w in waits)
 
 
 def test_gives_up_naming_the_attempts():
@@ -181,7 +183,7 @@ class RecordingStop:
 
 
 def test_load_quota_waits_double_up_to_the_cap():
-    policy = RetryPolicy(load_attempts=5, load_wait=10, load_wait_cap=25)
+    policy = RetryPolicy(load_wait=10, load_wait_cap=25, load_retry_seconds=80)
     stop = RecordingStop()
 
     def fn():
@@ -208,6 +210,64 @@ def test_qps_backoff_respects_retry_after_and_jitters_within_the_cap():
     assert all(0 <= w <= 4 for w in stop.slept) and len(stop.slept) == 5
 
 
+def waits_until_give_up(policy: RetryPolicy, error: BaseException) -> tuple[list[float], list[str]]:
+    """Every wait the policy takes under `error` forever (recorded, never slept), and the lines
+    it logs; the call must end by giving up."""
+    stop, lines = RecordingStop(), []
+
+    def fn():
+        raise error
+
+    with pytest.raises(type(error), match="gave up after"):
+        call_with_retries(
+            fn,
+            policy,
+            stop_event=stop,
+            on_retry=lambda e, w: None,
+            what="sc-domain:x.com",
+            log=lines.append,
+        )
+    return stop.slept, lines
+
+
+@pytest.mark.parametrize(
+    "error",
+    [QuotaExceeded("429", kind="qps"), QuotaExceeded("403 rateLimitExceeded", kind="qps")],
+)
+def test_sustained_qps_quota_slows_down_and_outlasts_the_quota_window(error):
+    slept, lines = waits_until_give_up(RetryPolicy(), error)
+    # Slower and slower (jittered, each capped at a minute), and for longer than two of
+    # Google's one-minute windows before it gives up; the old policy quit after ~22 s.
+    assert sum(slept) >= 120 and max(slept) <= 60
+    assert slept[-1] > 8 * slept[0]
+    assert lines[0].startswith("quota (per-minute) exceeded for sc-domain:x.com; waiting ")
+    assert lines[4].endswith("(attempt 5, retrying for up to 180 s)")
+    assert len(lines) == len(slept)
+
+
+def test_load_quota_waits_minutes_for_several_load_windows():
+    slept, lines = waits_until_give_up(RetryPolicy(), QuotaExceeded("load", kind="load"))
+    assert slept[:4] == [60, 120, 240, 480] and max(slept) == 600
+    assert sum(slept) >= 1800  # three of Google's 10-minute load windows
+    assert lines[0] == (
+        "quota (load, 10-minute windows) exceeded for sc-domain:x.com; waiting 1.0 min "
+        "(attempt 1, retrying for up to 30 min)"
+    )
+
+
+def test_transient_waits_are_announced():
+    slept, lines = waits_until_give_up(RetryPolicy(max_attempts=3), TransientError("s: HTTP 503"))
+    assert len(slept) == 2
+    assert lines[1].startswith("transient failure for sc-domain:x.com; retrying in ")
+    assert lines[1].endswith("(attempt 2 of 3): s: HTTP 503")
+
+
+def test_scaled_policy_keeps_its_shape_on_a_faster_clock():
+    fast = RetryPolicy().scaled(60)
+    assert (fast.quota_retry_seconds, fast.quota_wait_cap, fast.load_wait) == (3.0, 1.0, 1.0)
+    assert fast.max_attempts == RetryPolicy().max_attempts
+
+
 @pytest.mark.parametrize(
     "error",
     [SitePermissionDenied("no"), SiteNotFound("no"), InvalidRequest("bad"), AuthError("auth")],
@@ -218,14 +278,18 @@ def test_permanent_errors_are_never_retried(error):
     assert info.value.attempts == 1 and "gave up" not in str(info.value)
 
 
-def test_stop_during_backoff_cancels_without_another_call():
+@pytest.mark.parametrize(
+    "error",
+    [TransientError("503"), QuotaExceeded("429", kind="qps"), QuotaExceeded("l", kind="load")],
+)
+def test_stop_during_backoff_cancels_without_another_call(error):
     stop = threading.Event()
     calls = []
 
     def fn():
         calls.append(1)
         stop.set()
-        raise TransientError("503")
+        raise error
 
     slow = RetryPolicy(base_wait=30, max_wait=30)
     with pytest.raises(Cancelled):

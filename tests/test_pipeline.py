@@ -4,6 +4,8 @@ PostgreSQL, compared row for row with what the API serves."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import socket
 
 import dagster as dg
 import pandas as pd
@@ -152,3 +154,39 @@ def test_a_step_alone_in_its_pool_gets_the_whole_budget(monkeypatch, emulator, t
         }
     # Budget 960/min, pool limit 2: the fixed share would be 480; holding the only slot, 960.
     assert shares == {960.0}
+
+
+def test_retry_waits_are_said_in_the_run_log(monkeypatch, emulator, tmp_path):
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    defs = _definitions(monkeypatch, emulator, url, SMALL)
+    emulator.script_fault(SMALL, date=DAYS[0].isoformat(), kind="status", status=503, times=1)
+    with dg.instance_for_test() as instance:
+        result = _materialize(defs, instance, "small_example", tags=RANGE_TAGS)
+        assert result.success
+        warnings = [
+            e.user_message
+            for e in instance.all_logs(result.run_id)
+            if e.level == logging.WARNING and "transient failure for" in e.user_message
+        ]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"transient failure for {SMALL}; retrying in ")
+    assert "(attempt 1 of 8): " in warnings[0] and "HTTP 503" in warnings[0]
+
+
+def test_an_unreachable_endpoint_fails_the_step_at_once_naming_the_variable(
+    monkeypatch, emulator, tmp_path
+):
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    defs = _definitions(monkeypatch, emulator, url, SMALL)
+    with socket.socket() as taken:  # bound, never listening: connections are refused
+        taken.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{taken.getsockname()[1]}/"
+        monkeypatch.setenv(API_ENDPOINT_ENV, endpoint)
+        with dg.instance_for_test() as instance:
+            result = _materialize(
+                defs, instance, "small_example", tags=RANGE_TAGS, raise_on_error=False
+            )
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.step_failure_data.error)
+    assert f"check GSC_API_ENDPOINT={endpoint!r}: is the server running" in message
+    assert "gave up" not in message  # not retried

@@ -10,11 +10,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from gsc_pipeline.defs.resources import warehouse_resource
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import (
     LEDGER_SCHEMA,
     LEDGER_TABLE,
+    WAREHOUSE_URL_ENV,
     PartitionBatch,
+    WarehouseUrlError,
     open_warehouse,
     report_schema,
 )
@@ -261,8 +264,36 @@ def test_open_warehouse_urls(tmp_path):
     assert open_warehouse(f"duckdb:///{tmp_path}/w.duckdb").path == f"{tmp_path}/w.duckdb"
     assert open_warehouse(str(tmp_path / "x.duckdb")).dialect == "duckdb"
     assert open_warehouse("postgresql://u@h/db").dialect == "postgres"
-    with pytest.raises(ValueError, match="names no DuckDB file"):
-        open_warehouse("duckdb://")
+    assert open_warehouse("postgres://u@h/db").dialect == "postgres"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("nonsense", "neither a URL nor an absolute path ending in .duckdb"),
+        ("mysql://root:***@db/gsc", "'mysql' is not a supported warehouse"),
+        ("warehouse.duckdb", "neither a URL nor an absolute path"),
+        ("duckdb://warehouse.duckdb", "the DuckDB path must be absolute"),
+        ("duckdb://", "names no DuckDB file"),
+    ],
+)
+def test_a_bad_warehouse_url_names_the_variable_and_both_forms_and_creates_nothing(
+    url, problem, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    given = url.replace("***", "secret")
+    with pytest.raises(WarehouseUrlError) as err:
+        open_warehouse(given)
+    message = str(err.value)
+    assert message.startswith(f"GSC_WAREHOUSE_URL={url!r}: ") and problem in message
+    assert "duckdb:///absolute/path/warehouse.duckdb" in message
+    assert "postgresql://user:password@host:5432/database" in message
+    assert "secret" not in message
+    # The definitions refuse it when they load, before any run could create a file.
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, given)
+    with pytest.raises(WarehouseUrlError, match="GSC_WAREHOUSE_URL="):
+        warehouse_resource()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _write_many(url: str, barrier, salt: str, same_partition: bool, times: int) -> None:
@@ -360,3 +391,70 @@ def test_duckdb_gives_up_after_the_lock_wait(duckdb_path):
     finally:
         release.set()
         holder.join(30)
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_connection_retries_the_whole_transaction(
+    postgres_url, postgres_schema_url, monkeypatch, caplog
+):
+    import psycopg2
+
+    from gsc_pipeline.warehouse.postgres import PostgresConnection
+
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    wh.write_partitions([make_batch(day=d, n=2, salt="old", run_id="old") for d in days])
+    new = [make_batch(day=d, n=5, salt="new", run_id="new") for d in days]
+
+    # The server ends the writer's connection half-way: after the first day's rows are in and
+    # before its ledger entry (what a restart or failover does to a backfill mid-write).
+    real_insert = PostgresConnection.insert_arrow
+    backends: list[int] = []
+
+    def insert_then_lose_the_connection(self, table, data):
+        real_insert(self, table, data)
+        pid = self.execute("SELECT pg_backend_pid()").fetchone()[0]
+        if pid not in backends:
+            backends.append(pid)
+        if len(backends) == 1:
+            killer = psycopg2.connect(postgres_url)
+            killer.autocommit = True
+            with killer.cursor() as cur:  # waits (up to 5 s) until the backend has exited
+                cur.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+                assert cur.fetchone() == (True,)
+            killer.close()
+
+    monkeypatch.setattr(PostgresConnection, "insert_arrow", insert_then_lose_the_connection)
+    with caplog.at_level("WARNING", logger="gsc_pipeline.warehouse.base"):
+        wh.write_partitions(new)
+    monkeypatch.undo()
+
+    assert len(backends) == 2  # the retry ran on a new connection, from the first statement
+    expected = [r for b in new for r in b.rows.to_pylist()]
+    got = wh.read_sql(f"SELECT * FROM {PAGE_QUERY.table}").to_dict("records")
+    assert sorted(got, key=str) == sorted(expected, key=str)  # complete, no duplicate, no old
+    ledger = wh.read_sql(f"SELECT date, run_id, rows_returned FROM {LEDGER_TABLE} ORDER BY date")
+    assert ledger.values.tolist() == [[d, "new", 5] for d in days]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "connection lost while writing 2 partition(s) (OperationalError: " in message
+    assert "retrying the whole transaction on a new connection in " in message
+
+
+@pytest.mark.postgres
+def test_sql_errors_are_not_retried_as_connection_errors(postgres_schema_url):
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])  # the site report's table does not exist
+    real_transaction = wh.transaction
+    transactions = []
+
+    def counted():
+        transactions.append(1)
+        return real_transaction()
+
+    wh.transaction = counted
+    import psycopg2
+
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        wh.write_partitions([make_batch(report=SITE)])
+    assert len(transactions) == 1

@@ -113,7 +113,8 @@ def build_fetch_asset(
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
-        client = gsc.client(stop)
+        # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
+        client = gsc.client(stop, log=context.log.warning)
         written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 

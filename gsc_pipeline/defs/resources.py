@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig
-from gsc_pipeline.gsc import GscClient, load_credentials
-from gsc_pipeline.warehouse import Warehouse, open_warehouse
-
-API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
-WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
+from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
+from gsc_pipeline.warehouse import (
+    WAREHOUSE_URL_ENV,
+    Warehouse,
+    open_warehouse,
+    parse_warehouse_url,
+)
 
 
 class GscApiResource(dg.ConfigurableResource):
@@ -33,7 +36,11 @@ class GscApiResource(dg.ConfigurableResource):
     step_concurrency: int
     timeout_seconds: float = 120.0
 
-    def client(self, stop_event: threading.Event | None = None) -> GscClient:
+    def client(
+        self,
+        stop_event: threading.Event | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> GscClient:
         credentials = load_credentials(
             kind=self.credential_kind,
             json_text=self.credential_json,
@@ -45,6 +52,7 @@ class GscApiResource(dg.ConfigurableResource):
             qpm_budget=self.step_qpm,
             timeout=self.timeout_seconds,
             stop_event=stop_event,
+            log=log,
         )
 
 
@@ -82,9 +90,21 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
     )
 
 
-def warehouse_resource(config: PipelineConfig) -> WarehouseResource:
+def warehouse_url() -> str:
+    """$GSC_WAREHOUSE_URL, checked (a typo must not become a DuckDB file of that name), else the
+    DuckDB file in $DAGSTER_HOME."""
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        parse_warehouse_url(url)
+    return url or default_warehouse_url()
+
+
+def warehouse_resource(schema: str | None = None) -> WarehouseResource:
+    # Checked when the definitions load, so the code location shows the error at once instead
+    # of a run failing later; runs still read the value through EnvVar (never shown in the UI).
+    warehouse_url()
     return WarehouseResource(
-        url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()), schema_name=config.prefix
+        url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()), schema_name=schema
     )
 
 

@@ -8,7 +8,10 @@ Tokens are opaque; each maps to the principal it was issued to, which keys per-u
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import secrets
+import tempfile
 from typing import Any
 
 import jwt
@@ -132,5 +135,20 @@ class Authority:
         return self.tokens.get(authorization[7:].strip()), True
 
 
-def dump(info: dict[str, Any]) -> str:
-    return json.dumps(info, indent=2) + "\n"
+def write_key_file(path: str | pathlib.Path, info: dict[str, Any]) -> pathlib.Path:
+    """Write a key JSON readable by its owner only (0600), like a downloaded Google key.
+
+    The file is created 0600 before any secret is in it (a temporary file in the same
+    directory, then renamed over `path`), so the key is never world-readable, not even
+    briefly, and a reused path loses any looser mode it had.
+    """
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(info, indent=2) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -9,7 +9,7 @@ import pathlib
 import signal
 import sys
 
-from gsc_pipeline.emulator.auth import dump
+from gsc_pipeline.emulator.auth import write_key_file
 from gsc_pipeline.emulator.config import EmulatorConfigError, load_config
 from gsc_pipeline.emulator.server import Emulator, start_server
 
@@ -43,7 +43,7 @@ def _adopt_or_write_key(emulator: Emulator, path: pathlib.Path, base_url: str) -
             raise EmulatorConfigError(
                 f"--write-key: {path} is not a usable key file: {exc}"
             ) from None
-    path.write_text(dump(emulator.authority.service_account_info(base_url + "token")))
+    write_key_file(path, emulator.authority.service_account_info(base_url + "token"))
 
 
 async def _serve(emulator: Emulator, host: str, port: int, key_path: pathlib.Path | None) -> None:

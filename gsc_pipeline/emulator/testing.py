@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from gsc_pipeline.emulator.auth import dump
+from gsc_pipeline.emulator.auth import write_key_file
 from gsc_pipeline.emulator.config import EmulatorConfig, load_config
 from gsc_pipeline.emulator.server import Emulator, start_server
 
@@ -117,15 +117,11 @@ class EmulatorHandle:
 
     def write_service_account_key(self, path: str | pathlib.Path) -> pathlib.Path:
         """A service-account key file whose token_uri points at this emulator."""
-        path = pathlib.Path(path)
-        path.write_text(dump(self.service_account_info()))
-        return path
+        return write_key_file(path, self.service_account_info())
 
     def write_authorized_user(self, path: str | pathlib.Path) -> pathlib.Path:
         """An authorized-user JSON (client id, secret, refresh token) for this emulator."""
-        path = pathlib.Path(path)
-        path.write_text(dump(self.authorized_user_info()))
-        return path
+        return write_key_file(path, self.authorized_user_info())
 
 
 @contextmanager

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import http.client
 import io
+import logging
+import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,7 @@ from gsc_pipeline.gsc.credentials import credential_key
 from gsc_pipeline.gsc.errors import (
     AuthError,
     Cancelled,
+    EndpointUnreachable,
     GscError,
     InvalidRequest,
     QuotaExceeded,
@@ -40,6 +44,9 @@ from gsc_pipeline.gsc.rate_limit import RateLimiter, shared_limiter
 from gsc_pipeline.gsc.retry import RetryPolicy, call_with_retries
 
 GOOGLE_ENDPOINT = "https://searchconsole.googleapis.com/"
+# The environment variable pointing the pipeline at another API root (the emulator).
+API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
+_LOG = logging.getLogger(__name__)
 # Google's per-credential limit is 1,200 queries/min; keep 20% headroom by default.
 DEFAULT_QPM_BUDGET = 960.0
 
@@ -170,6 +177,10 @@ def parse_rows_page(content: bytes) -> RowsPage:
     return RowsPage(rows=rows, first_incomplete_date=first)
 
 
+# Nothing answers at the endpoint at all (as opposed to a connection that dropped mid-call).
+_NOTHING_LISTENING = (ConnectionRefusedError, socket.gaierror, httplib2.ServerNotFoundError)
+
+
 def _raw_body(resp: Any, content: bytes) -> bytes:
     """postproc for requests whose body the caller parses itself (errors are raised before)."""
     return content
@@ -245,6 +256,8 @@ class GscClient:
     `endpoint` None means Google; the emulator passes its base URL and no credentials.
     `qpm_budget` is this process's share of the credential's 1,200 queries/min.
     `stop_event` (or the per-call one) aborts limiter waits and retry back-offs with `Cancelled`.
+    `log` receives one line per retry wait saying what it waits for (default: this module's
+    logger); Dagster assets pass their run log.
     """
 
     def __init__(
@@ -258,7 +271,9 @@ class GscClient:
         retry_policy: RetryPolicy | None = None,
         stop_event: threading.Event | None = None,
         limiter: RateLimiter | None = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
+        self.endpoint_is_google = not endpoint
         self.endpoint = endpoint or GOOGLE_ENDPOINT
         if not self.endpoint.endswith("/"):
             self.endpoint += "/"
@@ -271,6 +286,10 @@ class GscClient:
             credential_key(credentials, self.endpoint), qpm_budget
         )
         self.stats = ClientStats()
+        self.log = log or _LOG.warning
+        # Until the endpoint has answered once, a refused connection means a wrong URL or a
+        # server that is not running: fail at once instead of retrying for a minute.
+        self._answered_once = False
         self._local = threading.local()
 
     def _service(self) -> Any:
@@ -352,9 +371,11 @@ class GscClient:
             started = time.perf_counter()
             try:
                 content = request.execute()
+                self._answered_once = True
                 # Inside the attempt, so a malformed body (TransientError) is retried.
                 return content if parse is None else parse(content)
             except HttpError as exc:
+                self._answered_once = True
                 raise map_http_error(exc, site_url) from exc
             except google.auth.exceptions.RefreshError as exc:
                 raise AuthError(
@@ -366,6 +387,12 @@ class GscClient:
             except TimeoutError as exc:
                 raise TransientError(
                     f"{site_url}: no response within {self.timeout}s; retrying"
+                ) from exc
+            except _NOTHING_LISTENING as exc:
+                if not self._answered_once:
+                    raise self._unreachable(exc) from exc
+                raise TransientError(
+                    f"{site_url}: connection failed mid-call ({type(exc).__name__}: {exc})"
                 ) from exc
             except (http.client.HTTPException, httplib2.HttpLib2Error, OSError) as exc:
                 raise TransientError(
@@ -383,5 +410,23 @@ class GscClient:
                     s.record_quota_wait(wait)
 
         return call_with_retries(
-            attempt, self.retry_policy, stop_event=stop, on_retry=on_retry, what=site_url
+            attempt,
+            self.retry_policy,
+            stop_event=stop,
+            on_retry=on_retry,
+            what=site_url,
+            log=self.log,
+        )
+
+    def _unreachable(self, exc: BaseException) -> EndpointUnreachable:
+        reason = f"{type(exc).__name__}: {exc}"
+        if self.endpoint_is_google:
+            return EndpointUnreachable(
+                f"cannot reach Google's Search Console API at {self.endpoint} ({reason}); "
+                f"{API_ENDPOINT_ENV} is unset, so check this machine's network, DNS and proxy"
+            )
+        return EndpointUnreachable(
+            f"cannot reach the Search Console API at {self.endpoint} ({reason}); check "
+            f"{API_ENDPOINT_ENV}={self.endpoint!r}: is the server running and are the host and "
+            f"port right? (unset {API_ENDPOINT_ENV} to use Google)"
         )

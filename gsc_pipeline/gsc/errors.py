@@ -55,5 +55,10 @@ class AuthError(GscError):
     """The credential is missing, unreadable, expired or revoked (401, token refresh failed)."""
 
 
+class EndpointUnreachable(GscError):
+    """The very first call found nothing listening at the endpoint: a wrong URL or a server
+    that is not running, which waiting will not fix (later drops are `TransientError`)."""
+
+
 class Cancelled(GscError):
     """The caller's stop event was set: no further calls or waits were made."""

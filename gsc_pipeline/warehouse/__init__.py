@@ -14,34 +14,76 @@ from gsc_pipeline.warehouse.base import (
     report_schema,
 )
 
+WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
+_FORMS = (
+    "use duckdb:///absolute/path/warehouse.duckdb (a DuckDB file; a bare absolute path ending "
+    "in .duckdb works too) or postgresql://user:password@host:5432/database"
+)
+
+
+class WarehouseUrlError(ValueError):
+    """The warehouse URL is neither a DuckDB file nor a PostgreSQL URL; nothing was opened."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for messages and logs."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def parse_warehouse_url(url: str) -> tuple[str, str]:
+    """(dialect, target): ('postgres', url) or ('duckdb', absolute file path).
+
+    Only these two forms: anything else (a relative path, `mysql://`, a typo) would otherwise
+    silently become a DuckDB file of that name in the working directory.
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgres", url
+    if url.startswith("duckdb://"):
+        path = url.removeprefix("duckdb://")
+        if not path.strip("/"):
+            problem = "it names no DuckDB file"
+        elif not path.startswith("/"):
+            problem = "the DuckDB path must be absolute (three slashes: duckdb:///...)"
+        else:
+            return "duckdb", path
+    elif url.startswith("/") and url.endswith(".duckdb"):
+        return "duckdb", url
+    elif match := re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url):
+        problem = f"{match.group(1)!r} is not a supported warehouse"
+    else:
+        problem = "it is neither a URL nor an absolute path ending in .duckdb"
+    raise WarehouseUrlError(f"{WAREHOUSE_URL_ENV}={redact_url(url)!r}: {problem}; {_FORMS}")
+
 
 def open_warehouse(url: str, schema: str | None = None) -> Warehouse:
-    """`postgresql://...` (or `postgres://`) -> Postgres; `duckdb:///path` or a path -> DuckDB.
+    """The warehouse at `url` (see `parse_warehouse_url`); a bad URL raises `WarehouseUrlError`.
 
     `schema`: the database schema holding the tables (created on first use), so several
     declarations can share one database without sharing tables; None: the default schema.
     """
     if schema is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", schema):
         raise ValueError(f"warehouse schema {schema!r}: use lowercase letters, digits, underscores")
-    if url.startswith(("postgresql://", "postgres://")):
+    dialect, target = parse_warehouse_url(url)
+    if dialect == "postgres":
         from gsc_pipeline.warehouse.postgres import PostgresWarehouse
 
-        return PostgresWarehouse(url, schema)
+        return PostgresWarehouse(target, schema)
     from gsc_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    path = url.removeprefix("duckdb://") if url.startswith("duckdb://") else url
-    if not path or path == "/":
-        raise ValueError(f"warehouse URL {url!r} names no DuckDB file; use duckdb:///path/file")
-    return DuckDBWarehouse(path, schema=schema)
+    return DuckDBWarehouse(target, schema=schema)
 
 
 __all__ = [
     "LEDGER_SCHEMA",
     "LEDGER_TABLE",
+    "WAREHOUSE_URL_ENV",
     "Connection",
     "PartitionBatch",
     "Warehouse",
+    "WarehouseUrlError",
     "column_name",
     "open_warehouse",
+    "parse_warehouse_url",
+    "redact_url",
     "report_schema",
 ]

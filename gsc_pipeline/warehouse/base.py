@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 import pyarrow as pa
+import tenacity
 
 from gsc_pipeline.reports import Report
 
 LEDGER_TABLE = "gsc_fetch_ledger"
+
+T = TypeVar("T")
+_LOG = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("clicks", "impressions", "ctr", "position")
 
@@ -135,16 +140,58 @@ class Warehouse(abc.ABC):
     dialect: str
     # Every transaction resolves unqualified table names in this schema (None: the default).
     schema: str | None = None
+    # How long a whole transaction is retried on a lost connection (a server restart takes
+    # seconds; a failover tens of them), and the first wait (doubling, jittered, <= 8 s).
+    reconnect_for_seconds: float = 120.0
+    reconnect_first_wait: float = 0.5
 
     def ensure_schema(self, reports: Iterable[Report]) -> None:
         """Create the report tables and the ledger if missing (safe to run concurrently)."""
-        with self.transaction() as conn:
+
+        def create(conn: Connection) -> None:
             self._lock_schema(conn)
             for report in reports:
                 conn.execute(create_table_sql(report.table, report_schema(report), self.dialect))
                 self._index(conn, report.table, ("site_url", "date"))
             conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
+
+        self.run_transaction(create, "creating the tables")
+
+    def run_transaction(self, work: Callable[[Connection], T], what: str) -> T:
+        """`work` in one transaction; if the connection is lost, all of it again on a new one.
+
+        Only for idempotent work (a replace, DDL, a read): a transaction cut by a lost
+        connection is rolled back by the server, and one cut during COMMIT may have committed,
+        so the retry must leave the same result either way. Never half a transaction: each
+        attempt is a fresh connection and a fresh transaction running all of `work`.
+        """
+
+        def log(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _LOG.warning(
+                f"{self!r}: connection lost while {what} ({type(exc).__name__}: {first_line}); "
+                f"retrying the whole transaction on a new connection in "
+                f"{state.upcoming_sleep:.1f} s (attempt {state.attempt_number}, for up to "
+                f"{self.reconnect_for_seconds:.0f} s)"
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(self._is_connection_error),
+            wait=tenacity.wait_exponential_jitter(initial=self.reconnect_first_wait, max=8.0),
+            stop=tenacity.stop_after_delay(self.reconnect_for_seconds),
+            before_sleep=log,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, self.transaction() as conn:
+                return work(conn)
+        raise AssertionError("unreachable: tenacity returns or reraises")
+
+    def _is_connection_error(self, exc: BaseException) -> bool:
+        """Whether `exc` means the connection itself failed (not the SQL): worth a new one."""
+        return False
 
     def write_partition(self, batch: PartitionBatch) -> None:
         """Replace the partition's rows and ledger entries in one transaction."""
@@ -158,7 +205,8 @@ class Warehouse(abc.ABC):
         """
         if not batches:
             return
-        with self.transaction() as conn:
+
+        def replace(conn: Connection) -> None:
             # Sorted: two writers locking overlapping (table, site) sets cannot deadlock.
             for table, site_url in sorted({(b.report.table, b.site_url) for b in batches}):
                 self._lock_partition(conn, table, site_url)
@@ -177,10 +225,11 @@ class Warehouse(abc.ABC):
                 if batch.ledger.num_rows:
                     conn.insert_arrow(LEDGER_TABLE, batch.ledger)
 
+        self.run_transaction(replace, f"writing {len(batches)} partition(s)")
+
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
-        with self.transaction() as conn:
-            return conn.read_sql(sql, params)
+        return self.run_transaction(lambda conn: conn.read_sql(sql, params), "reading")
 
     def missing_tables(self, tables: Iterable[str]) -> list[str]:
         """Which of `tables` do not exist yet (nothing fetched for that report or warehouse)."""

@@ -24,6 +24,11 @@ from gsc_pipeline.warehouse.base import Connection, Cursor, Warehouse
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
 _SCHEMA_LOCK = 7_470_001
+# SQLSTATEs of a connection the server ended: admin_shutdown (restart, pg_terminate_backend),
+# crash_shutdown, cannot_connect_now (starting up); class 08 is "connection exception".
+_SERVER_ENDED = ("57P01", "57P02", "57P03")
+# Connection failures without a SQLSTATE that another attempt cannot fix.
+_PERMANENT_CONNECT = ("authentication failed", "does not exist", "no password supplied")
 
 
 def qmark_to_pyformat(sql: str) -> str:
@@ -82,13 +87,30 @@ class PostgresWarehouse(Warehouse):
     def transaction(self) -> Iterator[PostgresConnection]:
         con = psycopg2.connect(self.url)
         try:
-            with con:  # commit on success, roll back on error
-                conn = PostgresConnection(con)
-                if self.schema:
-                    conn.execute(f"SET LOCAL search_path TO {self.schema}")
-                yield conn
+            conn = PostgresConnection(con)
+            if self.schema:
+                conn.execute(f"SET LOCAL search_path TO {self.schema}")
+            yield conn
+            con.commit()
+        except BaseException:
+            # A connection the server ended cannot roll back (the server already did): trying
+            # would replace the real error with "connection already closed".
+            if not con.closed:
+                con.rollback()
+            raise
         finally:
             con.close()
+
+    def _is_connection_error(self, exc: BaseException) -> bool:
+        # Not constraint, syntax or other SQL errors (ProgrammingError, IntegrityError...), and
+        # not OperationalErrors about the SQL (deadlock, canceled statement, disk full).
+        if isinstance(exc, psycopg2.InterfaceError):  # the connection was already closed
+            return True
+        if not isinstance(exc, psycopg2.OperationalError):
+            return False
+        if exc.pgcode is None:  # libpq's own: refused, reset, server closed the connection
+            return not any(text in str(exc) for text in _PERMANENT_CONNECT)
+        return exc.pgcode.startswith("08") or exc.pgcode in _SERVER_ENDED
 
     def _lock_schema(self, conn: Connection) -> None:
         # Concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type; take turns.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -124,6 +125,23 @@ def test_refresh_token_grant(emulator: EmulatorHandle, tmp_path: pathlib.Path) -
     service, _ = _authorized_service(emulator, credentials)
     assert query(service)["rows"]
     assert emulator.stats()["peak_qpm_by_user"] == {"user@example.com": 1}
+
+
+def test_key_files_are_readable_by_their_owner_only(
+    emulator: EmulatorHandle, tmp_path: pathlib.Path
+) -> None:
+    # A path that already exists world-readable must not keep its mode.
+    old = tmp_path / "old.json"
+    old.write_text("{}")
+    old.chmod(0o644)
+    for path in (
+        emulator.write_service_account_key(tmp_path / "key.json"),
+        emulator.write_authorized_user(tmp_path / "user.json"),
+        emulator.write_service_account_key(old),
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert json.loads(path.read_text())["client_id"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key.json", "old.json", "user.json"]
 
 
 def test_refresh_token_grant_rejects_a_wrong_token(emulator: EmulatorHandle) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
+import stat
 import subprocess
 import sys
 from typing import Any
@@ -68,6 +69,7 @@ def test_cli_key_file_survives_restarts(config_file: pathlib.Path, tmp_path: pat
     first, _ = _start("--config", str(config_file), "--write-key", str(key))
     assert _stop(first) == 0
     written = json.loads(key.read_text())
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600  # a private key: owner only
     process, base_url = _start("--config", str(config_file), "--write-key", str(key))
     try:
         info = json.loads(key.read_text())
