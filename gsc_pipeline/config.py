@@ -102,6 +102,15 @@ def _suggest_site_url(site_url: str) -> str | None:
     return " or ".join(valid) or None
 
 
+def _identifier(value: str | None, info: ValidationInfo) -> str | None:
+    """Names that become asset key segments, group, pool and schema names."""
+    if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise ValueError(
+            f"{info.field_name} {value!r} must be lowercase letters, digits and underscores"
+        )
+    return value
+
+
 class CredentialConfig(_Strict):
     """One Google identity. Quotas are per credential, so each gets its own pool and budget.
 
@@ -169,12 +178,7 @@ class PropertyConfig(_Strict):
 
     _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
-            raise ValueError(f"name {v!r} must be lowercase letters, digits and underscores")
-        return v
+    _check_name = field_validator("name")(lambda cls, v, info: _identifier(v, info))
 
     @property
     def key(self) -> str:
@@ -230,12 +234,7 @@ class PipelineConfig(_Strict):
     )
     properties: tuple[PropertyConfig, ...]
 
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
-            raise ValueError(f"prefix {v!r} must be lowercase letters, digits and underscores")
-        return v
+    _check_prefix = field_validator("prefix")(lambda cls, v, info: _identifier(v, info))
 
     @field_validator("start_date", mode="before")
     @classmethod

@@ -82,6 +82,8 @@ def test_bad_attributes_get_the_config_files_messages(tmp_path):
         _component(properties=[{"site_url": SMALL, "credential": "agency"}])
     with pytest.raises(Exception, match="did you mean 'sc-domain:example.com'"):
         _component(properties=[{"site_url": "example.com"}])
+    with pytest.raises(Exception, match="prefix 'Agency B' must be lowercase letters"):
+        _component(prefix="Agency B")
     # In a dg project the error names the defs.yaml and the line.
     project = tmp_path / "proj"
     (project / "proj" / "defs" / "gsc").mkdir(parents=True)
