@@ -139,9 +139,9 @@ def measure_plan(size: Size, workdir: Path, timeout: float = 1200) -> None:
     with environ_set(env):
         init_instance(home, config)
         _hold_queue(home)
-        from gsc_pipeline.defs.schedules import property_asset_keys
+        from gsc_pipeline.defs.assets import fetch_asset_keys
 
-        keys = [k for p in config.properties for k in property_asset_keys(p)]
+        keys = fetch_asset_keys(config)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             backfill_id = launch_backfill(instance, home / "workspace.yaml", keys,
                                           [d.isoformat() for d in sc.day_list],
@@ -189,9 +189,9 @@ def measure_slice(workdir: Path) -> Slice:
         with environ_set(env):
             init_instance(home, config)
             from gsc_pipeline.bench_run import _run_infos
-            from gsc_pipeline.defs.schedules import property_asset_keys
+            from gsc_pipeline.defs.assets import fetch_asset_keys
 
-            keys = [k for p in config.properties for k in property_asset_keys(p)]
+            keys = fetch_asset_keys(config)
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 backfill_id = launch_backfill(instance, home / "workspace.yaml", keys,
                                               [sc.day_list[0].isoformat()], title="agency slice")

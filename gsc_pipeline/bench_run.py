@@ -233,10 +233,9 @@ def measure(
                WAREHOUSE_URL_ENV: warehouse_url}
         with environ_set(env):
             limits = init_instance(home, config)
-            from gsc_pipeline.definitions import build_definitions
+            from gsc_pipeline.defs.assets import fetch_asset_keys
 
-            keys = [k for k in build_definitions(config).resolve_all_asset_keys()
-                    if k.path[0] == "gsc"]
+            keys = fetch_asset_keys(config)
             partition_keys = [d.isoformat() for d in scenario.day_list]
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 # Launched before the daemon starts, as in the demo: its first tick submits it.
@@ -302,8 +301,9 @@ def small_backfill(
     prop = next(p for p in config.properties if p.site_url == scenario.properties[-1][0])
     day = scenario.small_backfill_day
     launched = time.time()
-    backfill_id = launch_backfill(instance, home / "workspace.yaml", property_asset_keys(prop),
-                                  [day.isoformat()], title="bench 1-day backfill")
+    keys = property_asset_keys(config, prop)
+    backfill_id = launch_backfill(instance, home / "workspace.yaml", keys, [day.isoformat()],
+                                  title="bench 1-day backfill")
     print(f"  1-day backfill {backfill_id}: {prop.site_url} {day}", flush=True)
     progress = wait_for_backfill(instance, backfill_id, timeout=600, poll_seconds=0.2)
     runs = [r for r in _run_infos(instance, backfill_id) if r.backfill]

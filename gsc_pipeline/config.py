@@ -7,6 +7,7 @@ validated here, once, with errors that name the key and say how to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,16 +29,20 @@ from pydantic import (
 
 from gsc_pipeline.reports import (
     DEFAULT_REPORTS,
+    MAX_ROW_LIMIT,
     REPORTS,
     RETENTION_MONTHS,
+    Filter,
     Report,
     ReportDefinitionError,
+    declare,
     oldest_available_day,
     pacific_today,
 )
 
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"
-BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+# The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
+BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
 # Google's per-site and per-user limit on Search Analytics queries.
 GOOGLE_QPM_QUOTA = 1200
 DEFAULT_POOL = "gsc_api"
@@ -101,6 +107,15 @@ def _suggest_site_url(site_url: str) -> str | None:
     return " or ".join(valid) or None
 
 
+def _identifier(value: str | None, info: ValidationInfo) -> str | None:
+    """Names that become asset key segments, group, pool and schema names."""
+    if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise ValueError(
+            f"{info.field_name} {value!r} must be lowercase letters, digits and underscores"
+        )
+    return value
+
+
 class CredentialConfig(_Strict):
     """One Google identity. Quotas are per credential, so each gets its own pool and budget.
 
@@ -157,6 +172,34 @@ class CredentialConfig(_Strict):
         return budget / min(active_steps, live_limit)
 
 
+class FilterConfig(_Strict):
+    """One filter of a declared report, in Google's terms (filters are ANDed)."""
+
+    dimension: str
+    operator: str = "equals"
+    expression: str
+
+
+class ReportConfig(_Strict):
+    """A report declared under the config's top-level `reports:` (validated by its name)."""
+
+    dimensions: tuple[str, ...]
+    search_types: tuple[str, ...] = ("web",)
+    aggregation_type: str = "auto"
+    filters: tuple[FilterConfig, ...] = ()
+    row_limit: int = MAX_ROW_LIMIT
+
+    def report(self, name: str) -> Report:
+        return declare(
+            name,
+            self.dimensions,
+            search_types=self.search_types,
+            aggregation_type=self.aggregation_type,
+            filters=tuple(Filter(f.dimension, f.expression, f.operator) for f in self.filters),
+            row_limit=self.row_limit,
+        )
+
+
 class PropertyConfig(_Strict):
     site_url: str
     # Asset key segment and group name; derived from the site URL when omitted.
@@ -165,38 +208,46 @@ class PropertyConfig(_Strict):
     reports: tuple[str, ...] = tuple(r.name for r in DEFAULT_REPORTS)
     # Overrides the search types of every report of this property.
     search_types: tuple[str, ...] | None = None
+    # Overrides the aggregation type of every report of this property: `auto` for properties
+    # whose API answers byPage/byProperty with a 400.
+    aggregation_type: str | None = None
+    # Snapshot the property's submitted sitemaps daily (asset gsc_sitemaps/<property>).
+    sitemaps: bool = True
 
     _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
-            raise ValueError(f"name {v!r} must be lowercase letters, digits and underscores")
-        return v
+    _check_name = field_validator("name")(lambda cls, v, info: _identifier(v, info))
 
     @property
     def key(self) -> str:
         return self.name or property_key(self.site_url)
 
+    # The config's declared reports, set when the whole config is validated.
+    _declared: dict[str, Report] = PrivateAttr(default_factory=dict)
+
     def report_objects(self) -> tuple[Report, ...]:
+        """The property's reports: built-in or declared by name, with its search types."""
+        available = {**REPORTS, **self._declared}
         out = []
         for name in self.reports:
-            if name not in REPORTS:
-                raise ValueError(f"unknown report {name!r}; choose from {sorted(REPORTS)}")
-            report = REPORTS[name]
-            if self.search_types:
-                report = Report(
-                    report.name,
-                    report.dimensions,
-                    report.aggregation_type,
-                    tuple(self.search_types),
-                    report.row_limit,
+            if name not in available:
+                raise ValueError(
+                    f"unknown report {name!r}; choose a built-in report {sorted(REPORTS)} or "
+                    "declare it under the top-level `reports:`"
+                )
+            report = available[name]
+            if self.search_types or self.aggregation_type:
+                report = dataclasses.replace(
+                    report,
+                    search_types=tuple(self.search_types or report.search_types),
+                    aggregation_type=self.aggregation_type or report.aggregation_type,
                 )
                 try:
                     report.validate()
                 except ReportDefinitionError as exc:
-                    raise ValueError(str(exc)) from None
+                    raise ValueError(
+                        f"report {name!r} with this property's {exc.key}: {exc.problem}"
+                    ) from None
             out.append(report)
         return tuple(out)
 
@@ -210,6 +261,10 @@ def property_key(site_url: str) -> str:
 
 
 class PipelineConfig(_Strict):
+    # Namespace of this declaration: asset keys, job, schedule, sensors, pools, resources and
+    # warehouse tables (a schema) carry it, so two declarations in one code location (two
+    # agencies) never clash. Unset: the unprefixed names.
+    prefix: str | None = None
     # First day to fetch (GSC keeps 16 months); partitions start here.
     start_date: dt.date
     # Days per backfill run: one run fetches this many days for every asset it holds.
@@ -223,7 +278,28 @@ class PipelineConfig(_Strict):
     credentials: dict[str, CredentialConfig] = Field(
         default_factory=lambda: {"default": CredentialConfig()}
     )
+    # Reports declared once by name (custom dimensions, filters, search types); properties
+    # name them in their `reports:` list beside the built-in ones.
+    reports: dict[str, ReportConfig] = Field(default_factory=dict)
     properties: tuple[PropertyConfig, ...]
+
+    @cached_property
+    def declared_reports(self) -> dict[str, Report]:
+        return {name: declared.report(name) for name, declared in self.reports.items()}
+
+    def _check_declared_reports(self) -> None:
+        for name, declared in self.reports.items():
+            if name in REPORTS:
+                raise ValueError(
+                    f"reports.{name}: {name!r} is a built-in report and a declared report may "
+                    f"not shadow it; give yours another name (built-ins: {sorted(REPORTS)})"
+                )
+            try:
+                declared.report(name)
+            except ReportDefinitionError as exc:
+                raise ValueError(f"reports.{name}.{exc.key}: {exc.problem}") from None
+
+    _check_prefix = field_validator("prefix")(lambda cls, v, info: _identifier(v, info))
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -257,8 +333,10 @@ class PipelineConfig(_Strict):
     def _consistent(self) -> PipelineConfig:
         if not self.properties:
             raise ValueError("properties: list at least one Search Console property")
+        self._check_declared_reports()
         seen: dict[str, str] = {}
         for i, prop in enumerate(self.properties):
+            prop._declared = self.declared_reports
             if prop.credential not in self.credentials:
                 raise ValueError(
                     f"properties[{i}].credential: {prop.credential!r} is not defined under "
@@ -279,7 +357,11 @@ class PipelineConfig(_Strict):
     @cached_property
     def pools(self) -> dict[str, str]:
         """Dagster pool per credential: `gsc_api` for the default one, `gsc_api_<name>` else."""
-        return {name: pool_name(name) for name in self.credentials}
+        return {name: self.namespaced(pool_name(name)) for name in self.credentials}
+
+    def namespaced(self, name: str) -> str:
+        """`name` inside this declaration's namespace: `<prefix>_<name>`, or `name` unprefixed."""
+        return f"{self.prefix}_{name}" if self.prefix else name
 
 
 def pool_name(credential: str) -> str:
@@ -298,7 +380,8 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
                 f"{err['input']!r} is not a calendar day ({reason}); write it as YYYY-MM-DD, "
                 "e.g. 2026-02-28"
             )
-        lines.append(f"{loc or '(top level)'}: {msg}")
+        # Whole-config checks name their key path in the message themselves.
+        lines.append(f"{loc}: {msg}" if loc else msg)
     return f"{source}: " + "; ".join(lines)
 
 
@@ -326,7 +409,11 @@ _TextDatesLoader.yaml_implicit_resolvers = {
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
-    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo config."""
+    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo declaration.
+
+    The file is either a plain config or a dg `defs.yaml` declaring a GscComponent, whose
+    `attributes:` are the config: doctor and init-instance read the same file as `dg`.
+    """
     path = Path(path or os.environ.get(CONFIG_ENV) or BUNDLED_DEMO_CONFIG)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
@@ -335,4 +422,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if isinstance(data, dict) and "type" in data and "attributes" in data:
+        return parse_config(data["attributes"], f"{path} attributes")
     return parse_config(data, str(path))

@@ -1,6 +1,6 @@
 """`url_lifetime_stats`, maintained incrementally from the days that changed.
 
-Per (property, page), web search: first and last day seen, clicks, impressions, ctr,
+Per (property, search type, page): first and last day seen, clicks, impressions, ctr,
 impression-weighted average position, active days (from the `page` report, which still counts
 anonymized queries), and the top query by lifetime clicks (from `page_query`; ties go to the
 alphabetically first query, and a page without any clicked query has none).
@@ -19,6 +19,10 @@ another short transaction (on DuckDB the file's write lock is free in between, s
 their turn); a version per site makes a write notice a refresh that slipped in and start over.
 Only the lifetime tables are written; on Postgres ingestion never waits on them (a separate
 advisory lock serialises refreshes among themselves).
+
+Every search type the property's `page` and `page_query` reports fetch is covered (a column);
+tables written before that column existed are derived state and are rebuilt from the report
+tables on the next refresh.
 
 `python -m gsc_pipeline.lifetime --measure` prints the incremental-vs-full cost at a chosen size.
 """
@@ -43,7 +47,6 @@ QUERY_DAY_TABLE = "lifetime_query_day"
 QUERY_TOTAL_TABLE = "lifetime_page_query"
 VERSION_TABLE = "lifetime_site_version"
 SOURCE_REPORTS = (PAGE.name, PAGE_QUERY.name)
-SEARCH_TYPE = "web"
 # Days per transaction: short enough that an ingestion write waits at most a moment for DuckDB.
 DAYS_PER_CHUNK = 7
 # Distinct from the warehouse's partition locks: refreshes take turns, ingestion never waits.
@@ -55,21 +58,23 @@ _SCHEMAS: dict[str, pa.Schema] = {
          ("fingerprint", pa.string())]
     ),
     PAGE_DAY_TABLE: pa.schema(
-        [("site_url", pa.string()), ("page", pa.string()), ("date", pa.date32()),
+        [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
+         ("date", pa.date32()),
          ("clicks", pa.float64()), ("impressions", pa.float64()),
          ("position_impressions", pa.float64())]
     ),
     QUERY_DAY_TABLE: pa.schema(
-        [("site_url", pa.string()), ("page", pa.string()), ("query", pa.string()),
-         ("date", pa.date32()), ("clicks", pa.float64())]
+        [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
+         ("query", pa.string()), ("date", pa.date32()), ("clicks", pa.float64())]
     ),
     QUERY_TOTAL_TABLE: pa.schema(
-        [("site_url", pa.string()), ("page", pa.string()), ("query", pa.string()),
-         ("clicks", pa.float64())]
+        [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
+         ("query", pa.string()), ("clicks", pa.float64())]
     ),
     VERSION_TABLE: pa.schema([("site_url", pa.string()), ("version", pa.int32())]),
     STATS_TABLE: pa.schema(
-        [("site_url", pa.string()), ("page", pa.string()), ("first_date", pa.date32()),
+        [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
+         ("first_date", pa.date32()),
          ("last_date", pa.date32()), ("clicks", pa.float64()), ("impressions", pa.float64()),
          ("ctr", pa.float64()), ("avg_position", pa.float64()), ("active_days", pa.int32()),
          ("top_query", pa.string()), ("top_query_clicks", pa.float64()),
@@ -83,7 +88,7 @@ _SQL_TYPES = {
     pa.int32(): "INTEGER",
 }
 STATS_COLUMNS = [
-    "site_url", "page", "first_date", "last_date", "clicks", "impressions", "ctr",
+    "site_url", "search_type", "page", "first_date", "last_date", "clicks", "impressions", "ctr",
     "avg_position", "active_days", "top_query", "top_query_clicks",
 ]  # fmt: skip
 
@@ -119,11 +124,30 @@ class RefreshStats:
         }
 
 
+# A page of one search type: the key of every per-page frame below.
+PAGE_KEY = ["search_type", "page"]
+QUERY_KEY = [*PAGE_KEY, "query"]
+
+
 def ensure_schema(warehouse: Warehouse) -> None:
     with warehouse.transaction() as conn:
+        if not _has_search_type(conn):
+            # Written before search types were a column: derived state, rebuilt from scratch.
+            for table in _SCHEMAS:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
         for table, schema in _SCHEMAS.items():
             columns = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in schema)
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({columns})")
+
+
+def _has_search_type(conn: Connection) -> bool:
+    """False only when url_lifetime_stats exists without its search_type column."""
+    columns = conn.read_sql(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = ? AND table_schema = current_schema()",
+        [STATS_TABLE],
+    )["column_name"]
+    return columns.empty or "search_type" in set(columns)
 
 
 def changed_days(warehouse: Warehouse, site_urls: Sequence[str]) -> list[tuple[str, dt.date]]:
@@ -215,7 +239,7 @@ class _Chunk:
     new_query: pd.DataFrame
     page_delta: pd.DataFrame
     query_delta: pd.DataFrame
-    touched: list[str]
+    touched: pd.DataFrame  # PAGE_KEY columns
     current: pd.DataFrame
     totals: pd.DataFrame
 
@@ -233,10 +257,10 @@ def _apply_days(warehouse: Warehouse, site: str, days: Sequence[dt.date]) -> Ref
             chunk = _read_chunk(conn, site, days, stats)
         # Lifetime clicks per (page, query) for every query that changed.
         new_totals = chunk.query_delta.merge(
-            chunk.totals, on=["page", "query"], how="left", suffixes=("", "_old")
+            chunk.totals, on=QUERY_KEY, how="left", suffixes=("", "_old")
         )
         new_totals["clicks"] = new_totals["clicks"] + new_totals["clicks_old"].fillna(0.0)
-        new_totals = new_totals[["page", "query", "clicks"]]
+        new_totals = new_totals[[*QUERY_KEY, "clicks"]]
         page_rows, rescan = _new_page_stats(
             chunk.current, chunk.page_delta, new_totals, chunk.touched
         )
@@ -270,30 +294,32 @@ def _read_chunk(
     # changed again next time, never skipped.
     new_page = conn.read_sql(
         f"""
-        SELECT page, date, SUM(clicks) AS clicks, SUM(impressions) AS impressions,
-               SUM(position * impressions) AS position_impressions
+        SELECT search_type, page, date, SUM(clicks) AS clicks,
+               SUM(impressions) AS impressions, SUM(position * impressions) AS position_impressions
         FROM {PAGE.table}
-        WHERE site_url = ? AND search_type = ? AND {in_days}
-        GROUP BY page, date
+        WHERE site_url = ? AND {in_days}
+        GROUP BY search_type, page, date
         """,
-        [site, SEARCH_TYPE, *day_params],
+        [site, *day_params],
     )
     new_query = conn.read_sql(
         f"""
-        SELECT page, query, date, SUM(clicks) AS clicks
+        SELECT search_type, page, query, date, SUM(clicks) AS clicks
         FROM {PAGE_QUERY.table}
-        WHERE site_url = ? AND search_type = ? AND clicks > 0 AND {in_days}
-        GROUP BY page, query, date
+        WHERE site_url = ? AND clicks > 0 AND {in_days}
+        GROUP BY search_type, page, query, date
         """,
-        [site, SEARCH_TYPE, *day_params],
+        [site, *day_params],
     )
     old_page = conn.read_sql(
-        f"SELECT page, date, clicks, impressions, position_impressions FROM {PAGE_DAY_TABLE} "
+        "SELECT search_type, page, date, clicks, impressions, position_impressions "
+        f"FROM {PAGE_DAY_TABLE} "
         f"WHERE site_url = ? AND {in_days}",
         [site, *day_params],
     )
     old_query = conn.read_sql(
-        f"SELECT page, query, date, clicks FROM {QUERY_DAY_TABLE} WHERE site_url = ? AND {in_days}",
+        f"SELECT search_type, page, query, date, clicks FROM {QUERY_DAY_TABLE} "
+        f"WHERE site_url = ? AND {in_days}",
         [site, *day_params],
     )
     stats.source_rows_read += len(fingerprints) + len(new_page) + len(new_query)
@@ -305,23 +331,28 @@ def _read_chunk(
     query_delta = (
         pd.concat([new_query.assign(sign=1.0), old_query.assign(sign=-1.0)])
         .assign(clicks=lambda f: f["clicks"] * f["sign"])
-        .groupby(["page", "query"], as_index=False)["clicks"]
+        .groupby(QUERY_KEY, as_index=False)["clicks"]
         .sum()
     )
     query_delta = query_delta[query_delta["clicks"] != 0]
-    touched = sorted(set(page_delta["page"]) | set(query_delta["page"]))
+    touched = (
+        pd.concat([page_delta[PAGE_KEY], query_delta[PAGE_KEY]])
+        .drop_duplicates()
+        .sort_values(PAGE_KEY)
+        .reset_index(drop=True)
+    )
     stats.pages_touched = len(touched)
 
-    _stage(conn, "lifetime_stage_pages", pd.DataFrame({"page": touched}), site)
-    _stage(conn, "lifetime_stage_queries", query_delta[["page", "query"]], site)
+    _stage(conn, "lifetime_stage_pages", touched, site)
+    _stage(conn, "lifetime_stage_queries", query_delta[QUERY_KEY], site)
     current = conn.read_sql(
         f"SELECT s.* FROM {STATS_TABLE} s JOIN lifetime_stage_pages t "
-        "ON s.site_url = t.site_url AND s.page = t.page"
+        "ON s.site_url = t.site_url AND s.search_type = t.search_type AND s.page = t.page"
     )
     totals = conn.read_sql(
-        f"SELECT q.page, q.query, q.clicks FROM {QUERY_TOTAL_TABLE} q "
-        "JOIN lifetime_stage_queries t "
-        "ON q.site_url = t.site_url AND q.page = t.page AND q.query = t.query"
+        f"SELECT q.search_type, q.page, q.query, q.clicks FROM {QUERY_TOTAL_TABLE} q "
+        "JOIN lifetime_stage_queries t ON q.site_url = t.site_url "
+        "AND q.search_type = t.search_type AND q.page = t.page AND q.query = t.query"
     )
     stats.state_rows_read += len(current) + len(totals)
     return _Chunk(version, fingerprints, new_page, new_query, page_delta, query_delta, touched,
@@ -335,7 +366,7 @@ def _write_chunk(
     chunk: _Chunk,
     new_totals: pd.DataFrame,
     page_rows: pd.DataFrame,
-    rescan: list[str],
+    rescan: pd.DataFrame,
     stats: RefreshStats,
 ) -> bool:
     """Write the chunk unless another refresh of `site` wrote since it was read (False)."""
@@ -344,8 +375,8 @@ def _write_chunk(
     if _site_version(conn, site) != chunk.version:
         return False
     in_days, day_params = _in_days(days)
-    _stage(conn, "lifetime_stage_pages", pd.DataFrame({"page": chunk.touched}), site)
-    _stage(conn, "lifetime_stage_queries", chunk.query_delta[["page", "query"]], site)
+    _stage(conn, "lifetime_stage_pages", chunk.touched, site)
+    _stage(conn, "lifetime_stage_queries", chunk.query_delta[QUERY_KEY], site)
     # Replace the per-day snapshots and the changed query totals.
     conn.execute(
         f"DELETE FROM {PAGE_DAY_TABLE} WHERE site_url = ? AND {in_days}", [site, *day_params]
@@ -354,23 +385,23 @@ def _write_chunk(
         f"DELETE FROM {QUERY_DAY_TABLE} WHERE site_url = ? AND {in_days}", [site, *day_params]
     )
     conn.execute(
-        f"DELETE FROM {QUERY_TOTAL_TABLE} WHERE (site_url, page, query) IN "
-        "(SELECT site_url, page, query FROM lifetime_stage_queries)"
+        f"DELETE FROM {QUERY_TOTAL_TABLE} WHERE (site_url, search_type, page, query) IN "
+        "(SELECT site_url, search_type, page, query FROM lifetime_stage_queries)"
     )
     stats.rows_written += _insert(conn, PAGE_DAY_TABLE, chunk.new_page, site)
     stats.rows_written += _insert(conn, QUERY_DAY_TABLE, chunk.new_query, site)
     stats.rows_written += _insert(
         conn, QUERY_TOTAL_TABLE, new_totals[new_totals["clicks"] > 0], site
     )
-    if rescan:
+    if len(rescan):
         # Rare (a revision removed a page's first/last day or lowered its top query): read the
         # rollups just written, for those pages only.
         stats.pages_rescanned = len(rescan)
         page_rows, read = _rescan(conn, site, page_rows, rescan)
         stats.state_rows_read += read
     conn.execute(
-        f"DELETE FROM {STATS_TABLE} WHERE (site_url, page) IN "
-        "(SELECT site_url, page FROM lifetime_stage_pages)"
+        f"DELETE FROM {STATS_TABLE} WHERE (site_url, search_type, page) IN "
+        "(SELECT site_url, search_type, page FROM lifetime_stage_pages)"
     )
     stats.rows_written += _insert(conn, STATS_TABLE, page_rows[page_rows["active_days"] > 0], site)
     _record_applied(conn, site, days, chunk.fingerprints)
@@ -388,30 +419,28 @@ def _page_delta(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     both = pd.concat([new.assign(sign=1), old.assign(sign=-1)], ignore_index=True)
     for column in metrics:
         both[column] = both[column] * both["sign"]
-    delta = both.groupby("page", as_index=False).agg(
+    delta = both.groupby(PAGE_KEY, as_index=False).agg(
         clicks=("clicks", "sum"),
         impressions=("impressions", "sum"),
         position_impressions=("position_impressions", "sum"),
         day_delta=("sign", "sum"),
     )
-    new_span = new.groupby("page").agg(new_first=("date", "min"), new_last=("date", "max"))
-    gone = old.merge(new[["page", "date"]], on=["page", "date"], how="left", indicator=True)
+    new_span = new.groupby(PAGE_KEY).agg(new_first=("date", "min"), new_last=("date", "max"))
+    gone = old.merge(new[[*PAGE_KEY, "date"]], on=[*PAGE_KEY, "date"], how="left", indicator=True)
     gone = (
         gone[gone["_merge"] == "left_only"]
-        .groupby("page")
+        .groupby(PAGE_KEY)
         .agg(gone_first=("date", "min"), gone_last=("date", "max"))
     )
-    return delta.join(new_span, on="page").join(gone, on="page")
+    return delta.join(new_span, on=PAGE_KEY).join(gone, on=PAGE_KEY)
 
 
 def _new_page_stats(
-    current: pd.DataFrame, delta: pd.DataFrame, new_totals: pd.DataFrame, touched: list[str]
-) -> tuple[pd.DataFrame, list[str]]:
-    """Apply the deltas to the touched pages' stats; list pages that need a rescan."""
-    base = pd.DataFrame({"page": touched}).merge(
-        current.drop(columns=["site_url"]), on="page", how="left"
-    )
-    rows = base.merge(delta, on="page", how="left", suffixes=("", "_delta"))
+    current: pd.DataFrame, delta: pd.DataFrame, new_totals: pd.DataFrame, touched: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Apply the deltas to the touched pages' stats; the pages that need a rescan."""
+    base = touched.merge(current.drop(columns=["site_url"]), on=PAGE_KEY, how="left")
+    rows = base.merge(delta, on=PAGE_KEY, how="left", suffixes=("", "_delta"))
     for column in ("clicks", "impressions", "position_impressions"):
         rows[column] = rows[column].fillna(0.0) + rows[f"{column}_delta"].fillna(0.0)
     rows["active_days"] = rows["active_days"].fillna(0) + rows["day_delta"].fillna(0)
@@ -425,29 +454,28 @@ def _new_page_stats(
         max(d for d in (a, b) if d is not None and not pd.isna(d)) if not _none(a, b) else None
         for a, b in zip(last.map(_maybe_date), rows["new_last"].map(_maybe_date), strict=True)
     ]
-    rescan = set(
+    rescan = [
         rows.loc[
             (rows["gone_first"].map(_maybe_date) == rows["first_date"])
             | (rows["gone_last"].map(_maybe_date) == rows["last_date"]),
-            "page",
+            PAGE_KEY,
         ]
-    )
+    ]
 
     # Top query: the old top (with its new total) against every query whose total changed.
     changed = new_totals[new_totals["clicks"] > 0]
-    old_top = rows.loc[rows["top_query"].notna(), ["page", "top_query", "top_query_clicks"]]
+    old_top = rows.loc[rows["top_query"].notna(), [*PAGE_KEY, "top_query", "top_query_clicks"]]
     old_top = old_top.rename(columns={"top_query": "query", "top_query_clicks": "clicks"})
-    lowered = old_top.merge(new_totals, on=["page", "query"], suffixes=("", "_new"))
+    lowered = old_top.merge(new_totals, on=QUERY_KEY, suffixes=("", "_new"))
     lowered = lowered[lowered["clicks_new"] < lowered["clicks"]]
-    rescan |= set(lowered["page"])
-    unchanged_top = old_top.merge(new_totals[["page", "query"]], on=["page", "query"],
-                                  how="left", indicator=True)  # fmt: skip
-    unchanged_top = unchanged_top[unchanged_top["_merge"] == "left_only"][
-        ["page", "query", "clicks"]
-    ]
+    rescan.append(lowered[PAGE_KEY])
+    unchanged_top = old_top.merge(new_totals[QUERY_KEY], on=QUERY_KEY, how="left",
+                                  indicator=True)  # fmt: skip
+    unchanged_top = unchanged_top[unchanged_top["_merge"] == "left_only"][[*QUERY_KEY, "clicks"]]
     top = _top_queries(pd.concat([unchanged_top, changed], ignore_index=True))
-    rows = rows.drop(columns=["top_query", "top_query_clicks"]).merge(top, on="page", how="left")
-    return _finish(rows), sorted(rescan)
+    rows = rows.drop(columns=["top_query", "top_query_clicks"]).merge(top, on=PAGE_KEY, how="left")
+    pages = pd.concat(rescan).drop_duplicates().sort_values(PAGE_KEY).reset_index(drop=True)
+    return _finish(rows), pages
 
 
 def _none(a: object, b: object) -> bool:
@@ -463,11 +491,12 @@ def _maybe_date(value: object) -> dt.date | None:
 def _top_queries(candidates: pd.DataFrame) -> pd.DataFrame:
     """Per page the query with the most clicks; ties go to the alphabetically first."""
     if candidates.empty:
-        return pd.DataFrame({"page": [], "top_query": [], "top_query_clicks": []})
-    best = candidates.sort_values(["page", "clicks", "query"], ascending=[True, False, True])
-    best = best.drop_duplicates("page")
+        return pd.DataFrame({c: [] for c in (*PAGE_KEY, "top_query", "top_query_clicks")})
+    best = candidates.sort_values([*PAGE_KEY, "clicks", "query"],
+                                  ascending=[True, True, False, True])  # fmt: skip
+    best = best.drop_duplicates(PAGE_KEY)
     return best.rename(columns={"query": "top_query", "clicks": "top_query_clicks"})[
-        ["page", "top_query", "top_query_clicks"]
+        [*PAGE_KEY, "top_query", "top_query_clicks"]
     ]
 
 
@@ -482,25 +511,26 @@ def _finish(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _rescan(
-    conn: Connection, site: str, rows: pd.DataFrame, pages: list[str]
+    conn: Connection, site: str, rows: pd.DataFrame, pages: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
     """Recompute first/last day and top query of `pages` from the rollups (already updated)."""
-    _stage(conn, "lifetime_stage_rescan", pd.DataFrame({"page": pages}), site)
+    _stage(conn, "lifetime_stage_rescan", pages, site)
+    joined = "d.site_url = r.site_url AND d.search_type = r.search_type AND d.page = r.page"
     span = conn.read_sql(
-        "SELECT d.page, MIN(d.date) AS first_date, MAX(d.date) AS last_date "
-        f"FROM {PAGE_DAY_TABLE} d JOIN lifetime_stage_rescan r "
-        "ON d.site_url = r.site_url AND d.page = r.page GROUP BY d.page"
+        "SELECT d.search_type, d.page, MIN(d.date) AS first_date, MAX(d.date) AS last_date "
+        f"FROM {PAGE_DAY_TABLE} d JOIN lifetime_stage_rescan r ON {joined} "
+        "GROUP BY d.search_type, d.page"
     )
     queries = conn.read_sql(
-        f"SELECT q.page, q.query, q.clicks FROM {QUERY_TOTAL_TABLE} q "
-        "JOIN lifetime_stage_rescan r ON q.site_url = r.site_url AND q.page = r.page"
+        f"SELECT d.search_type, d.page, d.query, d.clicks FROM {QUERY_TOTAL_TABLE} d "
+        f"JOIN lifetime_stage_rescan r ON {joined}"
     )
-    rows = rows.set_index("page")
-    span = span.set_index("page")
+    rows = rows.set_index(PAGE_KEY)
+    span = span.set_index(PAGE_KEY)
     rows.loc[span.index, "first_date"] = span["first_date"].map(_date)
     rows.loc[span.index, "last_date"] = span["last_date"].map(_date)
-    top = _top_queries(queries).set_index("page")
-    rows.loc[pages, ["top_query", "top_query_clicks"]] = None
+    top = _top_queries(queries).set_index(PAGE_KEY)
+    rows.loc[pd.MultiIndex.from_frame(pages), ["top_query", "top_query_clicks"]] = None
     rows.loc[top.index, ["top_query", "top_query_clicks"]] = top[["top_query", "top_query_clicks"]]
     return rows.reset_index(), len(span) + len(queries)
 
@@ -561,4 +591,4 @@ def read_stats(warehouse: Warehouse, site_urls: Iterable[str] | None = None) -> 
     sites = list(site_urls or [])
     where = f" WHERE site_url IN ({', '.join('?' for _ in sites)})" if sites else ""
     df = warehouse.read_sql(f"SELECT {', '.join(STATS_COLUMNS)} FROM {STATS_TABLE}{where}", sites)
-    return df.sort_values(["site_url", "page"]).reset_index(drop=True)
+    return df.sort_values(["site_url", "search_type", "page"]).reset_index(drop=True)

@@ -220,7 +220,7 @@ def run_host(site_url: str, first: str, last: str) -> int:
 
     config = load_config()
     prop = next(p for p in config.properties if p.site_url == site_url)
-    keys = property_asset_keys(prop)
+    keys = property_asset_keys(config, prop)
     repo = ReconstructableRepository.for_module("gsc_pipeline.definitions", "defs")
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from gsc_pipeline.reports import DAILY_ROW_CAP, SITE, Report
+from gsc_pipeline.reports import DAILY_ROW_CAP, GOOGLE_TIMEZONE, SITE, Report
 from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
 NO_MISSING_BATCHES = "no_missing_batches"
@@ -24,9 +24,15 @@ NO_DUPLICATE_BATCHES = "no_duplicate_batches"
 ROWS_MATCH_LEDGER = "rows_match_ledger"
 TRUNCATED_DAYS = "truncated_days"
 ANONYMIZED_SHARE = "anonymized_share"
+# Hourly reports only.
+HOURS_OF_DAY = "hours_of_day"
+INCOMPLETE_HOURS_REPLACED = "incomplete_hours_replaced"
 # Checks whose failure means the partition's data is wrong (and worth re-fetching); the others
 # describe Google's data (cap, anonymization) and only warn.
 BLOCKING_CHECKS = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER)
+# Hourly reports' checks: a failure is also fixed by re-fetching the day.
+HOURLY_CHECKS = (HOURS_OF_DAY, INCOMPLETE_HOURS_REPLACED)
+
 # Ahrefs measured ~46% of clicks hidden on average across 146k sites; above half is unusual
 # enough that a user should look (brand-poor long-tail sites can legitimately exceed it).
 ANONYMIZED_SHARE_WARN = 0.5
@@ -435,3 +441,106 @@ def fresh_partitions(warehouse: Warehouse) -> pd.DataFrame:
     frame["date"] = frame["date"].map(_day)
     frame["ready"] = frame["ready"].astype(bool)
     return frame
+
+
+def _hourly_days(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None
+) -> pd.DataFrame:
+    """Per stored day of an hourly report: rows, Google's finality evidence, the last fetch.
+
+    `complete`: every page of the day carried a first incomplete date (hour) after the day.
+    """
+    where, params = DaySpan.of(days).where()
+    ledger = warehouse.read_sql(
+        f"""
+        SELECT date, SUM(rows_returned) AS rows_fetched, MAX(fetched_at) AS fetched_at,
+               MIN(first_incomplete_date) AS first_incomplete,
+               SUM(CASE WHEN first_incomplete_date IS NULL THEN 1 ELSE 0 END) AS unknown_pages
+        FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where} GROUP BY date
+        """,
+        [site_url, report.name, *params],
+    )
+    ledger["date"] = ledger["date"].map(_day)
+    ledger["complete"] = [
+        int(r.unknown_pages) == 0 and _day(r.first_incomplete) > r.date
+        for r in ledger.itertuples(index=False)
+    ]
+    return ledger
+
+
+def hours_of_day(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """Every stored hour of a complete day lies in that day (Pacific) and is stored once.
+
+    For a report grouped by hour alone, "once" means one row per hour and search type; hours
+    Google served no row for (no impressions in that hour, or a day outside its ~10-day hourly
+    window) are counted in the metadata, not failed: Google omits rows without impressions.
+    With more dimensions, duplicates are `no_duplicate_batches`' business.
+    """
+    if absent := warehouse.missing_tables([LEDGER_TABLE, report.table]):
+        return not_evaluated(HOURS_OF_DAY, f"{', '.join(absent)} does not exist yet")
+    ledger = _hourly_days(warehouse, site_url, report, days)
+    where, params = DaySpan.of(days).where()
+    hours = warehouse.read_sql(
+        f"SELECT search_type, date, hour, COUNT(*) AS copies FROM {report.table} "
+        f"WHERE site_url = ?{where} GROUP BY search_type, date, hour",
+        [site_url, *params],
+    )
+    hours["date"] = hours["date"].map(_day)
+    complete_days = set(ledger.loc[ledger["complete"], "date"])
+    hours = hours[hours["date"].isin(complete_days)]
+    pacific = hours["hour"].map(lambda h: pd.Timestamp(h).tz_convert(GOOGLE_TIMEZONE).date())
+    outside = hours[pacific != hours["date"]]
+    hour_alone = not report.dimensions
+    doubled = hours[hours["copies"] > 1] if hour_alone else hours.iloc[0:0]
+    stored_hours = len(hours.drop_duplicates(["search_type", "date", "hour"]))
+    expected_hours = sum(_hours_in_day(d) for d in complete_days) * len(report.search_types)
+    return _outcome(
+        HOURS_OF_DAY,
+        set(outside["date"]) | set(doubled["date"]),
+        checked=len(complete_days),
+        unmeasured="no complete day stored yet: Google still reports every stored day's hours "
+        "as incomplete",
+        hours_outside_their_day=len(outside),
+        doubled_hours=len(doubled),
+        hours_without_rows=expected_hours - stored_hours,
+        incomplete_days=int((~ledger["complete"]).sum()),
+        # Google served no hourly rows: a day outside its ~10-day hourly window (or no traffic).
+        empty_days=int((ledger["rows_fetched"] == 0).sum()),
+    )
+
+
+def _hours_in_day(day: dt.date) -> int:
+    start = pd.Timestamp(day).tz_localize(GOOGLE_TIMEZONE)
+    end = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(GOOGLE_TIMEZONE)
+    return int((end - start) / pd.Timedelta(hours=1))
+
+
+def incomplete_hours_replaced(
+    warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
+) -> CheckOutcome:
+    """No day still holds incomplete hours once Google reports it complete.
+
+    A day fetched while Google's first incomplete hour fell on or before it holds partial
+    hours. Once any later response for the site puts the first incomplete date after that
+    day, the stored hours are out of date: the day must be fetched again (the hourly refresh
+    schedule and the finalization sensor do), and this check names it until it is.
+    """
+    if absent := warehouse.missing_tables([LEDGER_TABLE]):
+        return not_evaluated(INCOMPLETE_HOURS_REPLACED, f"{absent[0]} does not exist yet")
+    ledger = _hourly_days(warehouse, site_url, report, days)
+    known = warehouse.read_sql(
+        f"SELECT MAX(first_incomplete_date) AS latest FROM {LEDGER_TABLE} WHERE site_url = ?",
+        [site_url],
+    )["latest"].iloc[0]
+    latest = None if known is None or pd.isna(known) else _day(known)
+    incomplete = ledger[~ledger["complete"]]
+    stale = [d for d in incomplete["date"] if latest is not None and latest > d]
+    return _outcome(
+        INCOMPLETE_HOURS_REPLACED,
+        stale,
+        checked=len(ledger),
+        incomplete_days=len(incomplete),
+        latest_first_incomplete_date=latest.isoformat() if latest else None,
+    )

@@ -24,15 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
-from gsc_pipeline.gsc.errors import Cancelled, GscError
+from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
     DAILY_ROW_CAP,
+    PACIFIC,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
     pacific_today,
 )
 from gsc_pipeline.warehouse.base import (
+    INSTANT_TYPE,
     LEDGER_SCHEMA,
     PartitionBatch,
     Warehouse,
@@ -126,11 +128,11 @@ def page_from_rows(
     """
     where = f"{site_url} {report.name} {search_type} {day}"
     n = len(rows)
-    width = len(report.dimensions) + 1
+    width = len(report.api_dimensions)
     keys, clicks, impressions, ctr, position = rows.flatten()  # offset-aware, unlike .field()
-    if rows.null_count or keys.null_count:
+    if rows.null_count or (width and keys.null_count):
         raise BadApiData(f"{where}: a row without keys")
-    if n:
+    if n and width:
         lengths = pc.min_max(pc.list_value_length(keys)).as_py()
         if lengths != {"min": width, "max": width}:
             raise BadApiData(
@@ -138,11 +140,12 @@ def page_from_rows(
                 f"{report.api_dimensions}); the report definition and the API disagree"
             )
     columns = [pc.list_element(keys, i) for i in range(width)]
-    day_text = day.isoformat()
-    same_day = pc.equal(columns[0], day_text)
-    if (pc.sum(same_day).as_py() or 0) != n:  # a null date counts as wrong too
-        wrong = columns[0][pc.index(pc.fill_null(same_day, False), False).as_py()]
-        raise BadApiData(f"{where}: a row is dated {wrong.as_py()}, not the requested day")
+    time_columns: dict[str, Any] = {}
+    if report.time_dimension == "date":
+        _check_same_day(where, columns[0], day)
+    elif report.hourly:
+        time_columns["hour"] = _hours_of_day(where, columns[0], day)
+    dimension_columns = columns[1:] if report.time_dimension else columns
     if clicks.null_count or impressions.null_count:
         raise BadApiData(f"{where}: a row has no clicks or no impressions")
     if n and pc.any(pc.greater(clicks, impressions)).as_py():
@@ -153,7 +156,8 @@ def page_from_rows(
         "site_url": pa.array([site_url]).take(everywhere),
         "search_type": pa.array([search_type]).take(everywhere),
         "date": pa.array([day], pa.date32()).take(everywhere),
-        **{name: columns[i + 1] for i, name in enumerate(schema.names[3 : 3 + width - 1])},
+        **time_columns,
+        **{column_name(d): c for d, c in zip(report.dimensions, dimension_columns, strict=True)},
         "clicks": clicks,
         "impressions": impressions,
         "ctr": ctr,
@@ -161,6 +165,30 @@ def page_from_rows(
         "position": position,
     }
     return pa.Table.from_pydict(data, schema=schema)
+
+
+def _check_same_day(where: str, dates: pa.Array, day: dt.date) -> None:
+    same_day = pc.equal(dates, day.isoformat())
+    if (pc.sum(same_day).as_py() or 0) != len(dates):  # a null date counts as wrong too
+        wrong = dates[pc.index(pc.fill_null(same_day, False), False).as_py()]
+        raise BadApiData(f"{where}: a row is dated {wrong.as_py()}, not the requested day")
+
+
+def _hours_of_day(where: str, keys: pa.Array, day: dt.date) -> pa.Array:
+    """Google's hour keys (`2025-04-07T00:00:00-07:00`) as instants, all within `day` (Pacific).
+    """
+    hours = pc.strptime(keys, format="%Y-%m-%dT%H:%M:%S%z", unit="us", error_is_null=True)
+    hours = hours.cast(INSTANT_TYPE)
+    start = dt.datetime.combine(day, dt.time(), PACIFIC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), PACIFIC)
+    inside = pc.and_(
+        pc.greater_equal(hours, pa.scalar(start, INSTANT_TYPE)),
+        pc.less(hours, pa.scalar(end, INSTANT_TYPE)),
+    )
+    if (pc.sum(inside).as_py() or 0) != len(keys):  # an unparsable hour counts as wrong too
+        wrong = keys[pc.index(pc.fill_null(inside, False), False).as_py()]
+        raise BadApiData(f"{where}: a row is for hour {wrong.as_py()}, not an hour of the day")
+    return hours
 
 
 def _first_incomplete_date(value: str | None) -> dt.date | None:
@@ -193,7 +221,7 @@ def _settle_tie_order(
     them all, then cut it into pages again in the API's order (clicks, then impressions).
     """
     expected = sum(page.num_rows for page in pages)
-    keys = [column_name(d) for d in report.dimensions]
+    keys = [c for c in report.key_columns if c not in ("site_url", "search_type", "date")]
     settled = _distinct_rows(pa.concat_tables(pages), keys)
     passes = 0
     while settled.num_rows < expected:
@@ -291,20 +319,13 @@ def fetch_day(
     for search_type in report.search_types:
 
         def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
-            body = {
-                "startDate": day.isoformat(),
-                "endDate": day.isoformat(),
-                "dimensions": report.api_dimensions,
-                "type": search_type,
-                "aggregationType": report.aggregation_type,
-                "rowLimit": report.row_limit,
-                "startRow": start_row,
-                "dataState": data_state,
-            }
+            body = {**report.request_body(day, search_type, data_state), "startRow": start_row}
             # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
             response = client.query_page(site_url, body, stop_event=halt, sink=sink)
             page = page_from_rows(report, site_url, search_type, day, response.rows)
-            return page, _first_incomplete_date(response.first_incomplete_date)
+            return page, _first_incomplete_date(
+                response.first_incomplete_date or response.first_incomplete_hour
+            )
 
         pages: list[pa.Table] = []
         incomplete: list[dt.date | None] = []
@@ -347,7 +368,7 @@ def fetch_day(
                 ("rows_returned", returned[i]),
                 ("clicks", float(clicks)),
                 ("impressions", float(impressions)),
-                ("data_state", data_state),
+                ("data_state", report.data_state(data_state)),
                 ("first_incomplete_date", incomplete[i] or final_before),
                 ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
                 ("run_id", run_id),
@@ -377,7 +398,7 @@ def fetch_day(
         truncated=truncated,
         clicks=float(sum(ledger["clicks"])),
         impressions=float(sum(ledger["impressions"])),
-        data_state=data_state,
+        data_state=report.data_state(data_state),
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
     )
@@ -444,6 +465,23 @@ def plan_days(
     return DayPlan(incomplete, incomplete)
 
 
+def aggregation_rejected(exc: BaseException, site_url: str, report: Report) -> BaseException:
+    """`exc` restated when Google refused the report's aggregation type for this property.
+
+    Some properties answer byPage or byProperty with a 400 whatever the request; the fix is
+    per property: let it fetch its reports with aggregation_type auto. Any other error is
+    returned unchanged.
+    """
+    if not isinstance(exc, InvalidRequest) or "aggregation type" not in str(exc).lower():
+        return exc
+    return InvalidRequest(
+        f"{site_url} report {report.name!r}: Google refuses aggregation_type "
+        f"{report.aggregation_type!r} for this property ({exc}). Set `aggregation_type: auto` "
+        "on this property in the config (its reports are then fetched with Google's default "
+        "aggregation), or declare the report with aggregation_type: auto"
+    )
+
+
 def _write(warehouse: Warehouse, days: list[FetchedDay]) -> float:
     """Write `days` in one transaction (group commit); its duration in seconds."""
     started = time.perf_counter()
@@ -485,6 +523,7 @@ def sync_days(
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
     warehouse.ensure_schema([report])
+    warehouse.claim_report(site_url, report)
     if not all_days:
         return []
     try:

@@ -56,57 +56,44 @@ def pipeline_config(
     )
 
 
-def direct_fetch(base_url: str, site_url: str, report: Report, day: dt.date) -> pd.DataFrame:
+def direct_fetch(
+    base_url: str, site_url: str, report: Report, day: dt.date, data_state: str = "final"
+) -> pd.DataFrame:
     """What the API serves for one day, paged by hand: the reference the warehouse must equal."""
     client = GscClient(base_url, None, qpm_budget=100_000, retry_policy=RetryPolicy(max_attempts=1))
-    frames = []
+    time_columns = {"date": ["date"], "hour": ["hour"], None: []}[report.time_dimension]
+    records = []
     for search_type in report.search_types:
         start = 0
         while True:
-            body = {
-                "startDate": day.isoformat(),
-                "endDate": day.isoformat(),
-                "dimensions": report.api_dimensions,
-                "type": search_type,
-                "aggregationType": report.aggregation_type,
-                "rowLimit": report.row_limit,
-                "startRow": start,
-            }
+            body = {**report.request_body(day, search_type, data_state), "startRow": start}
             rows = client.query(site_url, body).get("rows", [])
-            frames.append(
-                pd.DataFrame(
-                    [
-                        [
-                            search_type,
-                            *r["keys"],
-                            r["clicks"],
-                            r["impressions"],
-                            r["ctr"],
-                            r["position"],
-                        ]
-                        for r in rows
-                    ],
-                    columns=[
-                        "search_type",
-                        "date",
-                        *map(column_name, report.dimensions),
-                        "clicks",
-                        "impressions",
-                        "ctr",
-                        "position",
-                    ],
+            for r in rows:
+                keys = r.get("keys", [])
+                fixed = {"search_type": search_type, "date": day.isoformat()}
+                fixed.update(zip(time_columns, keys[: len(time_columns)], strict=True))
+                fixed.update(
+                    zip(map(column_name, report.dimensions), keys[len(time_columns) :], strict=True)
                 )
-            )
+                metrics = {m: r.get(m) for m in ("clicks", "impressions", "ctr", "position")}
+                records.append({**fixed, **metrics})
             if len(rows) < report.row_limit:
                 break
             start += report.row_limit
-    return normalise(pd.concat(frames, ignore_index=True), report)
+    hour = ["hour"] if report.hourly else []
+    dims = list(map(column_name, report.dimensions))
+    columns = ["search_type", "date", *hour, *dims, "clicks", "impressions", "ctr", "position"]
+    return normalise(pd.DataFrame.from_records(records, columns=columns), report)
 
 
 def normalise(df: pd.DataFrame, report: Report) -> pd.DataFrame:
     df = df.copy()
     df["date"] = pd.to_datetime(df["date"]).dt.date.astype(str)
-    keys = ["search_type", "date", *map(column_name, report.dimensions)]
+    hour = ["hour"] if report.hourly else []
+    if hour:
+        # One spelling for an instant: Google's Pacific-offset keys and the stored TIMESTAMPTZ.
+        df["hour"] = pd.to_datetime(df["hour"], utc=True).dt.strftime("%Y-%m-%dT%H:%MZ")
+    keys = ["search_type", "date", *hour, *map(column_name, report.dimensions)]
     metrics = ["clicks", "impressions", "ctr", "position"]
     df[metrics] = df[metrics].astype(float)
     return df[[*keys, *metrics]].sort_values(keys).reset_index(drop=True)

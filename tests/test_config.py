@@ -166,18 +166,142 @@ def test_missing_file_says_which_env_var(tmp_path):
     ("report", "message"),
     [
         (Report("x", ("page", "page")), "Duplicate dimensions"),
-        (Report("x", ("date",)), "leave 'date' out"),
-        (Report("x", ("hour",)), "date and hour"),
-        (Report("x", ("searchAppearance",)), "searchAppearance"),
+        (Report("x", ("date",)), "leave 'date' and 'hour' to time_dimension"),
+        (Report("x", ("hour",)), "leave 'date' and 'hour' to time_dimension"),
+        (Report("x", ("searchAppearance",)), "searchAppearance together with another"),
         (Report("x", ("page",), "byProperty"), "BY_PROPERTY"),
         (Report("x", ("device",), search_types=("discover",)), "discover grouped by device"),
         (Report("x", ("page",), row_limit=25_001), "row_limit"),
-        (Report("x", ("colour",)), "unknown dimension"),
+        (Report("x", ("colour",)), "unknown"),
+        (Report("x", ("page",), time_dimension=None), r"only \[searchAppearance\]"),
     ],
 )
 def test_report_table_refuses_what_google_rejects(report, message):
     with pytest.raises(ReportDefinitionError, match=message):
         report.validate()
+
+
+_BRAND = {
+    "dimensions": ["query", "country"],
+    "search_types": ["web", "image"],
+    "aggregation_type": "auto",
+    "filters": [{"dimension": "query", "operator": "includingRegex", "expression": "acme|ac me"}],
+}
+
+
+def test_declared_reports_in_the_issues_shape_resolve_per_property():
+    config = parse_config(
+        _cfg(
+            reports={
+                "brand_queries_by_country": _BRAND,
+                "discover_pages": {"dimensions": ["page"],
+                                   "search_types": ["discover", "googleNews"]},
+            },
+            properties=[
+                {"site_url": "sc-domain:example.com",
+                 "reports": ["page_query", "page", "site", "brand_queries_by_country",
+                             "discover_pages", "search_appearance", "hourly_page"]},
+            ],
+        )
+    )  # fmt: skip
+    reports = {r.name: r for r in config.properties[0].report_objects()}
+    brand = reports["brand_queries_by_country"]
+    assert brand.api_dimensions == ["date", "query", "country"]
+    assert brand.request_body(dt.date(2026, 1, 1), "image", "final")["dimensionFilterGroups"] == [
+        {"groupType": "and", "filters": [
+            {"dimension": "query", "operator": "includingRegex", "expression": "acme|ac me"}]}
+    ]  # fmt: skip
+    assert reports["discover_pages"].search_types == ("discover", "googleNews")
+    assert reports["search_appearance"].api_dimensions == ["searchAppearance"]
+    hourly = reports["hourly_page"]
+    assert hourly.api_dimensions == ["hour", "page"]
+    assert hourly.request_body(dt.date(2026, 1, 1), "web", "final")["dataState"] == "hourly_all"
+
+
+def test_declared_hourly_and_appearance_reports_follow_their_dimensions():
+    config = parse_config(
+        _cfg(
+            reports={
+                "hourly_queries": {"dimensions": ["hour", "query"]},
+                "appearances_on_image": {"dimensions": ["searchAppearance"],
+                                         "search_types": ["image"]},
+            },
+            properties=[{"site_url": "sc-domain:a.com",
+                         "reports": ["hourly_queries", "appearances_on_image"]}],
+        )
+    )  # fmt: skip
+    hourly, appearance = config.properties[0].report_objects()
+    assert (hourly.time_dimension, hourly.dimensions) == ("hour", ("query",))
+    assert (appearance.time_dimension, appearance.dimensions) == (None, ("searchAppearance",))
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"dimensions": ["page"], "filters": [{"dimension": "query", "operator": "regex",
+                                                "expression": "a"}]},
+         "reports.r.filters[0].operator: 'regex' is not one of Google's operators"),
+        ({"dimensions": ["query"], "filters": [{"dimension": "query",
+                                                 "operator": "includingRegex",
+                                                 "expression": "(?=acme)"}]},
+         "reports.r.filters[0].expression: '(?=acme)' is not an RE2 regular expression"),
+        ({"dimensions": ["query"], "filters": [{"dimension": "date", "expression": "2026"}]},
+         "reports.r.filters[0].dimension: Google cannot filter on 'date'"),
+        ({"dimensions": ["query"], "filters": [{"dimension": "query", "expression": "x" * 4097}]},
+         "reports.r.filters[0].expression: 4097 characters; Google allows at most 4096"),
+        ({"dimensions": ["query"], "filters": [{"dimension": "query", "expression": ""}]},
+         "reports.r.filters[0].expression: give the value to compare against"),
+        ({"dimensions": ["query"], "filters": [{"dimension": "query"}]},
+         "reports.r.filters[0].expression: Field required"),
+        ({"dimensions": ["query"], "search_types": ["discover"]},
+         "reports.r.search_types: Google rejects discover grouped by query"),
+        ({"dimensions": ["page"], "search_types": ["googleNews"],
+          "filters": [{"dimension": "query", "expression": "a"}]},
+         "reports.r.search_types: googleNews has no queries, so a query filter would match"),
+        ({"dimensions": ["device"], "search_types": ["discover"]},
+         "reports.r.search_types: Google rejects discover grouped by device"),
+        ({"dimensions": ["country"], "aggregation_type": "byProperty",
+          "filters": [{"dimension": "page", "operator": "contains", "expression": "/blog/"}]},
+         "reports.r.aggregation_type: 'BY_PROPERTY' is not valid"),
+        ({"dimensions": ["country"], "aggregation_type": "byNewsShowcasePanel"},
+         "reports.r.aggregation_type: 'byNewsShowcasePanel' is not one of"),
+        ({"dimensions": ["searchAppearance", "page"]},
+         "reports.r.dimensions: Google cannot group by searchAppearance together with another"),
+        ({"dimensions": ["date", "searchAppearance"]},
+         "reports.r.dimensions: Google cannot group by searchAppearance together with another"),
+        ({"dimensions": ["date", "hour"]},
+         "reports.r.dimensions: Request cannot be grouped by both date and hour"),
+        ({"dimensions": ["page", "page"]}, "reports.r.dimensions: Duplicate dimensions"),
+        ({"dimensions": ["pages"]}, "reports.r.dimensions: unknown ['pages']"),
+        ({"dimensions": ["page"], "search_types": ["webb"]},
+         "reports.r.search_types: unknown search type 'webb'"),
+        ({"dimensions": ["page"], "search_types": []},
+         "reports.r.search_types: give at least one search type"),
+        ({"dimensions": ["page"], "row_limit": 0}, "reports.r.row_limit: 0 must be within"),
+        ({"dimensions": ["page"], "filter": []}, "reports.r.filter: Extra inputs"),
+    ],
+)
+def test_invalid_declared_reports_are_refused_with_report_key_and_fix(declared, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(reports={"r": declared}))
+    assert message in str(err.value)
+
+
+def test_a_declared_report_may_not_shadow_a_builtin_or_be_misnamed():
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(reports={"page": {"dimensions": ["page", "country"]}}))
+    assert "reports.page: 'page' is a built-in report and a declared report may not shadow it" in (
+        str(err.value)
+    )
+    with pytest.raises(ConfigError, match=r"reports\.Brand\.name: must be lowercase"):
+        parse_config(_cfg(reports={"Brand": {"dimensions": ["query"]}}))
+
+
+def test_a_property_naming_an_undeclared_report_is_told_where_to_declare_it():
+    with pytest.raises(ConfigError) as err:
+        parse_config(_cfg(properties=[{"site_url": "sc-domain:a.com", "reports": ["brand"]}]))
+    assert "properties[0].reports: unknown report 'brand'" in str(err.value)
+    assert "declare it under the top-level `reports:`" in str(err.value)
 
 
 def test_property_keys_are_readable():

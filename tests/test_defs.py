@@ -16,17 +16,24 @@ from gsc_pipeline.definitions import build_definitions, defs
 def _fetch_assets(definitions: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
     graph = definitions.resolve_asset_graph()
     return {
-        key: graph.get(key).assets_def for key in graph.get_all_asset_keys() if key.path[0] == "gsc"
+        key: graph.get(key).assets_def
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "gsc" and graph.get(key).is_materializable
     }
 
 
 def test_demo_definitions_have_one_asset_per_property_and_report():
     assets = _fetch_assets(defs)
+    extra = ("brand_queries_by_country", "discover_pages", "search_appearance", "hourly_site",
+             "hourly_page")  # fmt: skip
     assert sorted(k.to_user_string() for k in assets) == sorted(
-        f"gsc/{prop}/{report}"
-        for prop in ("example_com", "www_example_org", "shop_example")
-        for report in ("page_query", "page", "site")
-    )
+        [
+            *(f"gsc/{prop}/{report}"
+              for prop in ("example_com", "www_example_org", "shop_example")
+              for report in ("page_query", "page", "site")),
+            *(f"gsc/example_com/{report}" for report in extra),
+        ]
+    )  # fmt: skip
 
 
 def test_fetch_assets_are_daily_pacific_pooled_and_batched():
@@ -82,3 +89,53 @@ def test_dagster_cli_loads_the_code_location(args):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Validation successful for code location gsc_pipeline" in done.stdout + done.stderr
+
+
+def test_declared_reports_become_assets_with_the_same_checks():
+    config = parse_config(
+        {
+            "start_date": "2026-01-01",
+            "reports": {
+                "brand_queries_by_country": {
+                    "dimensions": ["query", "country"],
+                    "search_types": ["web", "image"],
+                    "filters": [
+                        {"dimension": "query", "operator": "includingRegex", "expression": "acme"}
+                    ],
+                },
+                "discover_pages": {"dimensions": ["page"], "search_types": ["discover"]},
+            },
+            "properties": [
+                {"site_url": "sc-domain:a.com",
+                 "reports": ["page", "brand_queries_by_country", "discover_pages"]},
+            ],
+        }
+    )  # fmt: skip
+    definitions = build_definitions(config)
+    assets = _fetch_assets(definitions)
+    assert sorted(k.path[-1] for k in assets) == [
+        "brand_queries_by_country", "discover_pages", "page"
+    ]  # fmt: skip
+    brand = assets[dg.AssetKey(["gsc", "a_com", "brand_queries_by_country"])]
+    meta = brand.specs_by_key[brand.key].metadata
+    assert meta["table"] == "gsc_brand_queries_by_country"
+    assert meta["filters"] == "where query includingRegex 'acme'"
+    checks = {key.name for key in brand.check_keys}
+    page = assets[dg.AssetKey(["gsc", "a_com", "page"])]
+    assert checks == {key.name for key in page.check_keys} and checks
+    dg.Definitions.validate_loadable(definitions)
+
+
+def test_the_ui_shows_readable_targets_and_descriptions():
+    """What the UI lists for automation: a selection string, not a Python repr; descriptions."""
+    repo = defs.get_repository_def()
+    automation = repo.get_sensor_def("url_lifetime_stats_automation")
+    assert str(automation.asset_selection) == (
+        'tag:"gsc/automated_by"="url_lifetime_stats_automation"'
+    )
+    graph = defs.resolve_asset_graph()
+    targeted = automation.asset_selection.resolve_checks(graph)
+    assert targeted and all(k.name.endswith("_all_days") for k in targeted)
+    assert repo.get_job("gsc_fetch").description
+    for instigator in [*repo.sensor_defs, *repo.schedule_defs]:
+        assert instigator.description, instigator.name

@@ -6,6 +6,7 @@ real DuckDB files and Postgres schemas.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pandas as pd
@@ -29,7 +30,9 @@ EMULATOR = {
     "switches": {"final_lag_days": 3},
     "properties": [
         {"site_url": ALPHA, "page_query_rows_per_day": 300, "pages": 40},
-        {"site_url": BETA, "page_query_rows_per_day": 120, "pages": 25},
+        # Two search types: url_lifetime_stats keeps one row per (page, search type).
+        {"site_url": BETA, "page_query_rows_per_day": 120, "pages": 25,
+         "search_types": ["web", "image"]},
         {"site_url": GAMMA, "page_query_rows_per_day": 80, "pages": 15},
     ],
 }
@@ -55,32 +58,35 @@ def warehouse(request: pytest.FixtureRequest, duckdb_path: str) -> Warehouse:
 
 def sync(emulator, wh: Warehouse, site: str, days: list[dt.date], state: str, run: str) -> None:
     client = GscClient(emulator.base_url, None, qpm_budget=100_000)
+    types = ("web", "image") if site == BETA else ("web",)
     for report in (PAGE, PAGE_QUERY):
+        report = dataclasses.replace(report, search_types=types)
         sync_days(client, wh, site, report, days, run_id=run, data_state=state)
 
 
 def reference(wh: Warehouse, sites: list[str]) -> pd.DataFrame:
     """url_lifetime_stats recomputed from scratch with pandas, straight from the report tables."""
-    page = wh.read_sql("SELECT * FROM gsc_page WHERE search_type = 'web'")
+    page = wh.read_sql("SELECT * FROM gsc_page")
     page = page[page["site_url"].isin(sites)]
     page["date"] = pd.to_datetime(page["date"]).dt.date
     page["pi"] = page["position"] * page["impressions"]
-    stats = page.groupby(["site_url", "page"], as_index=False).agg(
+    stats = page.groupby(["site_url", "search_type", "page"], as_index=False).agg(
         first_date=("date", "min"), last_date=("date", "max"), clicks=("clicks", "sum"),
         impressions=("impressions", "sum"), pi=("pi", "sum"), active_days=("date", "nunique"),
     )  # fmt: skip
     stats["ctr"] = stats["clicks"] / stats["impressions"]
     stats["avg_position"] = stats["pi"] / stats["impressions"]
-    pq = wh.read_sql("SELECT * FROM gsc_page_query WHERE search_type = 'web'")
+    pq = wh.read_sql("SELECT * FROM gsc_page_query")
     pq = pq[pq["site_url"].isin(sites)]
-    totals = pq.groupby(["site_url", "page", "query"], as_index=False)["clicks"].sum()
+    key = ["site_url", "search_type", "page"]
+    totals = pq.groupby([*key, "query"], as_index=False)["clicks"].sum()
     totals = totals[totals["clicks"] > 0].sort_values(
-        ["site_url", "page", "clicks", "query"], ascending=[True, True, False, True]
+        [*key, "clicks", "query"], ascending=[True, True, True, False, True]
     )
-    top = totals.drop_duplicates(["site_url", "page"]).rename(
+    top = totals.drop_duplicates(key).rename(
         columns={"query": "top_query", "clicks": "top_query_clicks"}
     )
-    stats = stats.merge(top, on=["site_url", "page"], how="left")
+    stats = stats.merge(top, on=key, how="left")
     return normalise(stats[lifetime.STATS_COLUMNS])
 
 
@@ -92,13 +98,15 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
     df["top_query"] = df["top_query"].astype(object).where(df["top_query"].notna(), None)
     for column in ("clicks", "impressions", "ctr", "avg_position", "top_query_clicks"):
         df[column] = df[column].astype(float)
-    return df.sort_values(["site_url", "page"]).reset_index(drop=True)
+    return df.sort_values(["site_url", "search_type", "page"]).reset_index(drop=True)
 
 
 def assert_equals_reference(wh: Warehouse, sites: list[str]) -> None:
     got = normalise(lifetime.read_stats(wh))
     want = reference(wh, sites)
     assert len(want) > 0
+    if BETA in sites:
+        assert set(got.loc[got["site_url"] == BETA, "search_type"]) == {"web", "image"}
     pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
 
 
@@ -192,4 +200,21 @@ def test_refresh_interleaved_with_another_refresh_stays_exact(
     result = lifetime.refresh(warehouse, [BETA])
     assert interleaved
     assert result.changed == [(BETA, DAYS[1])]
+    assert_equals_reference(warehouse, [BETA])
+
+
+def test_tables_from_before_the_search_type_column_are_rebuilt(emulator, warehouse) -> None:
+    with warehouse.transaction() as conn:
+        conn.execute(f"CREATE TABLE {lifetime.STATS_TABLE} (site_url VARCHAR, page VARCHAR)")
+        conn.execute(
+            f"CREATE TABLE {lifetime.APPLIED_TABLE} (site_url VARCHAR, report VARCHAR, "
+            "date DATE, fingerprint VARCHAR)"
+        )
+        conn.execute(
+            f"INSERT INTO {lifetime.APPLIED_TABLE} VALUES (?, 'page', ?, 'stale')",
+            (BETA, DAYS[0]),
+        )
+    sync(emulator, warehouse, BETA, DAYS[:2], "final", "backfill")
+    result = lifetime.refresh(warehouse, [BETA])
+    assert result.days_refreshed == 2
     assert_equals_reference(warehouse, [BETA])

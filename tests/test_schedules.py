@@ -16,6 +16,7 @@ from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import (
     DAILY_REFRESH_SCHEDULE,
     FETCH_JOB,
+    HOURLY_REFRESH_SCHEDULE,
     RANGE_END_TAG,
     RANGE_START_TAG,
 )
@@ -144,3 +145,41 @@ def test_scheduled_run_lands_the_window_and_its_checks_pass(monkeypatch, emulato
     assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
     missing = next(e for e in evaluations if e.check_name == "no_missing_batches")
     assert missing.metadata["checked_partitions"].value == 3
+
+
+def test_hourly_schedule_refreshes_the_last_days_of_hourly_reports_and_its_runs_pass(
+    monkeypatch, emulator, tmp_path
+):
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
+    cfg = parse_config({"start_date": "2026-01-01", "properties": [
+        {"site_url": SMALL, "reports": ["page", "hourly_site", "hourly_page"]},
+        {"site_url": "https://www.other.example/", "reports": ["page"]},
+    ]})  # fmt: skip
+    defs = build_definitions(cfg)
+    schedule = defs.resolve_schedule_def(HOURLY_REFRESH_SCHEDULE)
+    assert schedule.cron_schedule == "20 * * * *"
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=dt.datetime(2026, 3, 20, 10, 20, tzinfo=LA)
+        )
+        (request,) = schedule.evaluate_tick(context).run_requests
+        assert sorted(k.path[-1] for k in request.asset_selection) == ["hourly_page", "hourly_site"]
+        assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == (
+            "2026-03-17", "2026-03-19"
+        )  # fmt: skip
+        result = defs.resolve_job_def(FETCH_JOB).execute_in_process(
+            instance=instance, tags=request.tags, asset_selection=request.asset_selection
+        )
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    names = {(e.asset_key.path[-1], e.check_name) for e in evaluations}
+    assert {("hourly_site", "hours_of_day"), ("hourly_page", "incomplete_hours_replaced")} <= names
+    assert all(e.passed for e in evaluations), [e for e in evaluations if not e.passed]
+    hours = open_warehouse(url).read_sql(
+        "SELECT date, COUNT(*) AS n FROM gsc_hourly_site GROUP BY date ORDER BY date"
+    )
+    assert [str(d)[:10] for d in hours["date"]] == ["2026-03-17", "2026-03-18", "2026-03-19"]
+    # Without hourly reports there is no hourly schedule at all.
+    assert HOURLY_REFRESH_SCHEDULE not in {s.name for s in build_definitions(config()).schedules}

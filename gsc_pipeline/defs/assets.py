@@ -11,23 +11,33 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
-from gsc_pipeline.defs.partitions import daily_partitions, partition_days
-from gsc_pipeline.defs.resources import gsc_resource_key
+from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
+from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.reports import Report
-from gsc_pipeline.sync import PartitionResult, sync_days
+from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
+from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
 
 
+# Sitemaps change rarely: one snapshot each morning (Pacific), after the daily refresh starts.
+SITEMAPS_CRON = "15 6 * * *"
+
 # How often a fetching step re-reads its pool to resize its share of the quota budget.
 SHARE_REFRESH_SECONDS = 2.0
 
 
-def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
-    return dg.AssetKey(["gsc", prop.key, report.name])
+def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
+    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
+
+
+def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
+    """Every fetching asset of the declaration: what a backfill of everything selects."""
+    return [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
 
 
 @contextlib.contextmanager
@@ -73,40 +83,47 @@ def quota_share_follows_pool(
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
 ) -> dg.AssetsDefinition:
-    gsc_key = gsc_resource_key(prop.credential)
+    gsc_key = gsc_resource_key(config, prop.credential)
+    warehouse_key = warehouse_resource_key(config)
     credential = config.credentials[prop.credential]
-    dims = ", ".join(report.api_dimensions)
+    pool = config.pools[prop.credential]
+    asset_key = fetch_asset_key(config, prop, report)
+    dims = ", ".join(report.api_dimensions) or "nothing"
+    filters = "".join(
+        f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
+    )
 
     @dg.asset(
-        key=fetch_asset_key(prop, report),
-        group_name=prop.key,
+        key=asset_key,
+        group_name=config.namespaced(prop.key),
         description=(
             f"Search Console rows for {prop.site_url} grouped by {dims} "
-            f"({report.aggregation_type}; {', '.join(report.search_types)}), table {report.table}."
+            f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
+            f"table {report.table}."
         ),
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
-        pool=pool_name(prop.credential),
-        required_resource_keys={gsc_key, "warehouse"},
+        pool=pool,
+        required_resource_keys={gsc_key, warehouse_key},
         kinds={"googlesearchconsole", "python"},
-        check_specs=fetch_check_specs(fetch_asset_key(prop, report), prop, report),
+        check_specs=fetch_check_specs(asset_key, prop, report),
         metadata={
             "site_url": prop.site_url,
             "table": report.table,
             "dimensions": dims,
             "search_types": ", ".join(report.search_types),
+            "filters": filters.removeprefix(", ") or "none",
         },
     )
     def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
         # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
         client = gsc.client(stop, log=context.log.warning)
-        pool = pool_name(prop.credential)
         written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 
@@ -141,7 +158,7 @@ def build_fetch_asset(
                     stop_event=stop,
                     on_partition=on_partition,
                 )
-        except BaseException:
+        except BaseException as exc:
             # Dagster records no materialization for a step that fails (or is terminated), yet
             # the days written before it are complete: record them, so the repair sensor and
             # the UI see exactly which days are still missing.
@@ -149,6 +166,9 @@ def build_fetch_asset(
                 context.log_event(
                     dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
                 )
+            restated = aggregation_rejected(exc, prop.site_url, report)
+            if restated is not exc:
+                raise restated from exc
             raise
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
@@ -161,6 +181,60 @@ def build_fetch_asset(
         )
 
     return fetch
+
+
+def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
+    # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc_sitemaps", prop.key])
+
+
+def build_sitemaps_asset(
+    config: PipelineConfig, prop: PropertyConfig, tags: dict[str, str]
+) -> dg.AssetsDefinition:
+    """The property's submitted sitemaps, snapshotted daily: indexing context beside traffic.
+
+    Unpartitioned (sitemaps.list has no dates) and in the credential's pool like every API
+    caller; the automation sensor (which targets `tags`) materializes it each morning.
+    """
+    gsc_key = gsc_resource_key(config, prop.credential)
+    warehouse_key = warehouse_resource_key(config)
+
+    @dg.asset(
+        key=sitemaps_asset_key(config, prop),
+        group_name=config.namespaced(prop.key),
+        description=(
+            f"Sitemaps submitted for {prop.site_url} (sitemaps.list): path, type, last "
+            f"submitted/downloaded, pending, warnings, errors, contents. Table {SITEMAPS_TABLE}."
+        ),
+        pool=config.pools[prop.credential],
+        required_resource_keys={gsc_key, warehouse_key},
+        kinds={"googlesearchconsole", "python"},
+        tags=tags,
+        automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
+        metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
+    )
+    def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        client = getattr(context.resources, gsc_key).client()
+        warehouse = getattr(context.resources, warehouse_key).open()
+        rows = snapshot_sitemaps(client, warehouse, prop.site_url)
+        pending = sum(rows.column("is_pending").to_pylist())
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows.num_rows,
+                "pending_sitemaps": pending,
+                "errors": sum(rows.column("errors").to_pylist()),
+                "warnings": sum(rows.column("warnings").to_pylist()),
+                "urls_submitted": sum(rows.column("urls_submitted").to_pylist()),
+            }
+        )
+
+    return sitemaps
+
+
+def build_sitemaps_assets(
+    config: PipelineConfig, tags: dict[str, str]
+) -> list[dg.AssetsDefinition]:
+    return [build_sitemaps_asset(config, prop, tags) for prop in config.properties if prop.sitemaps]
 
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:

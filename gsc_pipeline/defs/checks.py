@@ -3,8 +3,12 @@
 Two layers, because partitioned asset checks do not map onto ranged runs in Dagster 1.13:
 - check specs on each fetching asset, evaluated in the asset body over the run's whole range
   (`in_run_check_results`), so every materialization says whether its own days are complete;
-- unpartitioned checks over the whole history (`*_all_days`, all in one op), listing the
-  exact bad partitions in their metadata for the repair sensor.
+- unpartitioned checks over the whole history (`*_all_days`, all in one subsettable op),
+  listing the exact bad partitions in their metadata for the repair sensor.
+  They target the fetching asset's `history` (an unpartitioned, non-materializable asset: the
+  stored days as a whole), not the asset: Dagster adds every check of an asset to each run
+  that materializes it, so on the asset itself every materialization from the UI showed them
+  "Skipped" and hid their last real result.
 The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results.
 """
 
@@ -23,15 +27,10 @@ from gsc_pipeline.warehouse import Warehouse
 
 # The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
 ALL_DAYS_SUFFIX = "_all_days"
+HISTORY = "history"
 # Whole-history checks run once a day after the refresh schedule (by the automation sensor),
 # not inside fetch runs: each is a full scan, and it would re-flag days a repair is fixing.
 ALL_DAYS_CRON = "30 8 * * *"
-# Tags of runs that fetch partitions (backfills, ranged and single-partition runs).
-_FETCH_RUN_TAGS = {
-    "dagster/backfill",
-    "dagster/partition",
-    "dagster/asset_partition_range_start",
-}
 # Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
 _SEVERITY = {
     proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
@@ -39,6 +38,8 @@ _SEVERITY = {
     proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
     proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
     proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
+    proof.HOURS_OF_DAY: dg.AssetCheckSeverity.ERROR,
+    proof.INCOMPLETE_HOURS_REPLACED: dg.AssetCheckSeverity.ERROR,
 }
 _DESCRIPTIONS = {
     proof.NO_MISSING_BATCHES: "Every day's pages run 0, L, 2L, ... and end on a short page; "
@@ -47,6 +48,15 @@ _DESCRIPTIONS = {
     proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
     proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
     proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
+    proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
+    "stored once.",
+    proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
+    "it complete.",
+}
+# Checks only hourly reports carry: the per-hour counterparts of the daily ones.
+_HOURLY_CHECKS = {
+    proof.HOURS_OF_DAY: proof.hours_of_day,
+    proof.INCOMPLETE_HOURS_REPLACED: proof.incomplete_hours_replaced,
 }
 
 
@@ -58,6 +68,8 @@ def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     # site step finds both reports' days stored (on page_query it measured nothing, ever).
     if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
         names.append(proof.ANONYMIZED_SHARE)
+    if report.hourly:
+        names += list(_HOURLY_CHECKS)
     return names
 
 
@@ -76,16 +88,23 @@ def in_run_check_keys(
         dg.AssetCheckKey(key, name)
         for prop in config.properties
         for report in prop.report_objects()
-        if (key := fetch_asset_key(prop, report)) in wanted
+        if (key := fetch_asset_key(config, prop, report)) in wanted
         for name in check_names(prop, report)
     ]
+
+
+def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
+    """`<fetching asset>/history`: what the whole-history checks judge."""
+    return dg.AssetKey([*asset_key.path, HISTORY])
 
 
 def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
     from gsc_pipeline.defs.assets import fetch_asset_key
 
     return [
-        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
+        dg.AssetCheckKey(
+            history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
+        )
         for prop in config.properties
         for report in prop.report_objects()
         for name in check_names(prop, report)
@@ -114,6 +133,10 @@ def _outcomes(
     )
     if proof.ANONYMIZED_SHARE in check_names(prop, report):
         outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
+    if report.hourly:
+        outcomes += [
+            check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()
+        ]
     return outcomes
 
 
@@ -163,6 +186,22 @@ def all_days_condition() -> dg.AutomationCondition:
     ) & ~dg.AutomationCondition.in_progress()
 
 
+def build_history_asset(
+    asset_key: dg.AssetKey, group_name: str, tags: dict[str, str]
+) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        history_asset_key(asset_key),
+        deps=[asset_key],
+        group_name=group_name,
+        tags=tags,
+        description=(
+            f"Every day of {asset_key.to_user_string()} stored in the warehouse, as a whole: "
+            "the target of its whole-history checks (run daily, or Execute them here)."
+        ),
+        kinds={"python"},
+    )
+
+
 def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
     """Partitions whose latest planned materialization belongs to a run that ended FAILURE or
     CANCELED, with no materialization since: what a Terminate (or a crash) left missing."""
@@ -186,54 +225,53 @@ def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     """Every fetching asset's whole-history checks, as ONE op that runs the selected ones.
 
-    Building an op is most of what loading the definitions costs (~5 ms each): one op per
-    asset made 900 extra ops for 300 properties. The checks stay one per (asset, name), each
+    Building an op is most of what loading the definitions costs: one op per fetching asset
+    made 900 extra ops for 300 properties. The checks stay one per (history asset, name), each
     runnable on its own from the UI or the automation sensor (the op can subset).
     """
     from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.resources import warehouse_resource_key
 
     targets = {
-        fetch_asset_key(prop, report): (prop, report)
+        history_asset_key(fetch_asset_key(config, prop, report)): (
+            fetch_asset_key(config, prop, report), prop, report
+        )
         for prop in config.properties
         for report in prop.report_objects()
     }
     if not targets:
         return []
+    warehouse_key = warehouse_resource_key(config)
 
     @dg.multi_asset_check(
-        name="gsc_all_days",
+        name=f"{'_'.join(next(iter(targets)).path[:1])}_all_days",
         specs=[
             dg.AssetCheckSpec(
                 name + ALL_DAYS_SUFFIX,
-                asset=asset_key,
+                asset=history_key,
                 description=_DESCRIPTIONS[name] + " Whole history.",
                 automation_condition=all_days_condition(),
             )
-            for asset_key, (prop, report) in targets.items()
+            for history_key, (_, prop, report) in targets.items()
             for name in check_names(prop, report)
         ],
-        required_resource_keys={"warehouse"},
+        required_resource_keys={warehouse_key},
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
         selected = set(context.selected_asset_check_keys)
-        if _FETCH_RUN_TAGS & set(context.run.tags):
-            # Dagster adds every check of an asset to its backfill runs; a whole-history scan in
-            # each would hold the DuckDB write lock against the other runs. Skipped, not passed:
-            # the daily automation run (or "Execute" in the UI) evaluates them.
-            context.log.info(f"{len(selected)} whole-history check(s): they run daily")
-            return
-        warehouse = context.resources.warehouse.open()
-        for asset_key in sorted({key.asset_key for key in selected}, key=str):
-            prop, report = targets[asset_key]
-            # Partitions Dagster believes are materialized must all be backed by ledger entries,
-            # and the days a failed or terminated run left unwritten are missing until fetched.
+        warehouse = getattr(context.resources, warehouse_key).open()
+        for history_key in sorted({key.asset_key for key in selected}, key=str):
+            asset_key, prop, report = targets[history_key]
+            # Partitions Dagster believes are materialized must all be backed by ledger
+            # entries, and the days a failed or terminated run left unwritten are missing
+            # until fetched again.
             wanted = context.instance.get_materialized_partitions(asset_key)
             wanted |= unwritten_partitions(context.instance, asset_key)
             expected = [dt.date.fromisoformat(key) for key in wanted]
             outcomes = _outcomes(warehouse, prop, report, None, expected)
-            for result in _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX):
-                if dg.AssetCheckKey(asset_key, result.check_name) in selected:
+            for result in _results(outcomes, history_key, context.log, ALL_DAYS_SUFFIX):
+                if dg.AssetCheckKey(history_key, result.check_name) in selected:
                     yield result
 
     return [all_days]

@@ -20,7 +20,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
-from gsc_pipeline.defs.checks import all_days_check_keys, in_run_check_keys
+from gsc_pipeline.defs.checks import in_run_check_keys
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
 
 FETCH_JOB = "gsc_fetch"
@@ -30,23 +30,30 @@ DAILY_REFRESH_CRON = "0 6 * * *"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 PROPERTY_TAG = "gsc/property"
+HOURLY_REFRESH_SCHEDULE = "hourly_refresh_schedule"
+# Every hour: Google completes hours as the day goes by, and each run is small (one request
+# per day and search type for an hour-only report).
+HOURLY_REFRESH_CRON = "20 * * * *"
+# The days whose hours Google is still completing (its first incomplete hour trails by ~2 days).
+HOURLY_REFRESH_DAYS = 3
 
 
-def property_asset_keys(prop: PropertyConfig) -> list[dg.AssetKey]:
-    return [fetch_asset_key(prop, report) for report in prop.report_objects()]
+def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [fetch_asset_key(config, prop, report) for report in prop.report_objects()]
 
 
 def build_fetch_job(config: PipelineConfig) -> FetchJob:
-    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors.
-
-    Without the whole-history checks: they run on their own, not inside every fetch run.
-    """
-    keys = [key for prop in config.properties for key in property_asset_keys(prop)]
+    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors."""
+    keys = [key for prop in config.properties for key in property_asset_keys(config, prop)]
     return dg.define_asset_job(
-        FETCH_JOB,
-        selection=dg.AssetSelection.keys(*keys)
-        - dg.AssetSelection.checks(*all_days_check_keys(config)),
+        config.namespaced(FETCH_JOB),
+        selection=dg.AssetSelection.keys(*keys),
         partitions_def=daily_partitions(config),
+        description=(
+            "Fetch Search Console days into the warehouse: every (property, report) asset, "
+            "daily partitions (Pacific), in its credential's pool; each run checks the days it "
+            "wrote. Run by the daily refresh schedule and the repair and finalization sensors."
+        ),
     )
 
 
@@ -61,7 +68,7 @@ def build_daily_refresh_schedule(
     config: PipelineConfig, job: FetchJob
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=DAILY_REFRESH_SCHEDULE,
+        name=config.namespaced(DAILY_REFRESH_SCHEDULE),
         cron_schedule=DAILY_REFRESH_CRON,
         execution_timezone=GSC_TIMEZONE,
         job=job,
@@ -81,8 +88,8 @@ def build_daily_refresh_schedule(
             yield dg.RunRequest(
                 # One run per property per day, however often the tick is evaluated.
                 run_key=f"{DAILY_REFRESH_SCHEDULE}:{prop.key}:{today.isoformat()}",
-                asset_selection=property_asset_keys(prop),
-                asset_check_keys=in_run_check_keys(config, property_asset_keys(prop)),
+                asset_selection=property_asset_keys(config, prop),
+                asset_check_keys=in_run_check_keys(config, property_asset_keys(config, prop)),
                 tags={
                     RANGE_START_TAG: first.isoformat(),
                     RANGE_END_TAG: last.isoformat(),
@@ -92,3 +99,55 @@ def build_daily_refresh_schedule(
             )
 
     return daily_refresh_schedule
+
+
+def hourly_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [
+        fetch_asset_key(config, prop, report) for report in prop.report_objects() if report.hourly
+    ]
+
+
+def build_hourly_refresh_schedule(
+    config: PipelineConfig, job: FetchJob
+) -> dg.ScheduleDefinition | None:
+    """Keeps hourly reports fresh: the last `HOURLY_REFRESH_DAYS` days every hour.
+
+    Hourly reports use the same daily partitions as every report (one request covers a day's
+    24 hours), so the latest partition is yesterday's; re-fetching it and the two days before
+    every hour replaces incomplete hours as Google completes them.
+    """
+    props = [p for p in config.properties if hourly_asset_keys(config, p)]
+    if not props:
+        return None
+
+    @dg.schedule(
+        name=config.namespaced(HOURLY_REFRESH_SCHEDULE),
+        cron_schedule=HOURLY_REFRESH_CRON,
+        execution_timezone=GSC_TIMEZONE,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=(
+            f"Re-fetch the last {HOURLY_REFRESH_DAYS} days of every hourly report each hour, "
+            "one ranged run per property"
+        ),
+    )
+    def hourly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+        scheduled = context.scheduled_execution_time.astimezone(ZoneInfo(GSC_TIMEZONE))
+        last = scheduled.date() - dt.timedelta(days=1)
+        first = max(config.start_date, last - dt.timedelta(days=HOURLY_REFRESH_DAYS - 1))
+        if last < first:
+            return
+        for prop in props:
+            keys = hourly_asset_keys(config, prop)
+            yield dg.RunRequest(
+                run_key=f"{HOURLY_REFRESH_SCHEDULE}:{prop.key}:{scheduled.isoformat()}",
+                asset_selection=keys,
+                asset_check_keys=in_run_check_keys(config, keys),
+                tags={
+                    RANGE_START_TAG: first.isoformat(),
+                    RANGE_END_TAG: last.isoformat(),
+                    PROPERTY_TAG: prop.key,
+                },
+            )
+
+    return hourly_refresh_schedule

@@ -36,6 +36,11 @@ class PropertyConfig(_Strict):
     anonymized_share: float = Field(default=0.2, ge=0, lt=1)
     permission: Literal[PERMISSIONS] = "siteOwner"  # type: ignore[valid-type]
     search_types: tuple[Literal[SEARCH_TYPES], ...] = ("web",)  # type: ignore[valid-type]
+    # Aggregation types this property answers with a 400 (some real properties reject byPage
+    # or byProperty outright), so clients can be tested on their fallback.
+    rejected_aggregations: tuple[Literal["byPage", "byProperty"], ...] = ()
+    # Sitemaps the site has submitted (sitemaps.list), 0 to 4.
+    sitemaps: int = Field(default=2, ge=0, le=4)
 
     @field_validator("site_url")
     @classmethod

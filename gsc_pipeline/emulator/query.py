@@ -149,7 +149,7 @@ def _filters(groups: Any) -> tuple[Filter, ...]:
     return tuple(filters)
 
 
-def _not_valid_aggregation(aggregation: str) -> ApiError:
+def not_valid_aggregation(aggregation: str) -> ApiError:
     return bad_request(
         f"'{_UPPER[aggregation]}' is not a valid aggregation type in the context of the request.",
         reason="invalidParameter",
@@ -199,11 +199,11 @@ def parse_query(body: Any) -> QuerySpec:
     aggregation = _enum(body.get("aggregationType", "auto"), _AGGREGATION_OF, "aggregationType")
     touches_page = "page" in dimensions or any(f.dimension == "page" for f in filters)
     if aggregation == "byProperty" and (touches_page or search_type in ("discover", "googleNews")):
-        raise _not_valid_aggregation(aggregation)
+        raise not_valid_aggregation(aggregation)
     if aggregation == "byNewsShowcasePanel" and (
         touches_page or search_type not in ("news", "googleNews")
     ):
-        raise _not_valid_aggregation(aggregation)
+        raise not_valid_aggregation(aggregation)
 
     row_limit = _int(body, "rowLimit", 1000)
     if not 1 <= row_limit <= MAX_ROW_LIMIT:

@@ -34,8 +34,9 @@ from gsc_pipeline.emulator.errors import (
     unauthenticated,
 )
 from gsc_pipeline.emulator.faults import Fault, Faults, ScriptedFault
-from gsc_pipeline.emulator.query import parse_query
+from gsc_pipeline.emulator.query import not_valid_aggregation, parse_query
 from gsc_pipeline.emulator.quotas import Quotas
+from gsc_pipeline.emulator.sitemaps import site_sitemaps
 from gsc_pipeline.emulator.stats import Stats
 
 API_PREFIX = "/webmasters/v3/"
@@ -123,11 +124,15 @@ class Emulator:
         if not path.startswith(API_PREFIX):
             return Answer(404, ApiError(404, "Not Found", "notFound").body()), None
         segments = path.removeprefix(API_PREFIX).split("/")
-        if segments[0] != "sites" or len(segments) not in (1, 2, 4):
+        if segments[0] != "sites" or len(segments) not in (1, 2, 3, 4):
             return Answer(404, ApiError(404, "Not Found", "notFound").body()), None
         site_url = unquote(segments[1]) if len(segments) > 1 else None
-        is_query = len(segments) == 4
-        if is_query and (segments[2:] != ["searchAnalytics", "query"] or method != "POST"):
+        is_query = segments[2:] == ["searchAnalytics", "query"]
+        # sitemaps.list (…/sitemaps) and sitemaps.get (…/sitemaps/{feedpath}, one segment).
+        is_sitemaps = segments[2:3] == ["sitemaps"]
+        if len(segments) > 2 and not (is_query or is_sitemaps):
+            return Answer(404, ApiError(404, "Not Found", "notFound").body()), None
+        if is_query and method != "POST":
             return Answer(404, ApiError(404, "Not Found", "notFound").body()), None
         if not is_query and method != "GET":
             return Answer(405, ApiError(405, "Method Not Allowed", "badRequest").body()), None
@@ -141,6 +146,8 @@ class Emulator:
         if rejected is not None:
             self.stats.rejected(rejected)
             return _error(qps_exceeded(self.config.quotas.qps_status)), None
+        if is_sitemaps:
+            return self._sitemaps(site_url or "", segments[3:]), "sitemaps"
         if not is_query:
             return self._sites(site_url), None
 
@@ -159,6 +166,8 @@ class Emulator:
             return _error(bad_request("Invalid JSON payload received.", reason="parseError")), None
         except ApiError as exc:
             return _error(exc), None
+        if spec.aggregation in site.rejected_aggregations:
+            return _error(not_valid_aggregation(spec.aggregation)), spec.report
         if not self.quotas.admit_load(site.site_url, user, spec):
             self.stats.rejected("load")
             return _error(load_exceeded()), spec.report
@@ -182,6 +191,22 @@ class Emulator:
         )
         await self._latency(len(rows))
         return Answer(200, payload, len(rows), fault), spec.report
+
+    def _sitemaps(self, site_url: str, feed: list[str]) -> Answer:
+        site = self.config.site(site_url)
+        if site is None:
+            return _error(not_found(site_url))
+        if site.permission == "siteUnverifiedUser":
+            return _error(forbidden(site.site_url))
+        entries = site_sitemaps(self.config.seed, site, self.today)
+        if not feed:
+            # Like `rows`, an empty list is left out: a site without sitemaps answers {}.
+            return Answer(200, orjson.dumps({"sitemap": entries} if entries else {}))
+        path = unquote(feed[0])
+        entry = next((e for e in entries if e["path"] == path), None)
+        if entry is None:
+            return _error(ApiError(404, "Requested entity was not found.", "notFound"))
+        return Answer(200, orjson.dumps(entry))
 
     def _sites(self, site_url: str | None) -> Answer:
         if site_url is None:

@@ -121,8 +121,9 @@ _SEARCH_RESPONSE_SCHEMA = pa.schema(
         (
             "metadata",
             pa.struct(
-                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string())]
-            ),
+                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string()),
+                 ("firstIncompleteHour", pa.string()), ("first_incomplete_hour", pa.string())]
+            ),  # fmt: skip
         ),
     ]
 )
@@ -138,6 +139,8 @@ class RowsPage:
 
     rows: pa.StructArray
     first_incomplete_date: str | None
+    # Hourly requests (dataState HOURLY_ALL): the first hour still incomplete, Pacific offset.
+    first_incomplete_hour: str | None = None
 
 
 def parse_rows_page(content: bytes) -> RowsPage:
@@ -171,10 +174,11 @@ def parse_rows_page(content: bytes) -> RowsPage:
     rows_column = table.column("rows").combine_chunks()
     rows = rows_column.flatten() if rows_column.null_count == 0 else pa.array([], SEARCH_ROW_TYPE)
     meta = table.column("metadata")[0]
-    first = None
+    first = first_hour = None
     if meta.is_valid:
         first = meta["firstIncompleteDate"].as_py() or meta["first_incomplete_date"].as_py()
-    return RowsPage(rows=rows, first_incomplete_date=first)
+        first_hour = meta["firstIncompleteHour"].as_py() or meta["first_incomplete_hour"].as_py()
+    return RowsPage(rows=rows, first_incomplete_date=first, first_incomplete_hour=first_hour)
 
 
 # Nothing answers at the endpoint at all (as opposed to a connection that dropped mid-call).
@@ -356,6 +360,15 @@ class GscClient:
 
     def get_site(self, site_url: str, *, stop_event: threading.Event | None = None) -> dict:
         return self._call(site_url, lambda s: s.sites().get(siteUrl=site_url), stop_event, None)
+
+    def list_sitemaps(
+        self, site_url: str, *, stop_event: threading.Event | None = None
+    ) -> list[dict[str, Any]]:
+        """sitemaps.list: the property's submitted sitemaps (Google's WmxSitemap dicts)."""
+        body = self._call(
+            site_url, lambda s: s.sitemaps().list(siteUrl=site_url), stop_event, None
+        )
+        return list(body.get("sitemap", []))
 
     def _call(self, site_url: str, make_request, stop_event, sink, parse=None) -> Any:
         stop = stop_event or self.stop_event

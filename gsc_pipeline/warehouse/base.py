@@ -18,9 +18,13 @@ import pandas as pd
 import pyarrow as pa
 import tenacity
 
-from gsc_pipeline.reports import Report
+from gsc_pipeline.reports import Report, column_name
 
 LEDGER_TABLE = "gsc_fetch_ledger"
+# What each (site, report) table holds: the report's identity when its rows were first written.
+DEFINITIONS_TABLE = "gsc_report_definitions"
+# An instant (TIMESTAMPTZ): the hour of hourly rows (keys carry the Pacific offset), sitemap times.
+INSTANT_TYPE = pa.timestamp("us", tz="UTC")
 
 T = TypeVar("T")
 _LOG = logging.getLogger(__name__)
@@ -51,30 +55,40 @@ _SQL_TYPES = {
         pa.date32(): "DATE",
         pa.float64(): "DOUBLE",
         pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
         pa.timestamp("us"): "TIMESTAMP",
+        INSTANT_TYPE: "TIMESTAMPTZ",
     },
     "postgres": {
         pa.string(): "VARCHAR",
         pa.date32(): "DATE",
         pa.float64(): "DOUBLE PRECISION",
         pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
         pa.timestamp("us"): "TIMESTAMP",
+        INSTANT_TYPE: "TIMESTAMPTZ",
     },
 }
+DEFINITIONS_SCHEMA = pa.schema(
+    [("site_url", pa.string()), ("report", pa.string()), ("definition", pa.string())]
+)
 
 
-def column_name(dimension: str) -> str:
-    """The warehouse column of an API dimension (snake_case)."""
-    return "search_appearance" if dimension == "searchAppearance" else dimension
+class ReportDefinitionChanged(ValueError):
+    """A report's table holds rows fetched under another definition (dimensions, filters...)."""
 
 
 def report_schema(report: Report) -> pa.Schema:
-    """Arrow schema of `report.table`: site, search type, date, dimensions, metrics."""
+    """Arrow schema of `report.table`: site, search type, date (the partition), the hour for
+    hourly reports, dimensions, metrics."""
     return pa.schema(
         [
             ("site_url", pa.string()),
             ("search_type", pa.string()),
             ("date", pa.date32()),
+            *([("hour", INSTANT_TYPE)] if report.hourly else []),
             *[(column_name(d), pa.string()) for d in report.dimensions],
             *[(m, pa.float64()) for m in METRIC_COLUMNS],
         ]
@@ -138,6 +152,8 @@ class Warehouse(abc.ABC):
     """Report tables plus the fetch ledger, on DuckDB or PostgreSQL."""
 
     dialect: str
+    # Every transaction resolves unqualified table names in this schema (None: the default).
+    schema: str | None = None
     # How long a whole transaction is retried on a lost connection (a server restart takes
     # seconds; a failover tens of them), and the first wait (doubling, jittered, <= 8 s).
     reconnect_for_seconds: float = 120.0
@@ -153,8 +169,49 @@ class Warehouse(abc.ABC):
                 self._index(conn, report.table, ("site_url", "date"))
             conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
+            conn.execute(create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA, self.dialect))
 
         self.run_transaction(create, "creating the tables")
+
+    def claim_report(self, site_url: str, report: Report) -> None:
+        """Record what `report`'s rows for `site_url` mean, or refuse a changed definition.
+
+        Filters, dimensions and aggregation are part of a report's identity: rows fetched under
+        another definition must not share a table (and its checks) with the new ones. A
+        definition no partition was written under (say its first fetch failed) is replaced.
+        """
+
+        def claim(conn: Connection) -> None:
+            self._lock_partition(conn, DEFINITIONS_TABLE, site_url)
+            row = conn.execute(
+                f"SELECT definition FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
+                (site_url, report.name),
+            ).fetchone()
+            if row is not None and row[0] == report.identity:
+                return
+            written = conn.execute(
+                f"SELECT 1 FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? LIMIT 1",
+                (site_url, report.name),
+            ).fetchone()
+            if row is not None and written is not None:
+                raise ReportDefinitionChanged(
+                    f"{site_url} report {report.name!r}: {report.table} holds rows fetched as "
+                    f"{row[0]}, but the config now declares {report.identity}. Dimensions, "
+                    "filters and aggregation are part of a report's identity: give the changed "
+                    "report a new name (a new table), or delete this site's rows from "
+                    f"{report.table}, {LEDGER_TABLE} (report = {report.name!r}) and "
+                    f"{DEFINITIONS_TABLE} to re-fetch it under the new definition"
+                )
+            conn.execute(
+                f"DELETE FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
+                (site_url, report.name),
+            )
+            conn.execute(
+                f"INSERT INTO {DEFINITIONS_TABLE} (site_url, report, definition) VALUES (?, ?, ?)",
+                (site_url, report.name, report.identity),
+            )
+
+        self.run_transaction(claim, f"recording the definition of {report.name}")
 
     def run_transaction(self, work: Callable[[Connection], T], what: str) -> T:
         """`work` in one transaction; if the connection is lost, all of it again on a new one.
@@ -224,6 +281,22 @@ class Warehouse(abc.ABC):
                     conn.insert_arrow(LEDGER_TABLE, batch.ledger)
 
         self.run_transaction(replace, f"writing {len(batches)} partition(s)")
+
+    def replace_site_rows(
+        self, table: str, schema: pa.Schema, site_url: str, rows: pa.Table
+    ) -> None:
+        """Replace one site's rows of a small unpartitioned table (a snapshot) in one
+        transaction, creating the table if missing."""
+
+        def replace(conn: Connection) -> None:
+            self._lock_schema(conn)
+            conn.execute(create_table_sql(table, schema, self.dialect))
+            self._lock_partition(conn, table, site_url)
+            conn.execute(f"DELETE FROM {table} WHERE site_url = ?", (site_url,))
+            if rows.num_rows:
+                conn.insert_arrow(table, rows)
+
+        self.run_transaction(replace, f"replacing {table} rows of {site_url}")
 
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
