@@ -1,11 +1,10 @@
 """Fetch one (site, report) over a list of days and write each day as one partition.
 
 No Dagster here: the assets, the bench and the tests all call `sync_days`. Days are fetched
-concurrently (a multi-page day requests as many pages at once as the day before had) and
-each day is written as soon as all its pages are in, by one writer thread that groups the
-days ready together into one transaction, without holding any warehouse lock while fetching.
-API rows become Arrow columns in `page_from_rows`, the one place that maps the API's shape to
-the warehouse's.
+concurrently (pages within a day in order) and each day is written as soon as all its pages are
+in, by one writer thread that groups the days ready together into one transaction, without
+holding any warehouse lock while fetching. API rows become Arrow columns in
+`page_from_rows`, the one place that maps the API's shape to the warehouse's.
 """
 
 from __future__ import annotations
@@ -294,13 +293,8 @@ def fetch_day(
     data_state: str = "final",
     final_before: dt.date | None = None,
     halt: threading.Event | None = None,
-    page_counts: dict[str, int] | None = None,
 ) -> FetchedDay:
     """Fetch every page of one day (all search types) into one partition batch; no write.
-
-    `page_counts` (search type -> pages of the last day fetched, shared by a step's days)
-    lets a multi-page day request that many pages at once instead of one after another;
-    pages past the first short one are dropped, and it is updated with this day's count.
 
     `final_before` is what Google said of finality before this fetch (`DayPlan`): recorded in
     the ledger's first_incomplete_date where the pages themselves carry no metadata, so an
@@ -329,23 +323,13 @@ def fetch_day(
 
         pages: list[pa.Table] = []
         incomplete: list[dt.date | None] = []
-        ahead = (page_counts or {}).get(search_type, 1)
-        while not pages or pages[-1].num_rows == report.row_limit:
-            starts = [(len(pages) + i) * report.row_limit for i in range(max(1, ahead))]
-            ahead = 1  # pages beyond the expected count: one at a time
-            if len(starts) == 1:
-                batch = [fetch_page(starts[0])]
-            else:
-                with ThreadPoolExecutor(len(starts), thread_name_prefix="gsc-page") as pages_pool:
-                    batch = list(pages_pool.map(fetch_page, starts))
-            for page, page_incomplete in batch:
-                pages.append(page)
-                incomplete.append(page_incomplete)
-                first_incomplete = first_incomplete or page_incomplete
-                if page.num_rows < report.row_limit:
-                    break  # the day ends here; pages fetched past it are not part of it
-        if page_counts is not None:
-            page_counts[search_type] = len(pages)
+        while True:
+            page, page_incomplete = fetch_page(len(pages) * report.row_limit)
+            pages.append(page)
+            incomplete.append(page_incomplete)
+            first_incomplete = first_incomplete or page_incomplete
+            if page.num_rows < report.row_limit:
+                break
         returned = [page.num_rows for page in pages]
         if len(pages) > 1:
             pages, passes = _settle_tie_order(
@@ -536,8 +520,6 @@ def sync_days(
     concurrency = max(1, concurrency)
     pending = all_days[::-1]
     halt = threading.Event()  # set on stop or on the first error; workers check it
-    # Pages per day of the last day fetched: the next days request that many at once.
-    page_counts: dict[str, int] = {}
     results: list[PartitionResult] = []
     first_error: BaseException | None = None
     fetching: set[Future[FetchedDay]] = set()
@@ -577,7 +559,6 @@ def sync_days(
                             data_state=plan.data_state(day, data_state),
                             final_before=plan.final_before,
                             halt=halt,
-                            page_counts=page_counts,
                         )
                     )
                 if writing is None and ready:

@@ -27,7 +27,6 @@ from gsc_pipeline.sync import (
     BadApiData,
     PartitionResult,
     SyncCancelled,
-    fetch_day,
     page_from_rows,
     sync_days,
 )
@@ -168,34 +167,6 @@ def test_the_50k_daily_cap_is_paged_to_the_end_and_flagged(emulator, client, duc
         (0, 25_000, 25_000), (25_000, 25_000, 25_000), (50_000, 25_000, 0),
     ]  # fmt: skip
     assert result.metadata()["truncated_days"] == 1
-
-
-@pytest.mark.parametrize(
-    ("site", "expected_pages", "pages", "calls"),
-    [
-        (HUGE, 3, 3, 3),  # 25k, 25k, then the empty page: all three at once
-        (HUGE, 1, 3, 3),  # no hint: one after another
-        (SHOP, 3, 2, 3),  # a day shorter than the one before: the extra page is dropped
-    ],
-)
-def test_a_multi_page_day_requests_the_expected_pages_at_once(
-    emulator, client, site, expected_pages, pages, calls
-):
-    counts = {"web": expected_pages}
-    fetched = fetch_day(client, site, PAGE_QUERY, DAY, run_id="r1", page_counts=counts)
-    requests = emulator.stats()["requests_total"]
-    expected = direct_rows(emulator, site, PAGE_QUERY, DAY)
-    rows = fetched.batch.rows
-    assert rows.num_rows == len(expected)
-    assert sorted(rows.column("clicks").to_pylist()) == sorted(r[-4] for r in expected)
-    assert fetched.batch.ledger.column("start_row").to_pylist() == [
-        i * 25_000 for i in range(pages)
-    ]
-    # Re-fetch passes settling rows tied across page boundaries fetch every page again.
-    assert fetched.pages == pages
-    assert fetched.api_calls == requests == calls + fetched.tie_passes * pages
-    # The next day of the step expects this day's count.
-    assert counts == {"web": pages}
 
 
 def test_faults_are_retried_and_the_result_is_still_exact(emulator, client, warehouse):
