@@ -3,8 +3,8 @@
 Two layers, because partitioned asset checks do not map onto ranged runs in Dagster 1.13:
 - check specs on each fetching asset, evaluated in the asset body over the run's whole range
   (`in_run_check_results`), so every materialization says whether its own days are complete;
-- unpartitioned checks over the whole history (`*_all_days`, all in one subsettable op),
-  listing the exact bad partitions in their metadata for the repair sensor.
+- one unpartitioned `@dg.multi_asset_check` per fetching asset over the whole history
+  (`*_all_days`), listing the exact bad partitions in its metadata for the repair sensor.
   They target the fetching asset's `history` (an unpartitioned, non-materializable asset: the
   stored days as a whole), not the asset: Dagster adds every check of an asset to each run
   that materializes it, so on the asset itself every materialization from the UI showed them
@@ -16,11 +16,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 
-# (fetch_asset_key is imported inside functions: assets.py imports this module for its specs.)
 import dagster as dg
 
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import Warehouse
@@ -81,8 +81,6 @@ def in_run_check_keys(
     Run requests name them explicitly: left unset, Dagster would add every check targeting the
     assets, the whole-history ones included.
     """
-    from gsc_pipeline.defs.assets import fetch_asset_key
-
     wanted = set(asset_keys)
     return [
         dg.AssetCheckKey(key, name)
@@ -99,8 +97,6 @@ def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
 
 
 def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
-    from gsc_pipeline.defs.assets import fetch_asset_key
-
     return [
         dg.AssetCheckKey(
             history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
@@ -222,56 +218,45 @@ def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
     return {partition for partition, (run_id, _) in attempts.items() if run_id in ended}
 
 
-def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
-    """Every fetching asset's whole-history checks, as ONE op that runs the selected ones.
-
-    Building an op is most of what loading the definitions costs: one op per fetching asset
-    made 900 extra ops for 300 properties. The checks stay one per (history asset, name), each
-    runnable on its own from the UI or the automation sensor (the op can subset).
-    """
-    from gsc_pipeline.defs.assets import fetch_asset_key
-    from gsc_pipeline.defs.resources import warehouse_resource_key
-
-    targets = {
-        history_asset_key(fetch_asset_key(config, prop, report)): (
-            fetch_asset_key(config, prop, report), prop, report
-        )
-        for prop in config.properties
-        for report in prop.report_objects()
-    }
-    if not targets:
-        return []
-    warehouse_key = warehouse_resource_key(config)
+def build_all_days_check(
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
+) -> dg.AssetChecksDefinition:
+    names = check_names(prop, report)
 
     @dg.multi_asset_check(
-        name=f"{'_'.join(next(iter(targets)).path[:1])}_all_days",
+        name=f"{'_'.join(asset_key.path)}_all_days",
         specs=[
             dg.AssetCheckSpec(
                 name + ALL_DAYS_SUFFIX,
-                asset=history_key,
+                asset=history_asset_key(asset_key),
                 description=_DESCRIPTIONS[name] + " Whole history.",
                 automation_condition=all_days_condition(),
             )
-            for history_key, (_, prop, report) in targets.items()
-            for name in check_names(prop, report)
+            for name in names
         ],
         required_resource_keys={warehouse_key},
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
-        selected = set(context.selected_asset_check_keys)
+        # Partitions Dagster believes are materialized must all be backed by ledger entries, and
+        # the days a failed or terminated run left unwritten are missing until fetched again.
+        wanted = context.instance.get_materialized_partitions(asset_key)
+        wanted |= unwritten_partitions(context.instance, asset_key)
+        expected = [dt.date.fromisoformat(key) for key in wanted]
         warehouse = getattr(context.resources, warehouse_key).open()
-        for history_key in sorted({key.asset_key for key in selected}, key=str):
-            asset_key, prop, report = targets[history_key]
-            # Partitions Dagster believes are materialized must all be backed by ledger
-            # entries, and the days a failed or terminated run left unwritten are missing
-            # until fetched again.
-            wanted = context.instance.get_materialized_partitions(asset_key)
-            wanted |= unwritten_partitions(context.instance, asset_key)
-            expected = [dt.date.fromisoformat(key) for key in wanted]
-            outcomes = _outcomes(warehouse, prop, report, None, expected)
-            for result in _results(outcomes, history_key, context.log, ALL_DAYS_SUFFIX):
-                if dg.AssetCheckKey(history_key, result.check_name) in selected:
-                    yield result
+        outcomes = _outcomes(warehouse, prop, report, None, expected)
+        yield from _results(outcomes, history_asset_key(asset_key), context.log, ALL_DAYS_SUFFIX)
 
-    return [all_days]
+    return all_days
+
+
+def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
+    from gsc_pipeline.defs.resources import warehouse_resource_key
+
+    return [
+        build_all_days_check(
+            fetch_asset_key(config, prop, report), prop, report, warehouse_resource_key(config)
+        )
+        for prop in config.properties
+        for report in prop.report_objects()
+    ]
