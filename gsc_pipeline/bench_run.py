@@ -204,10 +204,9 @@ def measure(
                WAREHOUSE_URL_ENV: warehouse_url}
         with environ_set(env):
             limits = init_instance(home, config)
-            from gsc_pipeline.definitions import build_definitions
+            from gsc_pipeline.defs.assets import fetch_asset_keys
 
-            keys = [k for k in build_definitions(config).resolve_all_asset_keys()
-                    if k.path[0] == "gsc"]
+            keys = fetch_asset_keys(config)
             partition_keys = [d.isoformat() for d in scenario.day_list]
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 # Launched before the daemon starts, as in the demo: its first tick submits it.

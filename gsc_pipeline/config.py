@@ -41,7 +41,8 @@ from gsc_pipeline.reports import (
 )
 
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"
-BUNDLED_DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+# The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
+BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
 # Google's per-site and per-user limit on Search Analytics queries.
 GOOGLE_QPM_QUOTA = 1200
 DEFAULT_POOL = "gsc_api"
@@ -104,6 +105,15 @@ def _suggest_site_url(site_url: str) -> str | None:
         if _DOMAIN_RE.match(url) or _URL_PREFIX_RE.match(url)
     ]
     return " or ".join(valid) or None
+
+
+def _identifier(value: str | None, info: ValidationInfo) -> str | None:
+    """Names that become asset key segments, group, pool and schema names."""
+    if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+        raise ValueError(
+            f"{info.field_name} {value!r} must be lowercase letters, digits and underscores"
+        )
+    return value
 
 
 class CredentialConfig(_Strict):
@@ -206,12 +216,7 @@ class PropertyConfig(_Strict):
 
     _check_site = field_validator("site_url")(lambda cls, v: validate_site_url(v))
 
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", v):
-            raise ValueError(f"name {v!r} must be lowercase letters, digits and underscores")
-        return v
+    _check_name = field_validator("name")(lambda cls, v, info: _identifier(v, info))
 
     @property
     def key(self) -> str:
@@ -256,6 +261,10 @@ def property_key(site_url: str) -> str:
 
 
 class PipelineConfig(_Strict):
+    # Namespace of this declaration: asset keys, job, schedule, sensors, pools, resources and
+    # warehouse tables (a schema) carry it, so two declarations in one code location (two
+    # agencies) never clash. Unset: the unprefixed names.
+    prefix: str | None = None
     # First day to fetch (GSC keeps 16 months); partitions start here.
     start_date: dt.date
     # Days per backfill run: one run fetches this many days for every asset it holds.
@@ -289,6 +298,8 @@ class PipelineConfig(_Strict):
                 declared.report(name)
             except ReportDefinitionError as exc:
                 raise ValueError(f"reports.{name}.{exc.key}: {exc.problem}") from None
+
+    _check_prefix = field_validator("prefix")(lambda cls, v, info: _identifier(v, info))
 
     @field_validator("start_date", mode="before")
     @classmethod
@@ -346,7 +357,11 @@ class PipelineConfig(_Strict):
     @cached_property
     def pools(self) -> dict[str, str]:
         """Dagster pool per credential: `gsc_api` for the default one, `gsc_api_<name>` else."""
-        return {name: pool_name(name) for name in self.credentials}
+        return {name: self.namespaced(pool_name(name)) for name in self.credentials}
+
+    def namespaced(self, name: str) -> str:
+        """`name` inside this declaration's namespace: `<prefix>_<name>`, or `name` unprefixed."""
+        return f"{self.prefix}_{name}" if self.prefix else name
 
 
 def pool_name(credential: str) -> str:
@@ -394,7 +409,11 @@ _TextDatesLoader.yaml_implicit_resolvers = {
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
-    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo config."""
+    """Load the file at `path`, else $GSC_PIPELINE_CONFIG, else the bundled demo declaration.
+
+    The file is either a plain config or a dg `defs.yaml` declaring a GscComponent, whose
+    `attributes:` are the config: doctor and init-instance read the same file as `dg`.
+    """
     path = Path(path or os.environ.get(CONFIG_ENV) or BUNDLED_DEMO_CONFIG)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
@@ -403,4 +422,6 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     except (yaml.YAMLError, ValueError) as exc:
         # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if isinstance(data, dict) and "type" in data and "attributes" in data:
+        return parse_config(data["attributes"], f"{path} attributes")
     return parse_config(data, str(path))

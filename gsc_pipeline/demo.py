@@ -22,7 +22,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
+import yaml
 
+from gsc_pipeline import instance as instance_templates
 from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import EmulatorHandle
@@ -33,6 +35,13 @@ from gsc_pipeline.sitemaps import SITEMAPS_TABLE
 from gsc_pipeline.warehouse import Warehouse, open_warehouse
 
 _URL_RE = re.compile(r"https?://\S+/")
+# The demo's declaration (the bundled one, partitions starting at the demo's first day).
+DEMO_DECLARATION = "gsc.yaml"
+LOCAL_UI_SITE = Path(instance_templates.__file__).parent / "local_ui"
+TICK_ENV = "GSC_BACKFILL_TICK_SECONDS"
+# Dagster's daemon loops over backfills every 30 s; a UI backfill of a few days then waits ~50 s
+# for seconds of work. The local UI ticks every 3 s (see short_tick_env).
+UI_BACKFILL_TICK_SECONDS = 3
 
 
 @contextlib.contextmanager
@@ -66,30 +75,36 @@ def _stop(proc: subprocess.Popen, timeout: float) -> None:
         proc.kill()
 
 
+def short_tick_env(backfill_tick_seconds: int) -> dict[str, str]:
+    """Environment for Dagster processes whose daemon loops every `backfill_tick_seconds`
+    instead of its fixed 30 s (see gsc_pipeline/instance/local_ui/sitecustomize.py)."""
+    path = [str(LOCAL_UI_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path), TICK_ENV: str(backfill_tick_seconds)}
+
+
 @contextlib.contextmanager
 def dagster_daemon(
     home: Path, log: Path, backfill_tick_seconds: int | None = None
 ) -> Iterator[subprocess.Popen]:
     """`dagster-daemon run` on `home`'s instance and workspace.
 
-    `backfill_tick_seconds` shortens the backfill loop's fixed 30 s sleep (a module constant
-    with no setting); tests use it so they wait for the pipeline, not for the clock.
+    `backfill_tick_seconds` shortens the backfill loop's fixed 30 s sleep; tests use it so they
+    wait for the pipeline, not for the clock.
     """
-    cmd = [str(Path(sys.executable).with_name("dagster-daemon"))]
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
     if backfill_tick_seconds is not None:
-        cmd = [
-            sys.executable,
-            "-c",
-            "import sys, dagster._daemon.controller as c; "
-            f"c.DEFAULT_DAEMON_INTERVAL_SECONDS = {int(backfill_tick_seconds)}; "
-            "from dagster._daemon.cli import main; sys.exit(main())",
-        ]
+        env.update(short_tick_env(backfill_tick_seconds))
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [*cmd, "run", "-w", str(home / "workspace.yaml")],
+            [
+                str(Path(sys.executable).with_name("dagster-daemon")),
+                "run",
+                "-w",
+                str(home / "workspace.yaml"),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "DAGSTER_HOME": str(home)},
+            env=env,
         )
         try:
             yield proc
@@ -104,12 +119,25 @@ def final_days(count: int, final_lag_days: int = 3) -> list[str]:
     return [(last - dt.timedelta(days=i)).isoformat() for i in reversed(range(count))]
 
 
+def write_demo_declaration(workdir: Path, first_day: str) -> Path:
+    """The bundled declaration with its partitions starting at the demo's first day.
+
+    The demo fetches the last 30 final days; partitions starting at the bundled start date
+    (16 months back) made every asset read "6% filled" in the UI after a complete demo.
+    """
+    declaration = yaml.safe_load(BUNDLED_DEMO_CONFIG.read_text())
+    declaration["attributes"]["start_date"] = first_day
+    path = workdir / DEMO_DECLARATION
+    path.write_text(yaml.safe_dump(declaration, sort_keys=False))
+    return path.resolve()
+
+
 def demo_env(workdir: Path, endpoint: str) -> dict[str, str]:
     return {
         "DAGSTER_HOME": str((workdir / "dagster_home").resolve()),
         API_ENDPOINT_ENV: endpoint,
         WAREHOUSE_URL_ENV: f"duckdb:///{(workdir / 'warehouse.duckdb').resolve()}",
-        CONFIG_ENV: str(BUNDLED_DEMO_CONFIG),
+        CONFIG_ENV: str((workdir / DEMO_DECLARATION).resolve()),
     }
 
 
@@ -182,12 +210,11 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
         AssetCheckExecutionRecordStatus as Status,
     )
 
-    from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.assets import fetch_asset_keys
     from gsc_pipeline.defs.checks import in_run_check_keys
 
-    keys = [fetch_asset_key(p, r) for p in config.properties for r in p.report_objects()]
     tally: dict[str, list[int]] = {}
-    for check_key in in_run_check_keys(config, keys):
+    for check_key in in_run_check_keys(config, fetch_asset_keys(config)):
         history = instance.event_log_storage.get_asset_check_execution_history(check_key, 1000)
         passed, total = tally.setdefault(check_key.name, [0, 0])
         tally[check_key.name] = [
@@ -199,24 +226,23 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
 
 def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
     started = time.monotonic()
-    config = load_config(BUNDLED_DEMO_CONFIG)
     shutil.rmtree(workdir, ignore_errors=True)
     home = (workdir / "dagster_home").resolve()
     home.mkdir(parents=True)
+    partition_keys = final_days(days)
+    config = load_config(write_demo_declaration(workdir, partition_keys[0]))
     print(f"gsc_pipeline demo: {len(config.properties)} properties x {days} days -> {workdir}/")
     with emulator_process(log=workdir / "emulator.log") as emulator:
         env = demo_env(workdir, emulator.base_url)
         os.environ.update(env)
         limits = init_instance(home, config)
         print(f"  emulator at {emulator.base_url}; pool limits {limits}")
-        partition_keys = final_days(days)
-        from gsc_pipeline.definitions import build_definitions
+        from gsc_pipeline.defs.assets import fetch_asset_keys, sitemaps_asset_key
 
         # The fetching assets and each property's sitemaps snapshot (unpartitioned: one run).
         asset_keys = [
-            key
-            for key in build_definitions(config).resolve_all_asset_keys()
-            if key.path[0] in ("gsc", "gsc_sitemaps")
+            *fetch_asset_keys(config),
+            *(sitemaps_asset_key(config, p) for p in config.properties if p.sitemaps),
         ]
         with dg.DagsterInstance.from_config(str(home)) as instance:
             # Launched before the daemon starts, so its first tick picks it up at once.
@@ -252,14 +278,26 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
 
 
 def run_ui(workdir: Path, port: int = 3000) -> int:
+    """`dg dev` on the demo's instance, the emulator beside it, and a short backfill tick."""
     home = (workdir / "dagster_home").resolve()
+    if not (workdir / DEMO_DECLARATION).exists():
+        home.mkdir(parents=True, exist_ok=True)
+        write_demo_declaration(workdir, final_days(30)[0])
     if not (home / "dagster.yaml").exists():
-        init_instance(home, load_config(BUNDLED_DEMO_CONFIG))
+        init_instance(home, load_config(workdir / DEMO_DECLARATION))
     with emulator_process(log=workdir / "emulator-ui.log") as emulator:
-        env = {**os.environ, **demo_env(workdir, emulator.base_url)}
-        print(f"emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:{port}/")
+        env = {
+            **os.environ,
+            **demo_env(workdir, emulator.base_url),
+            **short_tick_env(UI_BACKFILL_TICK_SECONDS),
+            "DAGSTER_DG_UPDATE_CHECK_ENABLED": "0",
+        }
+        print(
+            f"emulator at {emulator.base_url}; Dagster UI at http://127.0.0.1:{port}/ "
+            f"(backfills tick every {UI_BACKFILL_TICK_SECONDS} s here, 30 s in production)"
+        )
         cmd = [
-            str(Path(sys.executable).with_name("dagster")),
+            str(Path(sys.executable).with_name("dg")),
             "dev",
             "-w",
             str(home / "workspace.yaml"),

@@ -11,7 +11,7 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from gsc_pipeline.config import CONFIG_ENV
-from gsc_pipeline.definitions import build_definitions
+from gsc_pipeline.defs.assets import fetch_asset_keys
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.demo import dagster_daemon
 from gsc_pipeline.emulator.testing import running_emulator
@@ -61,8 +61,7 @@ def deployment(tmp_path_factory):
         limits = init_instance(home, config)
         assert limits == {"gsc_api": 1}
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            defs = build_definitions(config)
-            keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] == "gsc"]
+            keys = fetch_asset_keys(config)
             # Launched before the daemon starts so its first tick submits the runs at once.
             backfill_id = launch_backfill(instance, home / "workspace.yaml", keys, DAYS)
             with dagster_daemon(home, root / "daemon.log", backfill_tick_seconds=2):

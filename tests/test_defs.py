@@ -16,7 +16,9 @@ from gsc_pipeline.definitions import build_definitions, defs
 def _fetch_assets(definitions: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
     graph = definitions.resolve_asset_graph()
     return {
-        key: graph.get(key).assets_def for key in graph.get_all_asset_keys() if key.path[0] == "gsc"
+        key: graph.get(key).assets_def
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "gsc" and graph.get(key).is_materializable
     }
 
 
@@ -122,3 +124,18 @@ def test_declared_reports_become_assets_with_the_same_checks():
     page = assets[dg.AssetKey(["gsc", "a_com", "page"])]
     assert checks == {key.name for key in page.check_keys} and checks
     dg.Definitions.validate_loadable(definitions)
+
+
+def test_the_ui_shows_readable_targets_and_descriptions():
+    """What the UI lists for automation: a selection string, not a Python repr; descriptions."""
+    repo = defs.get_repository_def()
+    automation = repo.get_sensor_def("url_lifetime_stats_automation")
+    assert str(automation.asset_selection) == (
+        'tag:"gsc/automated_by"="url_lifetime_stats_automation"'
+    )
+    graph = defs.resolve_asset_graph()
+    targeted = automation.asset_selection.resolve_checks(graph)
+    assert targeted and all(k.name.endswith("_all_days") for k in targeted)
+    assert repo.get_job("gsc_fetch").description
+    for instigator in [*repo.sensor_defs, *repo.schedule_defs]:
+        assert instigator.description, instigator.name

@@ -22,8 +22,9 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
     )
     defs = build_definitions(config)
     keys = all_days_check_keys(config)
-    # Three reports: 4 checks each, plus anonymized_share on site.
+    # Three reports: 4 checks each, plus anonymized_share on site; on each report's history.
     assert len(keys) == 13
+    assert {k.asset_key.path[-1] for k in keys} == {"history"}
     fetch_checks = defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph.asset_check_keys
     assert not set(keys) & set(fetch_checks)
     assert len(fetch_checks) == 13  # the in-run twins

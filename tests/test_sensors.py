@@ -12,6 +12,7 @@ from gsc_pipeline import proof
 from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
 from gsc_pipeline.defs.assets import DATA_STATE_TAG
+from gsc_pipeline.defs.checks import history_asset_key
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, MAX_REPAIR_ATTEMPTS, REPAIR_SENSOR
@@ -89,10 +90,8 @@ def requested(data) -> list[tuple[str, str, str]]:
 
 
 def run_history_checks(defs: dg.Definitions, instance, asset_key: dg.AssetKey):
-    job = dg.define_asset_job("history", selection=dg.AssetSelection.checks_for_assets(asset_key)
-                              - dg.AssetSelection.checks(*[
-                                  dg.AssetCheckKey(asset_key, n) for n in proof.BLOCKING_CHECKS
-                                  + (proof.TRUNCATED_DAYS,)]))  # fmt: skip
+    selection = dg.AssetSelection.checks_for_assets(history_asset_key(asset_key))
+    job = dg.define_asset_job("history", selection=selection)
     merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
     return merged.resolve_job_def("history").execute_in_process(instance=instance)
 

@@ -208,8 +208,8 @@ def test_sensors_and_history_checks_on_a_new_warehouse(defs) -> None:
 
 def test_a_terminated_run_leaves_its_days_listed_missing_then_repaired(defs) -> None:
     days = ["2026-03-02", "2026-03-03", "2026-03-04"]
-    job = defs.resolve_job_def(FETCH_JOB)
     with dg.instance_for_test() as instance:
+        job = defs.resolve_job_def(FETCH_JOB)
         # A backfill run of three days, terminated from the UI before it wrote anything.
         run = instance.create_run_for_job(
             job, asset_selection=frozenset([SMALL_PQ]),

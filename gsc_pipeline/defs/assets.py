@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig, pool_name
+from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
-from gsc_pipeline.defs.resources import gsc_resource_key
+from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
@@ -30,8 +30,14 @@ SITEMAPS_CRON = "15 6 * * *"
 SHARE_REFRESH_SECONDS = 2.0
 
 
-def fetch_asset_key(prop: PropertyConfig, report: Report) -> dg.AssetKey:
-    return dg.AssetKey(["gsc", prop.key, report.name])
+def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
+    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
+
+
+def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
+    """Every fetching asset of the declaration: what a backfill of everything selects."""
+    return [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
 
 
 @contextlib.contextmanager
@@ -77,16 +83,19 @@ def quota_share_follows_pool(
 def build_fetch_asset(
     prop: PropertyConfig, report: Report, config: PipelineConfig
 ) -> dg.AssetsDefinition:
-    gsc_key = gsc_resource_key(prop.credential)
+    gsc_key = gsc_resource_key(config, prop.credential)
+    warehouse_key = warehouse_resource_key(config)
     credential = config.credentials[prop.credential]
+    pool = config.pools[prop.credential]
+    asset_key = fetch_asset_key(config, prop, report)
     dims = ", ".join(report.api_dimensions) or "nothing"
     filters = "".join(
         f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
     )
 
     @dg.asset(
-        key=fetch_asset_key(prop, report),
-        group_name=prop.key,
+        key=asset_key,
+        group_name=config.namespaced(prop.key),
         description=(
             f"Search Console rows for {prop.site_url} grouped by {dims} "
             f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
@@ -94,10 +103,10 @@ def build_fetch_asset(
         ),
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
-        pool=pool_name(prop.credential),
-        required_resource_keys={gsc_key, "warehouse"},
+        pool=pool,
+        required_resource_keys={gsc_key, warehouse_key},
         kinds={"googlesearchconsole", "python"},
-        check_specs=fetch_check_specs(fetch_asset_key(prop, report), prop, report),
+        check_specs=fetch_check_specs(asset_key, prop, report),
         metadata={
             "site_url": prop.site_url,
             "table": report.table,
@@ -109,13 +118,12 @@ def build_fetch_asset(
     def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
         stop = threading.Event()
         # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
         client = gsc.client(stop, log=context.log.warning)
-        pool = pool_name(prop.credential)
         written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 
@@ -175,35 +183,40 @@ def build_fetch_asset(
     return fetch
 
 
-def sitemaps_asset_key(prop: PropertyConfig) -> dg.AssetKey:
+def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
     # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
-    return dg.AssetKey(["gsc_sitemaps", prop.key])
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc_sitemaps", prop.key])
 
 
-def build_sitemaps_asset(prop: PropertyConfig) -> dg.AssetsDefinition:
+def build_sitemaps_asset(
+    config: PipelineConfig, prop: PropertyConfig, tags: dict[str, str]
+) -> dg.AssetsDefinition:
     """The property's submitted sitemaps, snapshotted daily: indexing context beside traffic.
 
     Unpartitioned (sitemaps.list has no dates) and in the credential's pool like every API
-    caller; the automation sensor materializes it each morning.
+    caller; the automation sensor (which targets `tags`) materializes it each morning.
     """
-    gsc_key = gsc_resource_key(prop.credential)
+    gsc_key = gsc_resource_key(config, prop.credential)
+    warehouse_key = warehouse_resource_key(config)
 
     @dg.asset(
-        key=sitemaps_asset_key(prop),
-        group_name=prop.key,
+        key=sitemaps_asset_key(config, prop),
+        group_name=config.namespaced(prop.key),
         description=(
             f"Sitemaps submitted for {prop.site_url} (sitemaps.list): path, type, last "
             f"submitted/downloaded, pending, warnings, errors, contents. Table {SITEMAPS_TABLE}."
         ),
-        pool=pool_name(prop.credential),
-        required_resource_keys={gsc_key, "warehouse"},
+        pool=config.pools[prop.credential],
+        required_resource_keys={gsc_key, warehouse_key},
         kinds={"googlesearchconsole", "python"},
+        tags=tags,
         automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
         metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
     )
     def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         client = getattr(context.resources, gsc_key).client()
-        rows = snapshot_sitemaps(client, context.resources.warehouse.open(), prop.site_url)
+        warehouse = getattr(context.resources, warehouse_key).open()
+        rows = snapshot_sitemaps(client, warehouse, prop.site_url)
         pending = sum(rows.column("is_pending").to_pylist())
         return dg.MaterializeResult(
             metadata={
@@ -218,8 +231,10 @@ def build_sitemaps_asset(prop: PropertyConfig) -> dg.AssetsDefinition:
     return sitemaps
 
 
-def build_sitemaps_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
-    return [build_sitemaps_asset(prop) for prop in config.properties if prop.sitemaps]
+def build_sitemaps_assets(
+    config: PipelineConfig, tags: dict[str, str]
+) -> list[dg.AssetsDefinition]:
+    return [build_sitemaps_asset(config, prop, tags) for prop in config.properties if prop.sitemaps]
 
 
 def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:

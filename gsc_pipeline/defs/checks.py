@@ -5,6 +5,10 @@ Two layers, because partitioned asset checks do not map onto ranged runs in Dags
   (`in_run_check_results`), so every materialization says whether its own days are complete;
 - one unpartitioned `@dg.multi_asset_check` per fetching asset over the whole history
   (`*_all_days`), listing the exact bad partitions in its metadata for the repair sensor.
+  They target the fetching asset's `history` (an unpartitioned, non-materializable asset: the
+  stored days as a whole), not the asset: Dagster adds every check of an asset to each run
+  that materializes it, so on the asset itself every materialization from the UI showed them
+  "Skipped" and hid their last real result.
 The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results.
 """
 
@@ -23,15 +27,10 @@ from gsc_pipeline.warehouse import Warehouse
 
 # The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
 ALL_DAYS_SUFFIX = "_all_days"
+HISTORY = "history"
 # Whole-history checks run once a day after the refresh schedule (by the automation sensor),
 # not inside fetch runs: each is a full scan, and it would re-flag days a repair is fixing.
 ALL_DAYS_CRON = "30 8 * * *"
-# Tags of runs that fetch partitions (backfills, ranged and single-partition runs).
-_FETCH_RUN_TAGS = {
-    "dagster/backfill",
-    "dagster/partition",
-    "dagster/asset_partition_range_start",
-}
 # Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
 _SEVERITY = {
     proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
@@ -89,16 +88,23 @@ def in_run_check_keys(
         dg.AssetCheckKey(key, name)
         for prop in config.properties
         for report in prop.report_objects()
-        if (key := fetch_asset_key(prop, report)) in wanted
+        if (key := fetch_asset_key(config, prop, report)) in wanted
         for name in check_names(prop, report)
     ]
+
+
+def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
+    """`<fetching asset>/history`: what the whole-history checks judge."""
+    return dg.AssetKey([*asset_key.path, HISTORY])
 
 
 def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
     from gsc_pipeline.defs.assets import fetch_asset_key
 
     return [
-        dg.AssetCheckKey(fetch_asset_key(prop, report), name + ALL_DAYS_SUFFIX)
+        dg.AssetCheckKey(
+            history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
+        )
         for prop in config.properties
         for report in prop.report_objects()
         for name in check_names(prop, report)
@@ -180,6 +186,22 @@ def all_days_condition() -> dg.AutomationCondition:
     ) & ~dg.AutomationCondition.in_progress()
 
 
+def build_history_asset(
+    asset_key: dg.AssetKey, group_name: str, tags: dict[str, str]
+) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        history_asset_key(asset_key),
+        deps=[asset_key],
+        group_name=group_name,
+        tags=tags,
+        description=(
+            f"Every day of {asset_key.to_user_string()} stored in the warehouse, as a whole: "
+            "the target of its whole-history checks (run daily, or Execute them here)."
+        ),
+        kinds={"python"},
+    )
+
+
 def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> set[str]:
     """Partitions whose latest planned materialization belongs to a run that ended FAILURE or
     CANCELED, with no materialization since: what a Terminate (or a crash) left missing."""
@@ -201,7 +223,7 @@ def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
 
 
 def build_all_days_check(
-    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
     names = check_names(prop, report)
 
@@ -210,39 +232,36 @@ def build_all_days_check(
         specs=[
             dg.AssetCheckSpec(
                 name + ALL_DAYS_SUFFIX,
-                asset=asset_key,
+                asset=history_asset_key(asset_key),
                 description=_DESCRIPTIONS[name] + " Whole history.",
                 automation_condition=all_days_condition(),
             )
             for name in names
         ],
-        required_resource_keys={"warehouse"},
+        required_resource_keys={warehouse_key},
         can_subset=True,
     )
     def all_days(context: dg.AssetCheckExecutionContext) -> Iterable[dg.AssetCheckResult]:
-        if _FETCH_RUN_TAGS & set(context.run.tags):
-            # Dagster adds every check of an asset to its backfill runs; a whole-history scan in
-            # each would hold the DuckDB write lock against the other runs. Skipped, not passed:
-            # the daily automation run (or "Execute" in the UI) evaluates them.
-            context.log.info(f"{asset_key.to_user_string()}: whole-history checks run daily")
-            return
         # Partitions Dagster believes are materialized must all be backed by ledger entries, and
         # the days a failed or terminated run left unwritten are missing until fetched again.
         wanted = context.instance.get_materialized_partitions(asset_key)
         wanted |= unwritten_partitions(context.instance, asset_key)
         expected = [dt.date.fromisoformat(key) for key in wanted]
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         outcomes = _outcomes(warehouse, prop, report, None, expected)
-        yield from _results(outcomes, asset_key, context.log, ALL_DAYS_SUFFIX)
+        yield from _results(outcomes, history_asset_key(asset_key), context.log, ALL_DAYS_SUFFIX)
 
     return all_days
 
 
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
     from gsc_pipeline.defs.assets import fetch_asset_key
+    from gsc_pipeline.defs.resources import warehouse_resource_key
 
     return [
-        build_all_days_check(fetch_asset_key(prop, report), prop, report)
+        build_all_days_check(
+            fetch_asset_key(config, prop, report), prop, report, warehouse_resource_key(config)
+        )
         for prop in config.properties
         for report in prop.report_objects()
     ]

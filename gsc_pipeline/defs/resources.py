@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig
+from gsc_pipeline.config import CredentialConfig, PipelineConfig
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
@@ -60,9 +60,11 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: a DuckDB file (default) or a PostgreSQL URL."""
 
     url: str
+    # The tables' schema: a prefixed declaration keeps its tables apart from the others'.
+    schema_name: str | None = None
 
     def open(self) -> Warehouse:
-        return open_warehouse(self.url)
+        return open_warehouse(self.url, schema=self.schema_name)
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -97,12 +99,18 @@ def warehouse_url() -> str:
     return url or default_warehouse_url()
 
 
-def warehouse_resource() -> WarehouseResource:
+def warehouse_resource(schema: str | None = None) -> WarehouseResource:
     # Checked when the definitions load, so the code location shows the error at once instead
     # of a run failing later; runs still read the value through EnvVar (never shown in the UI).
     warehouse_url()
-    return WarehouseResource(url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()))
+    return WarehouseResource(
+        url=_env_or(WAREHOUSE_URL_ENV, default_warehouse_url()), schema_name=schema
+    )
 
 
-def gsc_resource_key(credential_name: str) -> str:
-    return f"gsc_{credential_name}"
+def gsc_resource_key(config: PipelineConfig, credential_name: str) -> str:
+    return config.namespaced(f"gsc_{credential_name}")
+
+
+def warehouse_resource_key(config: PipelineConfig) -> str:
+    return config.namespaced("warehouse")

@@ -20,7 +20,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
-from gsc_pipeline.defs.checks import all_days_check_keys, in_run_check_keys
+from gsc_pipeline.defs.checks import in_run_check_keys
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
 
 FETCH_JOB = "gsc_fetch"
@@ -38,21 +38,22 @@ HOURLY_REFRESH_CRON = "20 * * * *"
 HOURLY_REFRESH_DAYS = 3
 
 
-def property_asset_keys(prop: PropertyConfig) -> list[dg.AssetKey]:
-    return [fetch_asset_key(prop, report) for report in prop.report_objects()]
+def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [fetch_asset_key(config, prop, report) for report in prop.report_objects()]
 
 
 def build_fetch_job(config: PipelineConfig) -> FetchJob:
-    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors.
-
-    Without the whole-history checks: they run on their own, not inside every fetch run.
-    """
-    keys = [key for prop in config.properties for key in property_asset_keys(prop)]
+    """Every fetching asset, daily-partitioned: the target of the schedule and the sensors."""
+    keys = [key for prop in config.properties for key in property_asset_keys(config, prop)]
     return dg.define_asset_job(
-        FETCH_JOB,
-        selection=dg.AssetSelection.keys(*keys)
-        - dg.AssetSelection.checks(*all_days_check_keys(config)),
+        config.namespaced(FETCH_JOB),
+        selection=dg.AssetSelection.keys(*keys),
         partitions_def=daily_partitions(config),
+        description=(
+            "Fetch Search Console days into the warehouse: every (property, report) asset, "
+            "daily partitions (Pacific), in its credential's pool; each run checks the days it "
+            "wrote. Run by the daily refresh schedule and the repair and finalization sensors."
+        ),
     )
 
 
@@ -67,7 +68,7 @@ def build_daily_refresh_schedule(
     config: PipelineConfig, job: FetchJob
 ) -> dg.ScheduleDefinition:
     @dg.schedule(
-        name=DAILY_REFRESH_SCHEDULE,
+        name=config.namespaced(DAILY_REFRESH_SCHEDULE),
         cron_schedule=DAILY_REFRESH_CRON,
         execution_timezone=GSC_TIMEZONE,
         job=job,
@@ -87,8 +88,8 @@ def build_daily_refresh_schedule(
             yield dg.RunRequest(
                 # One run per property per day, however often the tick is evaluated.
                 run_key=f"{DAILY_REFRESH_SCHEDULE}:{prop.key}:{today.isoformat()}",
-                asset_selection=property_asset_keys(prop),
-                asset_check_keys=in_run_check_keys(config, property_asset_keys(prop)),
+                asset_selection=property_asset_keys(config, prop),
+                asset_check_keys=in_run_check_keys(config, property_asset_keys(config, prop)),
                 tags={
                     RANGE_START_TAG: first.isoformat(),
                     RANGE_END_TAG: last.isoformat(),
@@ -100,8 +101,10 @@ def build_daily_refresh_schedule(
     return daily_refresh_schedule
 
 
-def hourly_asset_keys(prop: PropertyConfig) -> list[dg.AssetKey]:
-    return [fetch_asset_key(prop, report) for report in prop.report_objects() if report.hourly]
+def hourly_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
+    return [
+        fetch_asset_key(config, prop, report) for report in prop.report_objects() if report.hourly
+    ]
 
 
 def build_hourly_refresh_schedule(
@@ -113,12 +116,12 @@ def build_hourly_refresh_schedule(
     24 hours), so the latest partition is yesterday's; re-fetching it and the two days before
     every hour replaces incomplete hours as Google completes them.
     """
-    props = [p for p in config.properties if hourly_asset_keys(p)]
+    props = [p for p in config.properties if hourly_asset_keys(config, p)]
     if not props:
         return None
 
     @dg.schedule(
-        name=HOURLY_REFRESH_SCHEDULE,
+        name=config.namespaced(HOURLY_REFRESH_SCHEDULE),
         cron_schedule=HOURLY_REFRESH_CRON,
         execution_timezone=GSC_TIMEZONE,
         job=job,
@@ -135,7 +138,7 @@ def build_hourly_refresh_schedule(
         if last < first:
             return
         for prop in props:
-            keys = hourly_asset_keys(prop)
+            keys = hourly_asset_keys(config, prop)
             yield dg.RunRequest(
                 run_key=f"{HOURLY_REFRESH_SCHEDULE}:{prop.key}:{scheduled.isoformat()}",
                 asset_selection=keys,

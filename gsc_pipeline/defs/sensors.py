@@ -17,7 +17,7 @@ and stored by Dagster, so they survive daemon restarts.
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,8 +27,13 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.defs.assets import fetch_asset_key
-from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX, check_names, in_run_check_keys
-from gsc_pipeline.defs.resources import WarehouseResource
+from gsc_pipeline.defs.checks import (
+    ALL_DAYS_SUFFIX,
+    check_names,
+    history_asset_key,
+    in_run_check_keys,
+)
+from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
 
 REPAIR_SENSOR = "repair_sensor"
@@ -82,7 +87,9 @@ def _listed_days(value: Any) -> list[str]:
 
 
 def _failed_check_partitions(
-    instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey], cursor: RepairCursor
+    instance: dg.DagsterInstance,
+    check_keys: Mapping[dg.AssetCheckKey, dg.AssetKey],
+    cursor: RepairCursor,
 ) -> dict[str, str]:
     """Partition id -> reason, for check failures newer than the cursor.
 
@@ -91,7 +98,7 @@ def _failed_check_partitions(
     """
     wanted: dict[str, str] = {}
     after = cursor.checks_after
-    for check_key in check_keys:
+    for check_key, asset_key in check_keys.items():
         records = instance.event_log_storage.get_asset_check_execution_history(
             check_key, limit=_HISTORY_LIMIT
         )
@@ -104,7 +111,7 @@ def _failed_check_partitions(
             evaluation = record.event.asset_check_evaluation
             listed = evaluation.metadata.get("bad_partitions") if evaluation else None
             for day in _listed_days(listed.value if listed else None):
-                wanted[_partition_id(check_key.asset_key, day)] = check_key.name
+                wanted[_partition_id(asset_key, day)] = check_key.name
     return wanted
 
 
@@ -226,21 +233,26 @@ def group_repairs(
 
 def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     fetch_keys = {
-        fetch_asset_key(prop, report): (prop, report)
+        fetch_asset_key(config, prop, report): (prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
     property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
-    check_keys = [
-        dg.AssetCheckKey(key, name + suffix)
+    # Blocking check -> the fetching asset whose days it judges (whole-history checks sit on
+    # the asset's history).
+    check_keys = {
+        check_key: key
         for key, (prop, report) in fetch_keys.items()
         for name in check_names(prop, report)
         if name in proof.BLOCKING_CHECKS + proof.HOURLY_CHECKS
-        for suffix in ("", ALL_DAYS_SUFFIX)
-    ]
+        for check_key in (
+            dg.AssetCheckKey(key, name),
+            dg.AssetCheckKey(history_asset_key(key), name + ALL_DAYS_SUFFIX),
+        )
+    }
 
     @dg.sensor(
-        name=REPAIR_SENSOR,
+        name=config.namespaced(REPAIR_SENSOR),
         job=job,
         minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -309,34 +321,34 @@ def _run_name(run: RepairRun) -> str:
 
 def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     asset_of: Mapping[tuple[str, str], dg.AssetKey] = {
-        (prop.site_url, report.name): fetch_asset_key(prop, report)
+        (prop.site_url, report.name): fetch_asset_key(config, prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
+    warehouse_key = warehouse_resource_key(config)
     property_of = {
-        fetch_asset_key(prop, report): prop.key
+        fetch_asset_key(config, prop, report): prop.key
         for prop in config.properties
         for report in prop.report_objects()
     }
 
     @dg.sensor(
-        name=FINALIZATION_SENSOR,
+        name=config.namespaced(FINALIZATION_SENSOR),
         job=job,
         minimum_interval_seconds=600,
         default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={warehouse_key},
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
             "data, once Google reports them final (firstIncompleteDate moved past them), as "
             "ranged runs."
         ),
     )
-    def finalization_sensor(
-        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
-    ) -> dg.SensorResult:
+    def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         # Partition id -> the fetch time of the fresh version already requested: a newer fresh
         # fetch of the same day is a new version to finalize, the same one is never asked twice.
         requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        pending = proof.fresh_partitions(warehouse.open())
+        pending = proof.fresh_partitions(getattr(context.resources, warehouse_key).open())
         still_fresh: dict[str, str] = {}
         wanted: dict[str, int] = {}
         for row in pending.itertuples(index=False):

@@ -12,12 +12,23 @@ import dagster as dg
 
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.assets import fetch_asset_key, sitemaps_asset_key
-from gsc_pipeline.defs.checks import all_days_check_keys
+from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
 STATS_AUTOMATION_SENSOR = "url_lifetime_stats_automation"
+# Marks what the automation sensor evaluates, so the UI shows its target as one readable
+# selection (`tag:gsc/automated_by=...`) instead of the repr of a list of check keys.
+AUTOMATED_BY_TAG = "gsc/automated_by"
+
+
+def automation_tags(config: PipelineConfig) -> dict[str, str]:
+    return {AUTOMATED_BY_TAG: config.namespaced(STATS_AUTOMATION_SENSOR)}
+
+
+def stats_asset_key(config: PipelineConfig) -> dg.AssetKey:
+    return dg.AssetKey([*filter(None, [config.prefix]), *URL_LIFETIME_STATS.path])
 
 
 def lifetime_properties(config: PipelineConfig) -> list[PropertyConfig]:
@@ -47,23 +58,25 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
     if not props:
         return None
     sites = [p.site_url for p in props]
+    warehouse_key = warehouse_resource_key(config)
 
     @dg.asset(
-        key=URL_LIFETIME_STATS,
-        group_name="gsc_stats",
+        key=stats_asset_key(config),
+        group_name=config.namespaced("gsc_stats"),
         description=(
             "Per (property, search type, page), every search type the page reports fetch: "
             "first/last day seen, clicks, impressions, ctr, "
             "impression-weighted average position, active days, top query by clicks. "
             f"Table {lifetime.STATS_TABLE}, refreshed incrementally from the days that changed."
         ),
-        deps=[fetch_asset_key(p, r) for p in props for r in (PAGE, PAGE_QUERY)],
+        deps=[fetch_asset_key(config, p, r) for p in props for r in (PAGE, PAGE_QUERY)],
         automation_condition=stats_condition(),
-        required_resource_keys={"warehouse"},
+        tags=automation_tags(config),
+        required_resource_keys={warehouse_key},
         kinds={"python"},
     )
     def url_lifetime_stats(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        warehouse = context.resources.warehouse.open()
+        warehouse = getattr(context.resources, warehouse_key).open()
         warehouse.ensure_schema([PAGE, PAGE_QUERY])
         result = lifetime.refresh(warehouse, sites)
         rows = warehouse.read_sql(f"SELECT COUNT(*) AS n FROM {lifetime.STATS_TABLE}")["n"]
@@ -78,23 +91,22 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
     return url_lifetime_stats
 
 
-def build_stats_automation_sensor(
-    config: PipelineConfig, with_stats: bool
-) -> dg.AutomationConditionSensorDefinition:
+def build_stats_automation_sensor(config: PipelineConfig) -> dg.AutomationConditionSensorDefinition:
     """Materializes url_lifetime_stats and the sitemaps snapshots, and runs the daily
-    whole-history checks.
+    whole-history checks: the assets tagged with `automation_tags` (the stats asset, the
+    sitemaps snapshots, each fetching asset's history) and their checks.
 
     Declared RUNNING: an automation sensor starts STOPPED otherwise, and the stats would silently
     never refresh on a fresh deployment.
     """
-    target = dg.AssetSelection.checks(*all_days_check_keys(config)) | dg.AssetSelection.keys(
-        *(sitemaps_asset_key(p) for p in config.properties if p.sitemaps)
-    )
-    if with_stats:
-        target = target | dg.AssetSelection.keys(URL_LIFETIME_STATS)
+    ((tag, name),) = automation_tags(config).items()
     return dg.AutomationConditionSensorDefinition(
-        STATS_AUTOMATION_SENSOR,
-        target=target,
+        name,
+        target=dg.AssetSelection.tag(tag, name, include_sources=True),
+        description=(
+            "Refreshes url_lifetime_stats after fetch runs land new days, snapshots sitemaps "
+            "daily, and runs each report's whole-history checks daily."
+        ),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,
     )

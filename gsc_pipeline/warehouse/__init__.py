@@ -56,16 +56,22 @@ def parse_warehouse_url(url: str) -> tuple[str, str]:
     raise WarehouseUrlError(f"{WAREHOUSE_URL_ENV}={redact_url(url)!r}: {problem}; {_FORMS}")
 
 
-def open_warehouse(url: str) -> Warehouse:
-    """The warehouse at `url` (see `parse_warehouse_url`); a bad URL raises `WarehouseUrlError`."""
+def open_warehouse(url: str, schema: str | None = None) -> Warehouse:
+    """The warehouse at `url` (see `parse_warehouse_url`); a bad URL raises `WarehouseUrlError`.
+
+    `schema`: the database schema holding the tables (created on first use), so several
+    declarations can share one database without sharing tables; None: the default schema.
+    """
+    if schema is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", schema):
+        raise ValueError(f"warehouse schema {schema!r}: use lowercase letters, digits, underscores")
     dialect, target = parse_warehouse_url(url)
     if dialect == "postgres":
         from gsc_pipeline.warehouse.postgres import PostgresWarehouse
 
-        return PostgresWarehouse(target)
+        return PostgresWarehouse(target, schema)
     from gsc_pipeline.warehouse.duckdb import DuckDBWarehouse
 
-    return DuckDBWarehouse(target)
+    return DuckDBWarehouse(target, schema=schema)
 
 
 __all__ = [

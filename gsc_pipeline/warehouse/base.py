@@ -152,6 +152,8 @@ class Warehouse(abc.ABC):
     """Report tables plus the fetch ledger, on DuckDB or PostgreSQL."""
 
     dialect: str
+    # Every transaction resolves unqualified table names in this schema (None: the default).
+    schema: str | None = None
     # How long a whole transaction is retried on a lost connection (a server restart takes
     # seconds; a failover tens of them), and the first wait (doubling, jittered, <= 8 s).
     reconnect_for_seconds: float = 120.0

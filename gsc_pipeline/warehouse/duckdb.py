@@ -70,8 +70,15 @@ class DuckDBConnection(Connection):
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
 
-    def __init__(self, path: str | pathlib.Path, *, lock_wait_seconds: float = LOCK_WAIT_SECONDS):
+    def __init__(
+        self,
+        path: str | pathlib.Path,
+        *,
+        schema: str | None = None,
+        lock_wait_seconds: float = LOCK_WAIT_SECONDS,
+    ):
         self.path = str(pathlib.Path(path).resolve())
+        self.schema = schema
         self.lock_wait_seconds = lock_wait_seconds
         self.lock_retries = 0
 
@@ -95,6 +102,10 @@ class DuckDBWarehouse(Warehouse):
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
+                    if self.schema:
+                        # DuckDB refuses to switch to a schema that does not exist yet.
+                        con.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                        con.execute(f"SET schema = '{self.schema}'")
                     yield DuckDBConnection(con)
                 except BaseException:
                     con.execute("ROLLBACK")

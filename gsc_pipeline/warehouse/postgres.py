@@ -79,14 +79,18 @@ class PostgresConnection(Connection):
 class PostgresWarehouse(Warehouse):
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, schema: str | None = None) -> None:
         self.url = url
+        self.schema = schema
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresConnection]:
         con = psycopg2.connect(self.url)
         try:
-            yield PostgresConnection(con)
+            conn = PostgresConnection(con)
+            if self.schema:
+                conn.execute(f"SET LOCAL search_path TO {self.schema}")
+            yield conn
             con.commit()
         except BaseException:
             # A connection the server ended cannot roll back (the server already did): trying
@@ -111,6 +115,8 @@ class PostgresWarehouse(Warehouse):
     def _lock_schema(self, conn: Connection) -> None:
         # Concurrent CREATE TABLE IF NOT EXISTS can still collide in pg_type; take turns.
         conn.execute("SELECT pg_advisory_xact_lock(?, 0)", (_SCHEMA_LOCK,))
+        if self.schema:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
 
     def _lock_partition(self, conn: Connection, table: str, site_url: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (table, site_url))
