@@ -64,12 +64,12 @@ def test_dg_loads_this_project_from_its_defs_folder():
     listed = _dg("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     assets = {a["asset_key"]: a for a in json.loads(listed.stdout)["assets"]}
-    # Every (property, report) with its history, each property's sitemaps, + stats: nothing
-    # twice (the demo: 14 reports of 3 properties).
+    # Every fetching asset with its history, each property's sitemaps, + stats: nothing twice.
     config = load_config(BUNDLED_DEMO_CONFIG)
-    reports = sum(len(p.report_objects()) for p in config.properties)
-    assert reports == 14
-    assert len(assets) == reports * 2 + len(config.properties) + 1
+    fetching = [r for p in config.properties for r in p.report_objects()]
+    sitemaps = [p for p in config.properties if p.sitemaps]
+    assert len(fetching) == 14
+    assert len(assets) == len(fetching) * 2 + len(sitemaps) + 1
     assert assets["gsc/example_com/page_query"]["source"] == "gsc_pipeline/defs/gsc/defs.yaml:4"
 
 

@@ -208,9 +208,10 @@ def test_rate_limiter_keeps_peak_qpm_under_budget():
     peak = stats["peak_qpm_by_site"][SITE]
     assert stats["quota_rejections"]["site"] == 0
     assert stats["requests_total"] == 150
-    # Inside the budget (plus the limiter's burst of 2 and a little send jitter on a busy
-    # machine: a slot reserved on time can leave late), yet close to it: the budget is used.
-    assert 0.8 * budget <= peak <= budget * 1.05 + 2 < site_qpm
+    # Inside the budget (plus the limiter's burst of 2 and send jitter on a busy machine: a
+    # slot reserved on time can leave late, and at 30x every 10 ms late is 0.3 s emulated),
+    # always under the site's quota, yet close to the budget: the budget is used.
+    assert 0.8 * budget <= peak <= budget * 1.1 + 2 < site_qpm
     assert client.stats.quota_wait_seconds > 0
 
 

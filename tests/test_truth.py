@@ -231,3 +231,27 @@ def test_a_terminated_run_leaves_its_days_listed_missing_then_repaired(defs) -> 
         assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in repair.run_requests] == [
             ("2026-03-02", "2026-03-04")
         ]
+
+
+def test_a_report_alone_skips_the_check_it_cannot_measure(monkeypatch, emulator, tmp_path):
+    """site materialized alone (page_query never fetched): anonymized_share is skipped, and the
+    step still succeeds with its four other checks passed."""
+    from gsc_pipeline.defs.checks import in_run_check_keys
+
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    config = parse_config({
+        "start_date": "2026-01-01",
+        "properties": [{"site_url": SMALL, "reports": ["page_query", "site"]}],
+    })  # fmt: skip
+    defs = build_definitions(config)
+    site = dg.AssetKey(["gsc", "small_example", "site"])
+    with dg.instance_for_test() as instance:
+        job = defs.resolve_job_def(FETCH_JOB).get_subset(
+            asset_selection={site}, asset_check_selection=set(in_run_check_keys(config, [site]))
+        )
+        result = job.execute_in_process(instance=instance, partition_key="2026-03-02")
+    assert result.success
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {proof.NO_MISSING_BATCHES: True, proof.NO_DUPLICATE_BATCHES: True,
+                           proof.ROWS_MATCH_LEDGER: True, proof.TRUNCATED_DAYS: True}  # fmt: skip

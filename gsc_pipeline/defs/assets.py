@@ -93,29 +93,40 @@ def build_fetch_asset(
         f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
     )
 
-    @dg.asset(
-        key=asset_key,
-        group_name=config.namespaced(prop.key),
-        description=(
-            f"Search Console rows for {prop.site_url} grouped by {dims} "
-            f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
-            f"table {report.table}."
-        ),
+    # A multi_asset of one asset, for `can_subset`: its check outputs are then optional, so a
+    # check that measured nothing yields no result (Dagster shows it skipped). A plain @asset
+    # fails the step when any selected check yields none.
+    @dg.multi_asset(
+        name="__".join(asset_key.path),
+        specs=[
+            dg.AssetSpec(
+                asset_key,
+                group_name=config.namespaced(prop.key),
+                description=(
+                    f"Search Console rows for {prop.site_url} grouped by {dims} "
+                    f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
+                    f"table {report.table}."
+                ),
+                kinds={"googlesearchconsole", "python"},
+                metadata={
+                    "site_url": prop.site_url,
+                    "table": report.table,
+                    "dimensions": dims,
+                    "search_types": ", ".join(report.search_types),
+                    "filters": filters.removeprefix(", ") or "none",
+                },
+            )
+        ],
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
         pool=pool,
         required_resource_keys={gsc_key, warehouse_key},
-        kinds={"googlesearchconsole", "python"},
         check_specs=fetch_check_specs(asset_key, prop, report),
-        metadata={
-            "site_url": prop.site_url,
-            "table": report.table,
-            "dimensions": dims,
-            "search_types": ", ".join(report.search_types),
-            "filters": filters.removeprefix(", ") or "none",
-        },
+        can_subset=True,
     )
-    def fetch(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def fetch(
+        context: dg.AssetExecutionContext,
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
         warehouse = getattr(context.resources, warehouse_key).open()
@@ -174,10 +185,9 @@ def build_fetch_asset(
             # A terminated run raises here from the wait; no new API call may start after it.
             stop.set()
         # Prove this run's days complete and exact before calling it done.
-        return dg.MaterializeResult(
-            check_results=in_run_check_results(
-                warehouse, context.asset_key, prop, report, days, context.log
-            )
+        yield dg.MaterializeResult(asset_key=asset_key)
+        yield from in_run_check_results(
+            warehouse, context.asset_key, prop, report, days, context.log
         )
 
     return fetch
