@@ -26,13 +26,13 @@ import yaml
 
 from gsc_pipeline import instance as instance_templates
 from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import EmulatorHandle
+from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.launch import BackfillProgress, launch_backfill, wait_for_backfill
 from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE
-from gsc_pipeline.warehouse import Warehouse, open_warehouse
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, open_warehouse
 
 _URL_RE = re.compile(r"https?://\S+/")
 # The demo's declaration (the bundled one, partitions starting at the demo's first day).
@@ -210,8 +210,8 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
         AssetCheckExecutionRecordStatus as Status,
     )
 
-    from gsc_pipeline.defs.assets import fetch_asset_keys
     from gsc_pipeline.defs.checks import in_run_check_keys
+    from gsc_pipeline.defs.keys import fetch_asset_keys
 
     tally: dict[str, list[int]] = {}
     for check_key in in_run_check_keys(config, fetch_asset_keys(config)):
@@ -237,7 +237,7 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         os.environ.update(env)
         limits = init_instance(home, config)
         print(f"  emulator at {emulator.base_url}; pool limits {limits}")
-        from gsc_pipeline.defs.assets import fetch_asset_keys, sitemaps_asset_key
+        from gsc_pipeline.defs.keys import fetch_asset_keys, sitemaps_asset_key
 
         # The fetching assets and each property's sitemaps snapshot (unpartitioned: one run).
         asset_keys = [
