@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -30,7 +29,7 @@ from gsc_pipeline.emulator.testing import EmulatorHandle
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.launch import BackfillProgress, launch_backfill, wait_for_backfill
-from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report
+from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report, pacific_today
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, open_warehouse
 
@@ -114,7 +113,7 @@ def dagster_daemon(
 
 def final_days(count: int, final_lag_days: int = 3) -> list[str]:
     """The last `count` days Google already reports as final (Pacific Time)."""
-    today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()
+    today = pacific_today()
     last = today - dt.timedelta(days=final_lag_days + 1)
     return [(last - dt.timedelta(days=i)).isoformat() for i in reversed(range(count))]
 

@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from gsc_pipeline.constants import WAREHOUSE_URL_ENV
 from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
     LEDGER_TABLE,
@@ -17,7 +18,6 @@ from gsc_pipeline.warehouse.base import (
     report_schema,
 )
 
-WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
 _FORMS = (
     "use duckdb:///absolute/path/warehouse.duckdb (a DuckDB file; a bare absolute path ending "
     "in .duckdb works too) or postgresql://user:password@host:5432/database"
