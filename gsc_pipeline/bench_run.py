@@ -18,14 +18,14 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from gsc_pipeline.bench import Scenario, TreeSampler, environ_set
 from gsc_pipeline.bench_floor import Floor, reference_path
 from gsc_pipeline.config import PipelineConfig
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.demo import dagster_daemon, emulator_process
 from gsc_pipeline.gsc import GscClient
+from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
-from gsc_pipeline.warehouse import open_warehouse
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, open_warehouse
 
 _DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -233,7 +233,7 @@ def measure(
                WAREHOUSE_URL_ENV: warehouse_url}
         with environ_set(env):
             limits = init_instance(home, config)
-            from gsc_pipeline.defs.assets import fetch_asset_keys
+            from gsc_pipeline.defs.keys import fetch_asset_keys
 
             keys = fetch_asset_keys(config)
             partition_keys = [d.isoformat() for d in scenario.day_list]

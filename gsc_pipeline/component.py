@@ -14,8 +14,9 @@ from dagster.components.component_scaffolding import scaffold_component
 from pydantic import BaseModel
 
 from gsc_pipeline.config import ConfigError, PipelineConfig
-from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets, fetch_asset_key
+from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
     gsc_resource_key,

@@ -27,6 +27,12 @@ from pydantic import (
     model_validator,
 )
 
+from gsc_pipeline.constants import (
+    CONFIG_ENV,
+    DEFAULT_POOL,
+    DEFAULT_POOL_LIMIT,
+    GOOGLE_QPM_QUOTA,
+)
 from gsc_pipeline.reports import (
     DEFAULT_REPORTS,
     MAX_ROW_LIMIT,
@@ -40,12 +46,8 @@ from gsc_pipeline.reports import (
     pacific_today,
 )
 
-CONFIG_ENV = "GSC_PIPELINE_CONFIG"
 # The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
 BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
-# Google's per-site and per-user limit on Search Analytics queries.
-GOOGLE_QPM_QUOTA = 1200
-DEFAULT_POOL = "gsc_api"
 
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 _DOMAIN_RE = re.compile(rf"^sc-domain:{_LABEL}(\.{_LABEL})+$")
@@ -128,7 +130,7 @@ class CredentialConfig(_Strict):
     key_file: str | None = None
     qpm_quota: int = Field(GOOGLE_QPM_QUOTA, gt=0)
     budget_fraction: float = Field(0.8, gt=0, le=1)
-    pool_limit: int = Field(4, ge=1, le=64)
+    pool_limit: int = Field(DEFAULT_POOL_LIMIT, ge=1, le=64)
     # Requests one fetching step keeps in flight (days fetched concurrently within a run).
     # 8, not 4: a 25,000-row page takes ~1.5 s, and 4 such days in flight stay below a step's
     # share of the budget (240/min at pool limit 4); see docs/bench/README.md.

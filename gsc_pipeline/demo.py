@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pandas as pd
@@ -26,13 +25,13 @@ import yaml
 
 from gsc_pipeline import instance as instance_templates
 from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import EmulatorHandle
+from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.launch import BackfillProgress, launch_backfill, wait_for_backfill
-from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report
+from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report, pacific_today
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE
-from gsc_pipeline.warehouse import Warehouse, open_warehouse
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, open_warehouse
 
 _URL_RE = re.compile(r"https?://\S+/")
 # The demo's declaration (the bundled one, partitions starting at the demo's first day).
@@ -114,7 +113,7 @@ def dagster_daemon(
 
 def final_days(count: int, final_lag_days: int = 3) -> list[str]:
     """The last `count` days Google already reports as final (Pacific Time)."""
-    today = dt.datetime.now(ZoneInfo("America/Los_Angeles")).date()
+    today = pacific_today()
     last = today - dt.timedelta(days=final_lag_days + 1)
     return [(last - dt.timedelta(days=i)).isoformat() for i in reversed(range(count))]
 
@@ -210,8 +209,8 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
         AssetCheckExecutionRecordStatus as Status,
     )
 
-    from gsc_pipeline.defs.assets import fetch_asset_keys
     from gsc_pipeline.defs.checks import in_run_check_keys
+    from gsc_pipeline.defs.keys import fetch_asset_keys
 
     tally: dict[str, list[int]] = {}
     for check_key in in_run_check_keys(config, fetch_asset_keys(config)):
@@ -237,7 +236,7 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
         os.environ.update(env)
         limits = init_instance(home, config)
         print(f"  emulator at {emulator.base_url}; pool limits {limits}")
-        from gsc_pipeline.defs.assets import fetch_asset_keys, sitemaps_asset_key
+        from gsc_pipeline.defs.keys import fetch_asset_keys, sitemaps_asset_key
 
         # The fetching assets and each property's sitemaps snapshot (unpartitioned: one run).
         asset_keys = [

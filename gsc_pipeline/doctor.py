@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, warehouse_url
-from gsc_pipeline.gsc import GscClient, GscError, RetryPolicy, load_credentials
+from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, GscError, RetryPolicy, load_credentials
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     WarehouseUrlError,
     open_warehouse,
     redact_url,
+    warehouse_url,
 )
 
 READABLE = {"siteOwner", "siteFullUser", "siteRestrictedUser"}

@@ -18,6 +18,13 @@ from zoneinfo import ZoneInfo
 
 import re2
 
+from gsc_pipeline.constants import (  # noqa: F401 - re-exported: reports are Google facts
+    DAILY_ROW_CAP,
+    GOOGLE_TIMEZONE,
+    MAX_ROW_LIMIT,
+    RETENTION_MONTHS,
+)
+
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
 # Discover and Google News have no queries (and discover no device breakdown).
@@ -30,14 +37,7 @@ MAX_FILTER_EXPRESSION = 4096
 # Validation compiles users' patterns; a bad one is reported in the error, not logged by RE2.
 _QUIET_RE2 = re2.Options()
 _QUIET_RE2.log_errors = False
-MAX_ROW_LIMIT = 25_000
-# Google returns at most this many rows per day per search type (top rows by clicks).
-DAILY_ROW_CAP = 50_000
-# Search Console's day is Pacific Time: dates, "today" and the retention window follow it.
-GOOGLE_TIMEZONE = "America/Los_Angeles"
 PACIFIC = ZoneInfo(GOOGLE_TIMEZONE)
-# Google keeps 16 months of Search Analytics data; older days come back empty (or 400).
-RETENTION_MONTHS = 16
 
 
 def pacific_today() -> dt.date:

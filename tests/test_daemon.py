@@ -11,7 +11,7 @@ import pytest
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from gsc_pipeline.config import CONFIG_ENV
-from gsc_pipeline.defs.assets import fetch_asset_keys
+from gsc_pipeline.defs.keys import fetch_asset_keys
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.demo import dagster_daemon
 from gsc_pipeline.emulator.testing import running_emulator

@@ -13,6 +13,7 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
+from gsc_pipeline.defs.keys import fetch_asset_key, sitemaps_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.reports import Report
@@ -28,16 +29,6 @@ SITEMAPS_CRON = "15 6 * * *"
 
 # How often a fetching step re-reads its pool to resize its share of the quota budget.
 SHARE_REFRESH_SECONDS = 2.0
-
-
-def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
-    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
-    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
-
-
-def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
-    """Every fetching asset of the declaration: what a backfill of everything selects."""
-    return [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
 
 
 @contextlib.contextmanager
@@ -191,11 +182,6 @@ def build_fetch_asset(
         )
 
     return fetch
-
-
-def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
-    # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
-    return dg.AssetKey([*filter(None, [config.prefix]), "gsc_sitemaps", prop.key])
 
 
 def build_sitemaps_asset(

@@ -16,11 +16,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
 
-# (fetch_asset_key is imported inside functions: assets.py imports this module for its specs.)
 import dagster as dg
 
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import Warehouse
@@ -81,8 +81,6 @@ def in_run_check_keys(
     Run requests name them explicitly: left unset, Dagster would add every check targeting the
     assets, the whole-history ones included.
     """
-    from gsc_pipeline.defs.assets import fetch_asset_key
-
     wanted = set(asset_keys)
     return [
         dg.AssetCheckKey(key, name)
@@ -99,8 +97,6 @@ def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
 
 
 def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
-    from gsc_pipeline.defs.assets import fetch_asset_key
-
     return [
         dg.AssetCheckKey(
             history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
@@ -255,7 +251,6 @@ def build_all_days_check(
 
 
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
-    from gsc_pipeline.defs.assets import fetch_asset_key
     from gsc_pipeline.defs.resources import warehouse_resource_key
 
     return [

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 
@@ -17,8 +16,9 @@ from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     Warehouse,
+    default_warehouse_url,
     open_warehouse,
-    parse_warehouse_url,
+    warehouse_url,
 )
 
 
@@ -71,11 +71,6 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 
-def default_warehouse_url() -> str:
-    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd())
-    return f"duckdb:///{(home / 'gsc_warehouse.duckdb').resolve()}"
-
-
 def gsc_resource(credential: CredentialConfig) -> GscApiResource:
     secret = None
     if credential.key_env:
@@ -88,15 +83,6 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
         step_qpm=credential.step_qpm,
         step_concurrency=credential.step_concurrency,
     )
-
-
-def warehouse_url() -> str:
-    """$GSC_WAREHOUSE_URL, checked (a typo must not become a DuckDB file of that name), else the
-    DuckDB file in $DAGSTER_HOME."""
-    url = os.environ.get(WAREHOUSE_URL_ENV)
-    if url:
-        parse_warehouse_url(url)
-    return url or default_warehouse_url()
 
 
 def warehouse_resource(schema: str | None = None) -> WarehouseResource:

@@ -19,8 +19,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.assets import DATA_STATE_TAG, fetch_asset_key
+from gsc_pipeline.defs.assets import DATA_STATE_TAG
 from gsc_pipeline.defs.checks import in_run_check_keys
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
 
 FETCH_JOB = "gsc_fetch"

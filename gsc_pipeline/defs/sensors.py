@@ -26,13 +26,13 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig
-from gsc_pipeline.defs.assets import fetch_asset_key
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
     check_names,
     history_asset_key,
     in_run_check_keys,
 )
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
 

@@ -12,7 +12,7 @@ import dagster as dg
 
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.assets import fetch_asset_key
+from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 

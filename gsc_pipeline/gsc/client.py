@@ -28,6 +28,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.model import JsonModel
 
+from gsc_pipeline.constants import API_ENDPOINT_ENV
 from gsc_pipeline.gsc.credentials import credential_key
 from gsc_pipeline.gsc.errors import (
     AuthError,
@@ -45,7 +46,6 @@ from gsc_pipeline.gsc.retry import RetryPolicy, call_with_retries
 
 GOOGLE_ENDPOINT = "https://searchconsole.googleapis.com/"
 # The environment variable pointing the pipeline at another API root (the emulator).
-API_ENDPOINT_ENV = "GSC_API_ENDPOINT"
 _LOG = logging.getLogger(__name__)
 # Google's per-credential limit is 1,200 queries/min; keep 20% headroom by default.
 DEFAULT_QPM_BUDGET = 960.0

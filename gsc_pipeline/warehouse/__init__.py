@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
+from gsc_pipeline.constants import WAREHOUSE_URL_ENV
 from gsc_pipeline.warehouse.base import (
     LEDGER_SCHEMA,
     LEDGER_TABLE,
@@ -15,7 +18,6 @@ from gsc_pipeline.warehouse.base import (
     report_schema,
 )
 
-WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"
 _FORMS = (
     "use duckdb:///absolute/path/warehouse.duckdb (a DuckDB file; a bare absolute path ending "
     "in .duckdb works too) or postgresql://user:password@host:5432/database"
@@ -56,6 +58,21 @@ def parse_warehouse_url(url: str) -> tuple[str, str]:
     raise WarehouseUrlError(f"{WAREHOUSE_URL_ENV}={redact_url(url)!r}: {problem}; {_FORMS}")
 
 
+def default_warehouse_url() -> str:
+    """The embedded default: a DuckDB file in $DAGSTER_HOME (else the working directory)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd())
+    return f"duckdb:///{(home / 'gsc_warehouse.duckdb').resolve()}"
+
+
+def warehouse_url() -> str:
+    """$GSC_WAREHOUSE_URL, checked (a typo must not become a DuckDB file of that name), else the
+    DuckDB file in $DAGSTER_HOME."""
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        parse_warehouse_url(url)
+    return url or default_warehouse_url()
+
+
 def open_warehouse(url: str, schema: str | None = None) -> Warehouse:
     """The warehouse at `url` (see `parse_warehouse_url`); a bad URL raises `WarehouseUrlError`.
 
@@ -84,8 +101,10 @@ __all__ = [
     "Warehouse",
     "WarehouseUrlError",
     "column_name",
+    "default_warehouse_url",
     "open_warehouse",
     "parse_warehouse_url",
     "redact_url",
     "report_schema",
+    "warehouse_url",
 ]

@@ -1,0 +1,21 @@
+"""Names and numbers the whole project shares, stated once: Google's limits, the environment
+variables, the default pool. Plain values, no imports, so any layer (the CLI, the doctor, the
+demo, the bench, the Dagster wiring) can read them without importing another layer."""
+
+# Google's Search Analytics API.
+GOOGLE_QPM_QUOTA = 1200  # queries per minute, per site and per user
+MAX_ROW_LIMIT = 25_000  # rows per page (rowLimit)
+DAILY_ROW_CAP = 50_000  # rows per day per search type (top rows by clicks)
+RETENTION_MONTHS = 16  # older days come back empty (or 400)
+# Search Console's day is Pacific Time: dates, "today" and the retention window follow it.
+GOOGLE_TIMEZONE = "America/Los_Angeles"
+
+# Environment variables.
+CONFIG_ENV = "GSC_PIPELINE_CONFIG"  # the declaration (config file or defs.yaml)
+API_ENDPOINT_ENV = "GSC_API_ENDPOINT"  # API root; unset = Google
+WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"  # duckdb:///abs/path or postgresql://...
+
+# Dagster pools: `gsc_api` for the default credential, `gsc_api_<name>` for the others.
+DEFAULT_POOL = "gsc_api"
+# Concurrent fetching steps per credential unless its config says otherwise.
+DEFAULT_POOL_LIMIT = 4

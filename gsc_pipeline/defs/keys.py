@@ -1,0 +1,24 @@
+"""Asset keys of one declaration, in one place: every other defs module imports them from here
+(so no module imports the assets module for a name, and nothing imports in a circle)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.reports import Report
+
+
+def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
+    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
+
+
+def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
+    """Every fetching asset of the declaration: what a backfill of everything selects."""
+    return [fetch_asset_key(config, p, r) for p in config.properties for r in p.report_objects()]
+
+
+def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
+    # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
+    return dg.AssetKey([*filter(None, [config.prefix]), "gsc_sitemaps", prop.key])
