@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/gsc-pipeline demo
 
 ## Debian's chromium for the browser test (playwright drives it; it never downloads a browser).
-## Best effort: without it the test skips with a message, except in CI where it fails.
+## Best effort: without it the test skips with a message, except in CI (GSC_REQUIRE_BROWSER=1) where it fails.
 /usr/bin/chromium:
 	-apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null)

@@ -62,8 +62,8 @@ def ui(tmp_path) -> Iterator[tuple[str, Path]]:
     """`gsc-pipeline ui` on a fresh workdir; yields its URL and DAGSTER_HOME."""
     if not Path(CHROMIUM).exists():
         message = f"{CHROMIUM} missing: `make test` installs Debian's chromium package"
-        if os.environ.get("CI"):
-            pytest.fail(message)
+        if os.environ.get("GSC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{message}; CI requires it (or unset GSC_REQUIRE_BROWSER)")
         pytest.skip(message)
     port = _free_port()
     cli = str(Path(sys.executable).with_name("gsc-pipeline"))
