@@ -22,6 +22,7 @@ from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE
+from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import Warehouse
 
@@ -251,8 +252,6 @@ def build_all_days_check(
 
 
 def build_all_days_checks(config: PipelineConfig) -> list[dg.AssetChecksDefinition]:
-    from gsc_pipeline.defs.resources import warehouse_resource_key
-
     return [
         build_all_days_check(
             fetch_asset_key(config, prop, report), prop, report, warehouse_resource_key(config)
