@@ -62,3 +62,18 @@ def postgres_schema_url(postgres_url: str) -> Iterator[str]:
 @pytest.fixture
 def duckdb_path(tmp_path) -> str:
     return str(tmp_path / "warehouse.duckdb")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_defs_state_storage() -> Iterator[None]:
+    """Each test starts without a current Dagster defs-state storage.
+
+    A Dagster instance entered by one test (or a module fixture) sets a context variable that
+    can outlive it; a later test resolving definitions outside its own instance would then
+    open that instance's deleted storage ("unable to open database file"). Internal API, tests
+    only.
+    """
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
