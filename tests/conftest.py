@@ -64,6 +64,15 @@ def duckdb_path(tmp_path) -> str:
     return str(tmp_path / "warehouse.duckdb")
 
 
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request):
+    """An empty warehouse on each backend: a DuckDB file, then a fresh Postgres schema."""
+    from gsc_pipeline.warehouse import open_warehouse
+
+    backend = "duckdb_path" if request.param == "duckdb" else "postgres_schema_url"
+    return open_warehouse(request.getfixturevalue(backend))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_defs_state_storage() -> Iterator[None]:
     """Each test starts without a current Dagster defs-state storage.

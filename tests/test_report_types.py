@@ -29,7 +29,7 @@ from gsc_pipeline.reports import (
     declare,
 )
 from gsc_pipeline.sync import sync_days
-from gsc_pipeline.warehouse import LEDGER_TABLE, ReportDefinitionChanged, open_warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, ReportDefinitionChanged
 from tests.pipeline_env import direct_fetch, warehouse_rows
 
 TODAY = dt.date(2026, 3, 20)
@@ -65,13 +65,6 @@ def emulator():
     }  # fmt: skip
     with running_emulator(config) as handle:
         yield handle
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse(request):
-    if request.param == "duckdb":
-        return open_warehouse(request.getfixturevalue("duckdb_path"))
-    return open_warehouse(request.getfixturevalue("postgres_schema_url"))
 
 
 def _sync(emulator, warehouse, report: Report, days: list[dt.date], data_state: str = "final"):

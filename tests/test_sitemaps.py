@@ -34,13 +34,6 @@ def emulator():
         yield handle
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse(request):
-    if request.param == "duckdb":
-        return open_warehouse(request.getfixturevalue("duckdb_path"))
-    return open_warehouse(request.getfixturevalue("postgres_schema_url"))
-
-
 def test_snapshot_stores_what_sitemaps_list_serves_and_replaces_it(emulator, warehouse):
     client = GscClient(emulator.base_url, qpm_budget=1e6)
     served = client.list_sitemaps(SITE)

@@ -68,13 +68,6 @@ def client(emulator) -> GscClient:
     return GscClient(emulator.base_url, qpm_budget=1e6, timeout=30, retry_policy=FAST_RETRY)
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse(request):
-    if request.param == "duckdb":
-        return open_warehouse(request.getfixturevalue("duckdb_path"))
-    return open_warehouse(request.getfixturevalue("postgres_schema_url"))
-
-
 def direct_rows(emulator, site: str, report: Report, day: dt.date) -> list[tuple]:
     """The day's rows fetched by hand with the stock client, paging until a short page."""
     service = build(
