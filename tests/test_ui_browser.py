@@ -147,6 +147,10 @@ def test_a_backfill_from_the_ui_shows_check_results_never_skipped(ui) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page()
+        # The UI opens a "Join the Dagster community" dialog on localhost a second after load
+        # unless this key is in localStorage (dagster-webserver's communityNux state); set it
+        # before any page script runs so the dialog never covers the controls.
+        page.add_init_script("window.localStorage.setItem('communityNux', JSON.stringify('1'))")
         page.add_locator_handler(
             page.get_by_text("Join the Dagster community"),
             lambda: page.get_by_role("button", name="Skip").click(),
