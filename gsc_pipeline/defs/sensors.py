@@ -25,7 +25,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from gsc_pipeline import proof
-from gsc_pipeline.config import PipelineConfig
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
     check_names,
@@ -35,6 +35,7 @@ from gsc_pipeline.defs.checks import (
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
+from gsc_pipeline.reports import Report
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
@@ -125,22 +126,17 @@ def _run_partitions(
     pairs: set[tuple[dg.AssetKey, str]] = set()
     for record in instance.get_records_for_run(run_id, of_type=event_type).records:
         event = record.event_log_entry.dagster_event
-        data = event.event_specific_data if event else None
-        key = getattr(data, "asset_key", None) or (
-            data.materialization.asset_key if hasattr(data, "materialization") else None
-        )
-        if key not in fetch_keys:
+        if event is None or event.asset_key not in fetch_keys:
             continue
-        if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
-            partition = data.materialization.partition
-            days = [partition] if partition else []
-        elif data.partition:
-            days = [data.partition]
-        elif data.partitions_subset is not None:
-            days = list(data.partitions_subset.get_partition_keys())
+        # A ranged run plans its days as one subset; everything else names one partition.
+        planned = getattr(event.event_specific_data, "partitions_subset", None)
+        if event.partition:
+            days = [event.partition]
+        elif planned is not None:
+            days = list(planned.get_partition_keys())
         else:
             days = []
-        pairs |= {(key, day) for day in days}
+        pairs |= {(event.asset_key, day) for day in days}
     return pairs
 
 
@@ -231,12 +227,16 @@ def group_repairs(
     ]
 
 
-def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
-    fetch_keys = {
+def _fetching_assets(config: PipelineConfig) -> dict[dg.AssetKey, tuple[PropertyConfig, Report]]:
+    return {
         fetch_asset_key(config, prop, report): (prop, report)
         for prop in config.properties
         for report in prop.report_objects()
     }
+
+
+def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
+    fetch_keys = _fetching_assets(config)
     property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
     # Blocking check -> the fetching asset whose days it judges (whole-history checks sit on
     # the asset's history).
@@ -320,17 +320,10 @@ def _run_name(run: RepairRun) -> str:
 
 
 def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
-    asset_of: Mapping[tuple[str, str], dg.AssetKey] = {
-        (prop.site_url, report.name): fetch_asset_key(config, prop, report)
-        for prop in config.properties
-        for report in prop.report_objects()
-    }
+    fetch_keys = _fetching_assets(config)
+    asset_of = {(prop.site_url, report.name): key for key, (prop, report) in fetch_keys.items()}
+    property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
     warehouse_key = warehouse_resource_key(config)
-    property_of = {
-        fetch_asset_key(config, prop, report): prop.key
-        for prop in config.properties
-        for report in prop.report_objects()
-    }
 
     @dg.sensor(
         name=config.namespaced(FINALIZATION_SENSOR),
