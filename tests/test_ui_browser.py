@@ -102,7 +102,9 @@ def _launch_backfill(page, base: str, days: str) -> None:
     page.goto(f"{base}/assets/{ASSET}?view=partitions")
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
-    partitions = dialog.locator("input").first
+    # The partition range box, the dialog's only text input, once its partition keys have loaded.
+    # (Before the partition section renders, the dialog's first <input> is a hidden checkbox.)
+    partitions = dialog.locator('input[type="text"]:not([placeholder="Loading partition keys..."])')
     partitions.fill(days)
     partitions.press("Enter")
     dialog.get_by_role("button", name="Launch backfill").click()
@@ -125,15 +127,31 @@ def _wait_for_runs(home: Path, count: int) -> None:
 
 
 STATUSES = ("Succeeded", "Failed", "Skipped", "Not Evaluated", "Running", "Warning")
+_CANONICAL = {status.lower(): status for status in STATUSES}
 
 
 def _check_statuses(page, base: str, asset: str) -> dict[str, str]:
-    """Check name -> status as the asset's Checks tab lists them (name line, status line)."""
+    """Check name -> status as the asset's Checks tab lists them (name line, status line).
+
+    Polls until two reads in a row find the same non-empty set of (name, status) pairs: the first
+    status text can appear before the list around it has. Statuses compare case-blind (the listing capitalises
+    with CSS, so "Not evaluated" reads "Not Evaluated" once the styles apply, and not before).
+    """
     page.goto(f"{base}/assets/{asset}?view=checks")
-    # (Case-blind: the listing capitalises with CSS, so "Not evaluated" reads "Not Evaluated".)
-    page.get_by_text(re.compile(f"^({'|'.join(STATUSES)})$", re.IGNORECASE)).first.wait_for()
-    lines = [line.strip() for line in page.inner_text("body").splitlines() if line.strip()]
-    return {lines[i]: lines[i + 1] for i in range(len(lines) - 1) if lines[i + 1] in STATUSES}
+    deadline = time.monotonic() + 30
+    previous: dict[str, str] = {}
+    while True:
+        lines = [line.strip() for line in page.inner_text("body").splitlines() if line.strip()]
+        pairs = {
+            lines[i]: _CANONICAL[lines[i + 1].lower()]
+            for i in range(len(lines) - 1)
+            if lines[i + 1].lower() in _CANONICAL
+        }
+        if pairs and pairs == previous:
+            return pairs
+        previous = pairs
+        assert time.monotonic() < deadline, f"no check statuses on {asset}'s Checks tab: {lines}"
+        page.wait_for_timeout(250)
 
 
 def test_a_backfill_from_the_ui_shows_check_results_never_skipped(ui) -> None:
