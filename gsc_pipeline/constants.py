@@ -14,6 +14,9 @@ GOOGLE_TIMEZONE = "America/Los_Angeles"
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"  # the declaration (config file or defs.yaml)
 API_ENDPOINT_ENV = "GSC_API_ENDPOINT"  # API root; unset = Google
 WAREHOUSE_URL_ENV = "GSC_WAREHOUSE_URL"  # duckdb:///abs/path or postgresql://...
+# Search Console's date as YYYY-MM-DD; unset = the current Pacific date. For replays and tests
+# against an emulator whose clock is fixed, so the retention window follows the emulator's clock.
+TODAY_ENV = "GSC_TODAY"
 
 # Dagster pools: `gsc_api` for the default credential, `gsc_api_<name>` for the others.
 DEFAULT_POOL = "gsc_api"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from gsc_pipeline.constants import (  # noqa: F401 - re-exported: reports are Go
     GOOGLE_TIMEZONE,
     MAX_ROW_LIMIT,
     RETENTION_MONTHS,
+    TODAY_ENV,
 )
 
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
@@ -41,8 +43,17 @@ PACIFIC = ZoneInfo(GOOGLE_TIMEZONE)
 
 
 def pacific_today() -> dt.date:
-    """Today on Search Console's clock."""
-    return dt.datetime.now(PACIFIC).date()
+    """Today on Search Console's clock: the Pacific date, or the one `GSC_TODAY` pins."""
+    pinned = os.environ.get(TODAY_ENV, "").strip()
+    if not pinned:
+        return dt.datetime.now(PACIFIC).date()
+    try:
+        return dt.date.fromisoformat(pinned)
+    except ValueError:
+        raise ValueError(
+            f"{TODAY_ENV}={pinned!r} is not a date; write YYYY-MM-DD (Search Console's date, "
+            f"Pacific Time), or unset {TODAY_ENV} to use today's"
+        ) from None
 
 
 def oldest_available_day(today: dt.date) -> dt.date:

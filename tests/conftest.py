@@ -16,6 +16,22 @@ import pytest
 
 pytest_plugins = ["gsc_pipeline.emulator.pytest_plugin"]
 
+# Search Console's date for the whole suite: the day these tests were last calibrated.
+SUITE_TODAY = "2026-12-01"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pin Search Console's date (`GSC_TODAY`) for the pipeline and the emulator.
+
+    Fixed-date tests (start_date 2026-01-01; the bundled declaration's 2026-09-01) would
+    otherwise fall out of Google's 16-month window as the real calendar moves on. The variable
+    reaches every emulator, Dagster daemon, code server and run worker the tests start.
+    """
+    from gsc_pipeline.constants import TODAY_ENV
+
+    os.environ.setdefault(TODAY_ENV, SUITE_TODAY)
+
+
 POSTGRES_URL = os.environ.get(
     "GSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -139,6 +140,23 @@ def test_without_a_given_today_the_window_is_googles_today():
     assert parse_config(_cfg(start_date=str(today - dt.timedelta(days=30)))).start_date
     with pytest.raises(ConfigError, match="older than Google's 16-month window"):
         parse_config(_cfg(start_date=str(oldest_available_day(today) - dt.timedelta(days=1))))
+
+
+def test_gsc_today_pins_search_consoles_date_for_the_pipeline_and_the_emulator(monkeypatch):
+    from gsc_pipeline.constants import TODAY_ENV
+    from gsc_pipeline.emulator.config import EmulatorConfig
+
+    monkeypatch.setenv(TODAY_ENV, "2027-03-31")
+    assert pacific_today() == dt.date(2027, 3, 31)
+    assert EmulatorConfig().start_today() == dt.date(2027, 3, 31)
+    assert parse_config(_cfg(start_date="earliest")).start_date == dt.date(2025, 11, 30)
+    monkeypatch.setenv(TODAY_ENV, "31/03/2027")
+    with pytest.raises(ValueError, match=r"GSC_TODAY='31/03/2027' is not a date; write YYYY-MM-DD"):
+        pacific_today()
+    monkeypatch.delenv(TODAY_ENV)
+    pacific = ZoneInfo("America/Los_Angeles")
+    before = dt.datetime.now(pacific).date()
+    assert before <= pacific_today() <= dt.datetime.now(pacific).date()
 
 
 def test_the_pipelines_window_is_the_emulators():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -133,9 +132,9 @@ _CANONICAL = {status.lower(): status for status in STATUSES}
 def _check_statuses(page, base: str, asset: str) -> dict[str, str]:
     """Check name -> status as the asset's Checks tab lists them (name line, status line).
 
-    Polls until two reads in a row find the same non-empty set of (name, status) pairs: the first
-    status text can appear before the list around it has. Statuses compare case-blind (the listing capitalises
-    with CSS, so "Not evaluated" reads "Not Evaluated" once the styles apply, and not before).
+    Polls until two reads in a row find the same non-empty set of (name, status) pairs: the
+    first status text can appear before the list around it has. Statuses compare case-blind
+    (the listing capitalises with CSS: "Not evaluated" reads "Not Evaluated" once styles apply).
     """
     page.goto(f"{base}/assets/{asset}?view=checks")
     deadline = time.monotonic() + 30

@@ -7,6 +7,7 @@ Every model forbids unknown keys so a typo fails loudly, and every error names t
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
 from importlib import resources
 from typing import Any, Literal
@@ -14,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gsc_pipeline.constants import TODAY_ENV
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
@@ -125,8 +128,17 @@ class EmulatorConfig(_Strict):
         return value
 
     def start_today(self) -> dt.date:
-        """The emulated 'today' at startup: the config's, else the current Pacific date."""
-        return self.today or dt.datetime.now(PACIFIC).date()
+        """The emulated 'today' at startup: the config's, else the date `GSC_TODAY` pins (the
+        pipeline's clock, so both agree), else the current Pacific date."""
+        if self.today:
+            return self.today
+        pinned = os.environ.get(TODAY_ENV, "").strip()
+        if pinned:
+            try:
+                return dt.date.fromisoformat(pinned)
+            except ValueError:
+                raise ValueError(f"{TODAY_ENV}={pinned!r} is not a date (YYYY-MM-DD)") from None
+        return dt.datetime.now(PACIFIC).date()
 
     def site(self, site_url: str) -> PropertyConfig | None:
         return next((p for p in self.properties if p.site_url == site_url), None)
