@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, load_config
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, GscError, RetryPolicy, load_credentials
+from gsc_pipeline.reports import pacific_today
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     WarehouseUrlError,
@@ -92,7 +93,7 @@ def _check_property(client: GscClient, site_url: str, sites: dict[str, str]) -> 
             f"{site_url}: permission {level} cannot read search analytics; "
             "verify ownership or ask an owner to add the credential as a user",
         )
-    day = (dt.date.today() - dt.timedelta(days=5)).isoformat()
+    day = (pacific_today() - dt.timedelta(days=5)).isoformat()  # Search Console's calendar
     try:
         client.query(site_url, {"startDate": day, "endDate": day, "rowLimit": 1})
     except GscError as exc:
