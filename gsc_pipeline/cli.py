@@ -11,13 +11,13 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gsc_pipeline.demo import run_demo
+    from gsc_pipeline.tools.demo import run_demo
 
     return run_demo(Path(args.workdir), days=args.days, timeout=args.timeout)
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from gsc_pipeline.demo import run_ui
+    from gsc_pipeline.tools.demo import run_ui
 
     return run_ui(Path(args.workdir), port=args.port)
 
@@ -45,17 +45,17 @@ def _init_instance(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.size == "agency":
-        from gsc_pipeline.bench_agency import run_agency
+        from gsc_pipeline.tools.bench.agency import run_agency
 
         return run_agency(Path(args.out))
-    from gsc_pipeline.bench import run_bench
+    from gsc_pipeline.tools.bench.command import run_bench
 
     return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
 
 
 def _multihost(args: argparse.Namespace) -> int:
-    from gsc_pipeline.multihost import NetnsUnavailable
-    from gsc_pipeline.multihost import main as multihost_main
+    from gsc_pipeline.tools.multihost import NetnsUnavailable
+    from gsc_pipeline.tools.multihost import main as multihost_main
 
     try:
         return multihost_main([args.out])

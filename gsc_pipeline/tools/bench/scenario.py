@@ -1,37 +1,16 @@
-"""`gsc-pipeline bench`: sequential fetching vs the pipeline as users run it vs the lower bound.
-
-One invocation, in a fresh temporary Dagster home and warehouse, against the emulator in its own
-process (so its CPU is not counted as ours):
-
-1. the sequential baseline: `sync_days` in this process, one request at a time, on a slice of
-   the days (extrapolated linearly); its CPU time per row is the fetch -> parse -> write cost;
-2. the pipeline: a backfill launched through GraphQL `launchPartitionBackfill` (as the UI does)
-   and run by the real daemon with the default pool limit and run batching, while a sampler
-   follows the daemon's process tree (daemon, code server, run workers) for CPU and RSS;
-3. lifetime stats: a full recompute, then one new day and an incremental refresh.
-
-The scenario is fixed in code (`SCENARIOS`) and printed in the report. Results go to
-`<out>/<size>-<warehouse>.md` and `.png` (see `bench_report`).
-"""
+"""The bench's fixed scenarios: the emulated properties, days, latency and quota (`SCENARIOS`),
+and the environment the measured processes read."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import os
-import tempfile
-import threading
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import psutil
-import yaml
-
-from gsc_pipeline.config import CONFIG_ENV, GOOGLE_QPM_QUOTA, PipelineConfig, load_config
+from gsc_pipeline.config import GOOGLE_QPM_QUOTA
 from gsc_pipeline.reports import DEFAULT_REPORTS
 
 # The emulated "today" is fixed so every run serves identical data (the emulator's data depends
@@ -139,91 +118,6 @@ SCENARIOS = {
 }
 
 
-@dataclass
-class ProcessSample:
-    pid: int
-    role: str
-    cmdline: str
-    cpu_seconds: float = 0.0
-    peak_rss: int = 0
-    first_seen: float = 0.0
-    last_seen: float = 0.0
-
-
-@dataclass
-class TreeSampler:
-    """Follows a process tree (children come and go) and keeps each process's CPU and peak RSS.
-
-    psutil reads /proc, so a process's last sample is up to `interval` old when it exits: the
-    CPU it spends in its final `interval` is missed (at most 0.5 s per run process).
-    """
-
-    root_pid: int
-    interval: float = 0.5
-    processes: dict[tuple[int, float], ProcessSample] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> TreeSampler:
-        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sample()
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def sample(self) -> None:
-        try:
-            root = psutil.Process(self.root_pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return
-        now = time.time()
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    key = (proc.pid, proc.create_time())
-                    cpu = proc.cpu_times()
-                    rss = proc.memory_info().rss
-                    entry = self.processes.get(key)
-                    if entry is None:
-                        cmd = " ".join(proc.cmdline())
-                        entry = self.processes[key] = ProcessSample(
-                            proc.pid, _role(proc.pid == self.root_pid, cmd), cmd, first_seen=now
-                        )
-            except psutil.Error:
-                continue
-            entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
-            entry.peak_rss = max(entry.peak_rss, rss)
-            entry.last_seen = now
-
-    def cpu_by_role(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for p in self.processes.values():
-            out[p.role] = out.get(p.role, 0.0) + p.cpu_seconds
-        return out
-
-
-def _role(is_root: bool, cmdline: str) -> str:
-    if is_root:
-        return "daemon"
-    # The code server starts each run in a multiprocessing child (DefaultRunLauncher).
-    if "spawn_main" in cmdline or "execute_run" in cmdline:
-        return "run worker"
-    if "api grpc" in cmdline:
-        return "code server"
-    if "watch_orphans" in cmdline or cmdline.startswith("tail "):
-        return "compute-log capture"
-    return "other"
-
-
 @contextlib.contextmanager
 def environ_set(values: dict[str, str]) -> Iterator[None]:
     """The daemon and the in-process Definitions read these; restored afterwards."""
@@ -237,47 +131,3 @@ def environ_set(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@contextlib.contextmanager
-def _warehouse_url(kind: str, workdir: Path) -> Iterator[str]:
-    """A fresh DuckDB file, or a fresh PostgreSQL database dropped afterwards."""
-    if kind == "duckdb":
-        yield f"duckdb:///{workdir / 'warehouse.duckdb'}"
-        return
-    import psycopg2
-
-    admin = os.environ.get("GSC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"gsc_bench_{uuid.uuid4().hex[:10]}"
-    con = psycopg2.connect(admin)
-    con.autocommit = True
-    try:
-        with con.cursor() as cur:
-            cur.execute(f"CREATE DATABASE {name}")
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with con.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        con.close()
-
-
-def run_bench(
-    size: str = "smoke", warehouse: str = "duckdb", out: Path = Path("bench-report")
-) -> int:
-    """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded."""
-    from gsc_pipeline.bench_report import write_report
-    from gsc_pipeline.bench_run import measure
-
-    scenario = SCENARIOS[size]
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gsc-bench-") as tmp:
-        workdir = Path(tmp)
-        config_file = workdir / "gsc.yaml"
-        config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
-        config: PipelineConfig = load_config(config_file)
-        with _warehouse_url(warehouse, workdir) as url, environ_set({CONFIG_ENV: str(config_file)}):
-            result = measure(scenario, config, url, warehouse, workdir)
-    stem = f"{scenario.name}-{warehouse}"
-    md = write_report(result, out / f"{stem}.md", out / f"{stem}.png")
-    print(f"report: {md} (chart {out / f'{stem}.png'})")
-    return 0 if result.succeeded else 1
