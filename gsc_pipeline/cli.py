@@ -1,13 +1,46 @@
 """`gsc-pipeline`: demo | emulator | doctor | init-instance | ui | bench.
 
 Each subcommand imports its module lazily, so `gsc-pipeline emulator` starts without Dagster.
+The tooling commands need extras a production install leaves out; without them they say which.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
+
+# What each extra brings that a command imports (pyproject.toml [project.optional-dependencies]).
+EXTRA_MODULES = {"bench": ("psutil", "matplotlib"), "emulator": ("aiohttp", "jwt")}
+# The extras each tooling command needs: the demo, the UI, the bench and the multi-host proof all
+# run the emulator.
+COMMAND_EXTRAS = {
+    "demo": ("emulator",),
+    "ui": ("emulator",),
+    "emulator": ("emulator",),
+    "bench": ("bench", "emulator"),
+    "multihost": ("emulator",),
+}
+
+
+def missing_extras(command: str) -> str | None:
+    """What to install before `command` runs, or None when its extras are installed."""
+    missing = [
+        (extra, module)
+        for extra in COMMAND_EXTRAS.get(command, ())
+        for module in EXTRA_MODULES[extra]
+        if importlib.util.find_spec(module) is None
+    ]
+    if not missing:
+        return None
+    extras = list(dict.fromkeys(extra for extra, _ in missing))
+    modules = ", ".join(module for _, module in missing)
+    return (
+        f"gsc-pipeline {command}: {modules} not installed; it needs the "
+        f"{' and '.join(extras)} extra{'s' if len(extras) > 1 else ''} (a production install "
+        f"leaves them out): pip install 'gsc-pipeline[{','.join(extras)}]'"
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -67,6 +100,9 @@ def _multihost(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
+        if missing := missing_extras("emulator"):
+            print(missing, file=sys.stderr)
+            return 2
         # The emulator owns its flags; it imports nothing of the pipeline.
         from gsc_pipeline.emulator.cli import main as emulator_main
 
@@ -116,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     multihost.set_defaults(func=_multihost)
 
     args = parser.parse_args(argv)
+    # Checked before anything starts: a missing chart library must not end a 10-minute bench.
+    if missing := missing_extras(args.command):
+        print(missing, file=sys.stderr)
+        return 2
     return args.func(args)
 
 
