@@ -297,7 +297,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
     import dagster as dg
 
     from gsc_pipeline.config import CONFIG_ENV, load_config
-    from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+    from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
     from gsc_pipeline.instance import init_instance
     from gsc_pipeline.tools.bench.scenario import environ_set
     from gsc_pipeline.tools.demo import emulator_process

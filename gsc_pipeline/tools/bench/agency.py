@@ -28,7 +28,7 @@ import dagster as dg
 import yaml
 
 from gsc_pipeline.config import CONFIG_ENV, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.sampler import TreeSampler
 from gsc_pipeline.tools.bench.scenario import Scenario, environ_set
