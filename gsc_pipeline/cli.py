@@ -1,23 +1,56 @@
 """`gsc-pipeline`: demo | emulator | doctor | init-instance | ui | bench.
 
 Each subcommand imports its module lazily, so `gsc-pipeline emulator` starts without Dagster.
+The tooling commands need extras a production install leaves out; without them they say which.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
+# What each extra brings that a command imports (pyproject.toml [project.optional-dependencies]).
+EXTRA_MODULES = {"bench": ("psutil", "matplotlib"), "emulator": ("aiohttp", "jwt")}
+# The extras each tooling command needs: the demo, the UI, the bench and the multi-host proof all
+# run the emulator.
+COMMAND_EXTRAS = {
+    "demo": ("emulator",),
+    "ui": ("emulator",),
+    "emulator": ("emulator",),
+    "bench": ("bench", "emulator"),
+    "multihost": ("emulator",),
+}
+
+
+def missing_extras(command: str) -> str | None:
+    """What to install before `command` runs, or None when its extras are installed."""
+    missing = [
+        (extra, module)
+        for extra in COMMAND_EXTRAS.get(command, ())
+        for module in EXTRA_MODULES[extra]
+        if importlib.util.find_spec(module) is None
+    ]
+    if not missing:
+        return None
+    extras = list(dict.fromkeys(extra for extra, _ in missing))
+    modules = ", ".join(module for _, module in missing)
+    return (
+        f"gsc-pipeline {command}: {modules} not installed; it needs the "
+        f"{' and '.join(extras)} extra{'s' if len(extras) > 1 else ''} (a production install "
+        f"leaves them out): pip install 'gsc-pipeline[{','.join(extras)}]'"
+    )
+
 
 def _demo(args: argparse.Namespace) -> int:
-    from gsc_pipeline.demo import run_demo
+    from gsc_pipeline.tools.demo import run_demo
 
     return run_demo(Path(args.workdir), days=args.days, timeout=args.timeout)
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from gsc_pipeline.demo import run_ui
+    from gsc_pipeline.tools.demo import run_ui
 
     return run_ui(Path(args.workdir), port=args.port)
 
@@ -45,17 +78,17 @@ def _init_instance(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     if args.size == "agency":
-        from gsc_pipeline.bench_agency import run_agency
+        from gsc_pipeline.tools.bench.agency import run_agency
 
         return run_agency(Path(args.out))
-    from gsc_pipeline.bench import run_bench
+    from gsc_pipeline.tools.bench.command import run_bench
 
     return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
 
 
 def _multihost(args: argparse.Namespace) -> int:
-    from gsc_pipeline.multihost import NetnsUnavailable
-    from gsc_pipeline.multihost import main as multihost_main
+    from gsc_pipeline.tools.multihost import NetnsUnavailable
+    from gsc_pipeline.tools.multihost import main as multihost_main
 
     try:
         return multihost_main([args.out])
@@ -67,6 +100,9 @@ def _multihost(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["emulator"]:
+        if missing := missing_extras("emulator"):
+            print(missing, file=sys.stderr)
+            return 2
         # The emulator owns its flags; it imports nothing of the pipeline.
         from gsc_pipeline.emulator.cli import main as emulator_main
 
@@ -116,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     multihost.set_defaults(func=_multihost)
 
     args = parser.parse_args(argv)
+    # Checked before anything starts: a missing chart library must not end a 10-minute bench.
+    if missing := missing_extras(args.command):
+        print(missing, file=sys.stderr)
+        return 2
     return args.func(args)
 
 

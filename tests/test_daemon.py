@@ -13,10 +13,10 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.defs.keys import fetch_asset_keys
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
-from gsc_pipeline.demo import dagster_daemon
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.instance import init_instance
-from gsc_pipeline.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
+from gsc_pipeline.tools.demo import dagster_daemon
+from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import open_warehouse
 from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL
 

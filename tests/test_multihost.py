@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from gsc_pipeline.multihost import Plan, netns_unavailable_reason, prove, report
+from gsc_pipeline.tools.multihost import Plan, netns_unavailable_reason, prove, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost")]
 

@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from gsc_pipeline.launch import wait_for_backfill
+from gsc_pipeline.tools.launch import wait_for_backfill
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [

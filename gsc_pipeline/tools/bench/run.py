@@ -1,4 +1,4 @@
-"""The measurements of `gsc-pipeline bench` (see `gsc_pipeline.bench` for what and why)."""
+"""The measurements of `gsc-pipeline bench` (see `command.py` for what and why)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,17 @@ import yaml
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
-from gsc_pipeline.bench import Scenario, TreeSampler, environ_set
-from gsc_pipeline.bench_floor import Floor, reference_path
 from gsc_pipeline.config import PipelineConfig
-from gsc_pipeline.demo import dagster_daemon, emulator_process
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
-from gsc_pipeline.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
+from gsc_pipeline.tools.bench.floor import Floor, reference_path
+from gsc_pipeline.tools.bench.sampler import TreeSampler
+from gsc_pipeline.tools.bench.scenario import Scenario, environ_set
+from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
+from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, open_warehouse
 
 _DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}

@@ -27,12 +27,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from gsc_pipeline.bench import Scenario, TreeSampler, environ_set
 from gsc_pipeline.config import CONFIG_ENV, load_config
-from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
-from gsc_pipeline.demo import dagster_daemon, emulator_process
+from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.instance import init_instance
-from gsc_pipeline.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
+from gsc_pipeline.tools.bench.sampler import TreeSampler
+from gsc_pipeline.tools.bench.scenario import Scenario, environ_set
+from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
+from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 
 SIZES = (30, 100, 300)
 # 16 months of days (Google keeps 16 months; the newest final days are left out).
@@ -188,8 +189,8 @@ def measure_slice(workdir: Path) -> Slice:
                WAREHOUSE_URL_ENV: f"duckdb:///{workdir / 'warehouse.duckdb'}"}  # fmt: skip
         with environ_set(env):
             init_instance(home, config)
-            from gsc_pipeline.bench_run import _run_infos
             from gsc_pipeline.defs.assets import fetch_asset_keys
+            from gsc_pipeline.tools.bench.run import _run_infos
 
             keys = fetch_asset_keys(config)
             with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -285,7 +286,7 @@ def report(sizes: list[Size], full_run: Size, sl: Slice, load: tuple[float, floa
     lines = [
         "# Benchmark: agency (many properties, 16-month backfill plan)",
         "",
-        "Produced by `gsc-pipeline bench --size agency` (see `gsc_pipeline/bench_agency.py`; "
+        "Produced by `gsc-pipeline bench --size agency` (see `gsc_pipeline/tools/bench/agency.py`; "
         f"{len(os.sched_getaffinity(0))} cores; 1-min load average {load[0]:.1f} before and "
         f"{load[1]:.1f} after, other work included). Properties have ~300 page x query rows "
         "a day: one page (one request) per report and day; reports page_query + page + site.",

@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from gsc_pipeline.bench_run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
+from gsc_pipeline.tools.bench.run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
 
 # Targets of issue 11 (wall, rate, CPU per row, RSS, small backfill) and issue 5 (the rest).
 WALL_TARGET = 1.15  # x the API bound
@@ -26,7 +26,7 @@ class Metrics:
     wall: float
     first_start: float
     api_bound: float
-    # The reference path's CPU per row x rows stored / cores (see `bench_floor`).
+    # The reference path's CPU per row x rows stored / cores (see `floor.py`).
     cpu_floor: float
     fetch_seconds: float
     achieved_qpm: float
@@ -172,7 +172,7 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"{result.load[1]:.1f} after the backfill, other work included). Backfill "
         f"{'succeeded' if result.succeeded else '**FAILED**'}.",
         "",
-        "## Scenario (fixed in `gsc_pipeline/bench.py`)",
+        "## Scenario (fixed in `gsc_pipeline/tools/bench/scenario.py`)",
         "",
         f"- {len(sc.properties)} properties: "
         + ", ".join(f"`{s}` ~{r:,} page x query rows/day ({p:,} pages)"
@@ -250,7 +250,7 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"{path.cpu_seconds:.2f} | {path.cpu_us_per_row:.2f} |",
         f"| sequential baseline: `sync_days`, one request at a time, a transaction per day | "
         f"{seq.seconds:.1f} | {seq.cpu_seconds:.2f} | {seq.cpu_us_per_row:.2f} |",
-        f"| reference path (`bench_floor`): raw HTTP + Arrow JSON parse + one bulk insert per "
+        f"| reference path (`bench/floor.py`): raw HTTP + Arrow JSON parse + one bulk insert per "
         f"table, no validation, no ledger ({floor.requests} requests, {floor.rows:,} rows) | "
         f"{floor.seconds:.1f} | {floor.cpu_seconds:.2f} | {floor.cpu_us_per_row:.2f} |",
         "",

@@ -176,8 +176,8 @@ class Plan:
 
 
 def _configs(plan: Plan, workdir: Path) -> tuple[Path, Path, list[str], list[dt.date]]:
-    from gsc_pipeline.bench import TODAY
     from gsc_pipeline.reports import DEFAULT_REPORTS
+    from gsc_pipeline.tools.bench.scenario import TODAY
 
     sites = [f"sc-domain:host{i}.example" for i in range(plan.hosts)]
     last = TODAY - dt.timedelta(days=5)
@@ -296,11 +296,11 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
         raise NetnsUnavailable(reason)
     import dagster as dg
 
-    from gsc_pipeline.bench import environ_set
     from gsc_pipeline.config import CONFIG_ENV, load_config
-    from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
-    from gsc_pipeline.demo import emulator_process
+    from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
     from gsc_pipeline.instance import init_instance
+    from gsc_pipeline.tools.bench.scenario import environ_set
+    from gsc_pipeline.tools.demo import emulator_process
     from gsc_pipeline.warehouse import open_warehouse
 
     admin = admin_url or os.environ.get(POSTGRES_ADMIN_ENV, DEFAULT_ADMIN_URL)
@@ -329,7 +329,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
         init_instance(home, load_config(config_file), postgres=True)
         procs = []
         for (ns, _), site in zip(namespaces, sites, strict=True):
-            cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "gsc_pipeline.multihost",
+            cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "gsc_pipeline.tools.multihost",
                    "host", site, days[0].isoformat(), days[-1].isoformat()]  # fmt: skip
             log = open(workdir / f"{ns}.log", "w")  # noqa: SIM115 - closed when it exits
             procs.append((subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log,

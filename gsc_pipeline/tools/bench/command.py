@@ -1,0 +1,72 @@
+"""`gsc-pipeline bench`: sequential fetching vs the pipeline as users run it vs the lower bound.
+
+One invocation, in a fresh temporary Dagster home and warehouse, against the emulator in its own
+process (so its CPU is not counted as ours):
+
+1. the sequential baseline: `sync_days` in this process, one request at a time, on a slice of
+   the days (extrapolated linearly); its CPU time per row is the fetch -> parse -> write cost;
+2. the pipeline: a backfill launched through GraphQL `launchPartitionBackfill` (as the UI does)
+   and run by the real daemon with the default pool limit and run batching, while a sampler
+   follows the daemon's process tree (daemon, code server, run workers) for CPU and RSS;
+3. lifetime stats: a full recompute, then one new day and an incremental refresh.
+
+The scenario is fixed in code (`scenario.SCENARIOS`) and printed in the report. Results go to
+`<out>/<size>-<warehouse>.md` and `.png` (see `report.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from gsc_pipeline.config import CONFIG_ENV, PipelineConfig, load_config
+from gsc_pipeline.tools.bench.report import write_report
+from gsc_pipeline.tools.bench.run import measure
+from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+
+
+@contextlib.contextmanager
+def _warehouse_url(kind: str, workdir: Path) -> Iterator[str]:
+    """A fresh DuckDB file, or a fresh PostgreSQL database dropped afterwards."""
+    if kind == "duckdb":
+        yield f"duckdb:///{workdir / 'warehouse.duckdb'}"
+        return
+    import psycopg2
+
+    admin = os.environ.get("GSC_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"gsc_bench_{uuid.uuid4().hex[:10]}"
+    con = psycopg2.connect(admin)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {name}")
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with con.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        con.close()
+
+
+def run_bench(
+    size: str = "smoke", warehouse: str = "duckdb", out: Path = Path("bench-report")
+) -> int:
+    """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded."""
+    scenario = SCENARIOS[size]
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gsc-bench-") as tmp:
+        workdir = Path(tmp)
+        config_file = workdir / "gsc.yaml"
+        config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
+        config: PipelineConfig = load_config(config_file)
+        with _warehouse_url(warehouse, workdir) as url, environ_set({CONFIG_ENV: str(config_file)}):
+            result = measure(scenario, config, url, warehouse, workdir)
+    stem = f"{scenario.name}-{warehouse}"
+    md = write_report(result, out / f"{stem}.md", out / f"{stem}.png")
+    print(f"report: {md} (chart {out / f'{stem}.png'})")
+    return 0 if result.succeeded else 1

@@ -1,0 +1,94 @@
+"""Following the daemon's process tree (daemon, code server, run workers) for CPU and RSS."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+
+@dataclass
+class ProcessSample:
+    pid: int
+    role: str
+    cmdline: str
+    cpu_seconds: float = 0.0
+    peak_rss: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass
+class TreeSampler:
+    """Follows a process tree (children come and go) and keeps each process's CPU and peak RSS.
+
+    psutil reads /proc, so a process's last sample is up to `interval` old when it exits: the
+    CPU it spends in its final `interval` is missed (at most 0.5 s per run process).
+    """
+
+    root_pid: int
+    interval: float = 0.5
+    processes: dict[tuple[int, float], ProcessSample] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> TreeSampler:
+        self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sample()
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> None:
+        try:
+            root = psutil.Process(self.root_pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        now = time.time()
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    key = (proc.pid, proc.create_time())
+                    cpu = proc.cpu_times()
+                    rss = proc.memory_info().rss
+                    entry = self.processes.get(key)
+                    if entry is None:
+                        cmd = " ".join(proc.cmdline())
+                        entry = self.processes[key] = ProcessSample(
+                            proc.pid, _role(proc.pid == self.root_pid, cmd), cmd, first_seen=now
+                        )
+            except psutil.Error:
+                continue
+            entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
+            entry.peak_rss = max(entry.peak_rss, rss)
+            entry.last_seen = now
+
+    def cpu_by_role(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for p in self.processes.values():
+            out[p.role] = out.get(p.role, 0.0) + p.cpu_seconds
+        return out
+
+
+def _role(is_root: bool, cmdline: str) -> str:
+    if is_root:
+        return "daemon"
+    # The code server starts each run in a multiprocessing child (DefaultRunLauncher).
+    if "spawn_main" in cmdline or "execute_run" in cmdline:
+        return "run worker"
+    if "api grpc" in cmdline:
+        return "code server"
+    if "watch_orphans" in cmdline or cmdline.startswith("tail "):
+        return "compute-log capture"
+    return "other"
