@@ -144,7 +144,10 @@ def test_without_a_given_today_the_window_is_googles_today():
 
 def test_gsc_today_pins_search_consoles_date_for_the_pipeline_and_the_emulator(monkeypatch):
     from gsc_pipeline.constants import TODAY_ENV
+    from gsc_pipeline.emulator.config import TODAY_ENV as EMULATOR_TODAY_ENV
     from gsc_pipeline.emulator.config import EmulatorConfig
+
+    assert EMULATOR_TODAY_ENV == TODAY_ENV
 
     monkeypatch.setenv(TODAY_ENV, "2027-03-31")
     assert pacific_today() == dt.date(2027, 3, 31)

@@ -16,11 +16,13 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gsc_pipeline.constants import TODAY_ENV
-
 PACIFIC = ZoneInfo("America/Los_Angeles")
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
 PERMISSIONS = ("siteOwner", "siteFullUser", "siteRestrictedUser", "siteUnverifiedUser")
+
+# The pipeline's variable of the same name (gsc_pipeline.constants; the emulator imports nothing
+# of the pipeline): one pinned date puts Google's stand-in and the pipeline on the same calendar.
+TODAY_ENV = "GSC_TODAY"
 
 
 class EmulatorConfigError(ValueError):
