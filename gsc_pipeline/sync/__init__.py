@@ -7,7 +7,6 @@ from gsc_pipeline.sync.fetch import (
     SyncCancelled,
     aggregation_rejected,
     page_from_rows,
-    page_to_arrow,
     sync_days,
 )
 
@@ -18,6 +17,5 @@ __all__ = [
     "SyncCancelled",
     "aggregation_rejected",
     "page_from_rows",
-    "page_to_arrow",
     "sync_days",
 ]

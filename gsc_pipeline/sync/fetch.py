@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, ClientStats, GscClient
+from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
     DAILY_ROW_CAP,
@@ -100,21 +100,6 @@ class PartitionResult:
         )
         values["truncated_days"] = int(self.truncated)
         return values
-
-
-def page_to_arrow(
-    report: Report, site_url: str, search_type: str, day: dt.date, rows: list[dict[str, Any]]
-) -> pa.Table:
-    """API rows as dicts (`GscClient.query`) -> the report table's columns; see `page_from_rows`.
-
-    The pipeline itself reads pages with `GscClient.query_page`, which never builds the dicts.
-    """
-    where = f"{site_url} {report.name} {search_type} {day}"
-    try:
-        struct_rows = pa.array(rows, SEARCH_ROW_TYPE)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise BadApiData(f"{where}: rows of an unexpected shape ({exc})") from exc
-    return page_from_rows(report, site_url, search_type, day, struct_rows)
 
 
 def page_from_rows(
