@@ -23,13 +23,8 @@ from gsc_pipeline.gsc import (
 from gsc_pipeline.gsc.client import parse_rows_page
 from gsc_pipeline.gsc.errors import TransientError
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
-from gsc_pipeline.sync import (
-    BadApiData,
-    PartitionResult,
-    SyncCancelled,
-    page_from_rows,
-    sync_days,
-)
+from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
+from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
 
 TODAY = "2026-08-18"

@@ -20,7 +20,7 @@ from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TA
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import PAGE_QUERY
-from gsc_pipeline.sync import page_from_rows
+from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_SCHEMA, PartitionBatch, Warehouse, open_warehouse
 from tests.pipeline_env import direct_fetch, warehouse_rows
 
