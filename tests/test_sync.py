@@ -290,8 +290,10 @@ def test_days_run_concurrently_and_callbacks_come_from_the_caller(emulator, clie
     assert threads == {caller}
     assert sorted(r.day for r in results) == sorted(days)
     assert 1 <= emulator.stats()["peak_concurrent_requests"] <= 4
+    assert all(r.batch is None for r in results)  # written days hold no rows
     meta = results[0].metadata()
     assert all(isinstance(v, (str, int, float, bool, type(None))) for v in meta.values())
+    assert "batch" not in meta
     assert {"rows", "pages", "api_calls", "retries", "quota_wait_seconds", "fetch_seconds",
             "write_seconds", "latency_p50_ms", "latency_p95_ms", "achieved_qpm",
             "truncated_days"} <= set(meta)  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.reports import Report
-from gsc_pipeline.sync.fetch import FetchedDay, fetch_day, plan_days
+from gsc_pipeline.sync.fetch import fetch_day, plan_days
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.warehouse.base import Warehouse
 
@@ -29,7 +29,7 @@ class SyncCancelled(Exception):
         self.written = written
 
 
-def _write(warehouse: Warehouse, days: list[FetchedDay]) -> float:
+def _write(warehouse: Warehouse, days: list[PartitionResult]) -> float:
     """Write `days` in one transaction (group commit); its duration in seconds."""
     started = time.perf_counter()
     warehouse.write_partitions([d.batch for d in days])
@@ -85,10 +85,10 @@ def sync_days(
     halt = threading.Event()  # set on stop or on the first error; workers check it
     results: list[PartitionResult] = []
     first_error: BaseException | None = None
-    fetching: set[Future[FetchedDay]] = set()
-    ready: list[FetchedDay] = []
+    fetching: set[Future[PartitionResult]] = set()
+    ready: list[PartitionResult] = []
     writing: Future[float] | None = None
-    writing_days: list[FetchedDay] = []
+    writing_days: list[PartitionResult] = []
 
     def stopped() -> bool:
         return stop_event is not None and stop_event.is_set()
@@ -150,7 +150,7 @@ def sync_days(
                     if exc is None:
                         seconds = writing.result()
                         for fetched in writing_days:
-                            result = fetched.result(seconds)
+                            result = fetched.committed(seconds)
                             results.append(result)
                             if on_partition is not None:
                                 on_partition(result)

@@ -47,50 +47,6 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-@dataclass(frozen=True)
-class FetchedDay:
-    """One day fully fetched and parsed, not yet written: its batch and what the fetch cost."""
-
-    batch: PartitionBatch
-    pages: int
-    api_calls: int
-    retries: int
-    quota_wait_seconds: float
-    fetch_seconds: float
-    latencies_ms: list[float]
-    truncated: bool
-    clicks: float
-    impressions: float
-    data_state: str
-    first_incomplete_date: dt.date | None
-    tie_passes: int = 0
-
-    def result(self, write_seconds: float) -> PartitionResult:
-        """The day's result once written (`write_seconds`: its group commit's duration)."""
-        fetch_seconds = self.fetch_seconds
-        return PartitionResult(
-            site_url=self.batch.site_url,
-            report=self.batch.report.name,
-            day=self.batch.day,
-            rows=self.batch.rows.num_rows,
-            pages=self.pages,
-            api_calls=self.api_calls,
-            retries=self.retries,
-            quota_wait_seconds=round(self.quota_wait_seconds, 3),
-            fetch_seconds=round(fetch_seconds, 3),
-            write_seconds=round(write_seconds, 3),
-            latency_p50_ms=round(_percentile(self.latencies_ms, 50), 1),
-            latency_p95_ms=round(_percentile(self.latencies_ms, 95), 1),
-            achieved_qpm=round(self.api_calls * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
-            truncated=self.truncated,
-            clicks=self.clicks,
-            impressions=self.impressions,
-            data_state=self.data_state,
-            first_incomplete_date=self.first_incomplete_date,
-            tie_passes=self.tie_passes,
-        )
-
-
 def fetch_day(
     client: GscClient,
     site_url: str,
@@ -101,14 +57,15 @@ def fetch_day(
     data_state: str = "final",
     final_before: dt.date | None = None,
     halt: threading.Event | None = None,
-) -> FetchedDay:
+) -> PartitionResult:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
     `final_before` is what Google said of finality before this fetch (`DayPlan`): recorded in
     the ledger's first_incomplete_date where the pages themselves carry no metadata, so an
     empty final day is stored with Google's word that it is final, not just a short page.
     Raises `Cancelled` when `halt` is set by the time the last page is in: a stop never lets a
-    day whose fetch did not complete reach the warehouse.
+    day whose fetch did not complete reach the warehouse. The result holds the batch for the
+    group writer.
     """
     halt = halt or threading.Event()
     sink = ClientStats()
@@ -179,20 +136,26 @@ def fetch_day(
         ledger=pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA),
     )
     stats = sink.snapshot()
-    return FetchedDay(
-        batch=batch,
+    return PartitionResult(
+        site_url=site_url,
+        report=report.name,
+        day=day,
+        rows=batch.rows.num_rows,
         pages=len(ledger["start_row"]),
         api_calls=stats["api_calls"],
         retries=stats["retries"],
-        quota_wait_seconds=stats["quota_wait_seconds"],
-        fetch_seconds=fetch_seconds,
-        latencies_ms=stats["latencies_ms"],
+        quota_wait_seconds=round(stats["quota_wait_seconds"], 3),
+        fetch_seconds=round(fetch_seconds, 3),
+        latency_p50_ms=round(_percentile(stats["latencies_ms"], 50), 1),
+        latency_p95_ms=round(_percentile(stats["latencies_ms"], 95), 1),
+        achieved_qpm=round(stats["api_calls"] * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
         truncated=truncated,
         clicks=float(sum(ledger["clicks"])),
         impressions=float(sum(ledger["impressions"])),
         data_state=report.data_state(data_state),
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
+        batch=batch,
     )
 
 
