@@ -10,7 +10,7 @@ holding any warehouse lock while fetching. By role:
 - `pages`: API rows -> Arrow columns (`page_from_rows`), the one place that maps the API's
   shape to the warehouse's;
 - `tie_order`: re-fetching a day until rows tied across page boundaries are each in once;
-- `result`: `PartitionResult`, one day's outcome.
+- `writer`: the group writer; `result`: `PartitionResult`, one day's outcome.
 """
 
 from gsc_pipeline.sync.days import SyncCancelled, sync_days

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.fetch import fetch_day, plan_days
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.writer import GroupWriter
 from gsc_pipeline.warehouse.base import Warehouse
 
 # How often the calling thread notices the caller's stop_event while days are in flight.
@@ -27,13 +27,6 @@ class SyncCancelled(Exception):
     def __init__(self, message: str, written: list[PartitionResult]) -> None:
         super().__init__(message)
         self.written = written
-
-
-def _write(warehouse: Warehouse, days: list[PartitionResult]) -> float:
-    """Write `days` in one transaction (group commit); its duration in seconds."""
-    started = time.perf_counter()
-    warehouse.write_partitions([d.batch for d in days])
-    return time.perf_counter() - started
 
 
 def sync_days(
@@ -80,101 +73,109 @@ def sync_days(
     except GscError as exc:
         exc.add_note(f"sync of {site_url} {report.name}: 0 day(s) written before the error")
         raise
-    concurrency = max(1, concurrency)
-    pending = all_days[::-1]
-    halt = threading.Event()  # set on stop or on the first error; workers check it
-    results: list[PartitionResult] = []
-    first_error: BaseException | None = None
-    fetching: set[Future[PartitionResult]] = set()
-    ready: list[PartitionResult] = []
-    writing: Future[float] | None = None
-    writing_days: list[PartitionResult] = []
 
-    def stopped() -> bool:
-        return stop_event is not None and stop_event.is_set()
+    # Set on the first error or once the caller's stop_event is seen (the fetch threads watch
+    # only this one): no further day starts, and the days in flight stop at their next call.
+    stop_on_error_or_cancel = threading.Event()
+    written: list[PartitionResult] = []
+
+    def fetch(day: dt.date) -> PartitionResult:
+        return fetch_day(
+            client,
+            site_url,
+            report,
+            day,
+            run_id=run_id,
+            data_state=plan.data_state(day, data_state),
+            final_before=plan.final_before,
+            stop_event=stop_on_error_or_cancel,
+        )
+
+    def on_written(result: PartitionResult) -> None:
+        written.append(result)
+        if on_partition is not None:
+            on_partition(result)
+
+    error = _fetch_and_write(
+        all_days,
+        fetch,
+        warehouse,
+        concurrency=max(1, concurrency),
+        stop_event=stop_event,
+        stop_on_error_or_cancel=stop_on_error_or_cancel,
+        on_written=on_written,
+    )
+    if error is not None:
+        error.add_note(
+            f"sync of {site_url} {report.name}: {len(written)} day(s) written before the error"
+        )
+        raise error
+    if stop_on_error_or_cancel.is_set():
+        raise _stopped(site_url, report, written, len(all_days))
+    return written
+
+
+def _fetch_and_write(
+    days: list[dt.date],
+    fetch: Callable[[dt.date], PartitionResult],
+    warehouse: Warehouse,
+    *,
+    concurrency: int,
+    stop_event: threading.Event | None,
+    stop_on_error_or_cancel: threading.Event,
+    on_written: Callable[[PartitionResult], None],
+) -> BaseException | None:
+    """Fetch `days` in order and hand each to a `GroupWriter`; the first error, if any.
+
+    At most `concurrency` days are fetched at once, and no day starts while `concurrency`
+    fetched days wait for the writer (bounding memory). This thread only starts fetches and
+    writes and waits for them, looking at `stop_event` at least every `_STOP_POLL_SECONDS`.
+    """
+    todo = deque(days)
+    fetching: set[Future[PartitionResult]] = set()
+    errors: list[BaseException] = []
+
+    def fail(error: BaseException) -> None:
+        errors.append(error)
+        stop_on_error_or_cancel.set()
+
+    def stop_requested() -> bool:
+        if stop_event is not None and stop_event.is_set():
+            stop_on_error_or_cancel.set()
+        return stop_on_error_or_cancel.is_set()
 
     with (
         ThreadPoolExecutor(concurrency, thread_name_prefix="gsc-sync") as pool,
-        # One writer: the fetch threads never block on a write (nor on another process's
-        # DuckDB lock), and the days that finish meanwhile form the next group commit.
-        ThreadPoolExecutor(1, thread_name_prefix="gsc-write") as writer,
+        GroupWriter(warehouse, on_written=on_written, on_error=fail) as writer,
     ):
         try:
             while True:
                 while (
-                    pending
+                    todo
                     and len(fetching) < concurrency
-                    and len(ready) < concurrency
-                    and not halt.is_set()
+                    and writer.waiting < concurrency
+                    and not stop_requested()
                 ):
-                    if stopped():
-                        halt.set()
-                        break
-                    day = pending.pop()
-                    fetching.add(
-                        pool.submit(
-                            fetch_day,
-                            client,
-                            site_url,
-                            report,
-                            day,
-                            run_id=run_id,
-                            data_state=plan.data_state(day, data_state),
-                            final_before=plan.final_before,
-                            halt=halt,
-                        )
-                    )
-                if writing is None and ready:
-                    writing_days, ready = ready, []
-                    writing = writer.submit(_write, warehouse, writing_days)
-                if not fetching and writing is None:
+                    fetching.add(pool.submit(fetch, todo.popleft()))
+                writer.start_group()
+                if not fetching and not writer.busy:
                     break
-                waiting: set[Future[Any]] = set(fetching)
-                if writing is not None:
-                    waiting.add(writing)
-                done, _ = wait(waiting, _STOP_POLL_SECONDS, FIRST_COMPLETED)
-                if stopped():
-                    halt.set()
-                for future in done:
-                    if future is writing:
-                        continue
-                    fetching.discard(future)
-                    exc = future.exception()
-                    if exc is None:
-                        ready.append(future.result())
-                    elif first_error is None and not (isinstance(exc, Cancelled) and halt.is_set()):
-                        first_error = exc
-                        halt.set()
-                if writing is not None and writing in done:
-                    exc = writing.exception()
-                    if exc is None:
-                        seconds = writing.result()
-                        for fetched in writing_days:
-                            result = fetched.committed(seconds)
-                            results.append(result)
-                            if on_partition is not None:
-                                on_partition(result)
-                    else:
-                        # A failed write (e.g. the lock wait ran out): none of its days stand,
-                        # and the days waiting behind it are not tried either.
-                        ready.clear()
-                        if first_error is None:
-                            first_error = exc
-                        halt.set()
-                    writing, writing_days = None, []
+                done, _ = wait(fetching | writer.running, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+                stop_requested()  # seen within the poll interval even while no day can start
+                for future in done & fetching:
+                    error = future.exception()
+                    if error is None:
+                        writer.add(future.result())
+                    elif not (isinstance(error, Cancelled) and stop_on_error_or_cancel.is_set()):
+                        fail(error)  # a Cancelled after the stop is its effect, not an error
+                fetching -= done
+                writer.collect(done)
         except BaseException:
             # An interrupt in this thread (Dagster's Terminate raises here) or a failing
             # callback: the days in flight must stop at their next API call, not run on.
-            halt.set()
+            stop_on_error_or_cancel.set()
             raise
-    if first_error is not None:
-        first_error.add_note(
-            f"sync of {site_url} {report.name}: {len(results)} day(s) written before the error"
-        )
-        raise first_error
-    if halt.is_set():
-        raise _stopped(site_url, report, results, len(all_days))
-    return results
+    return errors[0] if errors else None
 
 
 def _stopped(

@@ -56,18 +56,18 @@ def fetch_day(
     run_id: str,
     data_state: str = "final",
     final_before: dt.date | None = None,
-    halt: threading.Event | None = None,
+    stop_event: threading.Event | None = None,
 ) -> PartitionResult:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
     `final_before` is what Google said of finality before this fetch (`DayPlan`): recorded in
     the ledger's first_incomplete_date where the pages themselves carry no metadata, so an
     empty final day is stored with Google's word that it is final, not just a short page.
-    Raises `Cancelled` when `halt` is set by the time the last page is in: a stop never lets a
-    day whose fetch did not complete reach the warehouse. The result holds the batch for the
-    group writer.
+    Raises `Cancelled` when `stop_event` is set by the time the last page is in: a stop never
+    lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
+    the group writer.
     """
-    halt = halt or threading.Event()
+    stop_event = stop_event or threading.Event()
     sink = ClientStats()
     tables: list[pa.Table] = []
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
@@ -80,7 +80,7 @@ def fetch_day(
         def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
             body = {**report.request_body(day, search_type, data_state), "startRow": start_row}
             # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-            response = client.query_page(site_url, body, stop_event=halt, sink=sink)
+            response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
             page = page_from_rows(report, site_url, search_type, day, response.rows)
             return page, _first_incomplete_date(
                 response.first_incomplete_date or response.first_incomplete_hour
@@ -126,7 +126,7 @@ def fetch_day(
         tables += pages
         truncated = truncated or sum(returned) >= DAILY_ROW_CAP
     fetch_seconds = time.perf_counter() - started
-    if halt.is_set():
+    if stop_event.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
     batch = PartitionBatch(
         site_url=site_url,
