@@ -217,19 +217,19 @@ def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
     warehouse = open_warehouse(duckdb_path)
     emulator.reset_stats()
     client = GscClient(emulator.base_url, qpm_budget=1e6, retry_policy=FAST_RETRY)
-    stop = threading.Event()
+    stop_event = threading.Event()
     seen_at_stop: list[int] = []
     days = [DAY - dt.timedelta(days=i) for i in range(12)]
 
     def on_partition(result: PartitionResult) -> None:
-        if not stop.is_set():
+        if not stop_event.is_set():
             seen_at_stop.append(emulator.stats()["requests_total"])
-            stop.set()
+            stop_event.set()
 
     with pytest.raises(SyncCancelled) as info:
         sync_days(
             client, warehouse, SHOP, WEB_IMAGE, days, run_id="r1", concurrency=3,
-            stop_event=stop, on_partition=on_partition,
+            stop_event=stop_event, on_partition=on_partition,
         )  # fmt: skip
     written = sorted(r.day for r in info.value.written)
     assert 1 <= len(written) < len(days)
@@ -245,12 +245,12 @@ def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
 
 
 def test_stop_during_a_retry_backoff_returns_at_once(emulator, duckdb_path):
-    stop = threading.Event()
+    stop_event = threading.Event()
 
     class StopOnRetry(ClientStats):
         def record_retry(self) -> None:
             super().record_retry()
-            stop.set()
+            stop_event.set()
 
     client = GscClient(
         emulator.base_url, retry_policy=RetryPolicy(base_wait=600, max_wait=600)
@@ -259,7 +259,7 @@ def test_stop_during_a_retry_backoff_returns_at_once(emulator, duckdb_path):
     emulator.script_fault(SMALL, kind="status", status=503, times=50)
     warehouse = open_warehouse(duckdb_path)
     with pytest.raises(SyncCancelled, match="0 of 1"):
-        sync_days(client, warehouse, SMALL, PAGE, [DAY], run_id="r1", stop_event=stop)
+        sync_days(client, warehouse, SMALL, PAGE, [DAY], run_id="r1", stop_event=stop_event)
     assert emulator.stats()["requests_total"] == 1
 
 
