@@ -75,10 +75,10 @@ def naive_sync(base_url: str, wh: Warehouse, day: dt.date) -> None:
         if page.num_rows < PAGE_QUERY.row_limit:
             break
         start += PAGE_QUERY.row_limit
-    wh.write_partition(
+    wh.write_partitions([
         PartitionBatch(SITE, PAGE_QUERY, day, pa.concat_tables(pages),
                        pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA))
-    )  # fmt: skip
+    ])  # fmt: skip
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
