@@ -213,6 +213,32 @@ def test_an_error_stops_scheduling_and_written_days_stand(emulator, client, ware
         assert [r[0] for r in stored.fetchall()] == days[:2]
 
 
+def test_a_failed_write_stops_the_sync_and_only_committed_days_stand(client, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    days = [DAY - dt.timedelta(days=i) for i in range(6)]
+    real_write = type(warehouse).write_partitions
+
+    def write_unless_day_2(self, batches):
+        if any(b.day == days[2] for b in batches):
+            raise TimeoutError("lock wait ran out")
+        real_write(self, batches)
+
+    written: list[dt.date] = []
+    with (
+        mock.patch.object(type(warehouse), "write_partitions", write_unless_day_2),
+        pytest.raises(TimeoutError, match="lock wait") as info,
+    ):
+        sync_days(
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=1,
+            on_partition=lambda r: written.append(r.day),
+        )  # fmt: skip
+    assert f"{len(written)} day(s) written before the error" in "".join(info.value.__notes__)
+    assert days[2] not in written and len(written) < len(days)
+    with warehouse.transaction() as conn:
+        stored = conn.execute(f"SELECT DISTINCT date FROM {WEB_IMAGE.table}").fetchall()
+    assert sorted(d for (d,) in stored) == sorted(written)
+
+
 def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
     warehouse = open_warehouse(duckdb_path)
     emulator.reset_stats()
