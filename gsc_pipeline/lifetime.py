@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -584,11 +584,3 @@ def _record_applied(
         }
     )
     _insert(conn, APPLIED_TABLE, frame, site)
-
-
-def read_stats(warehouse: Warehouse, site_urls: Iterable[str] | None = None) -> pd.DataFrame:
-    """The url_lifetime_stats rows (all sites, or these), sorted by site and page."""
-    sites = list(site_urls or [])
-    where = f" WHERE site_url IN ({', '.join('?' for _ in sites)})" if sites else ""
-    df = warehouse.read_sql(f"SELECT {', '.join(STATS_COLUMNS)} FROM {STATS_TABLE}{where}", sites)
-    return df.sort_values(["site_url", "search_type", "page"]).reset_index(drop=True)

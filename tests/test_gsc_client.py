@@ -226,10 +226,10 @@ def test_many_threads_share_one_client(client, emulator):
 
 
 def test_stop_event_prevents_calls(client, emulator):
-    stop = threading.Event()
-    stop.set()
+    stop_event = threading.Event()
+    stop_event.set()
     with pytest.raises(Cancelled):
-        client.query(SITE, body(), stop_event=stop)
+        client.query(SITE, body(), stop_event=stop_event)
     assert emulator.stats()["requests_total"] == 0
 
 

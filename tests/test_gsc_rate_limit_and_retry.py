@@ -60,10 +60,10 @@ def test_limiter_never_exceeds_budget_in_any_minute():
 def test_limiter_wait_aborts_on_stop():
     limiter = RateLimiter(1, burst=1)
     limiter.acquire()
-    stop = threading.Event()
-    stop.set()
+    stop_event = threading.Event()
+    stop_event.set()
     with pytest.raises(Cancelled):
-        limiter.acquire(stop)
+        limiter.acquire(stop_event)
 
 
 def test_shared_limiter_is_per_credential_and_keeps_the_smaller_budget():
@@ -116,7 +116,7 @@ def test_non_json_error_body_still_maps():
     assert isinstance(err, TransientError) and "bad gateway" in str(err)
 
 
-def run_policy(outcomes, policy, stop=None):
+def run_policy(outcomes, policy, stop_event=None):
     """Run the policy over a scripted list of outcomes (exceptions or a value)."""
     calls, waits = [], []
     it = iter(outcomes)
@@ -129,7 +129,11 @@ def run_policy(outcomes, policy, stop=None):
         return outcome
 
     result = call_with_retries(
-        fn, policy, stop_event=stop, on_retry=lambda e, w: waits.append((type(e), w)), what="s"
+        fn,
+        policy,
+        stop_event=stop_event,
+        on_retry=lambda e, w: waits.append((type(e), w)),
+        what="s",
     )
     return result, len(calls), waits
 
@@ -168,7 +172,7 @@ def test_load_quota_waits_long_but_capped_then_fails():
     assert info.value.kind == "load"
 
 
-class RecordingStop:
+class RecordingStopEvent:
     """A stop event that is never set and records each back-off instead of sleeping."""
 
     def __init__(self) -> None:
@@ -184,19 +188,19 @@ class RecordingStop:
 
 def test_load_quota_waits_double_up_to_the_cap():
     policy = RetryPolicy(load_wait=10, load_wait_cap=25, load_retry_seconds=80)
-    stop = RecordingStop()
+    stop_event = RecordingStopEvent()
 
     def fn():
         raise QuotaExceeded("load", kind="load")
 
     with pytest.raises(QuotaExceeded, match="gave up after 5 attempts"):
-        call_with_retries(fn, policy, stop_event=stop, on_retry=lambda e, w: None, what="s")
-    assert stop.slept == [10, 20, 25, 25]
+        call_with_retries(fn, policy, stop_event=stop_event, on_retry=lambda e, w: None, what="s")
+    assert stop_event.slept == [10, 20, 25, 25]
 
 
 def test_qps_backoff_respects_retry_after_and_jitters_within_the_cap():
     policy = RetryPolicy(max_attempts=6, base_wait=1, max_wait=4)
-    stop = RecordingStop()
+    stop_event = RecordingStopEvent()
     outcomes = iter([QuotaExceeded("q", kind="qps", retry_after=3)] + [TransientError("t")] * 4)
 
     def fn():
@@ -205,15 +209,17 @@ def test_qps_backoff_respects_retry_after_and_jitters_within_the_cap():
         except StopIteration:
             return "ok"
 
-    assert call_with_retries(fn, policy, stop_event=stop, on_retry=lambda e, w: None, what="s")
-    assert stop.slept[0] >= 3
-    assert all(0 <= w <= 4 for w in stop.slept) and len(stop.slept) == 5
+    assert call_with_retries(
+        fn, policy, stop_event=stop_event, on_retry=lambda e, w: None, what="s"
+    )
+    assert stop_event.slept[0] >= 3
+    assert all(0 <= w <= 4 for w in stop_event.slept) and len(stop_event.slept) == 5
 
 
 def waits_until_give_up(policy: RetryPolicy, error: BaseException) -> tuple[list[float], list[str]]:
     """Every wait the policy takes under `error` forever (recorded, never slept), and the lines
     it logs; the call must end by giving up."""
-    stop, lines = RecordingStop(), []
+    stop_event, lines = RecordingStopEvent(), []
 
     def fn():
         raise error
@@ -222,12 +228,12 @@ def waits_until_give_up(policy: RetryPolicy, error: BaseException) -> tuple[list
         call_with_retries(
             fn,
             policy,
-            stop_event=stop,
+            stop_event=stop_event,
             on_retry=lambda e, w: None,
             what="sc-domain:x.com",
             log=lines.append,
         )
-    return stop.slept, lines
+    return stop_event.slept, lines
 
 
 @pytest.mark.parametrize(
@@ -283,17 +289,17 @@ def test_permanent_errors_are_never_retried(error):
     [TransientError("503"), QuotaExceeded("429", kind="qps"), QuotaExceeded("l", kind="load")],
 )
 def test_stop_during_backoff_cancels_without_another_call(error):
-    stop = threading.Event()
+    stop_event = threading.Event()
     calls = []
 
     def fn():
         calls.append(1)
-        stop.set()
+        stop_event.set()
         raise error
 
     slow = RetryPolicy(base_wait=30, max_wait=30)
     with pytest.raises(Cancelled):
-        call_with_retries(fn, slow, stop_event=stop, on_retry=lambda e, w: None, what="s")
+        call_with_retries(fn, slow, stop_event=stop_event, on_retry=lambda e, w: None, what="s")
     assert len(calls) == 1
 
 

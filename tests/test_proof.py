@@ -70,7 +70,7 @@ def ledger_for(day: dt.date, rows: pa.Table, pages: list[tuple[int, int]]) -> pa
 def write_good_day(wh: Warehouse, day: dt.date, n: int = 25) -> None:
     rows = rows_for(day, n)
     pages = [(s, min(PQ.row_limit, n - s)) for s in range(0, n + 1, PQ.row_limit)]
-    wh.write_partition(PartitionBatch(SITE_URL, PQ, day, rows, ledger_for(day, rows, pages)))
+    wh.write_partitions([PartitionBatch(SITE_URL, PQ, day, rows, ledger_for(day, rows, pages))])
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_missing_page_in_the_middle_is_caught(good: Warehouse) -> None:
     rows = rows_for(DAY2, 25)
     # Page at start_row 10 lost: 0, 20 only.
     ledger = ledger_for(DAY2, rows, [(0, 10), (20, 5)])
-    good.write_partition(PartitionBatch(SITE_URL, PQ, DAY2, rows, ledger))
+    good.write_partitions([PartitionBatch(SITE_URL, PQ, DAY2, rows, ledger)])
     outcome = proof.no_missing_batches(good, SITE_URL, PQ, DAYS)
     assert not outcome.passed
     assert outcome.bad_partitions == ["2026-03-02"]
@@ -100,9 +100,9 @@ def test_missing_page_in_the_middle_is_caught(good: Warehouse) -> None:
 def test_sequence_that_never_ends_short_is_caught(good: Warehouse) -> None:
     rows = rows_for(DAY3, 20)
     # Two full pages and no final short/empty page: the day may have more rows.
-    good.write_partition(
+    good.write_partitions([
         PartitionBatch(SITE_URL, PQ, DAY3, rows, ledger_for(DAY3, rows, [(0, 10), (10, 10)]))
-    )
+    ])
     assert proof.no_missing_batches(good, SITE_URL, PQ, DAYS).bad_partitions == ["2026-03-03"]
 
 
@@ -156,9 +156,9 @@ def test_days_at_the_daily_cap_warn(warehouse: Warehouse) -> None:
     data = ledger_for(DAY1, rows, [(0, 0)]).to_pydict()
     data["row_limit"] = [25_000]
     data["rows_returned"] = [DAILY_ROW_CAP]
-    warehouse.write_partition(
+    warehouse.write_partitions([
         PartitionBatch(SITE_URL, capped, DAY1, rows, pa.Table.from_pydict(data, LEDGER_SCHEMA))
-    )
+    ])
     write_good_day(warehouse, DAY2)
     outcome = proof.truncated_days(warehouse, SITE_URL, PQ, DAYS)
     assert not outcome.passed
@@ -175,9 +175,9 @@ def _site_total(wh: Warehouse, day: dt.date, clicks: float) -> None:
     )  # fmt: skip
     ledger = ledger_for(day, rows_for(day, 1, clicks), [(0, 1)]).to_pydict()
     ledger["report"] = ["site"]
-    wh.write_partition(
+    wh.write_partitions([
         PartitionBatch(SITE_URL, SITE, day, rows, pa.Table.from_pydict(ledger, LEDGER_SCHEMA))
-    )
+    ])
 
 
 def test_anonymized_share_measures_and_warns(good: Warehouse) -> None:

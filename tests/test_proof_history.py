@@ -9,7 +9,7 @@ import dagster as dg
 
 from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
-from gsc_pipeline.defs.checks import all_days_check_keys
+from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX
 from gsc_pipeline.defs.schedules import FETCH_JOB
 from gsc_pipeline.defs.stats import STATS_AUTOMATION_SENSOR
 
@@ -21,7 +21,8 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
         {"start_date": "2026-01-01", "properties": [{"site_url": "sc-domain:small.example"}]}
     )
     defs = build_definitions(config)
-    keys = all_days_check_keys(config)
+    check_keys = defs.resolve_asset_graph().asset_check_keys
+    keys = [k for k in check_keys if k.name.endswith(ALL_DAYS_SUFFIX)]
     # Three reports: 4 checks each, plus anonymized_share on site; on each report's history.
     assert len(keys) == 13
     assert {k.asset_key.path[-1] for k in keys} == {"history"}

@@ -23,13 +23,8 @@ from gsc_pipeline.gsc import (
 from gsc_pipeline.gsc.client import parse_rows_page
 from gsc_pipeline.gsc.errors import TransientError
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
-from gsc_pipeline.sync import (
-    BadApiData,
-    PartitionResult,
-    SyncCancelled,
-    page_from_rows,
-    sync_days,
-)
+from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
+from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
 
 TODAY = "2026-08-18"
@@ -218,23 +213,49 @@ def test_an_error_stops_scheduling_and_written_days_stand(emulator, client, ware
         assert [r[0] for r in stored.fetchall()] == days[:2]
 
 
+def test_a_failed_write_stops_the_sync_and_only_committed_days_stand(client, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    days = [DAY - dt.timedelta(days=i) for i in range(6)]
+    real_write = type(warehouse).write_partitions
+
+    def write_unless_day_2(self, batches):
+        if any(b.day == days[2] for b in batches):
+            raise TimeoutError("lock wait ran out")
+        real_write(self, batches)
+
+    written: list[dt.date] = []
+    with (
+        mock.patch.object(type(warehouse), "write_partitions", write_unless_day_2),
+        pytest.raises(TimeoutError, match="lock wait") as info,
+    ):
+        sync_days(
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=1,
+            on_partition=lambda r: written.append(r.day),
+        )  # fmt: skip
+    assert f"{len(written)} day(s) written before the error" in "".join(info.value.__notes__)
+    assert days[2] not in written and len(written) < len(days)
+    with warehouse.transaction() as conn:
+        stored = conn.execute(f"SELECT DISTINCT date FROM {WEB_IMAGE.table}").fetchall()
+    assert sorted(d for (d,) in stored) == sorted(written)
+
+
 def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
     warehouse = open_warehouse(duckdb_path)
     emulator.reset_stats()
     client = GscClient(emulator.base_url, qpm_budget=1e6, retry_policy=FAST_RETRY)
-    stop = threading.Event()
+    stop_event = threading.Event()
     seen_at_stop: list[int] = []
     days = [DAY - dt.timedelta(days=i) for i in range(12)]
 
     def on_partition(result: PartitionResult) -> None:
-        if not stop.is_set():
+        if not stop_event.is_set():
             seen_at_stop.append(emulator.stats()["requests_total"])
-            stop.set()
+            stop_event.set()
 
     with pytest.raises(SyncCancelled) as info:
         sync_days(
             client, warehouse, SHOP, WEB_IMAGE, days, run_id="r1", concurrency=3,
-            stop_event=stop, on_partition=on_partition,
+            stop_event=stop_event, on_partition=on_partition,
         )  # fmt: skip
     written = sorted(r.day for r in info.value.written)
     assert 1 <= len(written) < len(days)
@@ -250,12 +271,12 @@ def test_stop_cancels_promptly_and_writes_no_partial_day(emulator, duckdb_path):
 
 
 def test_stop_during_a_retry_backoff_returns_at_once(emulator, duckdb_path):
-    stop = threading.Event()
+    stop_event = threading.Event()
 
     class StopOnRetry(ClientStats):
         def record_retry(self) -> None:
             super().record_retry()
-            stop.set()
+            stop_event.set()
 
     client = GscClient(
         emulator.base_url, retry_policy=RetryPolicy(base_wait=600, max_wait=600)
@@ -264,7 +285,7 @@ def test_stop_during_a_retry_backoff_returns_at_once(emulator, duckdb_path):
     emulator.script_fault(SMALL, kind="status", status=503, times=50)
     warehouse = open_warehouse(duckdb_path)
     with pytest.raises(SyncCancelled, match="0 of 1"):
-        sync_days(client, warehouse, SMALL, PAGE, [DAY], run_id="r1", stop_event=stop)
+        sync_days(client, warehouse, SMALL, PAGE, [DAY], run_id="r1", stop_event=stop_event)
     assert emulator.stats()["requests_total"] == 1
 
 
@@ -295,8 +316,10 @@ def test_days_run_concurrently_and_callbacks_come_from_the_caller(emulator, clie
     assert threads == {caller}
     assert sorted(r.day for r in results) == sorted(days)
     assert 1 <= emulator.stats()["peak_concurrent_requests"] <= 4
+    assert all(r.batch is None for r in results)  # written days hold no rows
     meta = results[0].metadata()
     assert all(isinstance(v, (str, int, float, bool, type(None))) for v in meta.values())
+    assert "batch" not in meta
     assert {"rows", "pages", "api_calls", "retries", "quota_wait_seconds", "fetch_seconds",
             "write_seconds", "latency_p50_ms", "latency_p95_ms", "achieved_qpm",
             "truncated_days"} <= set(meta)  # fmt: skip

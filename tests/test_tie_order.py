@@ -20,7 +20,7 @@ from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TA
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import PAGE_QUERY
-from gsc_pipeline.sync import page_to_arrow
+from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_SCHEMA, PartitionBatch, Warehouse, open_warehouse
 from tests.pipeline_env import direct_fetch, warehouse_rows
 
@@ -61,7 +61,7 @@ def naive_sync(base_url: str, wh: Warehouse, day: dt.date) -> None:
         body = {"startDate": day.isoformat(), "endDate": day.isoformat(),
                 "dimensions": PAGE_QUERY.api_dimensions, "type": "web",
                 "rowLimit": PAGE_QUERY.row_limit, "startRow": start}  # fmt: skip
-        page = page_to_arrow(PAGE_QUERY, SITE, "web", day, client.query(SITE, body).get("rows", []))
+        page = page_from_rows(PAGE_QUERY, SITE, "web", day, client.query_page(SITE, body).rows)
         pages.append(page)
         for name, value in (
             ("site_url", SITE), ("report", PAGE_QUERY.name), ("search_type", "web"),
@@ -75,10 +75,10 @@ def naive_sync(base_url: str, wh: Warehouse, day: dt.date) -> None:
         if page.num_rows < PAGE_QUERY.row_limit:
             break
         start += PAGE_QUERY.row_limit
-    wh.write_partition(
+    wh.write_partitions([
         PartitionBatch(SITE, PAGE_QUERY, day, pa.concat_tables(pages),
                        pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA))
-    )  # fmt: skip
+    ])  # fmt: skip
 
 
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -92,10 +92,10 @@ def test_an_empty_final_day_is_complete_only_with_googles_word(warehouse_url) ->
             "first_incomplete_date": [first_incomplete], "fetched_at": [dt.datetime(2026, 3, 20)],
             "run_id": ["r1"],
         }  # fmt: skip
-        wh.write_partition(PartitionBatch(
+        wh.write_partitions([PartitionBatch(
             SMALL, PAGE, day, report_schema(PAGE).empty_table(),
             pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA),
-        ))  # fmt: skip
+        )])  # fmt: skip
 
     # A short (empty) first page and nothing else: not proof of a complete day.
     write_empty(None)

@@ -126,16 +126,16 @@ def test_write_is_a_replace_and_idempotent(warehouse_url):
     wh = open_warehouse(warehouse_url)
     wh.ensure_schema([PAGE_QUERY])
     other_day = make_batch(day=DAY + dt.timedelta(days=1), n=2, salt="other")
-    wh.write_partition(other_day)
+    wh.write_partitions([other_day])
     first = make_batch(n=5, salt="a")
-    wh.write_partition(first)
+    wh.write_partitions([first])
     once = table_rows(wh, PAGE_QUERY.table)
-    wh.write_partition(first)
+    wh.write_partitions([first])
     assert table_rows(wh, PAGE_QUERY.table) == once
     assert len(once) == 7
 
     replacement = make_batch(n=3, salt="b", run_id="run-2")
-    wh.write_partition(replacement)
+    wh.write_partitions([replacement])
     day_rows = wh.read_sql(
         f"SELECT page, query, clicks, impressions, ctr, position FROM {PAGE_QUERY.table} "
         "WHERE date = ? ORDER BY page",
@@ -154,7 +154,7 @@ def test_write_partitions_is_one_transaction_per_group(warehouse_url, monkeypatc
     wh = open_warehouse(warehouse_url)
     wh.ensure_schema([PAGE_QUERY])
     days = [DAY + dt.timedelta(days=i) for i in range(3)]
-    wh.write_partition(make_batch(day=days[0], n=2, salt="old"))
+    wh.write_partitions([make_batch(day=days[0], n=2, salt="old")])
     wh.write_partitions([make_batch(day=d, n=4, salt="new") for d in days])
     counts = wh.read_sql(
         f"SELECT date, count(*) AS n FROM {PAGE_QUERY.table} GROUP BY date ORDER BY date"
@@ -193,7 +193,7 @@ def test_null_and_empty_strings_stay_distinct(warehouse_url):
     rows = batch.rows.set_column(
         4, "query", pa.array(["", None], pa.string())
     ).set_column(8, "position", pa.array([None, 2.5]))
-    wh.write_partition(PartitionBatch(SITE_URL, PAGE_QUERY, DAY, rows, batch.ledger))
+    wh.write_partitions([PartitionBatch(SITE_URL, PAGE_QUERY, DAY, rows, batch.ledger)])
     with wh.transaction() as conn:
         got = conn.execute(
             f"SELECT query, position FROM {PAGE_QUERY.table} ORDER BY page"
@@ -224,7 +224,7 @@ def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
 
     monkeypatch.setattr(cls, "execute", execute)
     monkeypatch.setattr(cls, "insert_arrow", insert_arrow)
-    wh.write_partition(make_batch(n=50_000))
+    wh.write_partitions([make_batch(n=50_000)])
     assert bulk == [(PAGE_QUERY.table, 50_000), (LEDGER_TABLE, 1)]
     # Two deletes (+ the advisory lock on Postgres); never one statement per row.
     assert len(statements) <= 3, statements
@@ -237,7 +237,7 @@ def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
 def test_transaction_execute_and_params_on_both_backends(warehouse_url):
     wh = open_warehouse(warehouse_url)
     wh.ensure_schema([PAGE_QUERY])
-    wh.write_partition(make_batch(n=4))
+    wh.write_partitions([make_batch(n=4)])
     with wh.transaction() as conn:
         assert conn.dialect == wh.dialect
         conn.execute(
@@ -302,7 +302,7 @@ def _write_many(url: str, barrier, salt: str, same_partition: bool, times: int) 
     for i in range(times):
         # Different partitions: p1 writes days +10.., p2 days +20..
         day = DAY if same_partition else DAY + dt.timedelta(days=10 * int(salt[1:]) + i)
-        wh.write_partition(make_batch(day=day, n=2000, salt=salt, run_id=salt))
+        wh.write_partitions([make_batch(day=day, n=2000, salt=salt, run_id=salt)])
 
 
 @pytest.mark.parametrize("same_partition", [True, False], ids=["same", "different"])
@@ -363,7 +363,7 @@ def test_duckdb_write_waits_for_another_process_lock(duckdb_path, monkeypatch):
 
     def write() -> None:
         try:
-            wh.write_partition(make_batch(n=10))
+            wh.write_partitions([make_batch(n=10)])
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 

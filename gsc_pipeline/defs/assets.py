@@ -44,7 +44,7 @@ def quota_share_follows_pool(
     Google's quota absorbs. The shares used are yielded for the step's metadata.
     """
     storage = context.instance.event_log_storage
-    stop = threading.Event()
+    fetch_done = threading.Event()
     shares: list[float] = []
 
     def resize() -> None:
@@ -58,7 +58,7 @@ def quota_share_follows_pool(
         shares.append(share)
 
     def follow() -> None:
-        while not stop.wait(SHARE_REFRESH_SECONDS):
+        while not fetch_done.wait(SHARE_REFRESH_SECONDS):
             resize()
 
     resize()
@@ -67,7 +67,7 @@ def quota_share_follows_pool(
     try:
         yield shares
     finally:
-        stop.set()
+        fetch_done.set()
         thread.join()
 
 
@@ -123,9 +123,9 @@ def build_fetch_asset(
         warehouse = getattr(context.resources, warehouse_key).open()
         # Every table of the property: in-run checks compare reports (site totals vs page x query).
         warehouse.ensure_schema(prop.report_objects())
-        stop = threading.Event()
+        stop_event = threading.Event()
         # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
-        client = gsc.client(stop, log=context.log.warning)
+        client = gsc.client(stop_event, log=context.log.warning)
         written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 
@@ -157,7 +157,7 @@ def build_fetch_asset(
                     run_id=context.run_id,
                     data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
                     concurrency=gsc.step_concurrency,
-                    stop_event=stop,
+                    stop_event=stop_event,
                     on_partition=on_partition,
                 )
         except BaseException as exc:
@@ -174,7 +174,7 @@ def build_fetch_asset(
             raise
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
-            stop.set()
+            stop_event.set()
         # Prove this run's days complete and exact before calling it done.
         yield dg.MaterializeResult(asset_key=asset_key)
         yield from in_run_check_results(

@@ -97,17 +97,6 @@ def history_asset_key(asset_key: dg.AssetKey) -> dg.AssetKey:
     return dg.AssetKey([*asset_key.path, HISTORY])
 
 
-def all_days_check_keys(config: PipelineConfig) -> list[dg.AssetCheckKey]:
-    return [
-        dg.AssetCheckKey(
-            history_asset_key(fetch_asset_key(config, prop, report)), name + ALL_DAYS_SUFFIX
-        )
-        for prop in config.properties
-        for report in prop.report_objects()
-        for name in check_names(prop, report)
-    ]
-
-
 def fetch_check_specs(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
 ) -> list[dg.AssetCheckSpec]:

@@ -371,13 +371,13 @@ class GscClient:
         return list(body.get("sitemap", []))
 
     def _call(self, site_url: str, make_request, stop_event, sink, parse=None) -> Any:
-        stop = stop_event or self.stop_event
+        stop_event = stop_event or self.stop_event
         sinks = (self.stats,) if sink is None else (self.stats, sink)
 
         def attempt() -> dict[str, Any]:
-            if stop is not None and stop.is_set():
+            if stop_event is not None and stop_event.is_set():
                 raise Cancelled(f"{site_url}: stopped before the API call")
-            waited = self.limiter.acquire(stop)
+            waited = self.limiter.acquire(stop_event)
             for s in sinks:
                 s.record_quota_wait(waited)
             request = make_request(self._service())
@@ -425,7 +425,7 @@ class GscClient:
         return call_with_retries(
             attempt,
             self.retry_policy,
-            stop_event=stop,
+            stop_event=stop_event,
             on_retry=on_retry,
             what=site_url,
             log=self.log,

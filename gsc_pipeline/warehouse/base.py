@@ -248,10 +248,6 @@ class Warehouse(abc.ABC):
         """Whether `exc` means the connection itself failed (not the SQL): worth a new one."""
         return False
 
-    def write_partition(self, batch: PartitionBatch) -> None:
-        """Replace the partition's rows and ledger entries in one transaction."""
-        self.write_partitions([batch])
-
     def write_partitions(self, batches: Sequence[PartitionBatch]) -> None:
         """Replace several partitions in ONE transaction (group commit): all or none of them.
 

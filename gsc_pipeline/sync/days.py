@@ -1,0 +1,188 @@
+"""`sync_days`: one (site, report) over a list of days, fetched concurrently, each day written
+as one partition by the group writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from gsc_pipeline.gsc.client import GscClient
+from gsc_pipeline.gsc.errors import Cancelled, GscError
+from gsc_pipeline.reports import Report
+from gsc_pipeline.sync.fetch import fetch_day, plan_days
+from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.writer import GroupWriter
+from gsc_pipeline.warehouse.base import Warehouse
+
+# How often the calling thread notices the caller's stop_event while days are in flight.
+_STOP_POLL_SECONDS = 0.05
+
+
+class SyncCancelled(Exception):
+    """The stop event was set: the days listed in `written` stand, no other day was written."""
+
+    def __init__(self, message: str, written: list[PartitionResult]) -> None:
+        super().__init__(message)
+        self.written = written
+
+
+def sync_days(
+    client: GscClient,
+    warehouse: Warehouse,
+    site_url: str,
+    report: Report,
+    days: Iterable[dt.date],
+    *,
+    run_id: str,
+    data_state: str = "final",
+    concurrency: int = 4,
+    stop_event: threading.Event | None = None,
+    on_partition: Callable[[PartitionResult], None] | None = None,
+) -> list[PartitionResult]:
+    """Sync each day (one partition each); results in the order they were written.
+
+    Days are fetched on `concurrency` threads and written by one writer thread: a day is
+    written as soon as it is fetched, and the days that are fetched while a write is in
+    progress (or waiting for another process's DuckDB lock) are written together in the next
+    transaction (group commit; still all-or-nothing per day). Fetching goes on meanwhile, with
+    at most `concurrency` fetched days waiting, which bounds memory.
+
+    On the first error no further day starts, days in flight stop at their next API call and are
+    not written, the days already fetched completely are still written, and the error is raised
+    (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
+    `on_partition` runs in the calling thread after each day is committed.
+
+    First one probe request (`plan_days`): a day Google does not call final yet is fetched with
+    dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
+    day outside Google's 16-month window is an error before anything is fetched.
+    """
+    if data_state not in ("final", "all"):
+        raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
+    all_days = list(days)
+    warehouse.ensure_schema([report])
+    warehouse.claim_report(site_url, report)
+    if not all_days:
+        return []
+    try:
+        plan = plan_days(client, site_url, report, all_days, stop_event=stop_event)
+    except Cancelled:
+        raise _stopped(site_url, report, [], len(all_days)) from None
+    except GscError as exc:
+        exc.add_note(f"sync of {site_url} {report.name}: 0 day(s) written before the error")
+        raise
+
+    # Set on the first error or once the caller's stop_event is seen (the fetch threads watch
+    # only this one): no further day starts, and the days in flight stop at their next call.
+    stop_on_error_or_cancel = threading.Event()
+    written: list[PartitionResult] = []
+
+    def fetch(day: dt.date) -> PartitionResult:
+        return fetch_day(
+            client,
+            site_url,
+            report,
+            day,
+            run_id=run_id,
+            data_state=plan.data_state(day, data_state),
+            final_before=plan.final_before,
+            stop_event=stop_on_error_or_cancel,
+        )
+
+    def on_written(result: PartitionResult) -> None:
+        written.append(result)
+        if on_partition is not None:
+            on_partition(result)
+
+    error = _fetch_and_write(
+        all_days,
+        fetch,
+        warehouse,
+        concurrency=max(1, concurrency),
+        stop_event=stop_event,
+        stop_on_error_or_cancel=stop_on_error_or_cancel,
+        on_written=on_written,
+    )
+    if error is not None:
+        error.add_note(
+            f"sync of {site_url} {report.name}: {len(written)} day(s) written before the error"
+        )
+        raise error
+    if stop_on_error_or_cancel.is_set():
+        raise _stopped(site_url, report, written, len(all_days))
+    return written
+
+
+def _fetch_and_write(
+    days: list[dt.date],
+    fetch: Callable[[dt.date], PartitionResult],
+    warehouse: Warehouse,
+    *,
+    concurrency: int,
+    stop_event: threading.Event | None,
+    stop_on_error_or_cancel: threading.Event,
+    on_written: Callable[[PartitionResult], None],
+) -> BaseException | None:
+    """Fetch `days` in order and hand each to a `GroupWriter`; the first error, if any.
+
+    At most `concurrency` days are fetched at once, and no day starts while `concurrency`
+    fetched days wait for the writer (bounding memory). This thread only starts fetches and
+    writes and waits for them, looking at `stop_event` at least every `_STOP_POLL_SECONDS`.
+    """
+    todo = deque(days)
+    fetching: set[Future[PartitionResult]] = set()
+    errors: list[BaseException] = []
+
+    def fail(error: BaseException) -> None:
+        errors.append(error)
+        stop_on_error_or_cancel.set()
+
+    def stop_requested() -> bool:
+        if stop_event is not None and stop_event.is_set():
+            stop_on_error_or_cancel.set()
+        return stop_on_error_or_cancel.is_set()
+
+    with (
+        ThreadPoolExecutor(concurrency, thread_name_prefix="gsc-sync") as pool,
+        GroupWriter(warehouse, on_written=on_written, on_error=fail) as writer,
+    ):
+        try:
+            while True:
+                while (
+                    todo
+                    and len(fetching) < concurrency
+                    and writer.waiting < concurrency
+                    and not stop_requested()
+                ):
+                    fetching.add(pool.submit(fetch, todo.popleft()))
+                writer.start_group()
+                if not fetching and not writer.busy:
+                    break
+                done, _ = wait(fetching | writer.running, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+                stop_requested()  # seen within the poll interval even while no day can start
+                for future in done & fetching:
+                    error = future.exception()
+                    if error is None:
+                        writer.add(future.result())
+                    elif not (isinstance(error, Cancelled) and stop_on_error_or_cancel.is_set()):
+                        fail(error)  # a Cancelled after the stop is its effect, not an error
+                fetching -= done
+                writer.collect(done)
+        except BaseException:
+            # An interrupt in this thread (Dagster's Terminate raises here) or a failing
+            # callback: the days in flight must stop at their next API call, not run on.
+            stop_on_error_or_cancel.set()
+            raise
+    return errors[0] if errors else None
+
+
+def _stopped(
+    site_url: str, report: Report, written: list[PartitionResult], total: int
+) -> SyncCancelled:
+    return SyncCancelled(
+        f"sync of {site_url} {report.name} stopped: {len(written)} of {total} day(s) written; "
+        "the others were not written at all (no partial day)",
+        written,
+    )

@@ -1,0 +1,237 @@
+"""Fetching one day: every page of every search type, settled and parsed into one partition
+batch, and the probe (`plan_days`) that says which days are final before any is fetched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gsc_pipeline.gsc.client import ClientStats, GscClient
+from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
+from gsc_pipeline.reports import (
+    DAILY_ROW_CAP,
+    RETENTION_MONTHS,
+    Report,
+    oldest_available_day,
+    pacific_today,
+)
+from gsc_pipeline.sync.pages import page_from_rows
+from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.tie_order import settle_tie_order
+from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
+
+# How far past a sync's last day its finality probe looks for Google's first incomplete day.
+PROBE_DAYS_AHEAD = 7
+
+
+class OutsideRetentionWindow(GscError):
+    """A day older than Google's 16-month window: Google would answer it empty, not with data."""
+
+
+def _first_incomplete_date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value[:10]) if value else None
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def fetch_day(
+    client: GscClient,
+    site_url: str,
+    report: Report,
+    day: dt.date,
+    *,
+    run_id: str,
+    data_state: str = "final",
+    final_before: dt.date | None = None,
+    stop_event: threading.Event | None = None,
+) -> PartitionResult:
+    """Fetch every page of one day (all search types) into one partition batch; no write.
+
+    `final_before` is what Google said of finality before this fetch (`DayPlan`): recorded in
+    the ledger's first_incomplete_date where the pages themselves carry no metadata, so an
+    empty final day is stored with Google's word that it is final, not just a short page.
+    Raises `Cancelled` when `stop_event` is set by the time the last page is in: a stop never
+    lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
+    the group writer.
+    """
+    stop_event = stop_event or threading.Event()
+    sink = ClientStats()
+    tables: list[pa.Table] = []
+    ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
+    truncated = False
+    tie_passes = 0
+    first_incomplete: dt.date | None = None
+    started = time.perf_counter()
+    for search_type in report.search_types:
+
+        def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
+            body = {**report.request_body(day, search_type, data_state), "startRow": start_row}
+            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+            response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
+            page = page_from_rows(report, site_url, search_type, day, response.rows)
+            return page, _first_incomplete_date(
+                response.first_incomplete_date or response.first_incomplete_hour
+            )
+
+        pages: list[pa.Table] = []
+        incomplete: list[dt.date | None] = []
+        while True:
+            page, page_incomplete = fetch_page(len(pages) * report.row_limit)
+            pages.append(page)
+            incomplete.append(page_incomplete)
+            first_incomplete = first_incomplete or page_incomplete
+            if page.num_rows < report.row_limit:
+                break
+        returned = [page.num_rows for page in pages]
+        if len(pages) > 1:
+            pages, passes = settle_tie_order(
+                lambda start_row: fetch_page(start_row)[0],
+                pages,
+                report,
+                f"{site_url} {report.name} {search_type} {day}",
+            )
+            tie_passes += passes
+        for i, page in enumerate(pages):
+            clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+            impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+            for name, value in (
+                ("site_url", site_url),
+                ("report", report.name),
+                ("search_type", search_type),
+                ("date", day),
+                ("start_row", i * report.row_limit),
+                ("row_limit", report.row_limit),
+                ("rows_returned", returned[i]),
+                ("clicks", float(clicks)),
+                ("impressions", float(impressions)),
+                ("data_state", report.data_state(data_state)),
+                ("first_incomplete_date", incomplete[i] or final_before),
+                ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                ("run_id", run_id),
+            ):
+                ledger[name].append(value)
+        tables += pages
+        truncated = truncated or sum(returned) >= DAILY_ROW_CAP
+    fetch_seconds = time.perf_counter() - started
+    if stop_event.is_set():
+        raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
+    batch = PartitionBatch(
+        site_url=site_url,
+        report=report,
+        day=day,
+        rows=pa.concat_tables(tables),
+        ledger=pa.Table.from_pydict(ledger, schema=LEDGER_SCHEMA),
+    )
+    stats = sink.snapshot()
+    return PartitionResult(
+        site_url=site_url,
+        report=report.name,
+        day=day,
+        rows=batch.rows.num_rows,
+        pages=len(ledger["start_row"]),
+        api_calls=stats["api_calls"],
+        retries=stats["retries"],
+        quota_wait_seconds=round(stats["quota_wait_seconds"], 3),
+        fetch_seconds=round(fetch_seconds, 3),
+        latency_p50_ms=round(_percentile(stats["latencies_ms"], 50), 1),
+        latency_p95_ms=round(_percentile(stats["latencies_ms"], 95), 1),
+        achieved_qpm=round(stats["api_calls"] * 60 / fetch_seconds, 1) if fetch_seconds else 0.0,
+        truncated=truncated,
+        clicks=float(sum(ledger["clicks"])),
+        impressions=float(sum(ledger["impressions"])),
+        data_state=report.data_state(data_state),
+        first_incomplete_date=first_incomplete or final_before,
+        tie_passes=tie_passes,
+        batch=batch,
+    )
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """How to fetch a list of days, from what Google says of them (one probe request).
+
+    `first_incomplete` is Google's firstIncompleteDate when it falls in the days' range; days
+    on or after it are not final yet and are fetched with dataState=all (stored as fresh data
+    that the finalization sensor replaces once Google calls them final). When Google reports
+    no incomplete day in the range, every day is final and `final_before` (the day after the
+    range) is the evidence recorded for them.
+    """
+
+    first_incomplete: dt.date | None
+    final_before: dt.date
+
+    def data_state(self, day: dt.date, requested: str) -> str:
+        if requested == "final" and day >= self.final_before:
+            return "all"
+        return requested
+
+
+def plan_days(
+    client: GscClient,
+    site_url: str,
+    report: Report,
+    days: list[dt.date],
+    *,
+    stop_event: threading.Event | None = None,
+) -> DayPlan:
+    """Ask Google which of `days` are final, and refuse days outside its 16-month window.
+
+    One dataState=all request grouped by date from the last day to a week after it: Google
+    adds metadata.firstIncompleteDate only when that range holds incomplete data (so a range
+    of old days comes back without it: all final). Raises `OutsideRetentionWindow` before
+    anything is fetched for a day Google no longer keeps (Google answers those with an empty
+    200 or a 400, never with the day's data). The window follows Google's clock when the
+    probe shows it (its today is on or after its first incomplete day), else Pacific today.
+    """
+    first, last = min(days), max(days)
+    body = {
+        "startDate": last.isoformat(),
+        "endDate": (last + dt.timedelta(days=PROBE_DAYS_AHEAD)).isoformat(),
+        "dimensions": ["date"],
+        "type": report.search_types[0],
+        "dataState": "all",
+        "rowLimit": 1,
+    }
+    page = client.query_page(site_url, body, stop_event=stop_event)
+    incomplete = _first_incomplete_date(page.first_incomplete_date)
+    oldest = oldest_available_day(incomplete or pacific_today())
+    if first < oldest:
+        raise OutsideRetentionWindow(
+            f"{site_url} {report.name}: {first.isoformat()} is older than Google's "
+            f"{RETENTION_MONTHS}-month window (the oldest day it keeps is {oldest.isoformat()});"
+            " nothing was fetched or written. Set start_date on or after that day and backfill "
+            "only partitions from it."
+        )
+    if incomplete is None:
+        return DayPlan(None, last + dt.timedelta(days=1))
+    return DayPlan(incomplete, incomplete)
+
+
+def aggregation_rejected(exc: BaseException, site_url: str, report: Report) -> BaseException:
+    """`exc` restated when Google refused the report's aggregation type for this property.
+
+    Some properties answer byPage or byProperty with a 400 whatever the request; the fix is
+    per property: let it fetch its reports with aggregation_type auto. Any other error is
+    returned unchanged.
+    """
+    if not isinstance(exc, InvalidRequest) or "aggregation type" not in str(exc).lower():
+        return exc
+    return InvalidRequest(
+        f"{site_url} report {report.name!r}: Google refuses aggregation_type "
+        f"{report.aggregation_type!r} for this property ({exc}). Set `aggregation_type: auto` "
+        "on this property in the config (its reports are then fetched with Google's default "
+        "aggregation), or declare the report with aggregation_type: auto"
+    )

@@ -1,0 +1,91 @@
+"""One API page -> the report table's columns: the one place that maps the API's shape to the
+warehouse's, in Arrow compute only (no Python object per row)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gsc_pipeline.gsc.errors import GscError
+from gsc_pipeline.reports import PACIFIC, Report
+from gsc_pipeline.warehouse.base import INSTANT_TYPE, column_name, report_schema
+
+
+class BadApiData(GscError):
+    """The API answered with rows that cannot be right; nothing of that day is written."""
+
+
+def page_from_rows(
+    report: Report, site_url: str, search_type: str, day: dt.date, rows: pa.StructArray
+) -> pa.Table:
+    """API rows (Arrow structs, `SEARCH_ROW_TYPE`) -> the report table's columns.
+
+    Raises BadApiData on rows that cannot be right: keys of the wrong length, another day, no
+    clicks or impressions, more clicks than impressions. Arrow compute only, no per-row Python.
+    """
+    where = f"{site_url} {report.name} {search_type} {day}"
+    n = len(rows)
+    width = len(report.api_dimensions)
+    keys, clicks, impressions, ctr, position = rows.flatten()  # offset-aware, unlike .field()
+    if rows.null_count or (width and keys.null_count):
+        raise BadApiData(f"{where}: a row without keys")
+    if n and width:
+        lengths = pc.min_max(pc.list_value_length(keys)).as_py()
+        if lengths != {"min": width, "max": width}:
+            raise BadApiData(
+                f"{where}: rows carry keys of the wrong length (expected {width}: "
+                f"{report.api_dimensions}); the report definition and the API disagree"
+            )
+    columns = [pc.list_element(keys, i) for i in range(width)]
+    time_columns: dict[str, Any] = {}
+    if report.time_dimension == "date":
+        _check_same_day(where, columns[0], day)
+    elif report.hourly:
+        time_columns["hour"] = _hours_of_day(where, columns[0], day)
+    dimension_columns = columns[1:] if report.time_dimension else columns
+    if clicks.null_count or impressions.null_count:
+        raise BadApiData(f"{where}: a row has no clicks or no impressions")
+    if n and pc.any(pc.greater(clicks, impressions)).as_py():
+        raise BadApiData(f"{where}: a row has more clicks than impressions")
+    schema = report_schema(report)
+    everywhere = pa.array(np.zeros(n, np.int32))
+    data: dict[str, Any] = {
+        "site_url": pa.array([site_url]).take(everywhere),
+        "search_type": pa.array([search_type]).take(everywhere),
+        "date": pa.array([day], pa.date32()).take(everywhere),
+        **time_columns,
+        **{column_name(d): c for d, c in zip(report.dimensions, dimension_columns, strict=True)},
+        "clicks": clicks,
+        "impressions": impressions,
+        "ctr": ctr,
+        # discover/googleNews rows may have no position at all: null.
+        "position": position,
+    }
+    return pa.Table.from_pydict(data, schema=schema)
+
+
+def _check_same_day(where: str, dates: pa.Array, day: dt.date) -> None:
+    same_day = pc.equal(dates, day.isoformat())
+    if (pc.sum(same_day).as_py() or 0) != len(dates):  # a null date counts as wrong too
+        wrong = dates[pc.index(pc.fill_null(same_day, False), False).as_py()]
+        raise BadApiData(f"{where}: a row is dated {wrong.as_py()}, not the requested day")
+
+
+def _hours_of_day(where: str, keys: pa.Array, day: dt.date) -> pa.Array:
+    """Google's hour keys (`2025-04-07T00:00:00-07:00`) as instants, all within `day` (Pacific)."""
+    hours = pc.strptime(keys, format="%Y-%m-%dT%H:%M:%S%z", unit="us", error_is_null=True)
+    hours = hours.cast(INSTANT_TYPE)
+    start = dt.datetime.combine(day, dt.time(), PACIFIC)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), PACIFIC)
+    inside = pc.and_(
+        pc.greater_equal(hours, pa.scalar(start, INSTANT_TYPE)),
+        pc.less(hours, pa.scalar(end, INSTANT_TYPE)),
+    )
+    if (pc.sum(inside).as_py() or 0) != len(keys):  # an unparsable hour counts as wrong too
+        wrong = keys[pc.index(pc.fill_null(inside, False), False).as_py()]
+        raise BadApiData(f"{where}: a row is for hour {wrong.as_py()}, not an hour of the day")
+    return hours

@@ -1,0 +1,86 @@
+"""The group writer: fetched days written on one thread, the days ready together in one
+transaction (group commit)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.warehouse.base import Warehouse
+
+
+class GroupWriter:
+    """Writes fetched days on its own thread, all the days waiting in one transaction.
+
+    One writer: the fetch threads never block on a write (nor on another process's DuckDB
+    lock), and the days fetched while a write runs form the next group commit (still
+    all-or-nothing per day). One thread drives it: `add` each fetched day, `start_group` when a
+    write may start, and `collect` a finished write, which hands each committed day to
+    `on_written` (or the write's error to `on_error`) on that thread.
+    """
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        *,
+        on_written: Callable[[PartitionResult], None],
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        self._warehouse = warehouse
+        self._on_written = on_written
+        self._on_error = on_error
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="gsc-write")
+        self._waiting: list[PartitionResult] = []
+        self._writing: Future[list[PartitionResult]] | None = None
+
+    def __enter__(self) -> GroupWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._thread.shutdown(wait=True)
+
+    @property
+    def waiting(self) -> int:
+        """How many fetched days wait for the next group (their rows are held in memory)."""
+        return len(self._waiting)
+
+    @property
+    def busy(self) -> bool:
+        return self._writing is not None or bool(self._waiting)
+
+    @property
+    def running(self) -> set[Future[list[PartitionResult]]]:
+        """The write in progress, if any (to wait on it beside the fetches)."""
+        return {self._writing} if self._writing is not None else set()
+
+    def add(self, day: PartitionResult) -> None:
+        self._waiting.append(day)
+
+    def start_group(self) -> None:
+        """Write the days waiting, in one transaction, unless a write is running."""
+        if self._writing is None and self._waiting:
+            group, self._waiting = self._waiting, []
+            self._writing = self._thread.submit(self._write, group)
+
+    def collect(self, done: set[Future]) -> None:
+        """Hand on the running write's days (or its error) if it is among `done`."""
+        if self._writing is None or self._writing not in done:
+            return
+        finished, self._writing = self._writing, None
+        error = finished.exception()
+        if error is not None:
+            # A failed write (e.g. the lock wait ran out): none of its days stand, and the days
+            # waiting behind it are not tried either.
+            self._waiting.clear()
+            self._on_error(error)
+            return
+        for day in finished.result():
+            self._on_written(day)
+
+    def _write(self, group: list[PartitionResult]) -> list[PartitionResult]:
+        started = time.perf_counter()
+        self._warehouse.write_partitions([day.batch for day in group])
+        seconds = time.perf_counter() - started
+        return [day.committed(seconds) for day in group]
