@@ -489,9 +489,11 @@ def _maybe_date(value: object) -> dt.date | None:
 
 
 def _top_queries(candidates: pd.DataFrame) -> pd.DataFrame:
-    """Per page the query with the most clicks; ties go to the alphabetically first."""
-    if candidates.empty:
-        return pd.DataFrame({c: [] for c in (*PAGE_KEY, "top_query", "top_query_clicks")})
+    """Per page the query with the most clicks; ties go to the alphabetically first.
+
+    Also for no candidates: the empty result keeps the key columns' types (an empty frame built
+    from lists is float64 in pandas 3, and merging it on text keys raised).
+    """
     best = candidates.sort_values([*PAGE_KEY, "clicks", "query"],
                                   ascending=[True, True, False, True])  # fmt: skip
     best = best.drop_duplicates(PAGE_KEY)

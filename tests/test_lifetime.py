@@ -157,6 +157,22 @@ def test_backfill_then_revised_days_then_new_property(emulator, warehouse: Wareh
     assert_equals_reference(warehouse, [ALPHA, BETA, GAMMA])
 
 
+def test_a_day_without_any_rows_is_folded_in(emulator, warehouse: Warehouse) -> None:
+    # A day with no traffic (here: after the emulator's today, so it serves no rows) touches no
+    # page. Folding it in raised a pandas merge error (empty frame typed float64 vs text keys).
+    sync(emulator, warehouse, ALPHA, DAYS[:3], "final", "backfill")
+    lifetime.refresh(warehouse, [ALPHA])
+    empty_day = TODAY + dt.timedelta(days=2)
+    sync(emulator, warehouse, ALPHA, [empty_day], "all", "empty")
+    assert warehouse.read_sql(
+        "SELECT COUNT(*) AS n FROM gsc_page WHERE date = ?", [empty_day]
+    )["n"].iloc[0] == 0
+    folded = lifetime.refresh(warehouse, [ALPHA])
+    assert folded.changed == [(ALPHA, empty_day)]
+    assert folded.pages_touched == 0
+    assert_equals_reference(warehouse, [ALPHA])
+
+
 def test_incremental_cost_follows_changed_days(emulator, warehouse: Warehouse) -> None:
     sync(emulator, warehouse, ALPHA, DAYS[:7], "final", "backfill")
     full = lifetime.refresh(warehouse, [ALPHA])
