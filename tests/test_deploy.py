@@ -100,6 +100,13 @@ def test_helm_values_use_the_k8s_run_launcher_postgres_and_the_local_limits():
     assert values["concurrency"]["runs"]["maxConcurrentRuns"] == local["concurrency"]["runs"][
         "max_concurrent_runs"
     ]
+    # The project's loggers reach the runs' logs on every instance config.
+    postgres_instance = yaml.safe_load(
+        (ROOT / "gsc_pipeline" / "instance" / "dagster-postgres.yaml").read_text()
+    )
+    assert values["pythonLogs"]["managedPythonLoggers"] == local["python_logs"][
+        "managed_python_loggers"
+    ] == postgres_instance["python_logs"]["managed_python_loggers"] == ["gsc_pipeline"]
     queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
     assert {
         "dequeue_use_threads": queued["dequeueUseThreads"],

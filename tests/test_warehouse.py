@@ -393,22 +393,14 @@ def test_duckdb_gives_up_after_the_lock_wait(duckdb_path):
         holder.join(30)
 
 
-@pytest.mark.postgres
-def test_a_lost_postgres_connection_retries_the_whole_transaction(
-    postgres_url, postgres_schema_url, monkeypatch, caplog
-):
+def _lose_the_first_writers_connection(postgres_url: str, monkeypatch) -> list[int]:
+    """The server ends the writer's connection half-way: after the first day's rows are in and
+    before its ledger entry (what a restart or failover does to a backfill mid-write). Returns
+    the backends that wrote, in order."""
     import psycopg2
 
     from gsc_pipeline.warehouse.postgres import PostgresConnection
 
-    wh = open_warehouse(postgres_schema_url)
-    wh.ensure_schema([PAGE_QUERY])
-    days = [DAY, DAY + dt.timedelta(days=1)]
-    wh.write_partitions([make_batch(day=d, n=2, salt="old", run_id="old") for d in days])
-    new = [make_batch(day=d, n=5, salt="new", run_id="new") for d in days]
-
-    # The server ends the writer's connection half-way: after the first day's rows are in and
-    # before its ledger entry (what a restart or failover does to a backfill mid-write).
     real_insert = PostgresConnection.insert_arrow
     backends: list[int] = []
 
@@ -426,6 +418,20 @@ def test_a_lost_postgres_connection_retries_the_whole_transaction(
             killer.close()
 
     monkeypatch.setattr(PostgresConnection, "insert_arrow", insert_then_lose_the_connection)
+    return backends
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_connection_retries_the_whole_transaction(
+    postgres_url, postgres_schema_url, monkeypatch, caplog
+):
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    wh.write_partitions([make_batch(day=d, n=2, salt="old", run_id="old") for d in days])
+    new = [make_batch(day=d, n=5, salt="new", run_id="new") for d in days]
+
+    backends = _lose_the_first_writers_connection(postgres_url, monkeypatch)
     with caplog.at_level("WARNING", logger="gsc_pipeline.warehouse.base"):
         wh.write_partitions(new)
     monkeypatch.undo()
@@ -439,6 +445,33 @@ def test_a_lost_postgres_connection_retries_the_whole_transaction(
     (message,) = [r.getMessage() for r in caplog.records]
     assert "connection lost while writing 2 partition(s) (OperationalError: " in message
     assert "retrying the whole transaction on a new connection in " in message
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_shows_in_the_runs_log(
+    postgres_url, postgres_schema_url, monkeypatch, tmp_path
+):
+    """With the shipped instance config, the warehouse's retry warning is in the run's log (the
+    UI), not only on the run worker's stderr. (The PostgreSQL instance config and the Helm
+    values carry the same `python_logs`: tests/test_deploy.py.)"""
+    import dagster as dg
+
+    from gsc_pipeline.instance import write_instance_config
+
+    write_instance_config(tmp_path)
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+
+    @dg.asset
+    def writes() -> None:
+        wh.write_partitions([make_batch(day=DAY, n=3, salt="x", run_id="x")])
+
+    backends = _lose_the_first_writers_connection(postgres_url, monkeypatch)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        result = dg.materialize([writes], instance=instance)
+        messages = [record.user_message for record in instance.all_logs(result.run_id)]
+    assert result.success and len(backends) == 2
+    assert [m for m in messages if "connection lost while writing 1 partition(s)" in m], messages
 
 
 @pytest.mark.postgres
