@@ -330,16 +330,13 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
     and the days fetched meanwhile go into the next transaction together."""
     warehouse = open_warehouse(duckdb_path)
     groups: list[list[dt.date]] = []
-    requests_during_first_write: list[int] = []
     real_write = type(warehouse).write_partitions
     caller = threading.get_ident()
     callbacks: list[tuple[dt.date, int, int]] = []
 
     def slow_write(self, batches):
         if not groups:
-            before = emulator.stats()["requests_total"]
-            time.sleep(1.0)
-            requests_during_first_write.append(emulator.stats()["requests_total"] - before)
+            time.sleep(1.0)  # the first write is slow; the fetch threads must not wait for it
         real_write(self, batches)
         groups.append([b.day for b in batches])
 
@@ -352,9 +349,10 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
             ),
         )  # fmt: skip
     assert sorted(r.day for r in results) == sorted(days)
-    assert requests_during_first_write[0] >= 2  # fetch threads went on during the write
-    # Days that landed during the slow write were committed together, in fewer transactions.
-    # (How many days the first write holds depends on which fetches finished first.)
+    # Fetching went on during the slow write: the days that landed meanwhile (at least two, as
+    # two fetch threads ran on) were committed together, in fewer transactions. (How many days
+    # the first write holds depends on which fetches finished first; counting the requests sent
+    # during the write instead was flaky: both days in flight may be on their last request.)
     assert max((len(g) for g in groups[1:]), default=0) >= 2 and len(groups) < len(days)
     assert sorted(d for g in groups for d in g) == sorted(days)
     # Each callback on the caller's thread, and only once its day's group was committed.
