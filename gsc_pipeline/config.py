@@ -109,6 +109,11 @@ def _suggest_site_url(site_url: str) -> str | None:
     return " or ".join(valid) or None
 
 
+def _today(info: ValidationInfo) -> dt.date:
+    """The Pacific date Google's window is placed at: `parse_config(today=...)`, else today's."""
+    return (info.context or {}).get("today") or pacific_today()
+
+
 def _identifier(value: str | None, info: ValidationInfo) -> str | None:
     """Names that become asset key segments, group, pool and schema names."""
     if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
@@ -309,14 +314,14 @@ class PipelineConfig(_Strict):
         # `earliest`: everything Google keeps, resolved each time the config loads, so a config
         # that wants the whole window never falls out of it as the window moves.
         if isinstance(value, str) and value.strip().lower() == EARLIEST:
-            return oldest_available_day((info.context or {}).get("today") or pacific_today())
+            return oldest_available_day(_today(info))
         return value
 
     @field_validator("start_date")
     @classmethod
     def _inside_google_window(cls, start: dt.date, info: ValidationInfo) -> dt.date:
         # Google serves only the last 16 months: older partitions could only ever be empty.
-        today = (info.context or {}).get("today") or pacific_today()
+        today = _today(info)
         oldest = oldest_available_day(today)
         if start < oldest:
             raise ValueError(

@@ -9,9 +9,14 @@ from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.reports import Report
 
 
+def declaration_key(config: PipelineConfig, *path: str) -> dg.AssetKey:
+    """`path` under the declaration's prefix when it has one."""
+    return dg.AssetKey([*filter(None, [config.prefix]), *path])
+
+
 def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
     """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
-    return dg.AssetKey([*filter(None, [config.prefix]), "gsc", prop.key, report.name])
+    return declaration_key(config, "gsc", prop.key, report.name)
 
 
 def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
@@ -21,4 +26,4 @@ def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
 
 def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
     # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
-    return dg.AssetKey([*filter(None, [config.prefix]), "gsc_sitemaps", prop.key])
+    return declaration_key(config, "gsc_sitemaps", prop.key)

@@ -12,7 +12,7 @@ import dagster as dg
 
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.keys import fetch_asset_key
+from gsc_pipeline.defs.keys import declaration_key, fetch_asset_key
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
@@ -28,7 +28,7 @@ def automation_tags(config: PipelineConfig) -> dict[str, str]:
 
 
 def stats_asset_key(config: PipelineConfig) -> dg.AssetKey:
-    return dg.AssetKey([*filter(None, [config.prefix]), *URL_LIFETIME_STATS.path])
+    return declaration_key(config, *URL_LIFETIME_STATS.path)
 
 
 def lifetime_properties(config: PipelineConfig) -> list[PropertyConfig]:
