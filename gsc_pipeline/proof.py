@@ -42,7 +42,7 @@ NOTHING_FETCHED = "nothing fetched for these days yet"
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One check over a set of days: passed, the bad days, and metadata a user can plot.
+    """One check over a set of days: passed, the bad days, and what was measured.
 
     `evaluated` is False when the check had nothing to measure (no table yet, no fetched day in
     its range, no site totals to compare with): such an outcome is neither passed nor failed,
@@ -54,10 +54,32 @@ class CheckOutcome:
     bad_days: tuple[dt.date, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     evaluated: bool = True
+    # The days measured (a day neither here nor bad was not judged), and what is wrong with
+    # the bad ones ("199 rows missing"): per-day results and the sentence a user reads first.
+    checked_days: tuple[dt.date, ...] = ()
+    problem: str = ""
 
     @property
     def bad_partitions(self) -> list[str]:
         return [d.isoformat() for d in self.bad_days]
+
+    def summary(self) -> str:
+        """The line a user reads first (of an evaluated outcome): "1 day: 199 rows missing
+        (2026-11-01..2026-11-30 (30 days) checked)", or "passed: ... checked"."""
+        checked = f"{_span_text(self.checked_days)} checked"
+        if self.passed:
+            return f"passed: {checked}"
+        count = len(self.bad_days)
+        return f"{count} day{'s' if count > 1 else ''}: {self.problem} ({checked})"
+
+
+def _span_text(days: Sequence[dt.date]) -> str:
+    """"2026-11-14 (1 day)", "2026-11-01..2026-11-30 (30 days)"."""
+    if not days:
+        return "no day"
+    first, last = days[0].isoformat(), days[-1].isoformat()
+    count = f"{len(days)} day{'s' if len(days) > 1 else ''}"
+    return f"{first} ({count})" if first == last else f"{first}..{last} ({count})"
 
 
 def not_evaluated(name: str, reason: str) -> CheckOutcome:
@@ -93,26 +115,25 @@ def _day(value: Any) -> dt.date:
 def _outcome(
     name: str,
     bad: Iterable[dt.date],
-    checked: int,
+    checked: Iterable[Any],
     *,
+    problem: str = "failed",
     unmeasured: str = NOTHING_FETCHED,
     **extra: Any,
 ) -> CheckOutcome:
-    """The outcome over `checked` days; none checked and none bad is `unmeasured`, not a pass."""
+    """The outcome over the `checked` days; none checked and none bad is `unmeasured`, not a
+    pass. `problem` says what is wrong with the bad days, for the sentence a user reads first."""
     bad_days = tuple(sorted(set(bad)))
-    if not checked and not bad_days:
+    checked_days = tuple(sorted({_day(d) for d in checked}))
+    if not checked_days and not bad_days:
         return not_evaluated(name, unmeasured)
     return CheckOutcome(
         name=name,
         passed=not bad_days,
         bad_days=bad_days,
-        metadata={
-            "bad_partition_count": len(bad_days),
-            "checked_partitions": checked,
-            # Every bad day, as a list: the repair sensor reads it as data.
-            "bad_partitions": [d.isoformat() for d in bad_days],
-            **extra,
-        },
+        checked_days=checked_days,
+        problem=problem if bad_days else "",
+        metadata={"checked_partitions": len(checked_days), **extra},
     )
 
 
@@ -186,13 +207,20 @@ def no_missing_batches(
         if (search_type, day) not in present
     }
     bad |= {day for _, day in unfetched}
+    unproven_days = int(unproven["date"].nunique())
     return _outcome(
         NO_MISSING_BATCHES,
         bad,
-        checked=len(wanted | {d for _, d in present}),
+        checked=wanted | {d for _, d in present},
+        problem=_problems(
+            (len(unfetched), "day x search type not fetched", "days x search types not fetched"),
+            (gaps, "broken page sequence", "broken page sequences"),
+            (unproven_days, "empty day Google did not call final",
+             "empty days Google did not call final"),
+        ),  # fmt: skip
         broken_sequences=gaps,
         unfetched_search_type_days=len(unfetched),
-        empty_unproven_days=int(unproven["date"].nunique()),
+        empty_unproven_days=unproven_days,
         # Days Google called final and returned no rows for: the property had no traffic.
         no_traffic_days=int(empty.loc[empty["unproven_final_pages"] == 0, "date"].nunique()),
         # Days still holding fresh (dataState=all) data: the finalization sensor replaces them.
@@ -231,17 +259,29 @@ def no_duplicate_batches(
         [site_url, *params],
     )
     checked = warehouse.read_sql(
-        f"SELECT COUNT(DISTINCT date) AS n FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?"
-        f"{where}",
+        f"SELECT DISTINCT date FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}",
         [site_url, report.name, *params],
     )
     bad = [_day(d) for d in batches["date"]] + [_day(d) for d in rows["date"]]
+    duplicate_batches = int(batches["extra"].sum()) if len(batches) else 0
+    duplicate_rows = int(rows["extra"].sum()) if len(rows) else 0
     return _outcome(
         NO_DUPLICATE_BATCHES,
         bad,
-        checked=int(checked["n"].iloc[0]),
-        duplicate_batches=int(batches["extra"].sum()) if len(batches) else 0,
-        duplicate_rows=int(rows["extra"].sum()) if len(rows) else 0,
+        checked=checked["date"],
+        problem=_problems(
+            (duplicate_batches, "page fetched twice", "pages fetched twice"),
+            (duplicate_rows, "row stored twice", "rows stored twice"),
+        ),
+        duplicate_batches=duplicate_batches,
+        duplicate_rows=duplicate_rows,
+    )
+
+
+def _problems(*counts: tuple[int, str, str]) -> str:
+    """"199 rows missing; 2 pages fetched twice": the non-zero counts, singular or plural."""
+    return "; ".join(
+        f"{count:,} {one if count == 1 else many}" for count, one, many in counts if count
     )
 
 
@@ -279,10 +319,18 @@ def rows_match_ledger(
         or not _close(float(r.clicks_table), float(r.clicks_ledger))
         or not _close(float(r.impressions_table), float(r.impressions_ledger))
     ]
+    bad_rows = both[both["date"].isin(bad)]
+    missing = int((bad_rows["rows_fetched"] - bad_rows["rows_stored"]).clip(lower=0).sum())
+    extra = int((bad_rows["rows_stored"] - bad_rows["rows_fetched"]).clip(lower=0).sum())
     return _outcome(
         ROWS_MATCH_LEDGER,
         bad,
-        checked=len(both),
+        checked=both["date"],
+        problem=_problems(
+            (missing, "row missing", "rows missing"),
+            (extra, "row more than fetched", "rows more than fetched"),
+        )
+        or "clicks or impressions differ from the ledger",
         rows_stored=int(both["rows_stored"].sum()),
         rows_fetched=int(both["rows_fetched"].sum()),
         row_difference=int((both["rows_stored"] - both["rows_fetched"]).abs().sum()),
@@ -306,7 +354,8 @@ def truncated_days(
     return _outcome(
         TRUNCATED_DAYS,
         (_day(d) for d in capped["date"]),
-        checked=per_day["date"].nunique(),
+        checked=per_day["date"],
+        problem=f"hit Google's {DAILY_ROW_CAP:,} rows/day cap (rows beyond it are not served)",
         truncated_search_type_days=len(capped),
         daily_row_cap=DAILY_ROW_CAP,
         max_rows_per_day=int(per_day["rows_fetched"].max()) if len(per_day) else 0,
@@ -360,7 +409,8 @@ def anonymized_share(
     return _outcome(
         ANONYMIZED_SHARE,
         both.loc[share > threshold, "date"],
-        checked=len(both),
+        checked=both["date"],
+        problem=f"more than {threshold:.0%} of clicks in no page x query row",
         unmeasured=(
             f"no day has both {SITE.table} totals and {page_query.table} rows yet; "
             "evaluated once both reports hold the same days"
@@ -393,7 +443,11 @@ def report_checks(
         outcomes = [not_evaluated(name, reason) for name in names]
         if lost := set(expected_days or ()):
             outcomes[0] = _outcome(
-                NO_MISSING_BATCHES, lost, checked=len(lost), missing_tables=", ".join(absent)
+                NO_MISSING_BATCHES,
+                lost,
+                checked=lost,
+                problem=f"materialized in Dagster, but {', '.join(absent)} missing",
+                missing_tables=", ".join(absent),
             )
         return outcomes
     return [
@@ -499,7 +553,11 @@ def hours_of_day(
     return _outcome(
         HOURS_OF_DAY,
         set(outside["date"]) | set(doubled["date"]),
-        checked=len(complete_days),
+        checked=complete_days,
+        problem=_problems(
+            (len(outside), "hour outside its day", "hours outside their day"),
+            (len(doubled), "hour stored twice", "hours stored twice"),
+        ),
         unmeasured="no complete day stored yet: Google still reports every stored day's hours "
         "as incomplete",
         hours_outside_their_day=len(outside),
@@ -540,7 +598,8 @@ def incomplete_hours_replaced(
     return _outcome(
         INCOMPLETE_HOURS_REPLACED,
         stale,
-        checked=len(ledger),
+        checked=ledger["date"],
+        problem="still hold incomplete hours Google now reports complete: fetch them again",
         incomplete_days=len(incomplete),
         latest_first_incomplete_date=latest.isoformat() if latest else None,
     )

@@ -225,7 +225,7 @@ def test_a_terminated_run_leaves_its_days_listed_missing_then_repaired(defs) -> 
                        .get_asset_check_evaluations()}  # fmt: skip
         missing = evaluations["no_missing_batches_all_days"]
         assert not missing.passed
-        assert missing.metadata["bad_partitions"].value == days
+        assert missing.metadata["bad_days"].value == ", ".join(days)
         # The repair follows from it: one ranged run for exactly those days.
         repair = tick(defs, instance, REPAIR_SENSOR, first.cursor)
         assert [(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in repair.run_requests] == [
@@ -234,8 +234,9 @@ def test_a_terminated_run_leaves_its_days_listed_missing_then_repaired(defs) -> 
 
 
 def test_a_report_alone_skips_the_check_it_cannot_measure(monkeypatch, emulator, tmp_path):
-    """site materialized alone (page_query never fetched): anonymized_share is skipped, and the
-    step still succeeds with its four other checks passed."""
+    """site materialized alone (page_query never fetched): the step succeeds with its four
+    checks passed, and anonymized_share (whole history only) yields no evaluation: skipped,
+    never passed."""
     from gsc_pipeline.defs.checks import in_run_check_keys
 
     monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
@@ -251,7 +252,11 @@ def test_a_report_alone_skips_the_check_it_cannot_measure(monkeypatch, emulator,
             asset_selection={site}, asset_check_selection=set(in_run_check_keys(config, [site]))
         )
         result = job.execute_in_process(instance=instance, partition_key="2026-03-02")
+        history = history_checks(defs, instance)
     assert result.success
     evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert evaluations == {proof.NO_MISSING_BATCHES: True, proof.NO_DUPLICATE_BATCHES: True,
                            proof.ROWS_MATCH_LEDGER: True, proof.TRUNCATED_DAYS: True}  # fmt: skip
+    site_history = {e.check_name: e.passed for e in history.get_asset_check_evaluations()
+                    if e.asset_key.path[-2] == "site"}  # fmt: skip
+    assert site_history == {f"{name}_all_days": True for name in evaluations}

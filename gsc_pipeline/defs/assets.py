@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results
+from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
 from gsc_pipeline.defs.keys import fetch_asset_key, sitemaps_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
@@ -117,7 +117,7 @@ def build_fetch_asset(
     )
     def fetch(
         context: dg.AssetExecutionContext,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
         warehouse = getattr(context.resources, warehouse_key).open()
@@ -178,7 +178,8 @@ def build_fetch_asset(
         # Prove this run's days complete and exact before calling it done.
         yield dg.MaterializeResult(asset_key=asset_key)
         yield from in_run_check_results(
-            warehouse, context.asset_key, prop, report, days, context.log
+            warehouse, context.asset_key, prop, report, days, planned_check_days(context.run),
+            context.log,
         )
 
     return fetch

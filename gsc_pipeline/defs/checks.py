@@ -9,7 +9,9 @@ Two layers, because partitioned asset checks do not map onto ranged runs in Dags
   stored days as a whole), not the asset: Dagster adds every check of an asset to each run
   that materializes it, so on the asset itself every materialization from the UI showed them
   "Skipped" and hid their last real result.
-The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results.
+The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results, as
+text a user reads on the check's page: a sentence first ("1 day: 199 rows missing ..."), the bad
+days, what to do next (numbers as text too: one evaluation per run or day plots as single points).
 """
 
 import datetime as dt
@@ -59,18 +61,33 @@ _HOURLY_CHECKS = {
     proof.HOURS_OF_DAY: proof.hours_of_day,
     proof.INCOMPLETE_HOURS_REPLACED: proof.incomplete_hours_replaced,
 }
+# Failures the repair sensor fixes by fetching the bad days again; the others are Google's data.
+REPAIRED_CHECKS = proof.BLOCKING_CHECKS + proof.HOURLY_CHECKS
 
 
 def check_names(prop: PropertyConfig, report: Report) -> list[str]:
+    """The in-run checks of one fetching asset (each also has a whole-history twin)."""
     names = [proof.NO_MISSING_BATCHES, proof.NO_DUPLICATE_BATCHES, proof.ROWS_MATCH_LEDGER,
              proof.TRUNCATED_DAYS]  # fmt: skip
-    # On the site asset, not page_query: it compares page x query rows with the site totals,
-    # and a run writes a property's reports in key order (page, page_query, site), so only the
-    # site step finds both reports' days stored (on page_query it measured nothing, ever).
-    if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
-        names.append(proof.ANONYMIZED_SHARE)
     if report.hourly:
         names += list(_HOURLY_CHECKS)
+    return names
+
+
+def _compares_with_page_query(prop: PropertyConfig, report: Report) -> bool:
+    return report.name == SITE.name and PAGE_QUERY.name in prop.reports
+
+
+def all_days_check_names(prop: PropertyConfig, report: Report) -> list[str]:
+    """The whole-history checks: the in-run ones, plus anonymized_share on the site asset.
+
+    anonymized_share compares page x query rows with the site totals of the same days, so it is
+    judged over the whole history only: in a run, the site step often finished before the
+    page_query step wrote its days, and each such run left a "Skipped" evaluation per day.
+    """
+    names = check_names(prop, report)
+    if _compares_with_page_query(prop, report):
+        names.append(proof.ANONYMIZED_SHARE)
     return names
 
 
@@ -117,7 +134,7 @@ def _outcomes(
     outcomes = proof.report_checks(
         warehouse, prop.site_url, report, days, expected_days=expected_days
     )
-    if proof.ANONYMIZED_SHARE in check_names(prop, report):
+    if days is None and _compares_with_page_query(prop, report):
         outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
     if report.hourly:
         outcomes += [
@@ -126,9 +143,47 @@ def _outcomes(
     return outcomes
 
 
+def _text(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "none"}[value]
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _next_step(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> str:
+    if outcome.name not in REPAIRED_CHECKS:
+        return (
+            "Google's data, not a fetch error: fetching these days again does not change it "
+            "(see the check's description)."
+        )
+    return (
+        "repair_sensor re-fetches exactly these days within a few minutes (Runs: a run launched "
+        f"by repair_sensor); or Materialize these partitions of {fetching_key.to_user_string()} "
+        f"yourself. Then run the whole-history checks to confirm: "
+        f"{history_asset_key(fetching_key).to_user_string()}, Checks tab, Execute all."
+    )
+
+
+def check_metadata(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> dict[str, str]:
+    """What the check's page shows, all as text: the sentence, the bad days, what to do next,
+    then the measurements. The repair sensor reads `bad_days` back as data."""
+    summary = outcome.summary()
+    if not outcome.passed:
+        summary += "; repair requested" if outcome.name in REPAIRED_CHECKS else ""
+    metadata = {"summary": summary}
+    if outcome.bad_days:
+        metadata["bad_days"] = ", ".join(outcome.bad_partitions)
+        metadata["next_step"] = _next_step(outcome, fetching_key)
+    return metadata | {key: _text(value) for key, value in outcome.metadata.items()}
+
+
 def _results(
     outcomes: Iterable[proof.CheckOutcome],
     asset_key: dg.AssetKey,
+    fetching_key: dg.AssetKey,
     log: logging.Logger | dg.DagsterLogManager,
     suffix: str = "",
 ) -> list[dg.AssetCheckResult]:
@@ -148,10 +203,49 @@ def _results(
                 check_name=outcome.name + suffix,
                 passed=outcome.passed,
                 severity=_SEVERITY[outcome.name],
-                metadata=outcome.metadata,
+                metadata=check_metadata(outcome, fetching_key),
             )
         )
     return results
+
+
+def planned_check_days(run: dg.DagsterRun) -> list[str] | None:
+    """The days Dagster planned each in-run check evaluation of `run` for, or None for one.
+
+    A backfill run carries its partitions subset, and Dagster then plans every check of its
+    assets once per day of it (check specs here have no partitions of their own); a day that
+    gets no result reads "Skipped" once the run ends. Other runs plan each check once. This is
+    Dagster's own computation at planning time (RunDomain._log_asset_planned_events).
+    """
+    subset = run.get_resolved_partitions_subset_for_events(None)
+    return sorted(subset.get_partition_keys()) if subset is not None else None
+
+
+def _day_evaluations(
+    outcome: proof.CheckOutcome, asset_key: dg.AssetKey, days: Sequence[str]
+) -> list[dg.AssetCheckEvaluation]:
+    """One evaluation per planned day the outcome measured, failed days last (the check's
+    latest status is then a failure if any day failed). A day it did not measure gets none."""
+    checked = set(outcome.bad_partitions) | {d.isoformat() for d in outcome.checked_days}
+    run_metadata = check_metadata(outcome, asset_key)
+    run_summary = run_metadata.pop("summary")
+    run_metadata.pop("bad_days", None)
+    evaluations = []
+    for day in sorted((d for d in days if d in checked), key=outcome.bad_partitions.__contains__):
+        bad = day in outcome.bad_partitions
+        # The day's verdict first, then the run's (whose measurements the rest are).
+        metadata = {"summary": f"{day}: {'failed' if bad else 'passed'}", "run": run_summary}
+        evaluations.append(
+            dg.AssetCheckEvaluation(
+                asset_key=asset_key,
+                check_name=outcome.name,
+                passed=not bad,
+                severity=_SEVERITY[outcome.name],
+                metadata=metadata | ({"bad_days": day} if bad else {}) | run_metadata,
+                partition=day,
+            )
+        )
+    return evaluations
 
 
 def in_run_check_results(
@@ -160,10 +254,25 @@ def in_run_check_results(
     prop: PropertyConfig,
     report: Report,
     days: Sequence[dt.date],
+    planned_days: Sequence[str] | None,
     log: logging.Logger | dg.DagsterLogManager,
-) -> list[dg.AssetCheckResult]:
-    """The checks over exactly the days this run wrote (called from the asset body)."""
-    return _results(_outcomes(warehouse, prop, report, days), asset_key, log)
+) -> list[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
+    """The checks over exactly the days this run wrote (called from the asset body): one result
+    each, or one per day where Dagster planned them per day (`planned_check_days`)."""
+    outcomes = _outcomes(warehouse, prop, report, days)
+    if planned_days is None:
+        return list(_results(outcomes, asset_key, asset_key, log))
+    evaluations: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
+    for outcome in outcomes:
+        measured = _day_evaluations(outcome, asset_key, planned_days) if outcome.evaluated else []
+        if len(measured) < len(planned_days):
+            reason = outcome.metadata.get("not_evaluated", "no data for them")
+            log.info(
+                f"{asset_key.to_user_string()} {outcome.name} not evaluated for "
+                f"{len(planned_days) - len(measured)} of {len(planned_days)} days: {reason}"
+            )
+        evaluations += measured
+    return evaluations
 
 
 def all_days_condition() -> dg.AutomationCondition:
@@ -211,7 +320,7 @@ def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
 def build_all_days_check(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
-    names = check_names(prop, report)
+    names = all_days_check_names(prop, report)
 
     @dg.multi_asset_check(
         name=f"{'_'.join(asset_key.path)}_all_days",
@@ -235,7 +344,9 @@ def build_all_days_check(
         expected = [dt.date.fromisoformat(key) for key in wanted]
         warehouse = getattr(context.resources, warehouse_key).open()
         outcomes = _outcomes(warehouse, prop, report, None, expected)
-        yield from _results(outcomes, history_asset_key(asset_key), context.log, ALL_DAYS_SUFFIX)
+        yield from _results(
+            outcomes, history_asset_key(asset_key), asset_key, context.log, ALL_DAYS_SUFFIX
+        )
 
     return all_days
 

@@ -22,12 +22,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.asset_check_execution_record import (
+    AssetCheckExecutionRecord,
+    AssetCheckExecutionRecordStatus,
+)
 
 from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
+    REPAIRED_CHECKS,
     check_names,
     history_asset_key,
     in_run_check_keys,
@@ -42,8 +46,9 @@ FINALIZATION_SENSOR = "finalization_sensor"
 MAX_REPAIR_ATTEMPTS = 3
 REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
 FINALIZE_TAG = "gsc/finalize"
-# Check evaluations read per check per tick; older failures were handled on earlier ticks.
-_HISTORY_LIMIT = 100
+# Check evaluations read per page; a tick pages back to the newest one it handled before (a
+# backfill evaluates each in-run check once per day, so hundreds can land between two ticks).
+_HISTORY_PAGE = 100
 
 
 @dataclass
@@ -80,8 +85,11 @@ def _partition_id(asset_key: dg.AssetKey, day: str) -> str:
     return f"{asset_key.to_user_string()}|{day}"
 
 
-def _listed_days(value: Any) -> list[str]:
-    """The check's `bad_partitions` metadata: a list (a ", "-joined string before 0.2)."""
+def _listed_days(metadata: Mapping[str, Any]) -> list[str]:
+    """The check's `bad_days` metadata, ", "-joined text (`bad_partitions`, a list or text, in
+    evaluations stored by earlier versions)."""
+    entry = metadata.get("bad_days") or metadata.get("bad_partitions")
+    value = entry.value if entry is not None else None
     if isinstance(value, list):
         return [str(day) for day in value]
     return [day for day in str(value or "").split(", ") if day]
@@ -100,20 +108,30 @@ def _failed_check_partitions(
     wanted: dict[str, str] = {}
     after = cursor.checks_after
     for check_key, asset_key in check_keys.items():
-        records = instance.event_log_storage.get_asset_check_execution_history(
-            check_key, limit=_HISTORY_LIMIT
-        )
-        for record in records:
-            if record.id <= after:
-                continue
+        for record in _records_after(instance, check_key, after):
             cursor.checks_after = max(cursor.checks_after, record.id)
             if record.status != AssetCheckExecutionRecordStatus.FAILED or record.event is None:
                 continue
             evaluation = record.event.asset_check_evaluation
-            listed = evaluation.metadata.get("bad_partitions") if evaluation else None
-            for day in _listed_days(listed.value if listed else None):
+            for day in _listed_days(evaluation.metadata if evaluation else {}):
                 wanted[_partition_id(asset_key, day)] = check_key.name
     return wanted
+
+
+def _records_after(
+    instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, after: int
+) -> list[AssetCheckExecutionRecord]:
+    """The check's execution records newer than `after`, newest first, paging back."""
+    records: list[AssetCheckExecutionRecord] = []
+    page_cursor = None
+    while True:
+        page = instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=_HISTORY_PAGE, cursor=page_cursor
+        )
+        records += [record for record in page if record.id > after]
+        if len(page) < _HISTORY_PAGE or page[-1].id <= after:
+            return records
+        page_cursor = page[-1].id
 
 
 def _run_partitions(
@@ -244,7 +262,7 @@ def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefin
         check_key: key
         for key, (prop, report) in fetch_keys.items()
         for name in check_names(prop, report)
-        if name in proof.BLOCKING_CHECKS + proof.HOURLY_CHECKS
+        if name in REPAIRED_CHECKS
         for check_key in (
             dg.AssetCheckKey(key, name),
             dg.AssetCheckKey(history_asset_key(key), name + ALL_DAYS_SUFFIX),
