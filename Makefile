@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where the demo puts its instance and warehouse, and the port `make ui` serves on:
+# `make ui PORT=3333`.
+WORKDIR ?= .demo
+PORT ?= 3000
 
 .PHONY: install demo test lint bench ui clean
 
@@ -16,7 +20,7 @@ install: $(STAMP)
 
 ## The main job: emulator + real Dagster instance and daemon + backfill into DuckDB, then a summary.
 demo: $(STAMP)
-	$(BIN)/gsc-pipeline demo
+	$(BIN)/gsc-pipeline demo --workdir $(WORKDIR)
 
 ## Debian's chromium for the browser test (playwright drives it; it never downloads a browser).
 ## Best effort: without it the test skips with a message, except in CI (GSC_REQUIRE_BROWSER=1) where it fails.
@@ -34,8 +38,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/gsc-pipeline bench --size standard --out docs/bench
 
+## The Dagster UI on the demo's instance; SIGTERM or Ctrl-C stops everything it started.
 ui: $(STAMP)
-	$(BIN)/gsc-pipeline ui
+	$(BIN)/gsc-pipeline ui --workdir $(WORKDIR) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) .demo

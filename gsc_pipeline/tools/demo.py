@@ -66,12 +66,54 @@ def emulator_process(*args: str, log: Path | None = None) -> Iterator[EmulatorHa
 
 
 def _stop(proc: subprocess.Popen, timeout: float) -> None:
-    """SIGTERM (both the emulator and the daemon shut down cleanly on it), then SIGKILL."""
+    """SIGTERM (the emulator shuts down cleanly on it), then SIGKILL."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def _stop_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to the process group `proc` leads (started with start_new_session=True: the
+    daemon's or dg dev's webserver, daemon and code servers), then SIGKILL to what is left.
+
+    Signalling `proc` alone left its children running: dg dev does not pass SIGTERM on.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=timeout)
+    # The children shut down on their own after the leader; wait for the group to empty.
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the command through its `finally` blocks, which stop every
+    process it started (Python's default SIGTERM ends it at once and leaves them running).
+    A second signal while stopping is ignored, so the stop itself runs to its end."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def short_tick_env(backfill_tick_seconds: int) -> dict[str, str]:
@@ -104,11 +146,12 @@ def dagster_daemon(
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its code server with it: stopped as one group
         )
         try:
             yield proc
         finally:
-            _stop(proc, timeout=30)
+            _stop_group(proc, timeout=30)
 
 
 def final_days(count: int, final_lag_days: int = 3) -> list[str]:
@@ -224,6 +267,11 @@ def check_summary(instance: dg.DagsterInstance, config: PipelineConfig) -> list[
 
 
 def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
+    with stopped_by_signals():
+        return _run_demo(workdir, days, timeout)
+
+
+def _run_demo(workdir: Path, days: int, timeout: float) -> int:
     started = time.monotonic()
     shutil.rmtree(workdir, ignore_errors=True)
     home = (workdir / "dagster_home").resolve()
@@ -277,7 +325,14 @@ def run_demo(workdir: Path, days: int = 30, timeout: float = 1200) -> int:
 
 
 def run_ui(workdir: Path, port: int = 3000) -> int:
-    """`dg dev` on the demo's instance, the emulator beside it, and a short backfill tick."""
+    """`dg dev` on the demo's instance, the emulator beside it, and a short backfill tick.
+
+    SIGTERM or SIGINT (Ctrl-C) stops all of it: dg dev's process group, then the emulator."""
+    with stopped_by_signals():
+        return _run_ui(workdir, port)
+
+
+def _run_ui(workdir: Path, port: int) -> int:
     home = (workdir / "dagster_home").resolve()
     if not (workdir / DEMO_DECLARATION).exists():
         home.mkdir(parents=True, exist_ok=True)
@@ -303,6 +358,9 @@ def run_ui(workdir: Path, port: int = 3000) -> int:
             "-p",
             str(port),
         ]
-        with contextlib.suppress(KeyboardInterrupt):
-            return subprocess.call(cmd, env=env)
-    return 0
+        # Its own session: Ctrl-C reaches it through stopped_by_signals, as one group.
+        dev = subprocess.Popen(cmd, env=env, start_new_session=True)
+        try:
+            return dev.wait()
+        finally:
+            _stop_group(dev, timeout=30)
