@@ -143,7 +143,7 @@ def test_scheduled_run_lands_the_window_and_its_checks_pass(monkeypatch, emulato
     missing = [e for e in evaluations
                if (e.asset_key.path[-1], e.check_name) == ("page_query", "no_missing_batches")]
     assert sorted(e.partition for e in missing) == ["2026-03-15", "2026-03-16", "2026-03-17"]
-    assert {e.metadata["run"].value for e in missing} == {
+    assert {e.metadata["assessment_of_run"].value for e in missing} == {
         "passed: 2026-03-15..2026-03-17 (3 days) checked"
     }
 

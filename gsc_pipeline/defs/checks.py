@@ -167,16 +167,23 @@ def _next_step(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> str:
     )
 
 
+# The check's page lists metadata sorted by key: these names put the sentence, the bad days and
+# what to do about them before the measurements.
+ASSESSMENT = "assessment"
+BAD_DAYS = "bad_days"
+BAD_DAYS_FIX = "bad_days_fix"
+
+
 def check_metadata(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> dict[str, str]:
     """What the check's page shows, all as text: the sentence, the bad days, what to do next,
     then the measurements. The repair sensor reads `bad_days` back as data."""
-    summary = outcome.summary()
+    assessment = outcome.summary()
     if not outcome.passed:
-        summary += "; repair requested" if outcome.name in REPAIRED_CHECKS else ""
-    metadata = {"summary": summary}
+        assessment += "; repair requested" if outcome.name in REPAIRED_CHECKS else ""
+    metadata = {ASSESSMENT: assessment}
     if outcome.bad_days:
-        metadata["bad_days"] = ", ".join(outcome.bad_partitions)
-        metadata["next_step"] = _next_step(outcome, fetching_key)
+        metadata[BAD_DAYS] = ", ".join(outcome.bad_partitions)
+        metadata[BAD_DAYS_FIX] = _next_step(outcome, fetching_key)
     return metadata | {key: _text(value) for key, value in outcome.metadata.items()}
 
 
@@ -228,20 +235,23 @@ def _day_evaluations(
     latest status is then a failure if any day failed). A day it did not measure gets none."""
     checked = set(outcome.bad_partitions) | {d.isoformat() for d in outcome.checked_days}
     run_metadata = check_metadata(outcome, asset_key)
-    run_summary = run_metadata.pop("summary")
-    run_metadata.pop("bad_days", None)
+    run_assessment = run_metadata.pop(ASSESSMENT)
+    run_metadata.pop(BAD_DAYS, None)
     evaluations = []
     for day in sorted((d for d in days if d in checked), key=outcome.bad_partitions.__contains__):
         bad = day in outcome.bad_partitions
         # The day's verdict first, then the run's (whose measurements the rest are).
-        metadata = {"summary": f"{day}: {'failed' if bad else 'passed'}", "run": run_summary}
+        metadata = {
+            ASSESSMENT: f"{day}: {'failed' if bad else 'passed'}",
+            f"{ASSESSMENT}_of_run": run_assessment,
+        }
         evaluations.append(
             dg.AssetCheckEvaluation(
                 asset_key=asset_key,
                 check_name=outcome.name,
                 passed=not bad,
                 severity=_SEVERITY[outcome.name],
-                metadata=metadata | ({"bad_days": day} if bad else {}) | run_metadata,
+                metadata=metadata | ({BAD_DAYS: day} if bad else {}) | run_metadata,
                 partition=day,
             )
         )

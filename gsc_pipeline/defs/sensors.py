@@ -31,6 +31,7 @@ from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
+    BAD_DAYS,
     REPAIRED_CHECKS,
     check_names,
     history_asset_key,
@@ -88,7 +89,7 @@ def _partition_id(asset_key: dg.AssetKey, day: str) -> str:
 def _listed_days(metadata: Mapping[str, Any]) -> list[str]:
     """The check's `bad_days` metadata, ", "-joined text (`bad_partitions`, a list or text, in
     evaluations stored by earlier versions)."""
-    entry = metadata.get("bad_days") or metadata.get("bad_partitions")
+    entry = metadata.get(BAD_DAYS) or metadata.get("bad_partitions")
     value = entry.value if entry is not None else None
     if isinstance(value, list):
         return [str(day) for day in value]
