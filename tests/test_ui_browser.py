@@ -276,11 +276,12 @@ def _repair_run(home: Path, timeout: float = 400) -> dg.DagsterRun:
 def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, browser_page):
     ui, page = backfilled_ui, browser_page
     # 1. After the backfill, a fetching asset's check history reads as measurements: one per
-    # day (Dagster plans a backfill run's checks per day), none "Skipped".
+    # day (Dagster plans a backfill run's checks per day), each saying its day, none "Skipped".
     for name in IN_RUN_CHECKS:
         text = _check_page(page, ui.base, SITE_ASSET, name, ui.days[0], "Execution history")
         assert "Skipped" not in text, text
-        assert all(day in text for day in ui.days), text
+        assert text.count("Passed") == len(ui.days), text
+        assert all(f"{day}: passed" in text for day in ui.days), text
     page.screenshot(path=str(ui.workdir.parent / "check_history.png"), full_page=True)
 
     # 2. A fault: 5 page rows of one day deleted from the warehouse.

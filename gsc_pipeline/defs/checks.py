@@ -204,13 +204,16 @@ def _results(
                 f"{outcome.metadata['not_evaluated']}"
             )
             continue
+        metadata = check_metadata(outcome, fetching_key)
         results.append(
             dg.AssetCheckResult(
                 asset_key=asset_key,
                 check_name=outcome.name + suffix,
                 passed=outcome.passed,
                 severity=_SEVERITY[outcome.name],
-                metadata=check_metadata(outcome, fetching_key),
+                metadata=metadata,
+                # The execution history's Description column: each row says what it found.
+                description=metadata[ASSESSMENT],
             )
         )
     return results
@@ -252,6 +255,7 @@ def _day_evaluations(
                 passed=not bad,
                 severity=_SEVERITY[outcome.name],
                 metadata=metadata | ({BAD_DAYS: day} if bad else {}) | run_metadata,
+                description=metadata[ASSESSMENT],
                 partition=day,
             )
         )
