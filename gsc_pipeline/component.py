@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster._core.errors import DagsterUserCodeProcessError
-from dagster._utils.error import SerializableErrorInfo
 from dagster.components.component_scaffolding import scaffold_component
-from dagster.components.core.component_tree import ComponentTreeException
 from pydantic import BaseModel, PrivateAttr, ValidationError, model_validator
 
 from gsc_pipeline.config import (
@@ -28,6 +25,7 @@ from gsc_pipeline.config import (
 )
 from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
+from gsc_pipeline.defs.errors import UserFacingError
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
@@ -79,18 +77,9 @@ attributes:
 """
 
 
-class DeclarationError(DagsterUserCodeProcessError, ComponentTreeException):
-    """A bad declaration: Dagster shows this message alone, without a Python stack trace.
-
-    A user-code error carrying its own `SerializableErrorInfo` is what Dagster serializes in
-    place of the exception (`serializable_error_info_from_exc_info` hoists it), so `dg check
-    defs`, `dg dev` and `dagster dev` print the message we wrote and no frames; being a
-    `ComponentTreeException`, the component tree re-raises it instead of wrapping it.
-    """
-
-    def __init__(self, message: str) -> None:
-        info = SerializableErrorInfo(message=message, stack=[], cls_name="DeclarationError")
-        super().__init__(message, user_code_process_error_infos=[info])
+class DeclarationError(UserFacingError):
+    """A bad declaration: `dg check defs`, `dg dev`, `dagster dev` and the UI show its message
+    (file, line, key, fix) alone, without a Python stack trace."""
 
 
 class DeclaredConfig(PipelineConfig):
@@ -255,4 +244,3 @@ def _refuse_shared_namespace(config: PipelineConfig, defs_yaml: Path, defs_dir: 
                 "(lowercase letters, digits, underscores) in all but one of them, e.g. "
                 "`prefix: second`"
             )
-
