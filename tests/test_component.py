@@ -130,6 +130,17 @@ def test_two_declarations_without_prefix_are_told_to_set_prefix(tmp_path):
     assert fixed.returncode == 0, fixed.stdout[-2000:] + fixed.stderr[-2000:]
 
 
+def test_a_bad_warehouse_url_is_a_load_error_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, "mysql://db.example/gsc")
+    project = write_dg_project(tmp_path / "proj", {"gsc": _declaration()})
+    done = _dg("check", "defs", cwd=project)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "defs/gsc/defs.yaml: GSC_WAREHOUSE_URL='mysql://db.example/gsc'" in out, out
+    assert "'mysql' is not a supported warehouse" in out
+    assert "Traceback" not in out and "Stack Trace" not in out, out
+
+
 def test_a_run_command_shows_a_bad_declaration_without_a_traceback(tmp_path):
     """`dagster asset materialize` loads the definitions in its own process: the load error
     reaches the interpreter, which prints the message, not a traceback."""

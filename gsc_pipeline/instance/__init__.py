@@ -152,7 +152,11 @@ def init_instance(
     pool_limit: int | None = None,
     workspace: bool = True,
 ) -> dict[str, int]:
-    """The tools' setup of a fresh instance (demo, bench, tests): files, then pool limits."""
-    write_instance_config(home, postgres=postgres, workspace=workspace)
+    """The tools' setup of their own instance (demo, bench, tests): files, then pool limits.
+
+    Their directories hold nothing of a user's, and a bench step edits the dagster.yaml a later
+    step expects fresh: the template replaces it (the CLI merges instead).
+    """
+    write_instance_config(home, postgres=postgres, workspace=workspace, force=True)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         return set_pool_limits(instance, config, pool_limit)
