@@ -25,7 +25,7 @@ from gsc_pipeline.config import (
 )
 from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
-from gsc_pipeline.defs.errors import UserFacingError
+from gsc_pipeline.defs.errors import INPUT_ERRORS, UserFacingError
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
@@ -207,8 +207,8 @@ class GscComponent(dg.Component):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         try:
             return build_definitions(self.config)
-        except ValueError as exc:
-            # ConfigError, WarehouseUrlError, a bad GSC_TODAY: each message names its fix.
+        except INPUT_ERRORS as exc:
+            # A bad GSC_WAREHOUSE_URL, say: its message names the variable and the fix.
             raise DeclarationError(f"{context.path / 'defs.yaml'}: {exc}") from None
 
 
