@@ -62,17 +62,28 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _init_instance(args: argparse.Namespace) -> int:
-    from gsc_pipeline.config import load_config
-    from gsc_pipeline.instance import init_instance
+    import dagster as dg
 
-    limits = init_instance(
-        Path(args.dagster_home), load_config(args.config), postgres=args.postgres
-    )
-    for pool, limit in limits.items():
-        print(f"pool {pool}: limit {limit}")
-    print(
-        f"wrote {Path(args.dagster_home) / 'dagster.yaml'}; export DAGSTER_HOME={args.dagster_home}"
-    )
+    from gsc_pipeline.config import ConfigError, load_declarations
+    from gsc_pipeline.instance import InstanceConfigConflict, set_pool_limits, write_instance_config
+
+    home = Path(args.dagster_home)
+    try:
+        declarations = load_declarations(args.config, Path.cwd())
+        written = write_instance_config(
+            home, postgres=args.postgres, workspace=args.workspace, force=args.force
+        )
+    except (ConfigError, InstanceConfigConflict) as exc:
+        print(f"gsc-pipeline init-instance: {exc}", file=sys.stderr)
+        return 1
+    print(declarations.origin)
+    for line in written:
+        print(line)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for config in declarations.configs.values():
+            for pool, limit in set_pool_limits(instance, config).items():
+                print(f"pool {pool}: limit {limit} (in the instance database)")
+    print(f"export DAGSTER_HOME={home}")
     return 0
 
 
@@ -128,13 +139,35 @@ def main(argv: list[str] | None = None) -> int:
     ui.set_defaults(func=_ui)
 
     doctor = sub.add_parser("doctor", help="check config, credentials, reachability, permissions")
-    doctor.add_argument("--config", default=None, help="config file (default $GSC_PIPELINE_CONFIG)")
+    doctor.add_argument(
+        "--config",
+        default=None,
+        help="config file (default: $GSC_PIPELINE_CONFIG, else every GscComponent of the dg "
+        "project around the current directory, else the bundled demo)",
+    )
     doctor.set_defaults(func=_doctor)
 
-    init = sub.add_parser("init-instance", help="write dagster.yaml and set the pool limits")
+    init = sub.add_parser(
+        "init-instance",
+        help="merge the pipeline's settings into dagster.yaml and set the pool limits",
+    )
     init.add_argument("dagster_home")
-    init.add_argument("--config", default=None)
+    init.add_argument(
+        "--config",
+        default=None,
+        help="a config or defs.yaml (default: $GSC_PIPELINE_CONFIG, else every GscComponent of "
+        "the dg project around the current directory)",
+    )
     init.add_argument("--postgres", action="store_true", help="storage in $DAGSTER_POSTGRES_URL")
+    init.add_argument(
+        "--workspace",
+        action="store_true",
+        help="also write workspace.yaml loading the bundled code location (gsc_pipeline."
+        "definitions); a dg project needs none",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing dagster.yaml that differs"
+    )
     init.set_defaults(func=_init_instance)
 
     bench = sub.add_parser("bench", help="benchmark: sequential vs the pipeline vs the lower bound")

@@ -8,14 +8,24 @@ defs.yaml is validated by the same model, with the same messages, as a config fi
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster.components.component_scaffolding import scaffold_component
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr, ValidationError, model_validator
 
-from gsc_pipeline.config import ConfigError, PipelineConfig
+from gsc_pipeline.config import (
+    COMPONENT_TYPE,
+    PipelineConfig,
+    find_declarations,
+    key_path,
+    read_yaml,
+    validation_problems,
+)
 from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
+from gsc_pipeline.defs.errors import INPUT_ERRORS, UserFacingError
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
@@ -39,12 +49,55 @@ from gsc_pipeline.defs.stats import (
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 # What `dg scaffold defs gsc_pipeline.GscComponent <path>` writes: a declaration that loads as is
-# (one property, no credential: point GSC_API_ENDPOINT at `gsc-pipeline emulator` to try it).
-STARTER_ATTRIBUTES = {
-    "start_date": "earliest",
-    "credentials": {"default": {"kind": "none", "pool_limit": 4}},
-    "properties": [{"site_url": "sc-domain:example.com"}],
-}
+# (one property, no credential), with comments saying where the key, the emulator and the
+# warehouse go, since a first-time user reads this file before any documentation.
+STARTER_DEFS_YAML = f"""\
+# Google Search Console -> your warehouse. Every attribute: README's option table, or
+# `dg utils inspect-component {COMPONENT_TYPE}`.
+#
+# Environment (read when the definitions load and at run time; never written in this file):
+#   GSC_WAREHOUSE_URL  where rows are stored: duckdb:///path/to/gsc.duckdb, or
+#                      postgresql://user@host/db (unset: gsc_warehouse.duckdb in $DAGSTER_HOME)
+#   GSC_API_ENDPOINT   unset: Google. To try this without a Google account, run the bundled
+#                      emulator (`gsc-pipeline emulator --port 8765`, it serves this example
+#                      property) and export GSC_API_ENDPOINT=http://127.0.0.1:8765/
+type: {COMPONENT_TYPE}
+
+attributes:
+  start_date: earliest   # first day to fetch (YYYY-MM-DD), or `earliest`: Google's 16 months
+  credentials:
+    default:
+      kind: none         # the emulator needs no key. For Google: `kind: service_account` and
+                         # `key_env: GSC_SA_KEY`, the environment variable holding the key JSON
+                         # (raw or base64; never the key itself), or `key_file: /path/key.json`
+      pool_limit: 4      # fetching steps at once; `gsc-pipeline init-instance` sets the pool
+  properties:
+    - site_url: sc-domain:example.com   # or a URL-prefix property: https://www.example.com/
+  # prefix: second       # required on a second {COMPONENT_TYPE} in this project
+"""
+
+
+class DeclarationError(UserFacingError):
+    """A bad declaration: `dg check defs`, `dg dev`, `dagster dev` and the UI show its message
+    (file, line, key, fix) alone, without a Python stack trace."""
+
+
+class DeclaredConfig(PipelineConfig):
+    """The pipeline config as dg validates a defs.yaml: same fields and schema, but a bad
+    declaration is kept (with its problems) instead of raised, so `GscComponent.load` reports
+    it with file, line, key and fix rather than as a pydantic error inside a stack trace."""
+
+    _problems: ValidationError | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_problems(cls, data: Any, handler: Any) -> DeclaredConfig:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            invalid = cls.model_construct()
+            invalid._problems = exc
+            return invalid
 
 
 def build_definitions(config: PipelineConfig) -> dg.Definitions:
@@ -90,7 +143,10 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
 
 class GscScaffolder(dg.Scaffolder):
     def scaffold(self, request: dg.ScaffoldRequest) -> None:
-        scaffold_component(request, STARTER_ATTRIBUTES)
+        if request.scaffold_format != "yaml" or request.append:
+            scaffold_component(request, {})
+            return
+        (request.target_path / "defs.yaml").write_text(STARTER_DEFS_YAML)
 
 
 @dg.scaffold_with(GscScaffolder)
@@ -124,7 +180,7 @@ class GscComponent(dg.Component):
 
     @classmethod
     def get_model_cls(cls) -> type[BaseModel]:
-        return PipelineConfig
+        return DeclaredConfig
 
     @classmethod
     def get_spec(cls) -> dg.ComponentTypeSpec:
@@ -136,12 +192,55 @@ class GscComponent(dg.Component):
 
     @classmethod
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> GscComponent:
-        if not isinstance(attributes, PipelineConfig):
-            raise ConfigError(
-                f"{context.path}/defs.yaml: GscComponent needs `attributes:` with at least "
-                "start_date and properties (`dg docs` describes them)"
+        defs_yaml = context.path / "defs.yaml"
+        if not isinstance(attributes, DeclaredConfig):
+            raise DeclarationError(
+                f"{defs_yaml}: {COMPONENT_TYPE} needs `attributes:` with at least start_date "
+                "and properties (README's option table describes every attribute)"
             )
-        return cls(attributes)
+        if attributes._problems is not None:
+            raise DeclarationError(_describe_problems(attributes._problems, defs_yaml, context))
+        _refuse_shared_namespace(attributes, defs_yaml, context.defs_module_path)
+        # The validated values as the plain config, equal to the same file read by load_config.
+        return cls(PipelineConfig.model_construct(attributes.model_fields_set, **dict(attributes)))
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        return build_definitions(self.config)
+        try:
+            return build_definitions(self.config)
+        except INPUT_ERRORS as exc:
+            # A bad GSC_WAREHOUSE_URL, say: its message names the variable and the fix.
+            raise DeclarationError(f"{context.path / 'defs.yaml'}: {exc}") from None
+
+
+def _describe_problems(
+    problems: ValidationError, defs_yaml: Path, context: dg.ComponentLoadContext
+) -> str:
+    """One line per problem: `file:line: attributes.<key>: <what is wrong and the fix>`."""
+    tree = context.resolution_context.source_position_tree
+    lines = []
+    for loc, message in validation_problems(problems):
+        where = f"{tree.lookup_closest_and_path(['attributes', *loc], None)[0]}" if tree else ""
+        key = "attributes" + (f".{key_path(loc)}" if loc else "")
+        lines.append(f"{where or defs_yaml}: {COMPONENT_TYPE} {key}: {message}")
+    return "\n".join(lines)
+
+
+def _refuse_shared_namespace(config: PipelineConfig, defs_yaml: Path, defs_dir: Path) -> None:
+    """Two declarations with the same prefix (or none) would define the same asset keys, jobs,
+    pools and resources: say which files and what to set, before Dagster reports a clash of
+    resource keys that names neither."""
+    if not defs_yaml.is_file():
+        return  # built from Python (`from_attributes_dict`), not declared in a defs folder
+    for other in find_declarations(defs_dir):
+        if other.resolve() == defs_yaml.resolve():
+            continue
+        declared = read_yaml(other)
+        attributes = (declared.get("attributes") if isinstance(declared, dict) else None) or {}
+        if attributes.get("prefix") == config.prefix:
+            same = f"the same prefix {config.prefix!r}" if config.prefix else "no `prefix:`"
+            raise DeclarationError(
+                f"{defs_yaml} and {other} both declare {COMPONENT_TYPE} with {same}, so their "
+                "asset keys, jobs, pools and resources would collide; set a distinct `prefix:` "
+                "(lowercase letters, digits, underscores) in all but one of them, e.g. "
+                "`prefix: second`"
+            )

@@ -11,6 +11,8 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import tomllib
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -48,6 +50,8 @@ from gsc_pipeline.reports import (
 
 # The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
 BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
+# The `type:` of a defs.yaml declaring the component.
+COMPONENT_TYPE = "gsc_pipeline.GscComponent"
 
 _LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
 _DOMAIN_RE = re.compile(rf"^sc-domain:{_LABEL}(\.{_LABEL})+$")
@@ -375,11 +379,13 @@ def pool_name(credential: str) -> str:
     return DEFAULT_POOL if credential == "default" else f"{DEFAULT_POOL}_{credential}"
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = []
+def validation_problems(exc: ValidationError) -> list[tuple[tuple[str | int, ...], str]]:
+    """Each problem of `exc` as (key path, message naming the fix), in the words of this module.
+
+    A dg defs.yaml places the key paths on lines; a plain config file prints them inline.
+    """
+    problems = []
     for err in exc.errors():
-        loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in err["loc"])
-        loc = loc.replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"].startswith("date_"):
             reason = msg.removeprefix("Input should be a valid date or datetime, ")
@@ -387,8 +393,18 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
                 f"{err['input']!r} is not a calendar day ({reason}); write it as YYYY-MM-DD, "
                 "e.g. 2026-02-28"
             )
-        # Whole-config checks name their key path in the message themselves.
-        lines.append(f"{loc}: {msg}" if loc else msg)
+        problems.append((tuple(err["loc"]), msg))
+    return problems
+
+
+def key_path(loc: tuple[str | int, ...]) -> str:
+    """`('properties', 0, 'site_url')` -> `properties[0].site_url`."""
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
+def _format_validation_error(exc: ValidationError, source: str) -> str:
+    # Whole-config checks name their key path in the message themselves.
+    lines = [f"{key_path(loc)}: {msg}" if loc else msg for loc, msg in validation_problems(exc)]
     return f"{source}: " + "; ".join(lines)
 
 
@@ -424,11 +440,91 @@ def load_config(path: str | os.PathLike[str] | None = None) -> PipelineConfig:
     path = Path(path or os.environ.get(CONFIG_ENV) or BUNDLED_DEMO_CONFIG)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} to its path)")
-    try:
-        data = yaml.load(path.read_text(), Loader=_TextDatesLoader)  # noqa: S506 - a SafeLoader
-    except (yaml.YAMLError, ValueError) as exc:
-        # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path)
     if isinstance(data, dict) and "type" in data and "attributes" in data:
         return parse_config(data["attributes"], f"{path} attributes")
     return parse_config(data, str(path))
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        return yaml.load(path.read_text(), Loader=_TextDatesLoader)  # noqa: S506 - a SafeLoader
+    except (yaml.YAMLError, ValueError) as exc:
+        # ValueError: a constructor refused a value (an explicit `!!timestamp 2026-02-30`).
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+
+
+def is_declaration(data: object) -> bool:
+    """Whether a parsed defs.yaml declares a GscComponent."""
+    return isinstance(data, dict) and data.get("type") == COMPONENT_TYPE
+
+
+def find_declarations(defs_dir: Path) -> list[Path]:
+    """Every defs.yaml under a dg project's defs folder that declares a GscComponent."""
+    found = []
+    for path in sorted(defs_dir.rglob("defs.yaml")):
+        try:
+            data = read_yaml(path)
+        except ConfigError:
+            continue  # another component's file, or one dg itself reports as broken
+        if is_declaration(data):
+            found.append(path)
+    return found
+
+
+def project_defs_dir(start: Path) -> Path | None:
+    """The defs folder of the dg project holding `start` (pyproject.toml's `[tool.dg]`), or None.
+
+    dg's own rule: the defs module is `[tool.dg.project] defs_module`, else `<root_module>.defs`,
+    found under `src/` (a create-dagster project) or the project root.
+    """
+    for directory in [start, *start.parents]:
+        pyproject = directory / "pyproject.toml"
+        if not pyproject.is_file():
+            continue
+        try:
+            dg_table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dg")
+        except tomllib.TOMLDecodeError:
+            continue
+        project = (dg_table or {}).get("project") or {}
+        root_module = project.get("root_module")
+        if not root_module:
+            continue
+        module = Path(*(project.get("defs_module") or f"{root_module}.defs").split("."))
+        for base in (directory / "src", directory):
+            if (base / module).is_dir():
+                return base / module
+    return None
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """The declarations a command works on, and a sentence saying where they came from."""
+
+    configs: dict[Path, PipelineConfig]
+    origin: str
+
+
+def load_declarations(path: str | os.PathLike[str] | None, cwd: Path) -> Declarations:
+    """`path`, else $GSC_PIPELINE_CONFIG, else every GscComponent of the dg project around
+    `cwd`; only outside a dg project the bundled demo, and `origin` says so."""
+    explicit = path or os.environ.get(CONFIG_ENV)
+    if explicit:
+        return Declarations({Path(explicit): load_config(explicit)}, f"config {explicit}")
+    defs_dir = project_defs_dir(cwd.resolve())
+    if defs_dir is None:
+        return Declarations(
+            {BUNDLED_DEMO_CONFIG: load_config(BUNDLED_DEMO_CONFIG)},
+            f"not inside a dg project (no pyproject.toml with [tool.dg] above {cwd}): using the "
+            f"bundled demo declaration {BUNDLED_DEMO_CONFIG}; pass --config <your defs.yaml>",
+        )
+    found = find_declarations(defs_dir)
+    if not found:
+        raise ConfigError(
+            f"{defs_dir}: no defs.yaml declares {COMPONENT_TYPE}; create one with `dg scaffold "
+            f"defs {COMPONENT_TYPE} gsc`, or pass --config <defs.yaml>"
+        )
+    return Declarations(
+        {p: load_config(p) for p in found},
+        f"dg project declarations: {', '.join(str(p) for p in found)}",
+    )

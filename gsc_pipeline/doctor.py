@@ -8,14 +8,16 @@ import datetime as dt
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
-from gsc_pipeline.config import ConfigError, PipelineConfig, load_config
+from gsc_pipeline.config import ConfigError, PipelineConfig, load_declarations
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, GscError, RetryPolicy, load_credentials
 from gsc_pipeline.reports import pacific_today
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     WarehouseUrlError,
     open_warehouse,
+    parse_warehouse_url,
     redact_url,
     warehouse_url,
 )
@@ -44,7 +46,12 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
                     f"environment variable {cred.key_env} is empty or unset; export "
                     "the key JSON (raw or base64) in it"
                 )
-            credentials = load_credentials(cred.kind, json_text=secret, path=cred.key_file)
+            credentials = load_credentials(
+                cred.kind,
+                json_text=secret,
+                path=cred.key_file,
+                source=f"environment variable {cred.key_env}",
+            )
         except GscError as exc:
             findings.append(Finding(False, f"credential {name!r}: {exc}"))
             continue
@@ -70,7 +77,11 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
             findings.append(Finding(False, f"{where} unreachable with credential {name!r}: {exc}"))
             continue
         findings.append(
-            Finding(True, f"{where} reachable; the credential sees {len(sites)} properties")
+            Finding(
+                True,
+                f"{where} reachable; the credential sees "
+                f"{_plural(len(sites), 'property', 'properties')}",
+            )
         )
         for prop in props:
             findings.append(_check_property(client, prop.site_url, sites))
@@ -103,7 +114,7 @@ def _check_property(client: GscClient, site_url: str, sites: dict[str, str]) -> 
 
 def check_warehouse() -> Finding:
     """Can the pipeline store? Connect and create, fill and drop a scratch table, in one
-    transaction (so nothing is left behind)."""
+    transaction, and remove a DuckDB file the check itself created (so nothing is left behind)."""
     try:
         url = warehouse_url()
         warehouse = open_warehouse(url)
@@ -111,6 +122,13 @@ def check_warehouse() -> Finding:
         return Finding(False, f"warehouse: {exc}")
     shown = redact_url(url)
     table = f"gsc_doctor_scratch_{uuid.uuid4().hex[:8]}"
+    dialect, target = parse_warehouse_url(url)
+    # The database file and its write-ahead log, when this check is what creates them.
+    new_files = (
+        [f for f in (Path(target), Path(f"{target}.wal")) if not f.exists()]
+        if dialect == "duckdb"
+        else []
+    )
     try:
         with warehouse.transaction() as conn:
             conn.execute(f"CREATE TABLE {table} (x INTEGER)")
@@ -128,21 +146,34 @@ def check_warehouse() -> Finding:
             f"warehouse {shown} ({WAREHOUSE_URL_ENV}): cannot connect and write "
             f"({type(exc).__name__}: {detail}); {fix}",
         )
+    finally:
+        for created in new_files:
+            created.unlink(missing_ok=True)
     return Finding(True, f"warehouse {shown}: connected, created and dropped a scratch table")
 
 
-def run_doctor(config_path: str | None = None) -> int:
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def run_doctor(config_path: str | None = None, cwd: Path | None = None) -> int:
+    """Check the declarations `load_declarations` finds from `cwd`: `--config`, else the dg
+    project's GscComponents, else (outside a project, said so) the bundled demo."""
     print("gsc-pipeline doctor")
     try:
-        config = load_config(config_path)
+        declarations = load_declarations(config_path, cwd or Path.cwd())
     except ConfigError as exc:
         print(f"  [FAIL] config: {exc}")
         return 1
-    print(
-        f"  [ok] config: {len(config.properties)} properties, "
-        f"{len(config.credentials)} credential(s), start {config.start_date}"
-    )
-    findings = [check_warehouse(), *diagnose(config, os.environ.get(API_ENDPOINT_ENV) or None)]
+    print(f"  {declarations.origin}")
+    findings = [check_warehouse()]
+    for path, config in declarations.configs.items():
+        print(
+            f"  [ok] config {path}: {_plural(len(config.properties), 'property', 'properties')}, "
+            f"{_plural(len(config.credentials), 'credential', 'credentials')}, "
+            f"start {config.start_date}"
+        )
+        findings += diagnose(config, os.environ.get(API_ENDPOINT_ENV) or None)
     for finding in findings:
         print(finding)
     bad = sum(not f.ok for f in findings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -104,3 +105,24 @@ def warehouse_rows(warehouse, site_url: str, report: Report, day: dt.date) -> pd
         f"SELECT * FROM {report.table} WHERE site_url = ? AND date = ?", [site_url, day]
     )
     return normalise(df, report)
+
+
+def write_dg_project(root: Path, declarations: dict[str, str], name: str = "proj") -> Path:
+    """A minimal dg project at `root` (the layout create-dagster writes: `src/<name>/defs/`)
+    with one defs.yaml per entry of `declarations` (folder -> text); returns `root`."""
+    package = root / "src" / name
+    (package / "defs").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(
+        "from pathlib import Path\nimport dagster as dg\n\n\n@dg.definitions\ndef defs():\n"
+        "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+    )
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "0"\n'
+        f'[tool.dg]\ndirectory_type = "project"\n[tool.dg.project]\nroot_module = "{name}"\n'
+    )
+    for folder, text in declarations.items():
+        (package / "defs" / folder).mkdir()
+        (package / "defs" / folder / "defs.yaml").write_text(text)
+    return root

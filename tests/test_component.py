@@ -22,7 +22,7 @@ from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.reports import REPORTS
 from gsc_pipeline.warehouse import open_warehouse
-from tests.pipeline_env import EMULATOR_CONFIG, SMALL
+from tests.pipeline_env import EMULATOR_CONFIG, SMALL, write_dg_project
 
 ROOT = Path(__file__).parents[1]
 DG = str(Path(sys.executable).with_name("dg"))
@@ -89,27 +89,73 @@ def test_bad_attributes_get_the_config_files_messages(tmp_path):
     with pytest.raises(Exception, match="prefix 'Agency B' must be lowercase letters"):
         _component(prefix="Agency B")
     # In a dg project the error names the defs.yaml and the line.
-    project = tmp_path / "proj"
-    (project / "proj" / "defs" / "gsc").mkdir(parents=True)
-    (project / "proj" / "__init__.py").write_text("")
-    (project / "proj" / "defs" / "__init__.py").write_text("")
-    (project / "proj" / "definitions.py").write_text(
-        "from pathlib import Path\nimport dagster as dg\n\n\n@dg.definitions\ndef defs():\n"
-        "    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)\n"
+    project = write_dg_project(
+        tmp_path / "proj",
+        {
+            "gsc": "type: gsc_pipeline.GscComponent\nattributes:\n  start_date: 2026-01-01\n"
+            "  properties:\n    - site_url: example.com\n"
+        },
     )
-    (project / "pyproject.toml").write_text(
-        '[project]\nname = "proj"\nversion = "0"\n'
-        '[tool.dg]\ndirectory_type = "project"\n[tool.dg.project]\nroot_module = "proj"\n'
-    )
-    (project / "proj" / "defs" / "gsc" / "defs.yaml").write_text(
-        "type: gsc_pipeline.GscComponent\nattributes:\n  start_date: 2026-01-01\n"
-        "  properties:\n    - site_url: example.com\n"
-    )
+    out = _check_fails_with_the_message_alone(project)
+    assert "defs.yaml:5: gsc_pipeline.GscComponent attributes.properties[0].site_url" in out, out
+    assert "did you mean 'sc-domain:example.com'" in out
+
+
+def _check_fails_with_the_message_alone(project: Path) -> str:
+    """`dg check defs` fails, and its output has no Python frames around the message."""
     done = _dg("check", "defs", cwd=project)
-    assert done.returncode != 0
     out = done.stdout + done.stderr
-    assert "attributes.properties.0.site_url at " in out, out[-3000:]
-    assert "defs.yaml:5" in out and "did you mean 'sc-domain:example.com'" in out
+    assert done.returncode != 0, out
+    assert "Traceback" not in out and "Stack Trace" not in out, out
+    return out
+
+
+def _declaration(*extra: str) -> str:
+    return (
+        "type: gsc_pipeline.GscComponent\nattributes:\n  start_date: 2026-01-01\n"
+        f"  properties:\n    - site_url: {SMALL}\n" + "".join(f"  {line}\n" for line in extra)
+    )
+
+
+def test_two_declarations_without_prefix_are_told_to_set_prefix(tmp_path):
+    project = write_dg_project(
+        tmp_path / "proj", {"agency_a": _declaration(), "agency_b": _declaration()}
+    )
+    out = _check_fails_with_the_message_alone(project)
+    defs = project / "src" / "proj" / "defs"
+    assert f"{defs / 'agency_a' / 'defs.yaml'} and {defs / 'agency_b' / 'defs.yaml'}" in out, out
+    assert "with no `prefix:`" in out and "set a distinct `prefix:`" in out
+    assert "same key" not in out
+    # The fix the message gives is enough.
+    (defs / "agency_b" / "defs.yaml").write_text(_declaration("prefix: agency_b"))
+    fixed = _dg("check", "defs", cwd=project)
+    assert fixed.returncode == 0, fixed.stdout[-2000:] + fixed.stderr[-2000:]
+
+
+def test_a_bad_warehouse_url_is_a_load_error_without_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, "mysql://db.example/gsc")
+    project = write_dg_project(tmp_path / "proj", {"gsc": _declaration()})
+    out = _check_fails_with_the_message_alone(project)
+    assert "defs/gsc/defs.yaml: GSC_WAREHOUSE_URL='mysql://db.example/gsc'" in out, out
+    assert "'mysql' is not a supported warehouse" in out
+
+
+def test_a_run_command_shows_a_bad_declaration_without_a_traceback(tmp_path):
+    """`dagster asset materialize` loads the definitions in its own process: the load error
+    reaches the interpreter, which prints the message, not a traceback."""
+    project = write_dg_project(tmp_path / "proj", {"gsc": _declaration("refresh_days: 99")})
+    env = {**os.environ, "PYTHONPATH": str(project / "src"), "NO_COLOR": "1"}
+    env.pop("GSC_PIPELINE_CONFIG", None)
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+         "-m", "proj.definitions", "--select", "*", "--partition", DAY],
+        cwd=project, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 1
+    out = done.stdout + done.stderr
+    assert "defs.yaml:6: gsc_pipeline.GscComponent attributes.refresh_days:" in out, out
+    assert "less than or equal to 30" in out
+    assert "Traceback" not in out and "Stack Trace" not in out, out
 
 
 def test_secrets_stay_env_vars_and_never_reach_the_ui(monkeypatch):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from gsc_pipeline.cli import main
+from gsc_pipeline.constants import CONFIG_ENV
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV
+from tests.pipeline_env import write_dg_project
 
 GOOD_CONFIG = "start_date: 2026-10-01\nproperties:\n  - site_url: sc-domain:example.com\n"
 
@@ -120,3 +122,68 @@ def test_doctor_names_a_warehouse_it_cannot_use(
     out = capsys.readouterr().out
     assert says.format(tmp=tmp_path) in out and "1 problem(s)" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gsc.yaml"]  # nothing created
+
+
+def test_doctor_leaves_no_warehouse_file_and_counts_in_words(
+    gsc_emulator, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
+    assert main(["doctor", "--config", _write(tmp_path, GOOD_CONFIG)]) == 0
+    out = capsys.readouterr().out
+    assert ": 1 property, 1 credential, start 2026-10-01" in out, out
+    assert "connected, created and dropped a scratch table" in out
+    # Its docstring's promise: nothing left behind, not even the empty database file.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gsc.yaml"]
+
+
+def _project_declaration(site_url: str, *extra: str) -> str:
+    return (
+        "type: gsc_pipeline.GscComponent\nattributes:\n  start_date: 2026-10-01\n"
+        f"  properties:\n    - site_url: {site_url}\n" + "".join(f"  {x}\n" for x in extra)
+    )
+
+
+def test_doctor_in_a_dg_project_checks_all_its_declarations(
+    gsc_emulator, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    project = write_dg_project(
+        tmp_path / "proj",
+        {
+            "gsc": _project_declaration("sc-domain:example.com"),
+            "agency": _project_declaration("sc-domain:shop.example", "prefix: agency"),
+        },
+    )
+    monkeypatch.chdir(project / "src")  # anywhere inside the project
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    defs = project / "src" / "proj" / "defs"
+    assert f"config {defs / 'agency' / 'defs.yaml'}: 1 property" in out, out
+    assert f"config {defs / 'gsc' / 'defs.yaml'}: 1 property" in out
+    assert "sc-domain:example.com: siteOwner, test query ok" in out
+    assert "sc-domain:shop.example: siteOwner, test query ok" in out
+    # Not the bundled demo's properties.
+    assert "www.example.org" not in out and "bundled demo" not in out
+
+
+def test_doctor_outside_a_project_says_it_uses_the_bundled_demo(
+    gsc_emulator, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv(API_ENDPOINT_ENV, gsc_emulator.base_url)
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    main(["doctor"])
+    out = capsys.readouterr().out
+    assert "not inside a dg project" in out and "using the bundled demo declaration" in out
+
+
+def test_doctor_in_a_project_without_a_declaration_says_how_to_add_one(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.chdir(write_dg_project(tmp_path / "proj", {}))
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "no defs.yaml declares gsc_pipeline.GscComponent" in out
+    assert "dg scaffold defs gsc_pipeline.GscComponent gsc" in out

@@ -4,6 +4,7 @@ PostgreSQL, compared row for row with what the API serves."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import socket
 
@@ -11,6 +12,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
+from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.emulator.testing import running_emulator
@@ -135,10 +137,9 @@ def test_permission_denied_fails_with_the_fix_and_writes_nothing(monkeypatch, em
     message = str(failure.step_failure_data.error)
     assert "sc-domain:not-yours.example" in message
     assert "add it as a user" in message or "permission" in message.lower()
-    wh = open_warehouse(url)
-    for name in ("page_query", "page", "site"):
-        assert wh.read_sql(f"SELECT count(*) AS n FROM {REPORTS[name].table}")["n"][0] == 0
-    assert wh.read_sql("SELECT count(*) AS n FROM gsc_fetch_ledger")["n"][0] == 0
+    # Refused at the first API call, before any table was created.
+    tables = open_warehouse(url).read_sql("SELECT table_name FROM information_schema.tables")
+    assert tables.empty, tables
 
 
 def test_a_step_alone_in_its_pool_gets_the_whole_budget(monkeypatch, emulator, tmp_path):
@@ -190,3 +191,49 @@ def test_an_unreachable_endpoint_fails_the_step_at_once_naming_the_variable(
     message = str(failure.step_failure_data.error)
     assert f"check GSC_API_ENDPOINT={endpoint!r}: is the server running" in message
     assert "gave up" not in message  # not retried
+
+
+def _tables(warehouse_url: str) -> list[str]:
+    wh = open_warehouse(warehouse_url)
+    found = wh.read_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    return sorted(found["table_name"])
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        (API_ENDPOINT_ENV, "not a url", "GSC_API_ENDPOINT='not a url' is not an http(s) URL"),
+        ("GSC_SA_KEY", "garbage!", "environment variable GSC_SA_KEY: neither JSON nor base64"),
+    ],
+    ids=["endpoint", "key"],
+)
+def test_a_bad_endpoint_or_key_fails_at_once_by_name_before_any_table(
+    monkeypatch, emulator, warehouse_url, env, value, named
+):
+    config = parse_config(
+        {
+            "start_date": "2026-01-01",
+            "credentials": {"default": {"kind": "service_account", "key_env": "GSC_SA_KEY"}},
+            "properties": [{"site_url": SMALL}],
+        }
+    )
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, warehouse_url)
+    # A key that loads (the emulator's own service account), unless the bad one is under test.
+    monkeypatch.setenv("GSC_SA_KEY", json.dumps(emulator.service_account_info()))
+    monkeypatch.setenv(env, value)
+    requests_before = emulator.stats()["requests_total"]
+    with dg.instance_for_test() as instance:
+        result = _materialize(
+            build_definitions(config), instance, "small_example", tags=RANGE_TAGS,
+            raise_on_error=False,
+        )  # fmt: skip
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    assert named in error.message, error.message
+    # The message a person reads, alone: no Python frames, no "caused by" chain.
+    assert "Stack Trace" not in str(error) and "Traceback" not in str(error), str(error)
+    assert emulator.stats()["requests_total"] == requests_before  # refused before any request
+    assert _tables(warehouse_url) == []

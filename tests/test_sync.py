@@ -182,20 +182,30 @@ def test_resync_changes_nothing(emulator, client, warehouse):
 
 
 @pytest.mark.parametrize(
-    ("site", "report", "error", "text"),
+    ("site", "report", "error", "text", "first_call_refused"),
     [
-        ("sc-domain:not-yours.example", PAGE_QUERY, SitePermissionDenied, "add it as a user"),
+        ("sc-domain:not-yours.example", PAGE_QUERY, SitePermissionDenied, "add it as a user",
+         True),
         (SHOP, Report("discover_query", ("query",), search_types=("discover",)), InvalidRequest,
-         "cannot be grouped by query"),
+         "cannot be grouped by query", False),
     ],
 )  # fmt: skip
-def test_permanent_errors_leave_nothing_written(client, warehouse, site, report, error, text):
+def test_permanent_errors_leave_nothing_written(
+    client, warehouse, site, report, error, text, first_call_refused
+):
     days = [DAY + dt.timedelta(days=i) for i in range(4)]
     with pytest.raises(error, match=text) as info:
         sync_days(client, warehouse, site, report, days, run_id="r1", concurrency=2)
     assert "0 day(s) written" in "".join(info.value.__notes__)
-    assert count_rows(warehouse, report) == 0
-    assert ledger(warehouse, site, report) == []
+    tables = warehouse.read_sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    if first_call_refused:
+        # A credential or property refused at the probe: not even the tables were created.
+        assert tables.empty, tables
+    else:
+        assert count_rows(warehouse, report) == 0
+        assert ledger(warehouse, site, report) == []
 
 
 def test_an_error_stops_scheduling_and_written_days_stand(emulator, client, warehouse):

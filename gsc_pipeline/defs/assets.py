@@ -13,6 +13,7 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
+from gsc_pipeline.defs.errors import input_errors_without_trace
 from gsc_pipeline.defs.keys import fetch_asset_key, sitemaps_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
@@ -115,17 +116,17 @@ def build_fetch_asset(
         check_specs=fetch_check_specs(asset_key, prop, report),
         can_subset=True,
     )
+    @input_errors_without_trace(f"{prop.site_url} {report.name}")
     def fetch(
         context: dg.AssetExecutionContext,
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
         days = partition_days(context)
         gsc = getattr(context.resources, gsc_key)
-        warehouse = getattr(context.resources, warehouse_key).open()
-        # Every table of the property: in-run checks compare reports (site totals vs page x query).
-        warehouse.ensure_schema(prop.report_objects())
         stop_event = threading.Event()
         # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
+        # Before the warehouse: a bad key or endpoint fails here, leaving the warehouse as it was.
         client = gsc.client(stop_event, log=context.log.warning)
+        warehouse = getattr(context.resources, warehouse_key).open()
         written: dict[str, dict[str, object]] = {}
         progress_every = max(1, len(days) // 10)
 
@@ -175,6 +176,8 @@ def build_fetch_asset(
         finally:
             # A terminated run raises here from the wait; no new API call may start after it.
             stop_event.set()
+        # Every table of the property: in-run checks compare reports (site totals vs page x query).
+        warehouse.ensure_schema(prop.report_objects())
         # Prove this run's days complete and exact before calling it done.
         yield dg.MaterializeResult(asset_key=asset_key)
         yield from in_run_check_results(
@@ -210,6 +213,7 @@ def build_sitemaps_asset(
         automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
         metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
     )
+    @input_errors_without_trace(f"{prop.site_url} sitemaps")
     def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         client = getattr(context.resources, gsc_key).client()
         warehouse = getattr(context.resources, warehouse_key).open()

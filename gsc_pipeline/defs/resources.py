@@ -29,6 +29,8 @@ class GscApiResource(dg.ConfigurableResource):
     api_endpoint: str | None = None
     credential_kind: str = "none"
     credential_json: str | None = None
+    # The environment variable credential_json is read from: errors name it, never its value.
+    credential_env: str | None = None
     credential_file: str | None = None
     # The step's guaranteed share of the credential's queries/min (budget / pool limit); while
     # it fetches, the share follows the pool (`CredentialConfig.step_qpm_share`).
@@ -45,6 +47,7 @@ class GscApiResource(dg.ConfigurableResource):
             kind=self.credential_kind,
             json_text=self.credential_json,
             path=self.credential_file,
+            source=f"environment variable {self.credential_env}" if self.credential_env else None,
         )
         return GscClient(
             endpoint=self.api_endpoint or None,
@@ -79,6 +82,7 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
         api_endpoint=_env_or(API_ENDPOINT_ENV, None),
         credential_kind=credential.kind,
         credential_json=secret,
+        credential_env=credential.key_env,
         credential_file=credential.key_file,
         step_qpm=credential.step_qpm,
         step_concurrency=credential.step_concurrency,

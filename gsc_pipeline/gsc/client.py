@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -254,6 +255,18 @@ def map_http_error(exc: HttpError, site_url: str) -> GscError:
     return GscError(f"{site_url}: unexpected HTTP {status} from the API: {message}")
 
 
+def _check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint that is not an http(s) URL at once: no request could ever reach it,
+    and the transport would report it as a transient failure worth retrying."""
+    url = urllib.parse.urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise EndpointUnreachable(
+            f"{API_ENDPOINT_ENV}={endpoint!r} is not an http(s) URL; set it to the API root, "
+            f"e.g. http://127.0.0.1:8765/ for `gsc-pipeline emulator`, or unset "
+            f"{API_ENDPOINT_ENV} to use Google"
+        )
+
+
 class GscClient:
     """Search Console API calls with one retry policy and a smooth per-credential rate limit.
 
@@ -278,6 +291,8 @@ class GscClient:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint_is_google = not endpoint
+        if endpoint:
+            _check_endpoint(endpoint)
         self.endpoint = endpoint or GOOGLE_ENDPOINT
         if not self.endpoint.endswith("/"):
             self.endpoint += "/"

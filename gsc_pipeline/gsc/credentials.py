@@ -28,12 +28,14 @@ def load_credentials(
     path: str | os.PathLike[str] | None = None,
     json_text: str | None = None,
     scopes: tuple[str, ...] = SCOPES,
+    source: str | None = None,
 ) -> google.auth.credentials.Credentials | None:
     """Credentials from a JSON key file, or its text (raw JSON or base64, e.g. from an env var).
 
     kind: 'none' (the emulator: returns None), 'service_account' (a key from the Cloud console),
     'oauth' (an authorized-user JSON with client_id, client_secret, refresh_token), or 'auto'
-    (decided by the JSON's `type`).
+    (decided by the JSON's `type`). `source` names where `json_text` came from (e.g.
+    "environment variable GSC_SA_KEY"), so an error says which variable to fix.
     """
     if kind == "none":
         return None
@@ -43,7 +45,7 @@ def load_credentials(
         raise AuthError(
             f"a {kind} credential needs exactly one of a key file path or the key JSON text"
         )
-    where, info = _read_json(path, json_text)
+    where, info = _read_json(path, json_text, source)
     found = info.get("type")
     wanted = _KINDS.get(kind, found)
     if found != wanted or found not in _KINDS.values():
@@ -64,7 +66,7 @@ def load_credentials(
 
 
 def _read_json(
-    path: str | os.PathLike[str] | None, json_text: str | None
+    path: str | os.PathLike[str] | None, json_text: str | None, source: str | None = None
 ) -> tuple[str, dict[str, Any]]:
     if path is not None:
         where = str(path)
@@ -73,13 +75,16 @@ def _read_json(
         except OSError as exc:
             raise AuthError(f"cannot read credentials file {where}: {exc}") from exc
     else:
-        where = "credentials JSON text"
+        where = source or "credentials JSON text"
         text = (json_text or "").strip()
         if not text.startswith("{"):
             try:
                 text = base64.b64decode(text, validate=True).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
-                raise AuthError(f"{where}: neither JSON nor base64 of JSON ({exc})") from exc
+                raise AuthError(
+                    f"{where}: neither JSON nor base64 of JSON ({exc}); it must hold the key "
+                    "JSON (from the Cloud console, or an OAuth login), raw or base64-encoded"
+                ) from exc
     try:
         info = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -62,17 +62,23 @@ def sync_days(
     if data_state not in ("final", "all"):
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
     all_days = list(days)
-    warehouse.ensure_schema([report])
-    warehouse.claim_report(site_url, report)
-    if not all_days:
-        return []
+    # The probe is the first API call: a bad credential or endpoint fails it before any table
+    # is created in the user's warehouse.
     try:
-        plan = plan_days(client, site_url, report, all_days, stop_event=stop_event)
+        plan = (
+            plan_days(client, site_url, report, all_days, stop_event=stop_event)
+            if all_days
+            else None
+        )
     except Cancelled:
         raise _stopped(site_url, report, [], len(all_days)) from None
     except GscError as exc:
         exc.add_note(f"sync of {site_url} {report.name}: 0 day(s) written before the error")
         raise
+    warehouse.ensure_schema([report])
+    warehouse.claim_report(site_url, report)
+    if plan is None:
+        return []
 
     # Set on the first error or once the caller's stop_event is seen (the fetch threads watch
     # only this one): no further day starts, and the days in flight stop at their next call.
