@@ -325,8 +325,9 @@ class Warehouse(abc.ABC):
         def read(conn: Connection) -> TableDescription:
             # current_database(): the DuckDB file's catalog or the Postgres database; the
             # schema is the one every transaction resolves unqualified names in.
-            where = conn.execute("SELECT current_database(), current_schema()").fetchone()
-            database, schema = where or ("?", "?")
+            ((database, schema),) = conn.execute(
+                "SELECT current_database(), current_schema()"
+            ).fetchall()
             columns = conn.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_schema = current_schema() AND table_name = ? "
