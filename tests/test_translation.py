@@ -6,16 +6,18 @@ descriptions everywhere; kinds; a freshness policy; an overridable `execute()`; 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from dagster.components.core.component_tree import ComponentTree
 
 from gsc_pipeline import GscComponent
 from gsc_pipeline.config import ConfigError
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
-from gsc_pipeline.defs.schedules import build_fetch_job
 from gsc_pipeline.defs.stats import stats_asset_key
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.warehouse import open_warehouse
@@ -45,11 +47,17 @@ attributes:
 """
 
 
-def _load(text: str) -> GscComponent:
-    """The component a defs.yaml declares, as dg builds it (the same model validates it)."""
-    declaration = yaml.safe_load(text)
-    assert declaration["type"] == "gsc_pipeline.GscComponent"
-    return GscComponent.from_attributes_dict(attributes=declaration["attributes"])
+def _load_defs_folder(tmp_path: Path, monkeypatch, text: str) -> dg.Definitions:
+    """What dg loads from a project's defs folder holding `gsc/defs.yaml` = `text`."""
+    package = f"defs_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package / "gsc").mkdir(parents=True)
+    (tmp_path / package / "__init__.py").touch()
+    (tmp_path / package / "gsc" / "defs.yaml").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tree = ComponentTree.from_module(
+        defs_module=importlib.import_module(package), project_root=tmp_path
+    )
+    return tree.build_defs()
 
 
 def _repo(component: GscComponent) -> dg.RepositoryDefinition:
@@ -62,8 +70,9 @@ def test_translation_in_yaml_sets_key_group_owners_tags_description_everywhere(
     tmp_path, monkeypatch
 ):
     monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
-    component = _load(TRANSLATED_YAML)
-    repo = _repo(component)
+    defs = _load_defs_folder(tmp_path, monkeypatch, TRANSLATED_YAML)
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
     graph = repo.asset_graph
     page = dg.AssetKey(["marketing", "agency_b", "gsc", "small_example", "page"])
     node = graph.get(page)
@@ -83,9 +92,9 @@ def test_translation_in_yaml_sets_key_group_owners_tags_description_everywhere(
     assert "rows_match_ledger" in checks
     history = graph.get(dg.AssetKey([*page.path, "history"]))
     assert history.group_name == "search_small_example"
-    fetch_job = repo.get_job(build_fetch_job(component.config).name)
+    fetch_job = repo.get_job("agency_b_gsc_fetch")
     assert page in fetch_job.asset_layer.selected_asset_keys
-    stats = graph.get(stats_asset_key(component.config))
+    stats = graph.get(dg.AssetKey(["agency_b", "url_lifetime_stats"]))
     assert page in stats.parent_keys
     # The declaration's own owners: on the assets the translation does not touch.
     assert stats.owners == ["team:seo"]
