@@ -12,7 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.freshness import TimeWindowFreshnessPolicy
+from dagster._core.definitions.freshness import FreshnessState, TimeWindowFreshnessPolicy
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.test_utils import freeze_time
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.freshness import FreshnessDaemon
 from dagster.components.core.component_tree import ComponentTree
 
 from gsc_pipeline import GscComponent
@@ -228,3 +234,37 @@ def test_materializations_carry_row_count_table_name_and_column_schema(monkeypat
     assert sorted(_Wrapped.calls) == [
         f"small_example/{report}:{','.join(DAYS)}" for report in ("page", "page_query")
     ]
+
+
+def test_a_day_older_than_expected_fails_the_freshness_policy(tmp_path, monkeypatch):
+    """Dagster's freshness daemon, on a real instance, over the component's definitions: a
+    daily report's newest materialization passes for a day, warns two hours late, fails a day
+    late (what the UI shows as the asset's freshness)."""
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    module = tmp_path / "gsc_defs.py"
+    module.write_text(
+        "import dagster as dg\n"
+        "from gsc_pipeline import GscComponent\n"
+        "defs = dg.build_defs_for_component(GscComponent.from_attributes_dict(attributes={\n"
+        f"    'start_date': '2026-01-01', 'properties': [{{'site_url': {SMALL!r}}}]}}))\n"
+    )
+    page = dg.AssetKey(["gsc", "small_example", "page"])
+    materialized = dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(python_file=str(module), attribute="defs")
+    )
+    states = {}
+    with (
+        dg.instance_for_test() as instance,
+        WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace,
+    ):
+        with freeze_time(materialized):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(page, partition="2026-11-30")
+            )
+        for hours in (25, 27, 49):
+            with freeze_time(materialized + dt.timedelta(hours=hours)):
+                list(FreshnessDaemon().run_iteration(workspace))
+            record = instance.get_freshness_state_records([page])[page]
+            states[hours] = record.freshness_state
+    assert states == {25: FreshnessState.PASS, 27: FreshnessState.WARN, 49: FreshnessState.FAIL}
