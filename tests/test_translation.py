@@ -106,16 +106,28 @@ def test_translation_in_yaml_sets_key_group_owners_tags_description_everywhere(
     assert stats.owners == ["team:seo"]
 
 
-def test_a_bad_translation_names_the_attribute_and_what_it_takes(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("translation", "message"),
+    [
+        ({"group": "seo"}, r"translation\.group: Extra inputs .*group_name"),
+        (
+            {"partitions_def": {"type": "static", "partition_keys": ["a"]}},
+            r"partitions_def.*remove",
+        ),
+    ],
+)
+def test_a_bad_translation_names_the_attribute_and_what_it_takes(
+    tmp_path, monkeypatch, translation, message
+):
     monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
     component = GscComponent.from_attributes_dict(
         attributes={
             "start_date": "2026-01-01",
             "properties": [{"site_url": SMALL}],
-            "translation": {"group": "seo"},
+            "translation": translation,
         }
     )
-    with pytest.raises(ConfigError, match=r"translation\.group: .*group_name"):
+    with pytest.raises(ConfigError, match=message):
         dg.build_defs_for_component(component)
 
 

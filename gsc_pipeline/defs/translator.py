@@ -32,6 +32,11 @@ from gsc_pipeline.warehouse import TableDescription, parse_warehouse_url, wareho
 GSC_KINDS = frozenset({"google", "googlesearchconsole"})
 
 
+# Asset attributes a translation may not change: every schedule, sensor, check and backfill
+# assumes the daily partitions, and a fetching asset reads the API, not other assets.
+FIXED_ATTRIBUTES = frozenset({"partitions_def", "deps"})
+
+
 @dataclass(frozen=True)
 class GscAssetProps:
     """What one fetching asset is: a report of a property in a declaration.
@@ -116,6 +121,11 @@ def _translation(config: PipelineConfig) -> Callable[[dg.AssetSpec, GscAssetProp
     Dagster's own translation machinery (templates see `props`, `prop`, `report`, `spec`)."""
     attributes = config.translation
     if isinstance(attributes, dict):
+        if fixed := sorted(FIXED_ATTRIBUTES & set(attributes)):
+            raise ConfigError(
+                f"translation.{fixed[0]}: the pipeline fixes {' and '.join(sorted(FIXED_ATTRIBUTES))} of "
+                "its fetching assets (Google's daily partitions; no upstream assets); remove it"
+            )
         try:
             attributes = AssetAttributesModel.model_validate(attributes)
         except ValidationError as exc:
