@@ -123,8 +123,8 @@ def _translation(config: PipelineConfig) -> Callable[[dg.AssetSpec, GscAssetProp
     if isinstance(attributes, dict):
         if fixed := sorted(FIXED_ATTRIBUTES & set(attributes)):
             raise ConfigError(
-                f"translation.{fixed[0]}: the pipeline fixes {' and '.join(sorted(FIXED_ATTRIBUTES))} of "
-                "its fetching assets (Google's daily partitions; no upstream assets); remove it"
+                f"translation.{fixed[0]}: the pipeline fixes the partitions_def and deps of its "
+                "fetching assets (Google's daily partitions; no upstream assets); remove it"
             )
         try:
             attributes = AssetAttributesModel.model_validate(attributes)
