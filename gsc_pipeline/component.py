@@ -72,9 +72,11 @@ def build_definitions(
         for prop in config.properties
         for report in prop.report_objects()
     ]
-    # Beside its fetching asset, in the group a translation may have chosen for it.
+    # Beside its fetching asset, in the group (and with the owners) its translation chose.
     histories = [
-        build_history_asset(spec.key, spec.group_name, automation_tags(config))
+        build_history_asset(spec.key, spec.group_name, automation_tags(config)).replace_attributes(
+            owners=spec.owners
+        )
         for spec in fetch_specs
     ]
     hourly = build_hourly_refresh_schedule(config, fetch_job)

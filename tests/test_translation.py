@@ -98,6 +98,7 @@ def test_translation_in_yaml_sets_key_group_owners_tags_description_everywhere(
     assert "rows_match_ledger" in checks
     history = graph.get(dg.AssetKey([*page.path, "history"]))
     assert history.group_name == "search_small_example"
+    assert history.owners == ["seo-lead@example.com"]
     fetch_job = repo.get_job("agency_b_gsc_fetch")
     assert page in fetch_job.asset_layer.selected_asset_keys
     stats = graph.get(dg.AssetKey(["agency_b", "url_lifetime_stats"]))
