@@ -23,6 +23,7 @@ from dagster.components.core.component_tree import ComponentTree
 
 from gsc_pipeline import GscComponent
 from gsc_pipeline.config import ConfigError
+from gsc_pipeline.defs.keys import sitemaps_asset_key
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.stats import stats_asset_key
 from gsc_pipeline.emulator.testing import running_emulator
@@ -194,6 +195,7 @@ def test_materializations_carry_row_count_table_name_and_column_schema(monkeypat
         defs = dg.build_defs_for_component(component)
         page = dg.AssetKey(["gsc", "small_example", "page"])
         stats = stats_asset_key(component.config)
+        sitemaps = sitemaps_asset_key(component.config, component.config.properties[0])
         with dg.instance_for_test() as instance:
             job = defs.resolve_implicit_global_asset_job_def()
             fetched = job.execute_in_process(
@@ -219,6 +221,14 @@ def test_materializations_carry_row_count_table_name_and_column_schema(monkeypat
             }
             latest = instance.get_latest_materialization_event(stats)
             stats_metadata = latest.asset_materialization.metadata
+            assert dg.materialize(
+                [defs.get_assets_def(sitemaps)],
+                instance=instance,
+                resources=defs.resources,
+                selection=[sitemaps],
+            ).success
+            latest = instance.get_latest_materialization_event(sitemaps)
+            sitemaps_metadata = latest.asset_materialization.metadata
     warehouse = open_warehouse(warehouse_url)
     database, schema = warehouse.read_sql(
         "SELECT current_database() AS d, current_schema() AS s"
@@ -243,6 +253,11 @@ def test_materializations_carry_row_count_table_name_and_column_schema(monkeypat
     assert stats_metadata["dagster/row_count"].value == int(stored) > 0
     assert stats_metadata["dagster/table_name"].value == f"{database}.{schema}.url_lifetime_stats"
     assert "page" in {c.name for c in stats_metadata["dagster/column_schema"].schema.columns}
+    stored = warehouse.read_sql(
+        "SELECT COUNT(*) AS n FROM gsc_sitemaps WHERE site_url = ?", [SMALL]
+    )["n"].iloc[0]
+    assert sitemaps_metadata["dagster/row_count"].value == int(stored) > 0
+    assert sitemaps_metadata["dagster/table_name"].value == f"{database}.{schema}.gsc_sitemaps"
     # The subclass's execute() ran each fetching asset, once per ranged run.
     assert sorted(_Wrapped.calls) == [
         f"small_example/{report}:{','.join(DAYS)}" for report in ("page", "page_query")
