@@ -8,6 +8,7 @@ defs.yaml is validated by the same model, with the same messages, as a config fi
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,15 @@ from gsc_pipeline.config import (
     read_yaml,
     validation_problems,
 )
-from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
+from gsc_pipeline.defs.assets import (
+    FetchExecute,
+    FetchResult,
+    build_fetch_assets,
+    build_sitemaps_assets,
+    fetch_partitions,
+)
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
 from gsc_pipeline.defs.errors import INPUT_ERRORS, UserFacingError
-from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
     gsc_resource_key,
@@ -44,6 +50,7 @@ from gsc_pipeline.defs.stats import (
     build_stats_asset,
     build_stats_automation_sensor,
 )
+from gsc_pipeline.defs.translator import GscAssetProps, fetch_asset_spec
 
 # BackfillPolicy is "beta" in 1.13 yet it is what batches days per run; say so once, not per asset.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
@@ -100,8 +107,13 @@ class DeclaredConfig(PipelineConfig):
             return invalid
 
 
-def build_definitions(config: PipelineConfig) -> dg.Definitions:
-    """Every definition of one declaration: assets, checks, job, schedule, sensors, resources."""
+def build_definitions(
+    config: PipelineConfig, execute: FetchExecute = fetch_partitions
+) -> dg.Definitions:
+    """Every definition of one declaration: assets, checks, job, schedule, sensors, resources.
+
+    `execute` runs each fetching asset (`GscComponent.execute`, overridable in a subclass).
+    """
     resources: dict[str, object] = {
         gsc_resource_key(config, name): gsc_resource(cred)
         for name, cred in config.credentials.items()
@@ -109,19 +121,22 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
     resources[warehouse_resource_key(config)] = warehouse_resource(schema=config.prefix)
     fetch_job = build_fetch_job(config)
     stats = build_stats_asset(config)
-    histories = [
-        build_history_asset(
-            fetch_asset_key(config, prop, report),
-            config.namespaced(prop.key),
-            automation_tags(config),
-        )
+    fetch_specs = [
+        fetch_asset_spec(config, prop, report)
         for prop in config.properties
         for report in prop.report_objects()
+    ]
+    # Beside its fetching asset, in the group (and with the owners) its translation chose.
+    histories = [
+        build_history_asset(spec.key, spec.group_name, automation_tags(config)).replace_attributes(
+            owners=spec.owners
+        )
+        for spec in fetch_specs
     ]
     hourly = build_hourly_refresh_schedule(config, fetch_job)
     return dg.Definitions(
         assets=[
-            *build_fetch_assets(config),
+            *build_fetch_assets(config, execute),
             *build_sitemaps_assets(config, automation_tags(config)),
             *histories,
             *([stats] if stats else []),
@@ -168,6 +183,13 @@ class GscComponent(dg.Component):
     - `backfill_days_per_run`, `refresh_days`, `fresh_data`: batching and refresh knobs.
     - `prefix`: namespace for a second declaration in the same code location (asset keys,
       job, schedule, sensors, pools, resources, and a warehouse schema for its tables).
+    - `owners`: owners of every asset (`team:seo`, an email).
+    - `translation`: Dagster asset attributes applied to each fetching asset (key, key_prefix,
+      group_name, owners, tags, description, ...), as in dagster-sling and dagster-dlt;
+      templates see `prop` (`prop.key`, `prop.site_url`), `report` (`report.name`) and `spec`.
+
+    Subclass and override `execute` to change what a fetching asset runs (say, around the
+    default `super().execute(...)`).
 
     Environment: `GSC_WAREHOUSE_URL` (duckdb:///path or postgresql://...), `GSC_API_ENDPOINT`
     (unset: Google). Before the first backfill: `gsc-pipeline init-instance $DAGSTER_HOME
@@ -206,10 +228,25 @@ class GscComponent(dg.Component):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         try:
-            return build_definitions(self.config)
+            return build_definitions(self.config, execute=self.execute)
         except INPUT_ERRORS as exc:
             # A bad GSC_WAREHOUSE_URL, say: its message names the variable and the fix.
             raise DeclarationError(f"{context.path / 'defs.yaml'}: {exc}") from None
+
+    def execute(
+        self, context: dg.AssetExecutionContext, props: GscAssetProps
+    ) -> Iterator[FetchResult]:
+        """Run one fetching asset: fetch the run's days of `props.report` for `props.prop`,
+        store them, yield the materialization and the in-run checks.
+
+        Override in a subclass to wrap or replace it, e.g. to log around the default:
+
+            class MyGsc(GscComponent):
+                def execute(self, context, props):
+                    context.log.info(f"fetching {props.report.name}")
+                    yield from super().execute(context, props)
+        """
+        yield from fetch_partitions(context, props)
 
 
 def _describe_problems(

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -293,6 +293,12 @@ class PipelineConfig(_Strict):
     # name them in their `reports:` list beside the built-in ones.
     reports: dict[str, ReportConfig] = Field(default_factory=dict)
     properties: tuple[PropertyConfig, ...]
+    # How the assets look in Dagster (read by gsc_pipeline.defs.translator, never by fetching):
+    # owners of every asset (`team:seo` or an email), and `translation`, Dagster's asset
+    # attributes (key, key_prefix, group_name, owners, tags, description, ...) applied to each
+    # fetching asset, the same shape as dagster-sling's and dagster-dlt's `translation:`.
+    owners: tuple[str, ...] = ()
+    translation: dict[str, Any] | str | None = None
 
     @cached_property
     def declared_reports(self) -> dict[str, Report]:

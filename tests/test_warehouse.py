@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import multiprocessing
 import threading
+import uuid
 
 import duckdb
 import pyarrow as pa
@@ -120,6 +121,45 @@ def test_schema_matches_report(warehouse_url):
         ["gsc_site"],
     )
     assert set(site_cols["column_name"]) == set(report_schema(SITE).names)
+
+
+def test_describe_table_reads_the_qualified_name_and_columns_from_the_catalog(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    with pytest.raises(ValueError, match=r"gsc_page_query does not exist"):
+        wh.describe_table("gsc_page_query")
+    wh.ensure_schema([PAGE_QUERY])
+    described = wh.describe_table("gsc_page_query")
+    database, schema = wh.read_sql("SELECT current_database() AS d, current_schema() AS s").iloc[0]
+    if wh.dialect == "duckdb":
+        # The catalog of a DuckDB file is the file's stem; tables sit in its `main` schema.
+        assert (database, schema) == ("warehouse", "main")
+    else:
+        assert (database, schema[:9]) == ("test", "gsc_test_")
+    assert described.qualified_name == f"{database}.{schema}.gsc_page_query"
+    double = "DOUBLE" if wh.dialect == "duckdb" else "double precision"
+    varchar = "VARCHAR" if wh.dialect == "duckdb" else "character varying"
+    assert described.columns == (
+        ("site_url", varchar),
+        ("search_type", varchar),
+        ("date", "DATE" if wh.dialect == "duckdb" else "date"),
+        ("page", varchar),
+        ("query", varchar),
+        ("clicks", double),
+        ("impressions", double),
+        ("ctr", double),
+        ("position", double),
+    )
+    # A declaration's prefix is a schema of its own (unique: Postgres schemas are shared).
+    prefix = f"agency_{uuid.uuid4().hex[:8]}"
+    prefixed = open_warehouse(warehouse_url, schema=prefix)
+    try:
+        prefixed.ensure_schema([PAGE_QUERY])
+        assert prefixed.describe_table("gsc_page_query").qualified_name == (
+            f"{database}.{prefix}.gsc_page_query"
+        )
+    finally:
+        with wh.transaction() as conn:
+            conn.execute(f"DROP SCHEMA {prefix} CASCADE")
 
 
 def test_write_is_a_replace_and_idempotent(warehouse_url):

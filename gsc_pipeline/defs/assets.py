@@ -6,17 +6,25 @@ Every fetching asset sits in its credential's pool, so Dagster's pool is the wor
 """
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
 from gsc_pipeline.defs.errors import input_errors_without_trace
-from gsc_pipeline.defs.keys import fetch_asset_key, sitemaps_asset_key
+from gsc_pipeline.defs.keys import sitemaps_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
+from gsc_pipeline.defs.translator import (
+    GSC_KINDS,
+    GscAssetProps,
+    fetch_asset_spec,
+    table_metadata,
+    warehouse_kind,
+)
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
@@ -72,118 +80,120 @@ def quota_share_follows_pool(
         thread.join()
 
 
-def build_fetch_asset(
-    prop: PropertyConfig, report: Report, config: PipelineConfig
-) -> dg.AssetsDefinition:
+# What a fetching asset runs: (context, what the asset is) -> its materialization and checks.
+# `GscComponent.execute` is one; a subclass of the component overrides it instead of a fork.
+FetchResult = dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation
+FetchExecute = Callable[[dg.AssetExecutionContext, GscAssetProps], Iterator[FetchResult]]
+
+
+def fetch_partitions(
+    context: dg.AssetExecutionContext, props: GscAssetProps
+) -> Iterator[FetchResult]:
+    """Fetch the run's days of one (property, report) into the warehouse, then prove them.
+
+    Each day's materialization carries Dagster's table metadata: its row count, the table's
+    fully qualified name and its column schema as the warehouse stores it.
+    """
+    config, prop, report = props.config, props.prop, props.report
     gsc_key = gsc_resource_key(config, prop.credential)
-    warehouse_key = warehouse_resource_key(config)
     credential = config.credentials[prop.credential]
     pool = config.pools[prop.credential]
-    asset_key = fetch_asset_key(config, prop, report)
-    dims = ", ".join(report.api_dimensions) or "nothing"
-    filters = "".join(
-        f", where {f.dimension} {f.operator} {f.expression!r}" for f in report.filters
+    days = partition_days(context)
+    gsc = getattr(context.resources, gsc_key)
+    stop_event = threading.Event()
+    # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
+    # Before the warehouse: a bad key or endpoint fails here, leaving the warehouse as it was.
+    client = gsc.client(stop_event, log=context.log.warning)
+    warehouse = getattr(context.resources, warehouse_resource_key(config)).open()
+    # The report's table exists once its first day is written: read its description then, once.
+    table = functools.cache(lambda: warehouse.describe_table(report.table))
+    written: dict[str, dict[str, object]] = {}
+    progress_every = max(1, len(days) // 10)
+
+    def on_partition(result: PartitionResult) -> None:
+        metadata = {
+            **result.metadata(),
+            **table_metadata(table(), result.rows),
+            "quota_share_qpm": round(shares[-1], 1),
+        }
+        written[result.day.isoformat()] = metadata
+        context.add_asset_metadata(metadata, partition_key=result.day.isoformat())
+        done = len(written)
+        # About ten progress lines per step: every line is an event-log write, and the
+        # per-day numbers are in the materialization metadata anyway.
+        if done % progress_every == 0 or done == len(days):
+            context.log.info(
+                f"{prop.site_url} {report.name}: {done}/{len(days)} days written "
+                f"(last {result.day}: {result.rows:,} rows in {result.pages} page(s))"
+            )
+
+    try:
+        with quota_share_follows_pool(context, pool, credential, client.limiter) as shares:
+            sync_days(
+                client,
+                warehouse,
+                prop.site_url,
+                report,
+                days,
+                run_id=context.run_id,
+                data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
+                concurrency=gsc.step_concurrency,
+                stop_event=stop_event,
+                on_partition=on_partition,
+            )
+    except BaseException as exc:
+        # Dagster records no materialization for a step that fails (or is terminated), yet
+        # the days written before it are complete: record them, so the repair sensor and
+        # the UI see exactly which days are still missing.
+        for day, metadata in written.items():
+            context.log_event(
+                dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
+            )
+        restated = aggregation_rejected(exc, prop.site_url, report)
+        if restated is not exc:
+            raise restated from exc
+        raise
+    finally:
+        # A terminated run raises here from the wait; no new API call may start after it.
+        stop_event.set()
+    # Every table of the property: in-run checks compare reports (site totals vs page x query).
+    warehouse.ensure_schema(prop.report_objects())
+    # Prove this run's days complete and exact before calling it done.
+    yield dg.MaterializeResult(asset_key=context.asset_key)
+    yield from in_run_check_results(
+        warehouse, context.asset_key, prop, report, days, planned_check_days(context.run),
+        context.log,
     )
+
+
+def build_fetch_asset(
+    prop: PropertyConfig,
+    report: Report,
+    config: PipelineConfig,
+    execute: FetchExecute = fetch_partitions,
+) -> dg.AssetsDefinition:
+    props = GscAssetProps(config, prop, report)
+    spec = fetch_asset_spec(config, prop, report)
 
     # A multi_asset of one asset, for `can_subset`: its check outputs are then optional, so a
     # check that measured nothing yields no result (Dagster shows it skipped). A plain @asset
     # fails the step when any selected check yields none.
     @dg.multi_asset(
-        name="__".join(asset_key.path),
-        specs=[
-            dg.AssetSpec(
-                asset_key,
-                group_name=config.namespaced(prop.key),
-                description=(
-                    f"Search Console rows for {prop.site_url} grouped by {dims} "
-                    f"({report.aggregation_type}; {', '.join(report.search_types)}){filters}, "
-                    f"table {report.table}."
-                ),
-                kinds={"googlesearchconsole", "python"},
-                metadata={
-                    "site_url": prop.site_url,
-                    "table": report.table,
-                    "dimensions": dims,
-                    "search_types": ", ".join(report.search_types),
-                    "filters": filters.removeprefix(", ") or "none",
-                },
-            )
-        ],
+        name="__".join(spec.key.path),
+        specs=[spec],
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
-        pool=pool,
-        required_resource_keys={gsc_key, warehouse_key},
-        check_specs=fetch_check_specs(asset_key, prop, report),
+        pool=config.pools[prop.credential],
+        required_resource_keys={
+            gsc_resource_key(config, prop.credential),
+            warehouse_resource_key(config),
+        },
+        check_specs=fetch_check_specs(spec.key, prop, report),
         can_subset=True,
     )
     @input_errors_without_trace(f"{prop.site_url} {report.name}")
-    def fetch(
-        context: dg.AssetExecutionContext,
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation]:
-        days = partition_days(context)
-        gsc = getattr(context.resources, gsc_key)
-        stop_event = threading.Event()
-        # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
-        # Before the warehouse: a bad key or endpoint fails here, leaving the warehouse as it was.
-        client = gsc.client(stop_event, log=context.log.warning)
-        warehouse = getattr(context.resources, warehouse_key).open()
-        written: dict[str, dict[str, object]] = {}
-        progress_every = max(1, len(days) // 10)
-
-        def on_partition(result: PartitionResult) -> None:
-            metadata = {
-                **result.metadata(),
-                "dagster/row_count": result.rows,
-                "quota_share_qpm": round(shares[-1], 1),
-            }
-            written[result.day.isoformat()] = metadata
-            context.add_asset_metadata(metadata, partition_key=result.day.isoformat())
-            done = len(written)
-            # About ten progress lines per step: every line is an event-log write, and the
-            # per-day numbers are in the materialization metadata anyway.
-            if done % progress_every == 0 or done == len(days):
-                context.log.info(
-                    f"{prop.site_url} {report.name}: {done}/{len(days)} days written "
-                    f"(last {result.day}: {result.rows:,} rows in {result.pages} page(s))"
-                )
-
-        try:
-            with quota_share_follows_pool(context, pool, credential, client.limiter) as shares:
-                sync_days(
-                    client,
-                    warehouse,
-                    prop.site_url,
-                    report,
-                    days,
-                    run_id=context.run_id,
-                    data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
-                    concurrency=gsc.step_concurrency,
-                    stop_event=stop_event,
-                    on_partition=on_partition,
-                )
-        except BaseException as exc:
-            # Dagster records no materialization for a step that fails (or is terminated), yet
-            # the days written before it are complete: record them, so the repair sensor and
-            # the UI see exactly which days are still missing.
-            for day, metadata in written.items():
-                context.log_event(
-                    dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
-                )
-            restated = aggregation_rejected(exc, prop.site_url, report)
-            if restated is not exc:
-                raise restated from exc
-            raise
-        finally:
-            # A terminated run raises here from the wait; no new API call may start after it.
-            stop_event.set()
-        # Every table of the property: in-run checks compare reports (site totals vs page x query).
-        warehouse.ensure_schema(prop.report_objects())
-        # Prove this run's days complete and exact before calling it done.
-        yield dg.MaterializeResult(asset_key=asset_key)
-        yield from in_run_check_results(
-            warehouse, context.asset_key, prop, report, days, planned_check_days(context.run),
-            context.log,
-        )
+    def fetch(context: dg.AssetExecutionContext) -> Iterator[FetchResult]:
+        yield from execute(context, props)
 
     return fetch
 
@@ -208,12 +218,12 @@ def build_sitemaps_asset(
         ),
         pool=config.pools[prop.credential],
         required_resource_keys={gsc_key, warehouse_key},
-        kinds={"googlesearchconsole", "python"},
+        kinds={*GSC_KINDS, warehouse_kind()},
+        owners=list(config.owners),
         tags=tags,
         automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
         metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
     )
-    @input_errors_without_trace(f"{prop.site_url} sitemaps")
     def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         client = getattr(context.resources, gsc_key).client()
         warehouse = getattr(context.resources, warehouse_key).open()
@@ -221,7 +231,7 @@ def build_sitemaps_asset(
         pending = sum(rows.column("is_pending").to_pylist())
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": rows.num_rows,
+                **table_metadata(warehouse.describe_table(SITEMAPS_TABLE), rows.num_rows),
                 "pending_sitemaps": pending,
                 "errors": sum(rows.column("errors").to_pylist()),
                 "warnings": sum(rows.column("warnings").to_pylist()),
@@ -238,9 +248,11 @@ def build_sitemaps_assets(
     return [build_sitemaps_asset(config, prop, tags) for prop in config.properties if prop.sitemaps]
 
 
-def build_fetch_assets(config: PipelineConfig) -> list[dg.AssetsDefinition]:
+def build_fetch_assets(
+    config: PipelineConfig, execute: FetchExecute = fetch_partitions
+) -> list[dg.AssetsDefinition]:
     return [
-        build_fetch_asset(prop, report, config)
+        build_fetch_asset(prop, report, config, execute)
         for prop in config.properties
         for report in prop.report_objects()
     ]

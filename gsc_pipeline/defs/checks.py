@@ -296,7 +296,7 @@ def all_days_condition() -> dg.AutomationCondition:
 
 
 def build_history_asset(
-    asset_key: dg.AssetKey, group_name: str, tags: dict[str, str]
+    asset_key: dg.AssetKey, group_name: str | None, tags: dict[str, str]
 ) -> dg.AssetSpec:
     return dg.AssetSpec(
         history_asset_key(asset_key),

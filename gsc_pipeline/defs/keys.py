@@ -1,22 +1,22 @@
-"""Asset keys of one declaration, in one place: every other defs module imports them from here
-(so no module imports the assets module for a name, and nothing imports in a circle)."""
+"""Asset keys of one declaration: every other defs module imports them from here (so no module
+imports the assets module for a name, and nothing imports in a circle). A fetching asset's key
+is its translated spec's (`defs.translator`): the one place it is decided."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.translator import declaration_key, fetch_asset_spec
 from gsc_pipeline.reports import Report
 
-
-def declaration_key(config: PipelineConfig, *path: str) -> dg.AssetKey:
-    """`path` under the declaration's prefix when it has one."""
-    return dg.AssetKey([*filter(None, [config.prefix]), *path])
+__all__ = ["declaration_key", "fetch_asset_key", "fetch_asset_keys", "sitemaps_asset_key"]
 
 
 def fetch_asset_key(config: PipelineConfig, prop: PropertyConfig, report: Report) -> dg.AssetKey:
-    """`gsc/<property>/<report>`, under the declaration's prefix when it has one."""
-    return declaration_key(config, "gsc", prop.key, report.name)
+    """`gsc/<property>/<report>` under the declaration's prefix, unless `translation:` sets
+    another key."""
+    return fetch_asset_spec(config, prop, report).key
 
 
 def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:

@@ -14,6 +14,7 @@ from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.keys import declaration_key, fetch_asset_key
 from gsc_pipeline.defs.resources import warehouse_resource_key
+from gsc_pipeline.defs.translator import table_metadata, warehouse_kind
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
@@ -73,7 +74,8 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
         automation_condition=stats_condition(),
         tags=automation_tags(config),
         required_resource_keys={warehouse_key},
-        kinds={"python"},
+        kinds={"python", warehouse_kind()},
+        owners=list(config.owners),
     )
     def url_lifetime_stats(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         warehouse = getattr(context.resources, warehouse_key).open()
@@ -84,8 +86,9 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
             f"url_lifetime_stats: folded in {result.days_refreshed} changed day(s), "
             f"{result.source_rows_read:,} source rows read, {result.rows_written:,} rows written"
         )
+        table = warehouse.describe_table(lifetime.STATS_TABLE)
         return dg.MaterializeResult(
-            metadata={**result.metadata(), "dagster/row_count": int(rows.iloc[0])}
+            metadata={**result.metadata(), **table_metadata(table, int(rows.iloc[0]))}
         )
 
     return url_lifetime_stats

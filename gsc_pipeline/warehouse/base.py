@@ -76,6 +76,16 @@ DEFINITIONS_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class TableDescription:
+    """A table as the warehouse itself reports it: where it lives and its columns."""
+
+    # `database.schema.table` (a DuckDB file's database is the file's stem, e.g. `warehouse`).
+    qualified_name: str
+    # (name, SQL type as the backend names it), in the table's column order.
+    columns: tuple[tuple[str, str], ...]
+
+
 class ReportDefinitionChanged(ValueError):
     """A report's table holds rows fetched under another definition (dimensions, filters...)."""
 
@@ -307,6 +317,29 @@ class Warehouse(abc.ABC):
         )
         existing = set(present["table_name"])
         return [table for table in wanted if table not in existing]
+
+    def describe_table(self, table: str) -> TableDescription:
+        """`table`'s fully qualified name and columns, read from the warehouse's catalog (what
+        is stored, not what the code meant to create); a missing table raises ValueError."""
+
+        def read(conn: Connection) -> TableDescription:
+            # current_database(): the DuckDB file's catalog or the Postgres database; the
+            # schema is the one every transaction resolves unqualified names in.
+            ((database, schema),) = conn.execute(
+                "SELECT current_database(), current_schema()"
+            ).fetchall()
+            columns = conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ? "
+                "ORDER BY ordinal_position",
+                (table,),
+            ).fetchall()
+            qualified = f"{database}.{schema}.{table}"
+            if not columns:
+                raise ValueError(f"{qualified} does not exist (nothing was fetched into it yet)")
+            return TableDescription(qualified, tuple((name, kind) for name, kind in columns))
+
+        return self.run_transaction(read, f"describing {table}")
 
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Connection]:
