@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
-    DAILY_ROW_CAP,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
@@ -24,6 +23,13 @@ from gsc_pipeline.reports import (
 )
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.shards import (
+    Shard,
+    ShardFetch,
+    SplitDay,
+    merge_shards,
+    split_capped_day,
+)
 from gsc_pipeline.sync.tie_order import settle_tie_order
 from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
 
@@ -65,7 +71,8 @@ def fetch_day(
     empty final day is stored with Google's word that it is final, not just a short page.
     Raises `Cancelled` when `stop_event` is set by the time the last page is in: a stop never
     lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
-    the group writer.
+    the group writer. A search type whose day hits Google's row cap is re-fetched in shards
+    when the report shards (`sync.shards`); a day under the cap costs no extra request.
     """
     stop_event = stop_event or threading.Event()
     sink = ClientStats()
@@ -73,58 +80,64 @@ def fetch_day(
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
     truncated = False
     tie_passes = 0
+    shards = capped_shards = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
     for search_type in report.search_types:
+        where = f"{site_url} {report.name} {search_type} {day}"
 
-        def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
-            body = {**report.request_body(day, search_type, data_state), "startRow": start_row}
-            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-            response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
-            page = page_from_rows(report, site_url, search_type, day, response.rows)
-            return page, _first_incomplete_date(
-                response.first_incomplete_date or response.first_incomplete_hour
-            )
+        def fetch(shard: Shard, search_type: str = search_type, where: str = where) -> ShardFetch:
+            return _fetch_shard(
+                client, site_url, report, day, search_type, data_state, shard,
+                where=where, stop_event=stop_event, sink=sink,
+            )  # fmt: skip
 
-        pages: list[pa.Table] = []
-        incomplete: list[dt.date | None] = []
-        while True:
-            page, page_incomplete = fetch_page(len(pages) * report.row_limit)
-            pages.append(page)
-            incomplete.append(page_incomplete)
-            first_incomplete = first_incomplete or page_incomplete
-            if page.num_rows < report.row_limit:
-                break
-        returned = [page.num_rows for page in pages]
-        if len(pages) > 1:
-            pages, passes = settle_tie_order(
-                lambda start_row: fetch_page(start_row)[0],
-                pages,
-                report,
-                f"{site_url} {report.name} {search_type} {day}",
+        whole = fetch(Shard())
+        split = SplitDay([whole], whole.requests)
+        if whole.capped and report.shard:
+
+            def countries(shard: Shard, search_type: str = search_type) -> list[tuple[str, float]]:
+                return _country_impressions(
+                    client, site_url, report, day, search_type, data_state, shard,
+                    stop_event=stop_event, sink=sink,
+                )  # fmt: skip
+
+            split = split_capped_day(whole, report, fetch, countries)
+        if len(split.leaves) > 1:
+            rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
+            merged_rows: int | None = rows.num_rows
+        else:
+            rows, merged_rows = pa.concat_tables(whole.pages), None
+        tables.append(rows)
+        for leaf in split.leaves:
+            tie_passes += leaf.tie_passes
+            first_incomplete = first_incomplete or next(
+                (d for d in leaf.first_incomplete if d), None
             )
-            tie_passes += passes
-        for i, page in enumerate(pages):
-            clicks = pc.sum(page.column("clicks")).as_py() or 0.0
-            impressions = pc.sum(page.column("impressions")).as_py() or 0.0
-            for name, value in (
-                ("site_url", site_url),
-                ("report", report.name),
-                ("search_type", search_type),
-                ("date", day),
-                ("start_row", i * report.row_limit),
-                ("row_limit", report.row_limit),
-                ("rows_returned", returned[i]),
-                ("clicks", float(clicks)),
-                ("impressions", float(impressions)),
-                ("data_state", report.data_state(data_state)),
-                ("first_incomplete_date", incomplete[i] or final_before),
-                ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
-                ("run_id", run_id),
-            ):
-                ledger[name].append(value)
-        tables += pages
-        truncated = truncated or sum(returned) >= DAILY_ROW_CAP
+            for i, page in enumerate(leaf.pages):
+                clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+                impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+                for name, value in (
+                    ("site_url", site_url),
+                    ("report", report.name),
+                    ("search_type", search_type),
+                    ("date", day),
+                    ("start_row", i * report.row_limit),
+                    ("row_limit", report.row_limit),
+                    ("rows_returned", leaf.returned[i]),
+                    ("clicks", float(clicks)),
+                    ("impressions", float(impressions)),
+                    ("data_state", report.data_state(data_state)),
+                    ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
+                    ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                    ("run_id", run_id),
+                    ("shard", leaf.shard.label),
+                    ("merged_rows", merged_rows),
+                ):
+                    ledger[name].append(value)
+        shards += len(split.leaves)
+        capped_shards += split.capped_shards
+        truncated = truncated or split.capped_shards > 0
     fetch_seconds = time.perf_counter() - started
     if stop_event.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
@@ -155,8 +168,84 @@ def fetch_day(
         data_state=report.data_state(data_state),
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
+        shards=shards,
+        capped_shards=capped_shards,
         batch=batch,
     )
+
+
+def _fetch_shard(
+    client: GscClient,
+    site_url: str,
+    report: Report,
+    day: dt.date,
+    search_type: str,
+    data_state: str,
+    shard: Shard,
+    *,
+    where: str,
+    stop_event: threading.Event,
+    sink: ClientStats,
+) -> ShardFetch:
+    """Every page of one request shape (the whole day, or a shard of it), tie order settled."""
+    requests = 0
+
+    def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
+        nonlocal requests
+        body = {
+            **report.request_body(day, search_type, data_state, shard.filters),
+            "startRow": start_row,
+        }
+        # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+        response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
+        requests += 1
+        page = page_from_rows(report, site_url, search_type, day, response.rows)
+        return page, _first_incomplete_date(
+            response.first_incomplete_date or response.first_incomplete_hour
+        )
+
+    pages: list[pa.Table] = []
+    incomplete: list[dt.date | None] = []
+    while True:
+        page, page_incomplete = fetch_page(len(pages) * report.row_limit)
+        pages.append(page)
+        incomplete.append(page_incomplete)
+        if page.num_rows < report.row_limit:
+            break
+    returned = [page.num_rows for page in pages]
+    passes = 0
+    if len(pages) > 1:
+        label = f" {shard.label}" if shard.label else ""
+        pages, passes = settle_tie_order(
+            lambda start_row: fetch_page(start_row)[0], pages, report, where + label
+        )
+    return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+
+
+def _country_impressions(
+    client: GscClient,
+    site_url: str,
+    report: Report,
+    day: dt.date,
+    search_type: str,
+    data_state: str,
+    shard: Shard,
+    *,
+    stop_event: threading.Event,
+    sink: ClientStats,
+) -> list[tuple[str, float]]:
+    """A shard's countries with their impressions: one request grouped by country."""
+    body = {
+        **report.request_body(day, search_type, data_state, shard.filters),
+        "dimensions": ["country"],
+        "startRow": 0,
+    }
+    if report.hourly:
+        body["dataState"] = data_state  # grouped by country, not hour: no HOURLY_ALL needed
+    rows = client.query_page(site_url, body, stop_event=stop_event, sink=sink).rows
+    keys, _, impressions, _, _ = rows.flatten()
+    countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
+    return list(zip(countries, impressions.to_pylist(), strict=True))
 
 
 @dataclass(frozen=True)
