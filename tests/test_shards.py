@@ -9,10 +9,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from gsc_pipeline import proof
+from gsc_pipeline import proof, reconcile
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
-from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE_QUERY, Filter, declare
+from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE, PAGE_QUERY, SITE, Filter, declare
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.sync.shards import Shard, merge_shards, uncovered_shards
 from gsc_pipeline.warehouse import LEDGER_TABLE, report_schema
@@ -99,6 +99,29 @@ def test_a_day_three_times_the_cap_is_stored_complete_in_shards(client, truth, w
     assert outcomes[3].metadata["sharded_days"] == 1
 
 
+def test_a_sharded_day_reconciles_with_no_capped_remainder(client, warehouse):
+    for report in (PAGE_QUERY, SITE, PAGE):
+        sync_days(client, warehouse, BIG, report, [DAY], run_id="r1")
+    outcome = reconcile.capped_remainder(warehouse, BIG, [DAY])
+    assert outcome.passed and outcome.metadata["capped_remainder_clicks"] == 0
+    view = warehouse.read_sql(
+        "SELECT level, page, total_clicks, stored_clicks, remainder_clicks, reason "
+        "FROM gsc_remainder WHERE site_url = ? AND date = ?",
+        [BIG, DAY],
+    )
+    [day] = view[view["level"] == "day"].itertuples(index=False)
+    site_clicks = warehouse.read_sql("SELECT clicks FROM gsc_site")["clicks"].iloc[0]
+    stored_clicks = warehouse.read_sql("SELECT SUM(clicks) AS c FROM gsc_page_query")["c"].iloc[0]
+    assert (day.total_clicks, day.stored_clicks) == (site_clicks, stored_clicks)
+    assert day.remainder_clicks == site_clicks - stored_clicks > 0  # anonymized queries
+    assert day.reason == "anonymized"
+    assert outcome.metadata["anonymized_clicks"] == day.remainder_clicks
+    pages = view[view["level"] == "page"]
+    assert len(pages) == warehouse.read_sql("SELECT COUNT(*) AS n FROM gsc_page")["n"].iloc[0]
+    assert pages["remainder_clicks"].sum() == pytest.approx(day.remainder_clicks)
+    assert (pages["remainder_clicks"] >= 0).all() and set(pages["reason"]) == {"anonymized"}
+
+
 def test_a_lost_shard_is_a_missing_batch(client, warehouse):
     sync_days(client, warehouse, BIG, PAGE_QUERY, [DAY], run_id="r1")
     ledger = shard_ledger(warehouse)
@@ -125,6 +148,13 @@ def test_a_day_past_the_shard_budget_stays_capped_and_fails(client, warehouse):
     # What was stored is still proven exact: pages, no duplicates, rows = ledger.
     for check in (proof.no_missing_batches, proof.no_duplicate_batches, proof.rows_match_ledger):
         assert check(warehouse, BIG, tight, [DAY]).passed
+    sync_days(client, warehouse, BIG, SITE, [DAY], run_id="r1")
+    remainder = reconcile.capped_remainder(warehouse, BIG, [DAY])
+    assert not remainder.passed and remainder.bad_partitions == [DAY.isoformat()]
+    assert remainder.metadata["capped_shards"] == 2
+    assert remainder.metadata["capped_remainder_clicks"] > 0
+    [line] = remainder.metadata["capped_days"]
+    assert line.startswith("2026-08-01 web: 2 capped shard(s), ")
 
 
 def test_shard_config_values():

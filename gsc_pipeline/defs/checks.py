@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from gsc_pipeline import proof
+from gsc_pipeline import proof, reconcile
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE
@@ -39,6 +39,8 @@ _SEVERITY = {
     proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
     proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
     proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
+    # Rows the cap cut are lost data (sharding or a larger shard_budget recovers them).
+    reconcile.CAPPED_REMAINDER: dg.AssetCheckSeverity.ERROR,
     proof.HOURS_OF_DAY: dg.AssetCheckSeverity.ERROR,
     proof.INCOMPLETE_HOURS_REPLACED: dg.AssetCheckSeverity.ERROR,
 }
@@ -49,6 +51,8 @@ _DESCRIPTIONS = {
     proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
     proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
     proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
+    reconcile.CAPPED_REMAINDER: "No day's page x query rows miss rows Google's daily cap cut "
+    "(every shard under the cap); the per-day and per-page remainder is in view gsc_remainder.",
     proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
     "stored once.",
     proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
@@ -68,7 +72,7 @@ def check_names(prop: PropertyConfig, report: Report) -> list[str]:
     # and a run writes a property's reports in key order (page, page_query, site), so only the
     # site step finds both reports' days stored (on page_query it measured nothing, ever).
     if report.name == SITE.name and PAGE_QUERY.name in prop.reports:
-        names.append(proof.ANONYMIZED_SHARE)
+        names += [proof.ANONYMIZED_SHARE, reconcile.CAPPED_REMAINDER]
     if report.hourly:
         names += list(_HOURLY_CHECKS)
     return names
@@ -119,6 +123,7 @@ def _outcomes(
     )
     if proof.ANONYMIZED_SHARE in check_names(prop, report):
         outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
+        outcomes.append(reconcile.capped_remainder(warehouse, prop.site_url, days))
     if report.hourly:
         outcomes += [
             check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()

@@ -322,6 +322,15 @@ class Warehouse(abc.ABC):
 
         self.run_transaction(replace, f"replacing {table} rows of {site_url}")
 
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace the view `name` as `select_sql` (serialised with other DDL)."""
+
+        def create(conn: Connection) -> None:
+            self._lock_schema(conn)
+            conn.execute(f"CREATE OR REPLACE VIEW {name} AS {select_sql}")
+
+        self.run_transaction(create, f"creating the view {name}")
+
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
         return self.run_transaction(lambda conn: conn.read_sql(sql, params), "reading")
