@@ -15,7 +15,7 @@ from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE, PAGE_QUERY, SITE, Filter, declare
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.sync.shards import Shard, merge_shards, uncovered_shards
-from gsc_pipeline.warehouse import LEDGER_TABLE, report_schema
+from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse, report_schema
 
 TODAY = "2026-08-18"
 BIG = "sc-domain:big.example"  # ~150,000 page x query rows a day: three times the cap
@@ -97,6 +97,18 @@ def test_a_day_three_times_the_cap_is_stored_complete_in_shards(client, truth, w
         (proof.ROWS_MATCH_LEDGER, True), (proof.TRUNCATED_DAYS, True),
     ]  # fmt: skip
     assert outcomes[3].metadata["sharded_days"] == 1
+
+
+def test_page_prefix_shards_alone_store_the_day_complete(client, truth, duckdb_path):
+    warehouse = open_warehouse(duckdb_path)
+    by_page = dataclasses.replace(PAGE_QUERY, shard=("page",))
+    [result] = sync_days(client, warehouse, BIG, by_page, [DAY], run_id="r1")
+    assert stored(warehouse).keys() == truth.keys() and result.capped_shards == 0
+    labels = list(shard_ledger(warehouse)["shard"])
+    # The emulator's six URL sections, then every other page (the home page).
+    assert len(labels) == 7 and all(label.startswith("page") for label in labels)
+    assert "page=other (7/7)" in labels
+    assert all(o.passed for o in proof.report_checks(warehouse, BIG, by_page, [DAY]))
 
 
 def test_a_sharded_day_reconciles_with_no_capped_remainder(client, warehouse):

@@ -84,30 +84,18 @@ def fetch_day(
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
     for search_type in report.search_types:
-        where = f"{site_url} {report.name} {search_type} {day}"
-
-        def fetch(shard: Shard, search_type: str = search_type, where: str = where) -> ShardFetch:
-            return _fetch_shard(
-                client, site_url, report, day, search_type, data_state, shard,
-                where=where, stop_event=stop_event, sink=sink,
-            )  # fmt: skip
-
-        whole = fetch(Shard())
+        requests = _SearchTypeDay(
+            client, site_url, report, day, search_type, data_state, stop_event, sink
+        )
+        whole = requests.fetch(Shard())
         split = SplitDay([whole], whole.requests)
         if whole.capped and report.shard:
-
-            def countries(shard: Shard, search_type: str = search_type) -> list[tuple[str, float]]:
-                return _country_impressions(
-                    client, site_url, report, day, search_type, data_state, shard,
-                    stop_event=stop_event, sink=sink,
-                )  # fmt: skip
-
-            split = split_capped_day(whole, report, fetch, countries)
+            split = split_capped_day(whole, report, requests.fetch, requests.country_impressions)
         if len(split.leaves) > 1:
             rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
             merged_rows: int | None = rows.num_rows
         else:
-            rows, merged_rows = pa.concat_tables(whole.pages), None
+            rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
         tables.append(rows)
         for leaf in split.leaves:
             tie_passes += leaf.tie_passes
@@ -174,78 +162,74 @@ def fetch_day(
     )
 
 
-def _fetch_shard(
-    client: GscClient,
-    site_url: str,
-    report: Report,
-    day: dt.date,
-    search_type: str,
-    data_state: str,
-    shard: Shard,
-    *,
-    where: str,
-    stop_event: threading.Event,
-    sink: ClientStats,
-) -> ShardFetch:
-    """Every page of one request shape (the whole day, or a shard of it), tie order settled."""
-    requests = 0
+@dataclass(frozen=True)
+class _SearchTypeDay:
+    """One search type of one day: the requests its whole-day fetch and shards send."""
 
-    def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
-        nonlocal requests
+    client: GscClient
+    site_url: str
+    report: Report
+    day: dt.date
+    search_type: str
+    data_state: str
+    stop_event: threading.Event
+    sink: ClientStats
+
+    @property
+    def where(self) -> str:
+        return f"{self.site_url} {self.report.name} {self.search_type} {self.day}"
+
+    def _query(self, shard: Shard, **changes: Any) -> Any:
         body = {
-            **report.request_body(day, search_type, data_state, shard.filters),
-            "startRow": start_row,
+            **self.report.request_body(self.day, self.search_type, self.data_state, shard.filters),
+            **changes,
         }
-        # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-        response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
-        requests += 1
-        page = page_from_rows(report, site_url, search_type, day, response.rows)
-        return page, _first_incomplete_date(
-            response.first_incomplete_date or response.first_incomplete_hour
+        return self.client.query_page(
+            self.site_url, body, stop_event=self.stop_event, sink=self.sink
         )
 
-    pages: list[pa.Table] = []
-    incomplete: list[dt.date | None] = []
-    while True:
-        page, page_incomplete = fetch_page(len(pages) * report.row_limit)
-        pages.append(page)
-        incomplete.append(page_incomplete)
-        if page.num_rows < report.row_limit:
-            break
-    returned = [page.num_rows for page in pages]
-    passes = 0
-    if len(pages) > 1:
-        label = f" {shard.label}" if shard.label else ""
-        pages, passes = settle_tie_order(
-            lambda start_row: fetch_page(start_row)[0], pages, report, where + label
-        )
-    return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+    def fetch(self, shard: Shard) -> ShardFetch:
+        """Every page of one request shape (the whole day, or a shard), tie order settled."""
+        requests = 0
 
+        def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
+            nonlocal requests
+            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+            response = self._query(shard, startRow=start_row)
+            requests += 1
+            page = page_from_rows(
+                self.report, self.site_url, self.search_type, self.day, response.rows
+            )
+            return page, _first_incomplete_date(
+                response.first_incomplete_date or response.first_incomplete_hour
+            )
 
-def _country_impressions(
-    client: GscClient,
-    site_url: str,
-    report: Report,
-    day: dt.date,
-    search_type: str,
-    data_state: str,
-    shard: Shard,
-    *,
-    stop_event: threading.Event,
-    sink: ClientStats,
-) -> list[tuple[str, float]]:
-    """A shard's countries with their impressions: one request grouped by country."""
-    body = {
-        **report.request_body(day, search_type, data_state, shard.filters),
-        "dimensions": ["country"],
-        "startRow": 0,
-    }
-    if report.hourly:
-        body["dataState"] = data_state  # grouped by country, not hour: no HOURLY_ALL needed
-    rows = client.query_page(site_url, body, stop_event=stop_event, sink=sink).rows
-    keys, _, impressions, _, _ = rows.flatten()
-    countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
-    return list(zip(countries, impressions.to_pylist(), strict=True))
+        row_limit = self.report.row_limit
+        pages: list[pa.Table] = []
+        incomplete: list[dt.date | None] = []
+        while True:
+            page, page_incomplete = fetch_page(len(pages) * row_limit)
+            pages.append(page)
+            incomplete.append(page_incomplete)
+            if page.num_rows < row_limit:
+                break
+        returned = [page.num_rows for page in pages]
+        passes = 0
+        if len(pages) > 1:
+            where = f"{self.where} {shard.label}".rstrip()
+            pages, passes = settle_tie_order(
+                lambda start_row: fetch_page(start_row)[0], pages, self.report, where
+            )
+        return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+
+    def country_impressions(self, shard: Shard) -> list[tuple[str, float]]:
+        """A shard's countries with their impressions: one request grouped by country."""
+        # Grouped by country, not hour: an hourly report's HOURLY_ALL is not needed.
+        state = {"dataState": self.data_state} if self.report.hourly else {}
+        rows = self._query(shard, dimensions=["country"], startRow=0, **state).rows
+        keys, _, impressions, _, _ = rows.flatten()
+        countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
+        return list(zip(countries, impressions.to_pylist(), strict=True))
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,7 @@ def _page_children(node: ShardFetch) -> list[Shard] | None:
     return None
 
 
-def _prefix_shards(shard: Shard, counts: Counter[str], depth: int) -> list[Shard]:
+def _prefix_shards(shard: Shard, counts: Counter[str], depth: int) -> list[Shard] | None:
     prefixes: list[str] = []
     length = len("^()")
     for prefix, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0])):
@@ -227,6 +227,8 @@ def _prefix_shards(shard: Shard, counts: Counter[str], depth: int) -> list[Shard
             break
         prefixes.append(prefix)
         length += len(pattern) + 1
+    if not prefixes:
+        return None  # not even one prefix fits a filter expression: "^()" would exclude all
     n = len(prefixes) + 1
     children = [
         shard.child(
