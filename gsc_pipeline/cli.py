@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     init.set_defaults(func=_init_instance)
 
     bench = sub.add_parser("bench", help="benchmark: sequential vs the pipeline vs the lower bound")
-    bench.add_argument("--size", choices=["smoke", "standard", "agency"], default="smoke")
+    bench.add_argument("--size", choices=["smoke", "standard", "agency", "shards"], default="smoke")
     bench.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     bench.add_argument("--out", default="bench-report")
     bench.set_defaults(func=_bench)

@@ -37,6 +37,7 @@ from gsc_pipeline.constants import (
 )
 from gsc_pipeline.reports import (
     DEFAULT_REPORTS,
+    DEFAULT_SHARD_BUDGET,
     MAX_ROW_LIMIT,
     REPORTS,
     RETENTION_MONTHS,
@@ -46,6 +47,7 @@ from gsc_pipeline.reports import (
     declare,
     oldest_available_day,
     pacific_today,
+    shard_levels,
 )
 
 # The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
@@ -199,6 +201,10 @@ class ReportConfig(_Strict):
     aggregation_type: str = "auto"
     filters: tuple[FilterConfig, ...] = ()
     row_limit: int = MAX_ROW_LIMIT
+    # How a day over Google's 50,000-row cap is split: auto (on for page x query reports),
+    # off, or the levels in order ([device, country, page]); README "Past the 50,000-row cap".
+    shard: Literal["auto", "off"] | tuple[str, ...] = "auto"
+    shard_budget: int = DEFAULT_SHARD_BUDGET
 
     def report(self, name: str) -> Report:
         return declare(
@@ -208,6 +214,8 @@ class ReportConfig(_Strict):
             aggregation_type=self.aggregation_type,
             filters=tuple(Filter(f.dimension, f.expression, f.operator) for f in self.filters),
             row_limit=self.row_limit,
+            shard=self.shard,
+            shard_budget=self.shard_budget,
         )
 
 
@@ -222,6 +230,9 @@ class PropertyConfig(_Strict):
     # Overrides the aggregation type of every report of this property: `auto` for properties
     # whose API answers byPage/byProperty with a 400.
     aggregation_type: str | None = None
+    # Override every report's `shard` and `shard_budget` for this property (see ReportConfig).
+    shard: Literal["auto", "off"] | tuple[str, ...] | None = None
+    shard_budget: int | None = None
     # Snapshot the property's submitted sitemaps daily (asset gsc_sitemaps/<property>).
     sitemaps: bool = True
 
@@ -247,11 +258,18 @@ class PropertyConfig(_Strict):
                     "declare it under the top-level `reports:`"
                 )
             report = available[name]
-            if self.search_types or self.aggregation_type:
+            overridden = (self.search_types, self.aggregation_type, self.shard, self.shard_budget)
+            if any(value is not None for value in overridden):
                 report = dataclasses.replace(
                     report,
                     search_types=tuple(self.search_types or report.search_types),
                     aggregation_type=self.aggregation_type or report.aggregation_type,
+                    shard=report.shard
+                    if self.shard is None
+                    else shard_levels(name, self.shard, report.dimensions),
+                    shard_budget=report.shard_budget
+                    if self.shard_budget is None
+                    else self.shard_budget,
                 )
                 try:
                     report.validate()

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from gsc_pipeline.reports import DAILY_ROW_CAP, GOOGLE_TIMEZONE, SITE, Report
+from gsc_pipeline.sync.shards import uncovered_shards
 from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
 NO_MISSING_BATCHES = "no_missing_batches"
@@ -154,7 +155,7 @@ def no_missing_batches(
     where, params = span.where()
     ledger = warehouse.read_sql(
         f"""
-        SELECT search_type, date,
+        SELECT search_type, date, shard,
                COUNT(*) AS pages,
                COUNT(DISTINCT start_row) AS distinct_starts,
                MIN(start_row) AS min_start,
@@ -171,7 +172,7 @@ def no_missing_batches(
                         THEN 1 ELSE 0 END) AS unproven_final_pages
         FROM {LEDGER_TABLE}
         WHERE site_url = ? AND report = ?{where}
-        GROUP BY search_type, date
+        GROUP BY search_type, date, shard
         """,
         [site_url, report.name, *params],
     )
@@ -182,6 +183,8 @@ def no_missing_batches(
     empty = ledger[ledger["rows_total"] == 0]
     unproven = empty[empty["unproven_final_pages"] > 0]
     bad |= {_day(d) for d in unproven["date"]}
+    # Per request shape (the whole day, or each shard of a day over the cap) the pages run
+    # 0, L, 2L, ... and end on a short page.
     for row in ledger.itertuples(index=False):
         limit = int(row.max_limit)
         contiguous = (
@@ -196,6 +199,13 @@ def no_missing_batches(
         if not (contiguous and ends_short):
             bad.add(_day(row.date))
             gaps += 1
+    # A sharded day's shards must cover it: every split's shards 1..n all present.
+    uncovered = {
+        _day(day)
+        for (_, day), shards in ledger.groupby(["search_type", "date"])["shard"]
+        if uncovered_shards(set(shards))
+    }
+    bad |= uncovered
     present = {(r.search_type, _day(r.date)) for r in ledger.itertuples(index=False)}
     wanted = set(days or ()) | set(expected_days or ())
     if days is None and expected_days is None:
@@ -217,9 +227,12 @@ def no_missing_batches(
             (gaps, "broken page sequence", "broken page sequences"),
             (unproven_days, "empty day Google did not call final",
              "empty days Google did not call final"),
+            (len(uncovered), "sharded day whose shards do not cover it",
+             "sharded days whose shards do not cover them"),
         ),  # fmt: skip
         broken_sequences=gaps,
         unfetched_search_type_days=len(unfetched),
+        uncovered_sharded_days=len(uncovered),
         empty_unproven_days=unproven_days,
         # Days Google called final and returned no rows for: the property had no traffic.
         no_traffic_days=int(empty.loc[empty["unproven_final_pages"] == 0, "date"].nunique()),
@@ -236,10 +249,10 @@ def no_duplicate_batches(
     batches = warehouse.read_sql(
         f"""
         SELECT date, SUM(copies - 1) AS extra
-        FROM (SELECT date, search_type, start_row, COUNT(*) AS copies
+        FROM (SELECT date, search_type, shard, start_row, COUNT(*) AS copies
               FROM {LEDGER_TABLE}
               WHERE site_url = ? AND report = ?{where}
-              GROUP BY date, search_type, start_row
+              GROUP BY date, search_type, shard, start_row
               HAVING COUNT(*) > 1) dup
         GROUP BY date
         """,
@@ -292,7 +305,11 @@ def _close(a: float, b: float) -> bool:
 def rows_match_ledger(
     warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
 ) -> CheckOutcome:
-    """Per day, the table's row count and click/impression sums equal what the ledger recorded."""
+    """Per day, the table's row count and click/impression sums equal what the ledger recorded.
+
+    A search-type day fetched as shards is stored merged to the report's grain: its rows are
+    the `merged_rows` the ledger recorded, its clicks and impressions the shards' sums.
+    """
     where, params = DaySpan.of(days).where()
     table = warehouse.read_sql(
         f"""
@@ -303,9 +320,14 @@ def rows_match_ledger(
     )
     ledger = warehouse.read_sql(
         f"""
-        SELECT date, SUM(rows_returned) AS rows_fetched, SUM(clicks) AS clicks,
+        SELECT date, SUM(rows_fetched) AS rows_fetched, SUM(clicks) AS clicks,
                SUM(impressions) AS impressions
-        FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where} GROUP BY date
+        FROM (SELECT date, search_type,
+                     COALESCE(MAX(merged_rows), SUM(rows_returned)) AS rows_fetched,
+                     SUM(clicks) AS clicks, SUM(impressions) AS impressions
+              FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}
+              GROUP BY date, search_type) per_type
+        GROUP BY date
         """,
         [site_url, report.name, *params],
     )
@@ -340,25 +362,32 @@ def rows_match_ledger(
 def truncated_days(
     warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
 ) -> CheckOutcome:
-    """Days (per search type) that hit Google's 50,000-rows-per-day cap: rows beyond it are lost."""
+    """Days with a request that hit Google's 50,000-row cap: rows beyond it are lost.
+
+    The cap is per request shape: a day split into shards none of which is capped is complete
+    (passes); a shard still capped (the shard budget ran out) fails its day.
+    """
     where, params = DaySpan.of(days).where()
-    per_day = warehouse.read_sql(
+    per_shard = warehouse.read_sql(
         f"""
-        SELECT search_type, date, SUM(rows_returned) AS rows_fetched
+        SELECT search_type, date, shard, SUM(rows_returned) AS rows_fetched
         FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}
-        GROUP BY search_type, date
+        GROUP BY search_type, date, shard
         """,
         [site_url, report.name, *params],
     )
-    capped = per_day[per_day["rows_fetched"] >= DAILY_ROW_CAP]
+    capped = per_shard[per_shard["rows_fetched"] >= DAILY_ROW_CAP]
+    sharded = per_shard[per_shard["shard"] != ""]
     return _outcome(
         TRUNCATED_DAYS,
         (_day(d) for d in capped["date"]),
-        checked=per_day["date"],
+        checked=per_shard["date"],
         problem=f"hit Google's {DAILY_ROW_CAP:,} rows/day cap (rows beyond it are not served)",
-        truncated_search_type_days=len(capped),
+        truncated_search_type_days=len(capped.drop_duplicates(["search_type", "date"])),
+        capped_shards=len(capped),
+        sharded_days=sharded["date"].nunique(),
         daily_row_cap=DAILY_ROW_CAP,
-        max_rows_per_day=int(per_day["rows_fetched"].max()) if len(per_day) else 0,
+        max_rows_per_day=int(per_shard["rows_fetched"].max()) if len(per_shard) else 0,
     )
 
 

@@ -36,6 +36,11 @@ FILTER_DIMENSIONS = ("country", "device", "page", "query", "searchAppearance")
 FILTER_OPERATORS = ("equals", "notEquals", "contains", "notContains", "includingRegex",
                     "excludingRegex")  # fmt: skip
 MAX_FILTER_EXPRESSION = 4096
+# How a day over Google's daily row cap is split (`Report.shard`), in order: every filtered
+# request gets its own cap. Device and country split by filter values, page by URL prefixes.
+SHARD_LEVELS = ("device", "country", "page")
+# Requests one day and search type may spend on shards before it is left honestly capped.
+DEFAULT_SHARD_BUDGET = 60
 # Validation compiles users' patterns; a bad one is reported in the error, not logged by RE2.
 _QUIET_RE2 = re2.Options()
 _QUIET_RE2.log_errors = False
@@ -117,6 +122,10 @@ class Report:
     row_limit: int = MAX_ROW_LIMIT
     filters: tuple[Filter, ...] = ()
     time_dimension: str | None = "date"
+    # Levels a capped day is split by (`SHARD_LEVELS` order); () fetches it as one request.
+    # Not part of `identity`: shards are merged back to the report's grain.
+    shard: tuple[str, ...] = ()
+    shard_budget: int = DEFAULT_SHARD_BUDGET
 
     @property
     def api_dimensions(self) -> list[str]:
@@ -133,8 +142,15 @@ class Report:
         """The request's dataState: hourly rows exist only as HOURLY_ALL (possibly partial)."""
         return "hourly_all" if self.hourly else requested
 
-    def request_body(self, day: dt.date, search_type: str, data_state: str) -> dict[str, Any]:
-        """The searchAnalytics.query body of one day's first page (startRow set per page)."""
+    def request_body(
+        self,
+        day: dt.date,
+        search_type: str,
+        data_state: str,
+        extra_filters: tuple[Filter, ...] = (),
+    ) -> dict[str, Any]:
+        """The searchAnalytics.query body of one day's first page (startRow set per page);
+        `extra_filters` (a shard's) are ANDed to the report's own."""
         body: dict[str, Any] = {
             "startDate": day.isoformat(),
             "endDate": day.isoformat(),
@@ -144,9 +160,9 @@ class Report:
             "rowLimit": self.row_limit,
             "dataState": self.data_state(data_state),
         }
-        if self.filters:
+        if filters := (*self.filters, *extra_filters):
             body["dimensionFilterGroups"] = [
-                {"groupType": "and", "filters": [f.api() for f in self.filters]}
+                {"groupType": "and", "filters": [f.api() for f in filters]}
             ]
         return body
 
@@ -193,6 +209,28 @@ class Report:
         for i, f in enumerate(self.filters):
             _validate_filter(self.name, f"filters[{i}]", f)
         self._validate_search_types()
+        self._validate_shard()
+
+    def _validate_shard(self) -> None:
+        unknown = [level for level in self.shard if level not in SHARD_LEVELS]
+        if unknown or len(set(self.shard)) != len(self.shard):
+            raise ReportDefinitionError(
+                self.name,
+                "shard",
+                f"{list(self.shard)}: list each of {list(SHARD_LEVELS)} at most once, or write "
+                "auto or off",
+            )
+        if "page" in self.shard and self.aggregation_type == "byProperty":
+            raise ReportDefinitionError(
+                self.name,
+                "shard",
+                "page shards filter on page, which Google refuses with aggregation_type "
+                "byProperty; drop 'page' from shard",
+            )
+        if self.shard_budget < 1:
+            raise ReportDefinitionError(
+                self.name, "shard_budget", f"{self.shard_budget} must be 1 or more requests"
+            )
 
     def _validate_dimensions(self) -> None:
         dims = self.dimensions
@@ -319,12 +357,15 @@ def declare(
     aggregation_type: str = "auto",
     filters: tuple[Filter, ...] = (),
     row_limit: int = MAX_ROW_LIMIT,
+    shard: str | tuple[str, ...] = "auto",
+    shard_budget: int = DEFAULT_SHARD_BUDGET,
 ) -> Report:
     """A report as users declare it (the config's `reports:`), validated.
 
     Users list dimensions the way Google does: `hour` makes an hourly report, `date` may be
     given or left out (daily is the default), `[searchAppearance]` alone is fetched per day
-    without a time key.
+    without a time key. `shard` is auto (on for page x query reports, the ones that reach
+    Google's daily cap), off, or the levels to split a capped day by.
     """
     dims = tuple(dimensions)
     if "date" in dims and "hour" in dims:
@@ -338,16 +379,32 @@ def declare(
     if dims == ("searchAppearance",) and "date" not in dimensions and "hour" not in dimensions:
         time_dimension = None
     report = Report(name, dims, aggregation_type, tuple(search_types), row_limit,
-                    tuple(filters), time_dimension)  # fmt: skip
+                    tuple(filters), time_dimension, shard_levels(name, shard, dims),
+                    shard_budget)  # fmt: skip
     report.validate()
     return report
 
 
-PAGE_QUERY = Report("page_query", ("page", "query"))
+def shard_levels(
+    report: str, shard: str | tuple[str, ...], dimensions: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The config's `shard:` (auto, off or a list of levels) as a report's levels."""
+    if shard == "auto":
+        return SHARD_LEVELS if {"page", "query"} <= set(dimensions) else ()
+    if shard == "off":
+        return ()
+    if isinstance(shard, str):
+        raise ReportDefinitionError(
+            report, "shard", f"{shard!r}: write auto, off or a list of {list(SHARD_LEVELS)}"
+        )
+    return tuple(shard)
+
+
+PAGE_QUERY = Report("page_query", ("page", "query"), shard=SHARD_LEVELS)
 PAGE = Report("page", ("page",), aggregation_type="byPage")
 SITE = Report("site", (), aggregation_type="byProperty")
 PAGE_QUERY_COUNTRY_DEVICE = Report(
-    "page_query_country_device", ("page", "query", "country", "device")
+    "page_query_country_device", ("page", "query", "country", "device"), shard=SHARD_LEVELS
 )
 # Per day and search type, one request grouped by searchAppearance alone.
 SEARCH_APPEARANCE = Report("search_appearance", ("searchAppearance",), time_dimension=None)

@@ -29,7 +29,7 @@ def test_demo_definitions_have_one_asset_per_property_and_report():
     assert sorted(k.to_user_string() for k in assets) == sorted(
         [
             *(f"gsc/{prop}/{report}"
-              for prop in ("example_com", "www_example_org", "shop_example")
+              for prop in ("example_com", "www_example_org", "shop_example", "big_example")
               for report in ("page_query", "page", "site")),
             *(f"gsc/example_com/{report}" for report in extra),
         ]

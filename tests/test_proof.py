@@ -61,7 +61,8 @@ def ledger_for(day: dt.date, rows: pa.Table, pages: list[tuple[int, int]]) -> pa
             ("clicks", float(sum(clicks[start:start + n]))),
             ("impressions", float(sum(impressions[start:start + n]))),
             ("data_state", "final"), ("first_incomplete_date", None),
-            ("fetched_at", dt.datetime(2026, 3, 5)), ("run_id", "r1"),
+            ("fetched_at", dt.datetime(2026, 3, 5)), ("run_id", "r1"), ("shard", ""),
+            ("merged_rows", None),
         ):  # fmt: skip
             data[name].append(value)
     return pa.Table.from_pydict(data, schema=LEDGER_SCHEMA)

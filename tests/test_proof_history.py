@@ -23,12 +23,14 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
     defs = build_definitions(config)
     check_keys = defs.resolve_asset_graph().asset_check_keys
     keys = [k for k in check_keys if k.name.endswith(ALL_DAYS_SUFFIX)]
-    # Three reports: 4 checks each, plus anonymized_share on site; on each report's history.
-    assert len(keys) == 13
+    # Three reports: 4 checks each, plus anonymized_share and capped_remainder on site; on each
+    # report's history.
+    assert len(keys) == 14
     assert {k.asset_key.path[-1] for k in keys} == {"history"}
     fetch_checks = defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph.asset_check_keys
     assert not set(keys) & set(fetch_checks)
-    # The in-run twins; anonymized_share compares two reports' days: whole history only.
+    # The in-run twins; anonymized_share and capped_remainder compare two reports' days:
+    # whole history only.
     assert len(fetch_checks) == 12
     sensor = defs.resolve_sensor_def(STATS_AUTOMATION_SENSOR)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
@@ -44,7 +46,7 @@ def test_whole_history_checks_run_daily_by_automation_not_in_fetch_runs() -> Non
             defs, instance, asset_selection=selection, cursor=first.cursor,
             evaluation_time=before + dt.timedelta(hours=1),
         )  # fmt: skip
-        assert after.total_requested == 13
+        assert after.total_requested == 14
         later = dg.evaluate_automation_conditions(
             defs, instance, asset_selection=selection, cursor=after.cursor,
             evaluation_time=before + dt.timedelta(hours=2),

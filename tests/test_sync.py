@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -147,9 +148,12 @@ def test_other_reports_equal_a_direct_fetch(emulator, client, warehouse, report)
     assert expected and stored_rows(warehouse, SMALL, report, DAY) == expected
 
 
-def test_the_50k_daily_cap_is_paged_to_the_end_and_flagged(emulator, client, duckdb_path):
+def test_without_shards_the_50k_daily_cap_is_paged_to_the_end_and_flagged(
+    emulator, client, duckdb_path
+):
     warehouse = open_warehouse(duckdb_path)
-    [result] = sync_days(client, warehouse, HUGE, PAGE_QUERY, [DAY], run_id="r1")
+    unsharded = dataclasses.replace(PAGE_QUERY, shard=())
+    [result] = sync_days(client, warehouse, HUGE, unsharded, [DAY], run_id="r1")
     assert result.rows == 50_000 and result.truncated
     assert [p[2:5] for p in ledger(warehouse, HUGE, PAGE_QUERY)] == [
         (0, 25_000, 25_000), (25_000, 25_000, 25_000), (50_000, 25_000, 0),

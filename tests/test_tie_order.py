@@ -69,7 +69,8 @@ def naive_sync(base_url: str, wh: Warehouse, day: dt.date) -> None:
             ("rows_returned", page.num_rows), ("clicks", float(sum(page["clicks"].to_pylist()))),
             ("impressions", float(sum(page["impressions"].to_pylist()))),
             ("data_state", "final"), ("first_incomplete_date", None),
-            ("fetched_at", dt.datetime(2026, 3, 20)), ("run_id", "naive"),
+            ("fetched_at", dt.datetime(2026, 3, 20)), ("run_id", "naive"), ("shard", ""),
+            ("merged_rows", None),
         ):  # fmt: skip
             ledger[name].append(value)
         if page.num_rows < PAGE_QUERY.row_limit:

@@ -74,6 +74,8 @@ def make_batch(
             "first_incomplete_date": [None],
             "fetched_at": [dt.datetime(2026, 3, 4, 12, 0, 0, 123456)],
             "run_id": [run_id],
+            "shard": [""],
+            "merged_rows": [None],
         },
         schema=LEDGER_SCHEMA,
     )

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from gsc_pipeline import proof
+from gsc_pipeline import proof, reconcile
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE
@@ -41,6 +41,8 @@ _SEVERITY = {
     proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
     proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
     proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
+    # Rows the cap cut are lost data (sharding or a larger shard_budget recovers them).
+    reconcile.CAPPED_REMAINDER: dg.AssetCheckSeverity.ERROR,
     proof.HOURS_OF_DAY: dg.AssetCheckSeverity.ERROR,
     proof.INCOMPLETE_HOURS_REPLACED: dg.AssetCheckSeverity.ERROR,
 }
@@ -51,6 +53,8 @@ _DESCRIPTIONS = {
     proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
     proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
     proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
+    reconcile.CAPPED_REMAINDER: "No day's page x query rows miss rows Google's daily cap cut "
+    "(every shard under the cap); the per-day and per-page remainder is in view gsc_remainder.",
     proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
     "stored once.",
     proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
@@ -79,15 +83,16 @@ def _compares_with_page_query(prop: PropertyConfig, report: Report) -> bool:
 
 
 def all_days_check_names(prop: PropertyConfig, report: Report) -> list[str]:
-    """The whole-history checks: the in-run ones, plus anonymized_share on the site asset.
+    """The whole-history checks: the in-run ones, plus anonymized_share and capped_remainder on
+    the site asset.
 
-    anonymized_share compares page x query rows with the site totals of the same days, so it is
-    judged over the whole history only: in a run, the site step often finished before the
-    page_query step wrote its days, and each such run left a "Skipped" evaluation per day.
+    Both compare page x query rows with the site totals of the same days, so they are judged
+    over the whole history only: in a run, the site step often finished before the page_query
+    step wrote its days, and each such run left a "Skipped" evaluation per day.
     """
     names = check_names(prop, report)
     if _compares_with_page_query(prop, report):
-        names.append(proof.ANONYMIZED_SHARE)
+        names += [proof.ANONYMIZED_SHARE, reconcile.CAPPED_REMAINDER]
     return names
 
 
@@ -136,6 +141,7 @@ def _outcomes(
     )
     if days is None and _compares_with_page_query(prop, report):
         outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
+        outcomes.append(reconcile.capped_remainder(warehouse, prop.site_url, days))
     if report.hourly:
         outcomes += [
             check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()

@@ -16,7 +16,6 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
-    DAILY_ROW_CAP,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
@@ -24,6 +23,13 @@ from gsc_pipeline.reports import (
 )
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.shards import (
+    Shard,
+    ShardFetch,
+    SplitDay,
+    merge_shards,
+    split_capped_day,
+)
 from gsc_pipeline.sync.tie_order import settle_tie_order
 from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
 
@@ -65,7 +71,8 @@ def fetch_day(
     empty final day is stored with Google's word that it is final, not just a short page.
     Raises `Cancelled` when `stop_event` is set by the time the last page is in: a stop never
     lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
-    the group writer.
+    the group writer. A search type whose day hits Google's row cap is re-fetched in shards
+    when the report shards (`sync.shards`); a day under the cap costs no extra request.
     """
     stop_event = stop_event or threading.Event()
     sink = ClientStats()
@@ -73,58 +80,52 @@ def fetch_day(
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
     truncated = False
     tie_passes = 0
+    shards = capped_shards = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
     for search_type in report.search_types:
-
-        def fetch_page(start_row: int, search_type: str = search_type) -> tuple[pa.Table, Any]:
-            body = {**report.request_body(day, search_type, data_state), "startRow": start_row}
-            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-            response = client.query_page(site_url, body, stop_event=stop_event, sink=sink)
-            page = page_from_rows(report, site_url, search_type, day, response.rows)
-            return page, _first_incomplete_date(
-                response.first_incomplete_date or response.first_incomplete_hour
+        requests = _SearchTypeDay(
+            client, site_url, report, day, search_type, data_state, stop_event, sink
+        )
+        whole = requests.fetch(Shard())
+        split = SplitDay([whole], whole.requests)
+        if whole.capped and report.shard:
+            split = split_capped_day(whole, report, requests.fetch, requests.country_impressions)
+        if len(split.leaves) > 1:
+            rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
+            merged_rows: int | None = rows.num_rows
+        else:
+            rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
+        tables.append(rows)
+        for leaf in split.leaves:
+            tie_passes += leaf.tie_passes
+            first_incomplete = first_incomplete or next(
+                (d for d in leaf.first_incomplete if d), None
             )
-
-        pages: list[pa.Table] = []
-        incomplete: list[dt.date | None] = []
-        while True:
-            page, page_incomplete = fetch_page(len(pages) * report.row_limit)
-            pages.append(page)
-            incomplete.append(page_incomplete)
-            first_incomplete = first_incomplete or page_incomplete
-            if page.num_rows < report.row_limit:
-                break
-        returned = [page.num_rows for page in pages]
-        if len(pages) > 1:
-            pages, passes = settle_tie_order(
-                lambda start_row: fetch_page(start_row)[0],
-                pages,
-                report,
-                f"{site_url} {report.name} {search_type} {day}",
-            )
-            tie_passes += passes
-        for i, page in enumerate(pages):
-            clicks = pc.sum(page.column("clicks")).as_py() or 0.0
-            impressions = pc.sum(page.column("impressions")).as_py() or 0.0
-            for name, value in (
-                ("site_url", site_url),
-                ("report", report.name),
-                ("search_type", search_type),
-                ("date", day),
-                ("start_row", i * report.row_limit),
-                ("row_limit", report.row_limit),
-                ("rows_returned", returned[i]),
-                ("clicks", float(clicks)),
-                ("impressions", float(impressions)),
-                ("data_state", report.data_state(data_state)),
-                ("first_incomplete_date", incomplete[i] or final_before),
-                ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
-                ("run_id", run_id),
-            ):
-                ledger[name].append(value)
-        tables += pages
-        truncated = truncated or sum(returned) >= DAILY_ROW_CAP
+            for i, page in enumerate(leaf.pages):
+                clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+                impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+                for name, value in (
+                    ("site_url", site_url),
+                    ("report", report.name),
+                    ("search_type", search_type),
+                    ("date", day),
+                    ("start_row", i * report.row_limit),
+                    ("row_limit", report.row_limit),
+                    ("rows_returned", leaf.returned[i]),
+                    ("clicks", float(clicks)),
+                    ("impressions", float(impressions)),
+                    ("data_state", report.data_state(data_state)),
+                    ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
+                    ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                    ("run_id", run_id),
+                    ("shard", leaf.shard.label),
+                    ("merged_rows", merged_rows),
+                ):
+                    ledger[name].append(value)
+        shards += len(split.leaves)
+        capped_shards += split.capped_shards
+        truncated = truncated or split.capped_shards > 0
     fetch_seconds = time.perf_counter() - started
     if stop_event.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
@@ -155,8 +156,80 @@ def fetch_day(
         data_state=report.data_state(data_state),
         first_incomplete_date=first_incomplete or final_before,
         tie_passes=tie_passes,
+        shards=shards,
+        capped_shards=capped_shards,
         batch=batch,
     )
+
+
+@dataclass(frozen=True)
+class _SearchTypeDay:
+    """One search type of one day: the requests its whole-day fetch and shards send."""
+
+    client: GscClient
+    site_url: str
+    report: Report
+    day: dt.date
+    search_type: str
+    data_state: str
+    stop_event: threading.Event
+    sink: ClientStats
+
+    @property
+    def where(self) -> str:
+        return f"{self.site_url} {self.report.name} {self.search_type} {self.day}"
+
+    def _query(self, shard: Shard, **changes: Any) -> Any:
+        body = {
+            **self.report.request_body(self.day, self.search_type, self.data_state, shard.filters),
+            **changes,
+        }
+        return self.client.query_page(
+            self.site_url, body, stop_event=self.stop_event, sink=self.sink
+        )
+
+    def fetch(self, shard: Shard) -> ShardFetch:
+        """Every page of one request shape (the whole day, or a shard), tie order settled."""
+        requests = 0
+
+        def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
+            nonlocal requests
+            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+            response = self._query(shard, startRow=start_row)
+            requests += 1
+            page = page_from_rows(
+                self.report, self.site_url, self.search_type, self.day, response.rows
+            )
+            return page, _first_incomplete_date(
+                response.first_incomplete_date or response.first_incomplete_hour
+            )
+
+        row_limit = self.report.row_limit
+        pages: list[pa.Table] = []
+        incomplete: list[dt.date | None] = []
+        while True:
+            page, page_incomplete = fetch_page(len(pages) * row_limit)
+            pages.append(page)
+            incomplete.append(page_incomplete)
+            if page.num_rows < row_limit:
+                break
+        returned = [page.num_rows for page in pages]
+        passes = 0
+        if len(pages) > 1:
+            where = f"{self.where} {shard.label}".rstrip()
+            pages, passes = settle_tie_order(
+                lambda start_row: fetch_page(start_row)[0], pages, self.report, where
+            )
+        return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+
+    def country_impressions(self, shard: Shard) -> list[tuple[str, float]]:
+        """A shard's countries with their impressions: one request grouped by country."""
+        # Grouped by country, not hour: an hourly report's HOURLY_ALL is not needed.
+        state = {"dataState": self.data_state} if self.report.hourly else {}
+        rows = self._query(shard, dimensions=["country"], startRow=0, **state).rows
+        keys, _, impressions, _, _ = rows.flatten()
+        countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
+        return list(zip(countries, impressions.to_pylist(), strict=True))
 
 
 @dataclass(frozen=True)

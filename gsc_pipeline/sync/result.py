@@ -38,6 +38,10 @@ class PartitionResult:
     first_incomplete_date: dt.date | None
     # Extra passes over the pages to settle rows tied across page boundaries (0: none needed).
     tie_passes: int = 0
+    # Request shapes stored (one per search type unless a capped day was split into shards),
+    # and how many of them still hit Google's row cap (then `truncated`).
+    shards: int = 1
+    capped_shards: int = 0
     # The fetched rows and ledger until they are written; None once written.
     batch: PartitionBatch | None = field(default=None, repr=False, compare=False)
 

@@ -46,8 +46,16 @@ LEDGER_SCHEMA = pa.schema(
         ("first_incomplete_date", pa.date32()),
         ("fetched_at", pa.timestamp("us")),
         ("run_id", pa.string()),
+        # Which shard of a day over Google's row cap the page belongs to ('' for the whole day;
+        # `gsc_pipeline.sync.shards`): part of the batch key with search type and start row.
+        ("shard", pa.string()),
+        # The rows a sharded search-type day merged into at the report's grain (on each of its
+        # pages); NULL when the day was one request, whose rows are stored as returned.
+        ("merged_rows", pa.int32()),
     ]
 )
+# Ledger columns added after the first release, with the value rows written before them mean.
+_LATER_LEDGER_COLUMNS = {"shard": "''", "merged_rows": "NULL"}
 
 _SQL_TYPES = {
     "duckdb": {
@@ -178,10 +186,30 @@ class Warehouse(abc.ABC):
                 conn.execute(create_table_sql(report.table, report_schema(report), self.dialect))
                 self._index(conn, report.table, ("site_url", "date"))
             conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
+            self._add_later_ledger_columns(conn)
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
             conn.execute(create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA, self.dialect))
 
         self.run_transaction(create, "creating the tables")
+
+    def _add_later_ledger_columns(self, conn: Connection) -> None:
+        """A ledger created by an older release gains the newer columns (checked first: an
+        ALTER on Postgres locks the table out even when the column exists)."""
+        present = {
+            row[0]
+            for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = ?",
+                (LEDGER_TABLE,),
+            ).fetchall()
+        }
+        types = _SQL_TYPES[self.dialect]
+        for name, default in _LATER_LEDGER_COLUMNS.items():
+            if name not in present:
+                sql_type = types[LEDGER_SCHEMA.field(name).type]
+                conn.execute(
+                    f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {name} {sql_type} DEFAULT {default}"
+                )
 
     def claim_report(self, site_url: str, report: Report) -> None:
         """Record what `report`'s rows for `site_url` mean, or refuse a changed definition.
@@ -303,6 +331,15 @@ class Warehouse(abc.ABC):
                 conn.insert_arrow(table, rows)
 
         self.run_transaction(replace, f"replacing {table} rows of {site_url}")
+
+    def create_view(self, name: str, select_sql: str) -> None:
+        """Create or replace the view `name` as `select_sql` (serialised with other DDL)."""
+
+        def create(conn: Connection) -> None:
+            self._lock_schema(conn)
+            conn.execute(f"CREATE OR REPLACE VIEW {name} AS {select_sql}")
+
+        self.run_transaction(create, f"creating the view {name}")
 
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""

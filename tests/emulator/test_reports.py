@@ -94,6 +94,30 @@ def test_daily_cap_keeps_the_top_rows_per_day() -> None:
     assert [r["clicks"] for r in one_day] == top
 
 
+def test_each_filtered_request_gets_its_own_daily_cap() -> None:
+    """Google's cap is per request shape: device filters each return up to the cap, and the
+    filtered requests together hold every row the capped unfiltered one cut."""
+    dims = ["date", "page", "query"]
+    with running_emulator(small_config(max_rows_per_day=100)) as gsc:
+        service = service_for(gsc)
+        capped = all_rows(service, dimensions=dims, row_limit=40)
+        per_device = {
+            device: all_rows(service, dimensions=dims, row_limit=40, dimensionFilterGroups=[
+                {"filters": [{"dimension": "device", "expression": device}]}])
+            for device in ("DESKTOP", "MOBILE", "TABLET")
+        }  # fmt: skip
+    with running_emulator(small_config()) as gsc:
+        truth = all_rows(service_for(gsc), dimensions=dims)
+    assert len(capped) == 100 < len(truth)
+    assert max(len(rows) for rows in per_device.values()) == 100  # a shard is capped alone
+    assert sum(len(rows) for rows in per_device.values()) > 100
+    merged: dict[tuple, float] = {}
+    for rows in per_device.values():
+        for row in rows:
+            merged[tuple(row["keys"])] = merged.get(tuple(row["keys"]), 0) + row["impressions"]
+    assert len(merged) > len(capped)
+
+
 def test_a_large_day_needs_two_full_pages() -> None:
     """The default shop property (~30,000 rows a day) pages at rowLimit 25,000 like Google."""
     with running_emulator({"today": "2026-08-18"}) as gsc:

@@ -8,7 +8,9 @@ process (so its CPU is not counted as ours):
 2. the pipeline: a backfill launched through GraphQL `launchPartitionBackfill` (as the UI does)
    and run by the real daemon with the default pool limit and run batching, while a sampler
    follows the daemon's process tree (daemon, code server, run workers) for CPU and RSS;
-3. lifetime stats: a full recompute, then one new day and an incremental refresh.
+3. lifetime stats: a full recompute, then one new day and an incremental refresh;
+4. the quota cost of sharding: a property three times over the 50,000-row cap, a few days of
+   page_query with sharding off and on (`shards.py`; `--size shards` runs this part alone).
 
 The scenario is fixed in code (`scenario.SCENARIOS`) and printed in the report. Results go to
 `<out>/<size>-<warehouse>.md` and `.png` (see `report.py`).
@@ -29,6 +31,7 @@ from gsc_pipeline.config import CONFIG_ENV, PipelineConfig, load_config
 from gsc_pipeline.tools.bench.report import write_report
 from gsc_pipeline.tools.bench.run import measure
 from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+from gsc_pipeline.tools.bench.shards import shard_cost
 
 
 @contextlib.contextmanager
@@ -57,8 +60,13 @@ def run_bench(
     size: str = "smoke", warehouse: str = "duckdb", out: Path = Path("bench-report")
 ) -> int:
     """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded."""
-    scenario = SCENARIOS[size]
     out.mkdir(parents=True, exist_ok=True)
+    if size == "shards":
+        md_path = out / "shards.md"
+        md_path.write_text("\n".join(shard_cost().markdown()))
+        print(f"report: {md_path}")
+        return 0
+    scenario = SCENARIOS[size]
     with tempfile.TemporaryDirectory(prefix="gsc-bench-") as tmp:
         workdir = Path(tmp)
         config_file = workdir / "gsc.yaml"
@@ -68,5 +76,7 @@ def run_bench(
             result = measure(scenario, config, url, warehouse, workdir)
     stem = f"{scenario.name}-{warehouse}"
     md = write_report(result, out / f"{stem}.md", out / f"{stem}.png")
+    with md.open("a") as report:
+        report.write("\n" + "\n".join(shard_cost(days=min(3, scenario.days)).markdown()))
     print(f"report: {md} (chart {out / f'{stem}.png'})")
     return 0 if result.succeeded else 1

@@ -1,0 +1,320 @@
+"""Past Google's 50,000-row cap: a capped day re-fetched as filtered shards, merged back.
+
+Google returns at most 50,000 rows per day and search type for one request shape, but every
+filtered request gets its own 50,000. So a day whose whole-day request came back capped is split
+into shards that together cover it exactly once (disjoint filters, a catch-all shard for values
+not named), and every shard still capped is split again, by the report's `shard` levels in
+order: device (its three values), country (the largest countries by impressions, one request
+grouped by country tells which, then the rest), then page-URL prefixes (one path segment deeper
+each time, read off the capped shard's own rows, then the rest). Splitting stops when no shard
+is capped or when a split would pass the report's `shard_budget` (requests per day and search
+type); the shards left capped are recorded as such and the day stays flagged.
+
+Shards are merged back to the report's grain (clicks and impressions summed, position weighted
+by impressions), so a sharded day's table rows look exactly like one uncapped request's. The
+ledger records each shard's pages under its label (`device=MOBILE (2/3) > country=usa (1/4)`):
+the `k/n` of every step lets `proof.no_missing_batches` prove the shards cover the day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import re2
+
+from gsc_pipeline.reports import DAILY_ROW_CAP, MAX_FILTER_EXPRESSION, Filter, Report
+
+# Google's three device values (its documented enum: nothing else to catch).
+DEVICES = ("DESKTOP", "MOBILE", "TABLET")
+# Countries split off one by one, largest first, until they hold this share of the shard's
+# impressions (the rest share one shard).
+COUNTRY_SHARE = 0.9
+MAX_COUNTRY_SHARDS = 12
+# How many path segments deeper than its parent a page-prefix split may look for a difference.
+MAX_PAGE_DEPTH = 6
+# A shard label's steps, and the position `k/n` each step carries.
+STEP_SEPARATOR = " > "
+_POSITION = re.compile(r"\((\d+)/(\d+)\)$")
+_URL_PATH = re.compile(r"^([a-z][a-z0-9+.-]*://[^/]+/)(.*)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One filtered request shape of a day: its filters (ANDed to the report's) and label.
+
+    `level` indexes the report's shard levels: the one this shard is split by next.
+    `page_depth` is how many path segments its page prefix holds (page level only).
+    """
+
+    filters: tuple[Filter, ...] = ()
+    steps: tuple[str, ...] = ()
+    level: int = 0
+    page_depth: int = 0
+
+    @property
+    def label(self) -> str:
+        """'' for the whole day's request, else its steps (`device=MOBILE (2/3) > ...`)."""
+        return STEP_SEPARATOR.join(self.steps)
+
+    def child(self, step: str, new: Filter, *, level: int, page_depth: int = 0) -> Shard:
+        return Shard((*self.filters, new), (*self.steps, step), level, page_depth)
+
+
+@dataclass
+class ShardFetch:
+    """A shard's pages as fetched (tie order settled) and the requests they took."""
+
+    shard: Shard
+    pages: list[pa.Table]
+    returned: list[int]
+    first_incomplete: list[dt.date | None]
+    requests: int
+    tie_passes: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(self.returned)
+
+    @property
+    def capped(self) -> bool:
+        return self.rows >= DAILY_ROW_CAP
+
+
+@dataclass
+class SplitDay:
+    """A search-type day's shards whose rows are stored, and what splitting it cost."""
+
+    leaves: list[ShardFetch]
+    requests: int
+    splits: int = 0
+    stopped_by_budget: list[str] = field(default_factory=list)
+
+    @property
+    def capped_shards(self) -> int:
+        return sum(leaf.capped for leaf in self.leaves)
+
+
+def split_capped_day(
+    whole: ShardFetch,
+    report: Report,
+    fetch: Callable[[Shard], ShardFetch],
+    country_impressions: Callable[[Shard], list[tuple[str, float]]],
+) -> SplitDay:
+    """Split `whole` (the day's capped request) until no shard is capped or the budget ends.
+
+    `fetch` fetches every page of a shard; `country_impressions` asks Google for a shard's
+    countries by impressions (one request). A split is made only when one request per new
+    shard (plus the country request) fits in what is left of `report.shard_budget`, so a day
+    never spends far past it; a shard that cannot be split stays a capped leaf.
+    """
+    day = SplitDay([], whole.requests)
+    todo = deque([whole])
+    while todo:
+        node = todo.popleft()
+        if not node.capped:
+            day.leaves.append(node)
+            continue
+        children = _children(node, report, day, country_impressions)
+        if children is None:
+            day.leaves.append(node)
+            continue
+        day.splits += 1
+        for child in children:
+            fetched = fetch(child)
+            day.requests += fetched.requests
+            todo.append(fetched)
+    return day
+
+
+def _children(
+    node: ShardFetch,
+    report: Report,
+    day: SplitDay,
+    country_impressions: Callable[[Shard], list[tuple[str, float]]],
+) -> list[Shard] | None:
+    """The shards `node` splits into at its next usable level; None when it cannot split."""
+    shard = node.shard
+    levels = report.shard
+    while shard.level < len(levels):
+        level = levels[shard.level]
+        left = report.shard_budget - day.requests
+        if level == "device":
+            children = _device_children(shard)
+        elif level == "country":
+            if left < 2 + 1:  # the country request and at least two shards
+                day.stopped_by_budget.append(shard.label)
+                return None
+            day.requests += 1
+            children = _country_children(shard, country_impressions(shard))
+        else:
+            children = _page_children(node)
+        if children is not None and len(children) > left:
+            day.stopped_by_budget.append(shard.label)
+            return None
+        if children is not None:
+            return children
+        # This level cannot split the shard (one country, one prefix): try the next one.
+        shard = Shard(shard.filters, shard.steps, shard.level + 1)
+    return None
+
+
+def _device_children(shard: Shard) -> list[Shard] | None:
+    if any(f.dimension == "device" for f in shard.filters):
+        return None
+    n = len(DEVICES)
+    return [
+        shard.child(f"device={d} ({k}/{n})", Filter("device", d), level=shard.level + 1)
+        for k, d in enumerate(DEVICES, 1)
+    ]
+
+
+def _country_children(shard: Shard, countries: list[tuple[str, float]]) -> list[Shard] | None:
+    """The largest countries one by one (until COUNTRY_SHARE of impressions), then the rest."""
+    if len(countries) < 2:
+        return None
+    total = sum(impressions for _, impressions in countries) or 1.0
+    named: list[str] = []
+    covered = 0.0
+    for country, impressions in sorted(countries, key=lambda c: (-c[1], c[0])):
+        if covered / total >= COUNTRY_SHARE or len(named) == MAX_COUNTRY_SHARDS:
+            break
+        named.append(country.lower())
+        covered += impressions
+    rest = len(named) < len(countries)
+    n = len(named) + rest
+    level = shard.level + 1
+    children = [
+        shard.child(f"country={c} ({k}/{n})", Filter("country", c), level=level)
+        for k, c in enumerate(named, 1)
+    ]
+    if rest:
+        # Countries Google did not list too (the catch-all): the shards cover the day exactly.
+        others = Filter("country", f"(?i)^({'|'.join(named)})$", "excludingRegex")
+        children.append(shard.child(f"country=other ({n}/{n})", others, level=level))
+    return children
+
+
+def _page_children(node: ShardFetch) -> list[Shard] | None:
+    """Page-prefix shards deeper than `node`'s, from its own rows, and one for the rest.
+
+    The prefixes are read off the capped shard's rows (its top rows by clicks) at the first
+    depth where they differ: each becomes a shard, largest first, as many as fit Google's
+    4,096-character filter expression in the catch-all shard that excludes them all.
+    """
+    shard = node.shard
+    urls = [url for page in node.pages for url in page.column("page").to_pylist()]
+    for depth in range(shard.page_depth + 1, shard.page_depth + 1 + MAX_PAGE_DEPTH):
+        counts = Counter(p for p in (_prefix(url, depth) for url in urls) if p is not None)
+        if not counts:
+            return None  # no page this deep: nothing left to split by
+        if len(counts) > 1 or sum(counts.values()) < len(urls):
+            return _prefix_shards(shard, counts, depth)
+    return None
+
+
+def _prefix_shards(shard: Shard, counts: Counter[str], depth: int) -> list[Shard] | None:
+    prefixes: list[str] = []
+    length = len("^()")
+    for prefix, _ in sorted(counts.items(), key=lambda c: (-c[1], c[0])):
+        pattern = re2.escape(prefix)
+        if length + len(pattern) + 1 > MAX_FILTER_EXPRESSION:
+            break
+        prefixes.append(prefix)
+        length += len(pattern) + 1
+    if not prefixes:
+        return None  # not even one prefix fits a filter expression: "^()" would exclude all
+    n = len(prefixes) + 1
+    children = [
+        shard.child(
+            f"page^={prefix} ({k}/{n})",
+            Filter("page", f"^{re2.escape(prefix)}", "includingRegex"),
+            level=shard.level,
+            page_depth=depth,
+        )
+        for k, prefix in enumerate(prefixes, 1)
+    ]
+    others = Filter("page", f"^({'|'.join(re2.escape(p) for p in prefixes)})", "excludingRegex")
+    # The rest stays at its parent's depth: its own rows may show other prefixes there.
+    children.append(
+        shard.child(f"page=other ({n}/{n})", others, level=shard.level,
+                    page_depth=shard.page_depth)  # fmt: skip
+    )
+    return children
+
+
+def _prefix(url: str, depth: int) -> str | None:
+    """`url` up to and including the slash after its `depth`-th path segment, if it has one."""
+    match = _URL_PATH.match(url)
+    if match is None:
+        return None
+    segments = match.group(2).split("/")
+    if len(segments) <= depth:
+        return None
+    return match.group(1) + "".join(s + "/" for s in segments[:depth])
+
+
+def merge_shards(tables: list[pa.Table], report: Report) -> pa.Table:
+    """Shard rows at the report's grain: clicks and impressions summed, position weighted by
+    impressions, ctr recomputed; the schema and column order of one request's rows."""
+    rows = pa.concat_tables(tables)
+    schema = rows.schema
+    keys = [name for name in schema.names if name not in ("clicks", "impressions", "ctr",
+                                                          "position")]  # fmt: skip
+    weighted = pc.multiply(rows.column("position"), rows.column("impressions"))
+    grouped = rows.append_column("weighted", weighted).group_by(keys, use_threads=False).aggregate(
+        [("clicks", "sum"), ("impressions", "sum"), ("weighted", "sum")]
+    )
+    clicks = grouped.column("clicks_sum")
+    impressions = grouped.column("impressions_sum")
+    merged = {
+        **{name: grouped.column(name) for name in keys},
+        "clicks": clicks,
+        "impressions": impressions,
+        "ctr": pc.divide(clicks, impressions),
+        "position": pc.divide(grouped.column("weighted_sum"), impressions),
+    }
+    return pa.Table.from_pydict(merged, schema=schema)
+
+
+def shard_positions(label: str) -> list[tuple[str, int, int]]:
+    """A ledger label's steps as (the path up to and excluding the step, k, n)."""
+    if not label:
+        return []
+    steps = label.split(STEP_SEPARATOR)
+    out = []
+    for i, step in enumerate(steps):
+        match = _POSITION.search(step)
+        if match is None:
+            raise ValueError(f"shard label {label!r}: step {step!r} has no (k/n) position")
+        out.append((STEP_SEPARATOR.join(steps[:i]), int(match.group(1)), int(match.group(2))))
+    return out
+
+
+def uncovered_shards(labels: set[str]) -> list[str]:
+    """Where the shards of one search-type day fail to cover it: the missing siblings.
+
+    The whole day ('') alone covers it; otherwise every split's positions 1..n must all be
+    present among the labels' steps (each split's shards are disjoint and cover their parent).
+    """
+    if labels == {""}:
+        return []
+    if "" in labels:
+        return ["'' beside shards: the whole day and its shards both stored"]
+    seen: dict[str, tuple[int, set[int]]] = {}
+    for label in labels:
+        for parent, k, n in shard_positions(label):
+            count, positions = seen.setdefault(parent, (n, set()))
+            if count != n:
+                return [f"{parent or 'the day'}: split into {count} and into {n}"]
+            positions.add(k)
+    return [
+        f"{parent or 'the day'}: shard(s) {sorted(set(range(1, n + 1)) - positions)} of {n}"
+        for parent, (n, positions) in sorted(seen.items())
+        if positions != set(range(1, n + 1))
+    ]
