@@ -293,8 +293,11 @@ def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckO
         checked=len(days),
         restated_day_count=len(days),
         restated_days=[
-            {"date": _day(r.date).isoformat(), "clicks_change": float(r.clicks_change),
-             "impressions_change": float(r.impressions_change)}
+            {
+                "date": _day(r.date).isoformat(),
+                "clicks_change": float(r.clicks_change),
+                "impressions_change": float(r.impressions_change),
+            }
             for r in recent.itertuples(index=False)
         ],  # fmt: skip
     )

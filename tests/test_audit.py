@@ -100,9 +100,10 @@ def test_audit_detects_restated_final_days_and_refetching_them_stores_the_new_tr
                 warehouse_rows(warehouse, SMALL, report, day),
                 direct_fetch(emulator.base_url, SMALL, report, day),
             )
-    assert audit.audit_property(
-        client, warehouse, SMALL, ("web",), list(reports), TODAY
-    ).restated_days == []
+    assert (
+        audit.audit_property(client, warehouse, SMALL, ("web",), list(reports), TODAY).restated_days
+        == []
+    )
 
 
 def test_fresh_days_finalized_flags_fresh_days_google_called_final_beyond_the_grace(
