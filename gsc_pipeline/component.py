@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from gsc_pipeline.config import ConfigError, PipelineConfig
 from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
+from gsc_pipeline.defs.google_checks import build_google_checks
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import (
     gsc_resource,
@@ -28,7 +29,11 @@ from gsc_pipeline.defs.schedules import (
     build_fetch_job,
     build_hourly_refresh_schedule,
 )
-from gsc_pipeline.defs.sensors import build_finalization_sensor, build_repair_sensor
+from gsc_pipeline.defs.sensors import (
+    build_audit_sensor,
+    build_finalization_sensor,
+    build_repair_sensor,
+)
 from gsc_pipeline.defs.stats import (
     automation_tags,
     build_stats_asset,
@@ -73,12 +78,13 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
             *histories,
             *([stats] if stats else []),
         ],
-        asset_checks=build_all_days_checks(config),
+        asset_checks=[*build_all_days_checks(config), *build_google_checks(config)],
         jobs=[fetch_job],
         schedules=[build_daily_refresh_schedule(config, fetch_job), *([hourly] if hourly else [])],
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),
+            build_audit_sensor(config, fetch_job),
             build_stats_automation_sensor(config),
         ],
         resources=resources,

@@ -8,6 +8,11 @@
   the days it left missing, and the repair follows from that daily evaluation.
 - `finalization_sensor` re-fetches, as final data, exactly the partitions stored from fresh
   (dataState=all) data once Google reports them final, so the warehouse ends with final data.
+  Each tick asks Google itself (one date-grouped request per property holding fresh days), so
+  a fresh day is replaced within one interval of Google calling it final, whatever else runs.
+- `restatement_audit_sensor` audits every property once a day (`gsc_pipeline.audit`: one
+  date-grouped request per search type over the 16-month window) and re-fetches the final days
+  whose totals Google changed since they were stored.
 
 Both target the fetch job, whose assets sit in their credential's pool: the runs they start
 queue for the pool like any other, so no sensor can overrun the quota budget. Cursors are JSON
@@ -24,7 +29,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from gsc_pipeline import proof
+from gsc_pipeline import audit, proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
@@ -33,12 +38,19 @@ from gsc_pipeline.defs.checks import (
     in_run_check_keys,
 )
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.resources import warehouse_resource_key
+from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
-from gsc_pipeline.reports import Report
+from gsc_pipeline.gsc.errors import GscError
+from gsc_pipeline.reports import Report, pacific_today
+from gsc_pipeline.sync.fetch import plan_days
+from gsc_pipeline.warehouse import Warehouse
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
+AUDIT_SENSOR = "restatement_audit_sensor"
+# Once a day: one request per property and search type (Google restates rarely).
+AUDIT_INTERVAL_SECONDS = 24 * 3600
+RESTATED_TAG = "gsc/restated"
 MAX_REPAIR_ATTEMPTS = 3
 REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
 FINALIZE_TAG = "gsc/finalize"
@@ -319,6 +331,36 @@ def _run_name(run: RepairRun) -> str:
     return f"{','.join(k.to_user_string() for k in run.asset_keys)}:{run.first}:{run.last}"
 
 
+def _gsc_resource_keys(config: PipelineConfig) -> set[str]:
+    return {gsc_resource_key(config, prop.credential) for prop in config.properties}
+
+
+def _google_final_before(
+    context: dg.SensorEvaluationContext,
+    config: PipelineConfig,
+    warehouse: Warehouse,
+    waiting: Mapping[str, list[dt.date]],
+) -> dict[str, dt.date]:
+    """Site -> the first day Google does not call final yet, asked of Google now: one
+    date-grouped request per site with fresh days still waiting (the sync's finality probe).
+
+    A site whose probe fails is left out (the ledger's knowledge still applies) and says so.
+    """
+    final_before: dict[str, dt.date] = {}
+    props = {prop.site_url: prop for prop in config.properties}
+    for site_url, days in sorted(waiting.items()):
+        prop = props[site_url]
+        client = getattr(context.resources, gsc_resource_key(config, prop.credential)).client()
+        try:
+            plan = plan_days(client, site_url, prop.report_objects()[0], days)
+        except GscError as exc:
+            context.log.warning(f"{site_url}: cannot ask Google which days are final ({exc})")
+            continue
+        final_before[site_url] = plan.final_before
+        audit.record_final_before(warehouse, site_url, plan.final_before)
+    return final_before
+
+
 def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     fetch_keys = _fetching_assets(config)
     asset_of = {(prop.site_url, report.name): key for key, (prop, report) in fetch_keys.items()}
@@ -328,29 +370,37 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
     @dg.sensor(
         name=config.namespaced(FINALIZATION_SENSOR),
         job=job,
-        minimum_interval_seconds=600,
+        minimum_interval_seconds=config.finalization_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={warehouse_key},
+        required_resource_keys={warehouse_key, *_gsc_resource_keys(config)},
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
-            "data, once Google reports them final (firstIncompleteDate moved past them), as "
-            "ranged runs."
+            "data, once Google reports them final (firstIncompleteDate moved past them, asked "
+            "of Google each tick), as ranged runs."
         ),
     )
     def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         # Partition id -> the fetch time of the fresh version already requested: a newer fresh
         # fetch of the same day is a new version to finalize, the same one is never asked twice.
         requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        pending = proof.fresh_partitions(getattr(context.resources, warehouse_key).open())
+        warehouse = getattr(context.resources, warehouse_key).open()
+        pending = [
+            row
+            for row in proof.fresh_partitions(warehouse).itertuples(index=False)
+            if (row.site_url, row.report) in asset_of
+        ]
+        waiting: dict[str, list[dt.date]] = {}
+        for row in pending:
+            if not row.ready:
+                waiting.setdefault(row.site_url, []).append(row.date)
+        final_before = _google_final_before(context, config, warehouse, waiting)
         still_fresh: dict[str, str] = {}
         wanted: dict[str, int] = {}
-        for row in pending.itertuples(index=False):
-            asset_key = asset_of.get((row.site_url, row.report))
-            if asset_key is None or not row.ready:
-                continue
-            pid = _partition_id(asset_key, row.date.isoformat())
+        for row in pending:
+            pid = _partition_id(asset_of[(row.site_url, row.report)], row.date.isoformat())
             still_fresh[pid] = str(row.fetched_at)
-            if requested.get(pid) != still_fresh[pid]:
+            ready = row.ready or row.date < final_before.get(row.site_url, row.date)
+            if ready and requested.get(pid) != still_fresh[pid]:
                 wanted[pid] = 1
         requests = []
         for run in group_repairs(wanted, property_of, config.backfill_days_per_run):
@@ -371,7 +421,62 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
                     {FINALIZE_TAG: "true"},
                 )
             )
-        # Keep only partitions still fresh: the cursor stays small.
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(still_fresh))
+        # Keep only partitions still fresh and already requested: the cursor stays small.
+        kept = {pid: v for pid, v in still_fresh.items() if pid in wanted or requested.get(pid)}
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(kept))
 
     return finalization_sensor
+
+
+def build_audit_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
+    fetch_keys = _fetching_assets(config)
+    property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
+    warehouse_key = warehouse_resource_key(config)
+
+    @dg.sensor(
+        name=config.namespaced(AUDIT_SENSOR),
+        job=job,
+        minimum_interval_seconds=AUDIT_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={warehouse_key, *_gsc_resource_keys(config)},
+        description=(
+            "Once a day, compare Google's daily totals of every final day in the 16-month "
+            "window (one request per property and search type) with the stored ones, log the "
+            "days Google restated (gsc_restatements, before/after) and re-fetch them."
+        ),
+    )
+    def restatement_audit_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        warehouse = getattr(context.resources, warehouse_key).open()
+        today = pacific_today()
+        wanted: dict[str, int] = {}
+        for prop in config.properties:
+            reports = prop.report_objects()
+            search_types = tuple(sorted({t for r in reports for t in r.search_types}))
+            client = getattr(context.resources, gsc_resource_key(config, prop.credential)).client()
+            try:
+                result = audit.audit_property(
+                    client, warehouse, prop.site_url, search_types, reports, today
+                )
+            except GscError as exc:
+                context.log.warning(f"{prop.site_url}: restatement audit failed ({exc})")
+                continue
+            days = [d for d in result.restated_days if d >= config.start_date]
+            if days:
+                context.log.info(
+                    f"{prop.site_url}: Google restated {len(days)} final day(s) "
+                    f"({days[0]} to {days[-1]}); re-fetching them"
+                )
+            for key, (_, report) in fetch_keys.items():
+                # Hourly data reaches back ~10 days only: an older day would come back empty.
+                if property_of[key] == prop.key and not report.hourly:
+                    wanted |= {_partition_id(key, day.isoformat()): 1 for day in days}
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        requests = [
+            _ranged_request(
+                config, run, f"{AUDIT_SENSOR}:{_run_name(run)}:{stamp}", {RESTATED_TAG: "true"}
+            )
+            for run in group_repairs(wanted, property_of, config.backfill_days_per_run)
+        ]
+        return dg.SensorResult(run_requests=requests)
+
+    return restatement_audit_sensor
