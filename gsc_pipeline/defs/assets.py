@@ -19,6 +19,8 @@ from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
+from gsc_pipeline.sync.committed import committed_days
+from gsc_pipeline.warehouse import Warehouse
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
@@ -69,6 +71,18 @@ def quota_share_follows_pool(
     finally:
         fetch_done.set()
         thread.join()
+
+
+def _committed(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, site_url: str, report: Report
+) -> dict[str, dict[str, object]]:
+    """The days this run committed, by the ledger; none when it cannot be read (the step's own
+    error, raised next, says more)."""
+    try:
+        return committed_days(warehouse, site_url, report, context.run_id)
+    except Exception as exc:  # noqa: BLE001 - the step's own error is the one to raise
+        context.log.warning(f"cannot read the days this run committed ({exc})")
+        return {}
 
 
 def build_fetch_asset(
@@ -163,8 +177,10 @@ def build_fetch_asset(
         except BaseException as exc:
             # Dagster records no materialization for a step that fails (or is terminated), yet
             # the days written before it are complete: record them, so the repair sensor and
-            # the UI see exactly which days are still missing.
-            for day, metadata in written.items():
+            # the UI see exactly which days are still missing. The ledger says which: a day
+            # committed at the moment of a Terminate (before its callback ran) is there too.
+            committed = _committed(context, warehouse, prop.site_url, report)
+            for day, metadata in sorted((committed | written).items()):
                 context.log_event(
                     dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
                 )
