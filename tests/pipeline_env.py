@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -54,6 +56,20 @@ def pipeline_config(
             "properties": [{"site_url": s} for s in site_urls],
         }
     )
+
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float) -> T:
+    """Poll `probe` until it returns something truthy (and return that), within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def direct_fetch(

@@ -154,8 +154,9 @@ def test_two_instances_load_together_and_never_share_names():
     assert {s.name for s in repo.sensor_defs} == {
         f"{prefix}{name}"
         for prefix in ("", "agency_b_")
-        for name in ("repair_sensor", "finalization_sensor", "url_lifetime_stats_automation")
-    }
+        for name in ("repair_sensor", "finalization_sensor", "restatement_audit_sensor",
+                     "url_lifetime_stats_automation")
+    }  # fmt: skip
     pools = {
         key.to_user_string(): repo.assets_defs_by_key[key].node_def.pools
         for key in repo.asset_graph.get_all_asset_keys()

@@ -24,9 +24,17 @@ from gsc_pipeline.instance import init_instance
 from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.tools.demo import dagster_daemon
 from gsc_pipeline.warehouse import open_warehouse
-from tests.pipeline_env import EMULATOR_CONFIG, SMALL, TODAY, direct_fetch, warehouse_rows
+from tests.pipeline_env import (
+    EMULATOR_CONFIG,
+    SMALL,
+    TODAY,
+    direct_fetch,
+    wait_for,
+    warehouse_rows,
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("daemon")]
+# A daemon, a run start and the waits below: more than the suite's 300 s on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("daemon"), pytest.mark.timeout(900)]
 
 INTERVAL = 10
 CONFIG_YAML = f"""
@@ -44,16 +52,6 @@ def warehouse_url(request, tmp_path) -> str:
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'wh.duckdb'}"
     return request.getfixturevalue("postgres_schema_url")
-
-
-def _wait_for(probe, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def _sensor_ticks(instance: dg.DagsterInstance) -> list:
@@ -100,14 +98,14 @@ def test_fresh_days_become_final_within_one_sensor_interval_with_nothing_else_fe
             assert _states(wh) == {day: "all" for day in FRESH}
             with dagster_daemon(home, tmp_path / "daemon.log"):
                 # The sensor runs and, Google still calling the days incomplete, asks for nothing.
-                _wait_for(lambda: _sensor_ticks(instance), timeout=180)
+                wait_for(lambda: _sensor_ticks(instance), timeout=180)
                 assert not any(t.run_ids for t in _sensor_ticks(instance))
                 # Google's clock moves past the days; nothing else is fetched.
                 emulator.set_today(TODAY + dt.timedelta(days=4))
                 moved_at = time.time()  # a tick that starts from now on sees the new clock
-                _wait_for(lambda: set(_states(wh).values()) == {"final"}, timeout=300)
+                wait_for(lambda: set(_states(wh).values()) == {"final"}, timeout=300)
                 runs = instance.get_runs(filters=dg.RunsFilter(tags={FINALIZE_TAG: "true"}))
-                run = _wait_for(
+                run = wait_for(
                     lambda: (r := instance.get_run_by_id(runs[0].run_id)).is_finished and r,
                     timeout=120,
                 )
