@@ -257,11 +257,12 @@ def _listing(name: str, bad: list[dt.date], checked: int, **extra: object) -> Ch
     )
 
 
-def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckOutcome:
-    """The days Google restated after they were final, and those of them this report has not
-    re-fetched since (bad: the stored rows still hold the old totals)."""
+def _restatements(warehouse: Warehouse, site_url: str, report: Report) -> pd.DataFrame | None:
+    """Per restated day of the report's search types: the change, when it was detected, and
+    whether this report still holds the version from before (fetched before the detection).
+    None before the first audit."""
     if warehouse.missing_tables([AUDIT_TOTALS_TABLE, RESTATEMENTS_TABLE, LEDGER_TABLE]):
-        return not_evaluated(RESTATED_DAYS, "no audit has run yet (restatement_audit_sensor)")
+        return None
     types = ", ".join("?" for _ in report.search_types)
     frame = warehouse.read_sql(
         f"""
@@ -276,7 +277,7 @@ def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckO
             SELECT date, MAX(fetched_at) AS fetched_at FROM {LEDGER_TABLE}
             WHERE site_url = ? AND report = ? GROUP BY date
         )
-        SELECT r.date, r.impressions_change, r.clicks_change,
+        SELECT r.date, r.detected_at, r.impressions_change, r.clicks_change,
                CASE WHEN f.fetched_at IS NOT NULL AND f.fetched_at < r.detected_at
                     THEN 1 ELSE 0 END AS pending
         FROM restated r LEFT JOIN fetched f ON r.date = f.date
@@ -284,22 +285,41 @@ def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckO
         """,
         [site_url, *report.search_types, site_url, report.name],
     )
-    days = [_day(d) for d in frame["date"]]
-    pending = [d for d, p in zip(days, frame["pending"], strict=True) if p]
+    frame["date"] = frame["date"].map(_day)
+    frame["pending"] = frame["pending"].astype(bool)
+    return frame
+
+
+def pending_restatements(warehouse: Warehouse, site_url: str, report: Report) -> dict[dt.date, str]:
+    """Restated day -> when the restatement was detected, for the days this report stored
+    before Google restated them and has not re-fetched since: what to re-fetch."""
+    frame = _restatements(warehouse, site_url, report)
+    if frame is None:
+        return {}
+    pending = frame[frame["pending"]]
+    return dict(zip(pending["date"], pending["detected_at"].astype(str), strict=True))
+
+
+def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckOutcome:
+    """The days Google restated after they were final, and those of them this report has not
+    re-fetched since (bad: the stored rows still hold the old totals)."""
+    frame = _restatements(warehouse, site_url, report)
+    if frame is None:
+        return not_evaluated(RESTATED_DAYS, "no audit has run yet (gsc_audit/<property>)")
     recent = frame.tail(_LISTED)
     return _listing(
         RESTATED_DAYS,
-        pending,
-        checked=len(days),
-        restated_day_count=len(days),
+        list(frame.loc[frame["pending"], "date"]),
+        checked=len(frame),
+        restated_day_count=len(frame),
         restated_days=[
             {
-                "date": _day(r.date).isoformat(),
+                "date": r.date.isoformat(),
                 "clicks_change": float(r.clicks_change),
                 "impressions_change": float(r.impressions_change),
             }
             for r in recent.itertuples(index=False)
-        ],  # fmt: skip
+        ],
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from gsc_pipeline.config import ConfigError, PipelineConfig
 from gsc_pipeline.defs.assets import build_fetch_assets, build_sitemaps_assets
+from gsc_pipeline.defs.audit import build_audit_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
 from gsc_pipeline.defs.google_checks import build_google_checks
 from gsc_pipeline.defs.keys import fetch_asset_key
@@ -30,9 +31,9 @@ from gsc_pipeline.defs.schedules import (
     build_hourly_refresh_schedule,
 )
 from gsc_pipeline.defs.sensors import (
-    build_audit_sensor,
     build_finalization_sensor,
     build_repair_sensor,
+    build_restatement_sensor,
 )
 from gsc_pipeline.defs.stats import (
     automation_tags,
@@ -75,6 +76,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         assets=[
             *build_fetch_assets(config),
             *build_sitemaps_assets(config, automation_tags(config)),
+            *build_audit_assets(config, automation_tags(config)),
             *histories,
             *([stats] if stats else []),
         ],
@@ -84,7 +86,7 @@ def build_definitions(config: PipelineConfig) -> dg.Definitions:
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),
-            build_audit_sensor(config, fetch_job),
+            build_restatement_sensor(config, fetch_job),
             build_stats_automation_sensor(config),
         ],
         resources=resources,

@@ -68,7 +68,7 @@ def test_audit_detects_restated_final_days_and_refetching_them_stores_the_new_tr
     for report in reports:
         sync_days(client, warehouse, SMALL, report, DAYS, run_id="first")
     assert audit.restated_days(warehouse, SMALL, PAGE_QUERY).metadata == {
-        "not_evaluated": "no audit has run yet (restatement_audit_sensor)"
+        "not_evaluated": "no audit has run yet (gsc_audit/<property>)"
     }
     first = audit.audit_property(client, warehouse, SMALL, ("web",), list(reports), TODAY)
     assert first.restated_days == []

@@ -13,6 +13,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.defs.keys import fetch_asset_keys
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.demo import dagster_daemon
@@ -129,6 +130,18 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
         assert row.last_page < 25_000
     assert SMALL  # the other property's data is untouched by the cancelled run
     assert len(check) < 3 * len(days)
+    # Dagster agrees with the warehouse on the cancelled run's days: every day it committed is
+    # materialized, none other (other runs of the backfill hold other days).
+    first, last = final.tags[RANGE_START_TAG], final.tags[RANGE_END_TAG]
+    for key in medium:
+        stored = {
+            str(row.date)[:10] for row in check.itertuples()
+            if row.report == key.path[-1] and first <= str(row.date)[:10] <= last
+        }  # fmt: skip
+        materialized = {
+            day for day in instance.get_materialized_partitions(key) if first <= day <= last
+        }
+        assert materialized == stored, key
 
 
 def _started_run(instance, backfill_id, emulator):

@@ -17,11 +17,11 @@ from gsc_pipeline.defs.checks import history_asset_key
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.defs.sensors import (
-    AUDIT_SENSOR,
     FINALIZATION_SENSOR,
     MAX_REPAIR_ATTEMPTS,
     REPAIR_SENSOR,
     RESTATED_TAG,
+    RESTATEMENT_SENSOR,
 )
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.reports import PAGE_QUERY
@@ -279,7 +279,17 @@ def test_finalization_sensor_asks_google_itself_with_nothing_else_fetched(
         )
 
 
-def test_restatement_audit_sensor_refetches_restated_days_without_a_person(
+def run_audit(defs: dg.Definitions, instance) -> dict:
+    """Materialize the small property's daily audit asset; its metadata."""
+    key = dg.AssetKey(["gsc_audit", "small_example"])
+    job = dg.define_asset_job("audit", selection=dg.AssetSelection.keys(key))
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    result = merged.resolve_job_def("audit").execute_in_process(instance=instance)
+    (materialization,) = result.asset_materializations_for_node("gsc_audit__small_example")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_restated_days_found_by_the_daily_audit_are_refetched_without_a_person(
     monkeypatch, emulator, tmp_path
 ) -> None:
     monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
@@ -296,13 +306,20 @@ def test_restatement_audit_sensor_refetches_restated_days_without_a_person(
     wh = open_warehouse(str(tmp_path / "wh.duckdb"))
     with dg.instance_for_test() as instance:
         assert run(defs, instance, keys, days=days).success
-        assert tick(defs, instance, AUDIT_SENSOR, None).run_requests == []
+        assert run_audit(defs, instance)["restated_day_count"] == 0
+        assert tick(defs, instance, RESTATEMENT_SENSOR, None).run_requests == []
         emulator.restate("2026-03-03", "2026-03-04", factor=0.7, site_url=SMALL)
-        data = tick(defs, instance, AUDIT_SENSOR, None)
+        audited = run_audit(defs, instance)
+        assert audited["restated_days"] == ["2026-03-03", "2026-03-04"]
+        assert audited["requests"] == 1  # one search type: one date-grouped request
+        data = tick(defs, instance, RESTATEMENT_SENSOR, None)
         assert requested(data) == [(
             "gsc/small_example/page_query,gsc/small_example/site", "2026-03-03", "2026-03-04"
         )]  # fmt: skip
         assert all(r.tags[RESTATED_TAG] == "true" for r in data.run_requests)
+        # Same detection, same run key: Dagster starts it once however often the sensor ticks.
+        again = tick(defs, instance, RESTATEMENT_SENSOR, None)
+        assert [r.run_key for r in again.run_requests] == [r.run_key for r in data.run_requests]
         history = run_history_checks(defs, instance, SMALL_PQ)
         (restated,) = [e for e in history.get_asset_check_evaluations()
                        if e.check_name == audit.RESTATED_DAYS]  # fmt: skip
@@ -310,7 +327,8 @@ def test_restatement_audit_sensor_refetches_restated_days_without_a_person(
         assert restated.metadata["bad_partitions"].value == ["2026-03-03", "2026-03-04"]
         for request in data.run_requests:
             assert run_request(defs, instance, request).success
-        assert tick(defs, instance, AUDIT_SENSOR, None).run_requests == []
+        assert tick(defs, instance, RESTATEMENT_SENSOR, None).run_requests == []
+        assert run_audit(defs, instance)["restated_day_count"] == 0
         history = run_history_checks(defs, instance, SMALL_PQ)
         checks = {e.check_name: e for e in history.get_asset_check_evaluations()}
         assert checks[audit.RESTATED_DAYS].passed

@@ -10,11 +10,10 @@
   (dataState=all) data once Google reports them final, so the warehouse ends with final data.
   Each tick asks Google itself (one date-grouped request per property holding fresh days), so
   a fresh day is replaced within one interval of Google calling it final, whatever else runs.
-- `restatement_audit_sensor` audits every property once a day (`gsc_pipeline.audit`: one
-  date-grouped request per search type over the 16-month window) and re-fetches the final days
-  whose totals Google changed since they were stored.
+- `restatement_sensor` re-fetches the final days whose totals Google changed after they were
+  stored, as the daily audit (`gsc_audit/<property>`, `gsc_pipeline.audit`) found them.
 
-Both target the fetch job, whose assets sit in their credential's pool: the runs they start
+All three target the fetch job, whose assets sit in their credential's pool: the runs they start
 queue for the pool like any other, so no sensor can overrun the quota budget. Cursors are JSON
 and stored by Dagster, so they survive daemon restarts.
 """
@@ -41,15 +40,13 @@ from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
 from gsc_pipeline.gsc.errors import GscError
-from gsc_pipeline.reports import Report, pacific_today
+from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.fetch import plan_days
 from gsc_pipeline.warehouse import Warehouse
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
-AUDIT_SENSOR = "restatement_audit_sensor"
-# Once a day: one request per property and search type (Google restates rarely).
-AUDIT_INTERVAL_SECONDS = 24 * 3600
+RESTATEMENT_SENSOR = "restatement_sensor"
 RESTATED_TAG = "gsc/restated"
 MAX_REPAIR_ATTEMPTS = 3
 REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
@@ -331,10 +328,6 @@ def _run_name(run: RepairRun) -> str:
     return f"{','.join(k.to_user_string() for k in run.asset_keys)}:{run.first}:{run.last}"
 
 
-def _gsc_resource_keys(config: PipelineConfig) -> set[str]:
-    return {gsc_resource_key(config, prop.credential) for prop in config.properties}
-
-
 def _google_final_before(
     context: dg.SensorEvaluationContext,
     config: PipelineConfig,
@@ -372,7 +365,10 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
         job=job,
         minimum_interval_seconds=config.finalization_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={warehouse_key, *_gsc_resource_keys(config)},
+        required_resource_keys={
+            warehouse_key,
+            *(gsc_resource_key(config, prop.credential) for prop in config.properties),
+        },
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
             "data, once Google reports them final (firstIncompleteDate moved past them, asked "
@@ -421,62 +417,59 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
                     {FINALIZE_TAG: "true"},
                 )
             )
-        # Keep only partitions still fresh and already requested: the cursor stays small.
-        kept = {pid: v for pid, v in still_fresh.items() if pid in wanted or requested.get(pid)}
+        # Keep only partitions still fresh and requested (the version requested): the cursor
+        # stays small, and a newer fresh version not final yet is still asked for later.
+        kept = {pid: requested[pid] for pid in still_fresh if pid in requested}
+        kept |= {pid: still_fresh[pid] for pid in wanted}
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(kept))
 
     return finalization_sensor
 
 
-def build_audit_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
+def build_restatement_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     fetch_keys = _fetching_assets(config)
     property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
     warehouse_key = warehouse_resource_key(config)
 
     @dg.sensor(
-        name=config.namespaced(AUDIT_SENSOR),
+        name=config.namespaced(RESTATEMENT_SENSOR),
         job=job,
-        minimum_interval_seconds=AUDIT_INTERVAL_SECONDS,
+        minimum_interval_seconds=120,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={warehouse_key, *_gsc_resource_keys(config)},
+        required_resource_keys={warehouse_key},
         description=(
-            "Once a day, compare Google's daily totals of every final day in the 16-month "
-            "window (one request per property and search type) with the stored ones, log the "
-            "days Google restated (gsc_restatements, before/after) and re-fetch them."
+            "Re-fetch, as ranged runs, the final days the daily audit (gsc_audit/<property>) "
+            "found restated by Google and each report has not re-fetched since."
         ),
     )
-    def restatement_audit_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def restatement_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         warehouse = getattr(context.resources, warehouse_key).open()
-        today = pacific_today()
-        wanted: dict[str, int] = {}
-        for prop in config.properties:
-            reports = prop.report_objects()
-            search_types = tuple(sorted({t for r in reports for t in r.search_types}))
-            client = getattr(context.resources, gsc_resource_key(config, prop.credential)).client()
-            try:
-                result = audit.audit_property(
-                    client, warehouse, prop.site_url, search_types, reports, today
-                )
-            except GscError as exc:
-                context.log.warning(f"{prop.site_url}: restatement audit failed ({exc})")
+        # Partition id -> when its restatement was detected: part of the run key, so each
+        # detection is requested once (a failed re-fetch is the repair sensor's).
+        detected: dict[str, str] = {}
+        for key, (prop, report) in fetch_keys.items():
+            # Hourly data reaches back ~10 days only: an older day would come back empty.
+            if report.hourly:
                 continue
-            days = [d for d in result.restated_days if d >= config.start_date]
-            if days:
-                context.log.info(
-                    f"{prop.site_url}: Google restated {len(days)} final day(s) "
-                    f"({days[0]} to {days[-1]}); re-fetching them"
-                )
-            for key, (_, report) in fetch_keys.items():
-                # Hourly data reaches back ~10 days only: an older day would come back empty.
-                if property_of[key] == prop.key and not report.hourly:
-                    wanted |= {_partition_id(key, day.isoformat()): 1 for day in days}
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        requests = [
-            _ranged_request(
-                config, run, f"{AUDIT_SENSOR}:{_run_name(run)}:{stamp}", {RESTATED_TAG: "true"}
+            for day, when in audit.pending_restatements(warehouse, prop.site_url, report).items():
+                if day >= config.start_date:
+                    detected[_partition_id(key, day.isoformat())] = when
+        requests = []
+        wanted = dict.fromkeys(detected, 1)
+        for run in group_repairs(wanted, property_of, config.backfill_days_per_run):
+            stamps = sorted(
+                detected[pid]
+                for key in run.asset_keys
+                for day in run.days()
+                if (pid := _partition_id(key, day)) in detected
             )
-            for run in group_repairs(wanted, property_of, config.backfill_days_per_run)
-        ]
+            digest = hashlib.sha1("|".join(stamps).encode()).hexdigest()[:12]
+            requests.append(
+                _ranged_request(
+                    config, run, f"{RESTATEMENT_SENSOR}:{_run_name(run)}:{digest}",
+                    {RESTATED_TAG: "true"},
+                )
+            )  # fmt: skip
         return dg.SensorResult(run_requests=requests)
 
-    return restatement_audit_sensor
+    return restatement_sensor
