@@ -1,7 +1,7 @@
 """Whole-history checks of what Google changed after a day was stored (`gsc_pipeline.audit`):
 
 - `restated_days` (WARN): the final days Google restated, before/after, and those this report
-  has not re-fetched since (the restatement audit sensor requests them);
+  has not re-fetched since (`restatement_sensor` requests them);
 - `fresh_days_finalized` (ERROR): fresh days Google has called final for more than
   `audit.FINALIZE_GRACE_DAYS` day(s) (the finalization sensor should have replaced them).
 
