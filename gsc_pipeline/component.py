@@ -31,8 +31,10 @@ from gsc_pipeline.defs.assets import (
     build_sitemaps_assets,
     fetch_partitions,
 )
+from gsc_pipeline.defs.audit import build_audit_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
 from gsc_pipeline.defs.errors import INPUT_ERRORS, UserFacingError
+from gsc_pipeline.defs.google_checks import build_google_checks
 from gsc_pipeline.defs.resources import (
     gsc_resource,
     gsc_resource_key,
@@ -44,7 +46,11 @@ from gsc_pipeline.defs.schedules import (
     build_fetch_job,
     build_hourly_refresh_schedule,
 )
-from gsc_pipeline.defs.sensors import build_finalization_sensor, build_repair_sensor
+from gsc_pipeline.defs.sensors import (
+    build_finalization_sensor,
+    build_repair_sensor,
+    build_restatement_sensor,
+)
 from gsc_pipeline.defs.stats import (
     automation_tags,
     build_stats_asset,
@@ -138,15 +144,17 @@ def build_definitions(
         assets=[
             *build_fetch_assets(config, execute),
             *build_sitemaps_assets(config, automation_tags(config)),
+            *build_audit_assets(config, automation_tags(config)),
             *histories,
             *([stats] if stats else []),
         ],
-        asset_checks=build_all_days_checks(config),
+        asset_checks=[*build_all_days_checks(config), *build_google_checks(config)],
         jobs=[fetch_job],
         schedules=[build_daily_refresh_schedule(config, fetch_job), *([hourly] if hourly else [])],
         sensors=[
             build_repair_sensor(config, fetch_job),
             build_finalization_sensor(config, fetch_job),
+            build_restatement_sensor(config, fetch_job),
             build_stats_automation_sensor(config),
         ],
         resources=resources,

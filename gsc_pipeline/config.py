@@ -304,6 +304,9 @@ class PipelineConfig(_Strict):
     refresh_days: int = Field(4, ge=1, le=30)
     # Fetch recent days with dataState=all, then let the finalization sensor replace them.
     fresh_data: bool = False
+    # How often the finalization sensor asks Google which fresh days are final (one request per
+    # property holding fresh days) and replaces them: a fresh day is final within this long.
+    finalization_interval_seconds: int = Field(600, ge=5, le=86400)
     credentials: dict[str, CredentialConfig] = Field(
         default_factory=lambda: {"default": CredentialConfig()}
     )

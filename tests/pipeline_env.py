@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -55,6 +57,20 @@ def pipeline_config(
             "properties": [{"site_url": s} for s in site_urls],
         }
     )
+
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout: float) -> T:
+    """Poll `probe` until it returns something truthy (and return that), within `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def direct_fetch(

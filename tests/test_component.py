@@ -64,12 +64,13 @@ def test_dg_loads_this_project_from_its_defs_folder():
     listed = _dg("list", "defs", "--json")
     assert listed.returncode == 0, listed.stderr[-2000:]
     assets = {a["asset_key"]: a for a in json.loads(listed.stdout)["assets"]}
-    # Every fetching asset with its history, each property's sitemaps, + stats: nothing twice.
+    # Every fetching asset with its history, each property's sitemaps and audit, + stats:
+    # nothing twice.
     config = load_config(BUNDLED_DEMO_CONFIG)
     fetching = [r for p in config.properties for r in p.report_objects()]
     sitemaps = [p for p in config.properties if p.sitemaps]
     assert len(fetching) == 14
-    assert len(assets) == len(fetching) * 2 + len(sitemaps) + 1
+    assert len(assets) == len(fetching) * 2 + len(sitemaps) + len(config.properties) + 1
     assert assets["gsc/example_com/page_query"]["source"] == "gsc_pipeline/defs/gsc/defs.yaml:4"
 
 
@@ -200,8 +201,9 @@ def test_two_instances_load_together_and_never_share_names():
     assert {s.name for s in repo.sensor_defs} == {
         f"{prefix}{name}"
         for prefix in ("", "agency_b_")
-        for name in ("repair_sensor", "finalization_sensor", "url_lifetime_stats_automation")
-    }
+        for name in ("repair_sensor", "finalization_sensor", "restatement_sensor",
+                     "url_lifetime_stats_automation")
+    }  # fmt: skip
     pools = {
         key.to_user_string(): repo.assets_defs_by_key[key].node_def.pools
         for key in repo.asset_graph.get_all_asset_keys()

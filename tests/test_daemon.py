@@ -13,12 +13,13 @@ from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.defs.keys import fetch_asset_keys
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.demo import dagster_daemon
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import open_warehouse
-from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL
+from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
@@ -103,10 +104,10 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
     days = [(dt.date(2026, 2, 1) + dt.timedelta(days=i)).isoformat() for i in range(20)]
     medium = [k for k in deployment["keys"] if k.path[1] == "www_medium_example"]
     backfill_id = launch_backfill(instance, deployment["home"] / "workspace.yaml", medium, days)
-    run = _wait_for(lambda: _started_run(instance, backfill_id, emulator), timeout=120)
+    run = wait_for(lambda: _started_run(instance, backfill_id, emulator), timeout=120)
     terminated_at = time.time()
     assert instance.run_launcher.terminate(run.run_id)
-    final = _wait_for(
+    final = wait_for(
         lambda: (r := instance.get_run_by_id(run.run_id)).is_finished and r, timeout=60
     )
     assert final.status == DagsterRunStatus.CANCELED
@@ -129,6 +130,18 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
         assert row.last_page < 25_000
     assert SMALL  # the other property's data is untouched by the cancelled run
     assert len(check) < 3 * len(days)
+    # Dagster agrees with the warehouse on the cancelled run's days: every day it committed is
+    # materialized, none other (other runs of the backfill hold other days).
+    first, last = final.tags[RANGE_START_TAG], final.tags[RANGE_END_TAG]
+    for key in medium:
+        stored = {
+            str(row.date)[:10] for row in check.itertuples()
+            if row.report == key.path[-1] and first <= str(row.date)[:10] <= last
+        }  # fmt: skip
+        materialized = {
+            day for day in instance.get_materialized_partitions(key) if first <= day <= last
+        }
+        assert materialized == stored, key
 
 
 def _started_run(instance, backfill_id, emulator):
@@ -138,11 +151,3 @@ def _started_run(instance, backfill_id, emulator):
     return runs[0] if runs and emulator.stats()["in_flight"] else None
 
 
-def _wait_for(probe, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout}s")

@@ -31,6 +31,7 @@ PLAIN_LAYERS = (
     "gsc_pipeline.config",
     "gsc_pipeline.reports",
     "gsc_pipeline.proof",
+    "gsc_pipeline.audit",
     "gsc_pipeline.lifetime",
     "gsc_pipeline.sitemaps",
     "gsc_pipeline.constants",

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from gsc_pipeline.config import parse_config
+from gsc_pipeline.constants import TODAY_ENV
 from gsc_pipeline.definitions import build_definitions
 from gsc_pipeline.defs.assets import DATA_STATE_TAG
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
@@ -43,13 +44,19 @@ def config(**extra):
     )  # fmt: skip
 
 
+@pytest.fixture
+def tick_clock(monkeypatch):
+    """Search Console's date from the tick's time: the suite's pinned GSC_TODAY unset."""
+    monkeypatch.delenv(TODAY_ENV)
+
+
 def evaluate(defs: dg.Definitions, instance, when: dt.datetime) -> list[dg.RunRequest]:
     schedule = defs.resolve_schedule_def(DAILY_REFRESH_SCHEDULE)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     return list(schedule.evaluate_tick(context).run_requests or [])
 
 
-def test_one_ranged_run_per_property_over_the_last_pacific_days() -> None:
+def test_one_ranged_run_per_property_over_the_last_pacific_days(tick_clock) -> None:
     defs = build_definitions(config(refresh_days=4))
     schedule = defs.resolve_schedule_def(DAILY_REFRESH_SCHEDULE)
     assert schedule.execution_timezone == "America/Los_Angeles"
@@ -74,13 +81,25 @@ def test_one_ranged_run_per_property_over_the_last_pacific_days() -> None:
     assert len({r.run_key for r in requests}) == 2
 
 
-def test_window_respects_refresh_days_start_date_and_fresh_data() -> None:
+def test_window_respects_refresh_days_start_date_and_fresh_data(tick_clock) -> None:
     defs = build_definitions(config(refresh_days=7, fresh_data=True, start_date="2026-03-14"))
     with dg.instance_for_test() as instance:
         requests = evaluate(defs, instance, dt.datetime(2026, 3, 20, 6, 0, tzinfo=LA))
     tags = requests[0].tags
     assert (tags[RANGE_START_TAG], tags[RANGE_END_TAG]) == ("2026-03-14", "2026-03-19")
     assert tags[DATA_STATE_TAG] == "all"
+
+
+def test_schedules_follow_the_pinned_gsc_today(monkeypatch) -> None:
+    """GSC_TODAY (replays, an emulator with a fixed clock) is Search Console's date for the
+    schedules too, whatever the tick's time."""
+    monkeypatch.setenv(TODAY_ENV, "2026-03-20")
+    defs = build_definitions(config(refresh_days=4))
+    with dg.instance_for_test() as instance:
+        requests = evaluate(defs, instance, dt.datetime(2026, 11, 2, 14, 0, tzinfo=dt.UTC))
+    assert {(r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for r in requests} == {
+        ("2026-03-16", "2026-03-19")
+    }
 
 
 def test_every_schedule_and_sensor_goes_through_the_quota_pools() -> None:
@@ -114,7 +133,9 @@ def emulator():
         yield emu
 
 
-def test_scheduled_run_lands_the_window_and_its_checks_pass(monkeypatch, emulator, tmp_path):
+def test_scheduled_run_lands_the_window_and_its_checks_pass(
+    monkeypatch, emulator, tmp_path, tick_clock
+):
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
     monkeypatch.setenv(WAREHOUSE_URL_ENV, url)
@@ -149,7 +170,7 @@ def test_scheduled_run_lands_the_window_and_its_checks_pass(monkeypatch, emulato
 
 
 def test_hourly_schedule_refreshes_the_last_days_of_hourly_reports_and_its_runs_pass(
-    monkeypatch, emulator, tmp_path
+    monkeypatch, emulator, tmp_path, tick_clock
 ):
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)

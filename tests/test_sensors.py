@@ -6,20 +6,34 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 import pytest
 
-from gsc_pipeline import proof
+from gsc_pipeline import audit, proof
 from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
 from gsc_pipeline.defs.assets import DATA_STATE_TAG
 from gsc_pipeline.defs.checks import history_asset_key
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
-from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, MAX_REPAIR_ATTEMPTS, REPAIR_SENSOR
+from gsc_pipeline.defs.sensors import (
+    FINALIZATION_SENSOR,
+    MAX_REPAIR_ATTEMPTS,
+    REPAIR_SENSOR,
+    RESTATED_TAG,
+    RESTATEMENT_SENSOR,
+)
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.warehouse import open_warehouse
-from tests.pipeline_env import EMULATOR_CONFIG, FORBIDDEN, SMALL, TODAY, direct_fetch
+from tests.pipeline_env import (
+    EMULATOR_CONFIG,
+    FORBIDDEN,
+    SMALL,
+    TODAY,
+    direct_fetch,
+    warehouse_rows,
+)
 
 SMALL_PQ = dg.AssetKey(["gsc", "small_example", "page_query"])
 FORBIDDEN_SITE = dg.AssetKey(["gsc", "not_yours_example", "site"])
@@ -232,3 +246,97 @@ def test_finalization_sensor_refetches_fresh_days_once_google_calls_them_final(
                              [dt.date(2026, 3, 19)])  # fmt: skip
         assert stored["n"].iloc[0] == len(final)
         assert tick(defs, instance, FINALIZATION_SENSOR, second.cursor).run_requests == []
+
+
+def test_finalization_sensor_asks_google_itself_with_nothing_else_fetched(
+    defs, emulator, tmp_path
+) -> None:
+    """No later day is fetched: the sensor's own probe sees Google's clock move past the fresh
+    days, and the first tick after it requests them."""
+    days = ["2026-03-18", "2026-03-19"]
+    wh = open_warehouse(str(tmp_path / "wh.duckdb"))
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, [SMALL_PQ], days=days, tags={DATA_STATE_TAG: "all"}).success
+        first = tick(defs, instance, FINALIZATION_SENSOR, None)
+        assert first.run_requests == []
+        requests_before = emulator.stats()["requests_total"]
+        emulator.set_today(TODAY + dt.timedelta(days=4))
+        second = tick(defs, instance, FINALIZATION_SENSOR, first.cursor)
+        assert requested(second) == [("gsc/small_example/page_query", "2026-03-18", "2026-03-19")]
+        # One cheap request for the property (the forbidden one holds no fresh day).
+        assert emulator.stats()["requests_total"] - requests_before == 1
+        # The probe recorded Google's clock: final since 03-22, both days are overdue.
+        late = audit.fresh_days_finalized(wh, SMALL, PAGE_QUERY)
+        assert late.bad_partitions == days
+        assert late.metadata["google_final_before"] == "2026-03-22"
+        for request in second.run_requests:
+            assert run_request(defs, instance, request).success
+        assert tick(defs, instance, FINALIZATION_SENSOR, second.cursor).run_requests == []
+    assert proof.fresh_partitions(wh).empty
+    assert audit.fresh_days_finalized(wh, SMALL, PAGE_QUERY).passed
+    for day in days:
+        pd.testing.assert_frame_equal(
+            warehouse_rows(wh, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
+            direct_fetch(emulator.base_url, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
+        )
+
+
+def run_audit(defs: dg.Definitions, instance) -> dict:
+    """Materialize the small property's daily audit asset; its metadata."""
+    key = dg.AssetKey(["gsc_audit", "small_example"])
+    job = dg.define_asset_job("audit", selection=dg.AssetSelection.keys(key))
+    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+    result = merged.resolve_job_def("audit").execute_in_process(instance=instance)
+    (materialization,) = result.asset_materializations_for_node("gsc_audit__small_example")
+    return {k: v.value for k, v in materialization.metadata.items()}
+
+
+def test_restated_days_found_by_the_daily_audit_are_refetched_without_a_person(
+    monkeypatch, emulator, tmp_path
+) -> None:
+    monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+    monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    defs = build_definitions(parse_config({
+        "start_date": "2026-01-01",
+        "properties": [
+            {"site_url": SMALL, "reports": ["page_query", "site"]},
+            {"site_url": FORBIDDEN, "reports": ["site"]},
+        ],
+    }))  # fmt: skip
+    keys = [SMALL_PQ, dg.AssetKey(["gsc", "small_example", "site"])]
+    days = [f"2026-03-0{i}" for i in range(1, 9)]
+    wh = open_warehouse(str(tmp_path / "wh.duckdb"))
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, keys, days=days).success
+        assert run_audit(defs, instance)["restated_day_count"] == 0
+        assert tick(defs, instance, RESTATEMENT_SENSOR, None).run_requests == []
+        emulator.restate("2026-03-03", "2026-03-04", factor=0.7, site_url=SMALL)
+        audited = run_audit(defs, instance)
+        assert audited["restated_days"] == ["2026-03-03", "2026-03-04"]
+        assert audited["requests"] == 1  # one search type: one date-grouped request
+        data = tick(defs, instance, RESTATEMENT_SENSOR, None)
+        assert requested(data) == [(
+            "gsc/small_example/page_query,gsc/small_example/site", "2026-03-03", "2026-03-04"
+        )]  # fmt: skip
+        assert all(r.tags[RESTATED_TAG] == "true" for r in data.run_requests)
+        # Same detection, same run key: Dagster starts it once however often the sensor ticks.
+        again = tick(defs, instance, RESTATEMENT_SENSOR, None)
+        assert [r.run_key for r in again.run_requests] == [r.run_key for r in data.run_requests]
+        history = run_history_checks(defs, instance, SMALL_PQ)
+        (restated,) = [e for e in history.get_asset_check_evaluations()
+                       if e.check_name == audit.RESTATED_DAYS]  # fmt: skip
+        assert not restated.passed
+        assert restated.metadata["bad_partitions"].value == ["2026-03-03", "2026-03-04"]
+        for request in data.run_requests:
+            assert run_request(defs, instance, request).success
+        assert tick(defs, instance, RESTATEMENT_SENSOR, None).run_requests == []
+        assert run_audit(defs, instance)["restated_day_count"] == 0
+        history = run_history_checks(defs, instance, SMALL_PQ)
+        checks = {e.check_name: e for e in history.get_asset_check_evaluations()}
+        assert checks[audit.RESTATED_DAYS].passed
+        assert checks[audit.RESTATED_DAYS].metadata["restated_day_count"].value == 2
+    for day in ("2026-03-03", "2026-03-04"):
+        pd.testing.assert_frame_equal(
+            warehouse_rows(wh, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
+            direct_fetch(emulator.base_url, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
+        )

@@ -13,7 +13,7 @@ from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
-from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, REPAIR_SENSOR
+from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, REPAIR_SENSOR, RESTATEMENT_SENSOR
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient, RetryPolicy
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, oldest_available_day, pacific_today
@@ -198,6 +198,8 @@ def test_sensors_and_history_checks_on_a_new_warehouse(defs) -> None:
     with dg.instance_for_test() as instance:
         # No table exists yet: every sensor tick and the whole-history checks succeed.
         assert tick(defs, instance, FINALIZATION_SENSOR).run_requests == []
+        # No audit has run: nothing restated to re-fetch.
+        assert tick(defs, instance, RESTATEMENT_SENSOR).run_requests == []
         result = history_checks(defs, instance)
         assert result.success
         # Nothing measured: no evaluation at all (Dagster shows them skipped), none passed.

@@ -28,6 +28,8 @@ from gsc_pipeline.defs.translator import (
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
+from gsc_pipeline.sync.committed import committed_days
+from gsc_pipeline.warehouse import Warehouse
 
 # Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
 DATA_STATE_TAG = "gsc/data_state"
@@ -78,6 +80,18 @@ def quota_share_follows_pool(
     finally:
         fetch_done.set()
         thread.join()
+
+
+def _committed(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, site_url: str, report: Report
+) -> dict[str, dict[str, object]]:
+    """The days this run committed, by the ledger; none when it cannot be read (the step's own
+    error, raised next, says more)."""
+    try:
+        return committed_days(warehouse, site_url, report, context.run_id)
+    except Exception as exc:  # noqa: BLE001 - the step's own error is the one to raise
+        context.log.warning(f"cannot read the days this run committed ({exc})")
+        return {}
 
 
 # What a fetching asset runs: (context, what the asset is) -> its materialization and checks.
@@ -144,8 +158,10 @@ def fetch_partitions(
     except BaseException as exc:
         # Dagster records no materialization for a step that fails (or is terminated), yet
         # the days written before it are complete: record them, so the repair sensor and
-        # the UI see exactly which days are still missing.
-        for day, metadata in written.items():
+        # the UI see exactly which days are still missing. The ledger says which: a day
+        # committed at the moment of a Terminate (before its callback ran) is there too.
+        committed = _committed(context, warehouse, prop.site_url, report)
+        for day, metadata in sorted((committed | written).items()):
             context.log_event(
                 dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
             )

@@ -27,3 +27,8 @@ def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
 def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
     # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
     return declaration_key(config, "gsc_sitemaps", prop.key)
+
+
+def audit_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
+    # Outside gsc/<property>/... like the sitemaps snapshot: unpartitioned, once a day.
+    return declaration_key(config, "gsc_audit", prop.key)

@@ -8,6 +8,7 @@ never exceed the quota budget however many runs it starts.
 """
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from zoneinfo import ZoneInfo
 
@@ -19,10 +20,12 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.constants import TODAY_ENV
 from gsc_pipeline.defs.assets import DATA_STATE_TAG
 from gsc_pipeline.defs.checks import in_run_check_keys
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
+from gsc_pipeline.reports import pacific_today
 
 FETCH_JOB = "gsc_fetch"
 DAILY_REFRESH_SCHEDULE = "daily_refresh_schedule"
@@ -37,6 +40,14 @@ HOURLY_REFRESH_SCHEDULE = "hourly_refresh_schedule"
 HOURLY_REFRESH_CRON = "20 * * * *"
 # The days whose hours Google is still completing (its first incomplete hour trails by ~2 days).
 HOURLY_REFRESH_DAYS = 3
+
+
+def gsc_today(scheduled: dt.datetime) -> dt.date:
+    """Search Console's date at a tick: the one `GSC_TODAY` pins (replays, an emulator whose
+    clock is fixed), else the tick's Pacific date."""
+    if os.environ.get(TODAY_ENV, "").strip():
+        return pacific_today()
+    return scheduled.astimezone(ZoneInfo(GSC_TIMEZONE)).date()
 
 
 def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
@@ -80,8 +91,7 @@ def build_daily_refresh_schedule(
         ),
     )
     def daily_refresh_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-        scheduled = context.scheduled_execution_time
-        today = scheduled.astimezone(ZoneInfo(GSC_TIMEZONE)).date()
+        today = gsc_today(context.scheduled_execution_time)
         first, last = refresh_window(config, today)
         if last < first:
             return
@@ -134,7 +144,7 @@ def build_hourly_refresh_schedule(
     )
     def hourly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         scheduled = context.scheduled_execution_time.astimezone(ZoneInfo(GSC_TIMEZONE))
-        last = scheduled.date() - dt.timedelta(days=1)
+        last = gsc_today(scheduled) - dt.timedelta(days=1)
         first = max(config.start_date, last - dt.timedelta(days=HOURLY_REFRESH_DAYS - 1))
         if last < first:
             return

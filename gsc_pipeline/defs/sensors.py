@@ -8,8 +8,12 @@
   the days it left missing, and the repair follows from that daily evaluation.
 - `finalization_sensor` re-fetches, as final data, exactly the partitions stored from fresh
   (dataState=all) data once Google reports them final, so the warehouse ends with final data.
+  Each tick asks Google itself (one date-grouped request per property holding fresh days), so
+  a fresh day is replaced within one interval of Google calling it final, whatever else runs.
+- `restatement_sensor` re-fetches the final days whose totals Google changed after they were
+  stored, as the daily audit (`gsc_audit/<property>`, `gsc_pipeline.audit`) found them.
 
-Both target the fetch job, whose assets sit in their credential's pool: the runs they start
+All three target the fetch job, whose assets sit in their credential's pool: the runs they start
 queue for the pool like any other, so no sensor can overrun the quota budget. Cursors are JSON
 and stored by Dagster, so they survive daemon restarts.
 """
@@ -27,7 +31,7 @@ from dagster._core.storage.asset_check_execution_record import (
     AssetCheckExecutionRecordStatus,
 )
 
-from gsc_pipeline import proof
+from gsc_pipeline import audit, proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
     ALL_DAYS_SUFFIX,
@@ -38,12 +42,17 @@ from gsc_pipeline.defs.checks import (
     in_run_check_keys,
 )
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.resources import warehouse_resource_key
+from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
+from gsc_pipeline.gsc.errors import GscError
 from gsc_pipeline.reports import Report
+from gsc_pipeline.sync.fetch import plan_days
+from gsc_pipeline.warehouse import Warehouse
 
 REPAIR_SENSOR = "repair_sensor"
 FINALIZATION_SENSOR = "finalization_sensor"
+RESTATEMENT_SENSOR = "restatement_sensor"
+RESTATED_TAG = "gsc/restated"
 MAX_REPAIR_ATTEMPTS = 3
 REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
 FINALIZE_TAG = "gsc/finalize"
@@ -338,6 +347,32 @@ def _run_name(run: RepairRun) -> str:
     return f"{','.join(k.to_user_string() for k in run.asset_keys)}:{run.first}:{run.last}"
 
 
+def _google_final_before(
+    context: dg.SensorEvaluationContext,
+    config: PipelineConfig,
+    warehouse: Warehouse,
+    waiting: Mapping[str, list[dt.date]],
+) -> dict[str, dt.date]:
+    """Site -> the first day Google does not call final yet, asked of Google now: one
+    date-grouped request per site with fresh days still waiting (the sync's finality probe).
+
+    A site whose probe fails is left out (the ledger's knowledge still applies) and says so.
+    """
+    final_before: dict[str, dt.date] = {}
+    props = {prop.site_url: prop for prop in config.properties}
+    for site_url, days in sorted(waiting.items()):
+        prop = props[site_url]
+        client = getattr(context.resources, gsc_resource_key(config, prop.credential)).client()
+        try:
+            plan = plan_days(client, site_url, prop.report_objects()[0], days)
+        except GscError as exc:
+            context.log.warning(f"{site_url}: cannot ask Google which days are final ({exc})")
+            continue
+        final_before[site_url] = plan.final_before
+        audit.record_final_before(warehouse, site_url, plan.final_before)
+    return final_before
+
+
 def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
     fetch_keys = _fetching_assets(config)
     asset_of = {(prop.site_url, report.name): key for key, (prop, report) in fetch_keys.items()}
@@ -347,29 +382,40 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
     @dg.sensor(
         name=config.namespaced(FINALIZATION_SENSOR),
         job=job,
-        minimum_interval_seconds=600,
+        minimum_interval_seconds=config.finalization_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={warehouse_key},
+        required_resource_keys={
+            warehouse_key,
+            *(gsc_resource_key(config, prop.credential) for prop in config.properties),
+        },
         description=(
             "Re-fetch as final data exactly the partitions stored from fresh (dataState=all) "
-            "data, once Google reports them final (firstIncompleteDate moved past them), as "
-            "ranged runs."
+            "data, once Google reports them final (firstIncompleteDate moved past them, asked "
+            "of Google each tick), as ranged runs."
         ),
     )
     def finalization_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         # Partition id -> the fetch time of the fresh version already requested: a newer fresh
         # fetch of the same day is a new version to finalize, the same one is never asked twice.
         requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-        pending = proof.fresh_partitions(getattr(context.resources, warehouse_key).open())
+        warehouse = getattr(context.resources, warehouse_key).open()
+        pending = [
+            row
+            for row in proof.fresh_partitions(warehouse).itertuples(index=False)
+            if (row.site_url, row.report) in asset_of
+        ]
+        waiting: dict[str, list[dt.date]] = {}
+        for row in pending:
+            if not row.ready:
+                waiting.setdefault(row.site_url, []).append(row.date)
+        final_before = _google_final_before(context, config, warehouse, waiting)
         still_fresh: dict[str, str] = {}
         wanted: dict[str, int] = {}
-        for row in pending.itertuples(index=False):
-            asset_key = asset_of.get((row.site_url, row.report))
-            if asset_key is None or not row.ready:
-                continue
-            pid = _partition_id(asset_key, row.date.isoformat())
+        for row in pending:
+            pid = _partition_id(asset_of[(row.site_url, row.report)], row.date.isoformat())
             still_fresh[pid] = str(row.fetched_at)
-            if requested.get(pid) != still_fresh[pid]:
+            ready = row.ready or row.date < final_before.get(row.site_url, row.date)
+            if ready and requested.get(pid) != still_fresh[pid]:
                 wanted[pid] = 1
         requests = []
         for run in group_repairs(wanted, property_of, config.backfill_days_per_run):
@@ -390,7 +436,59 @@ def build_finalization_sensor(config: PipelineConfig, job: FetchJob) -> dg.Senso
                     {FINALIZE_TAG: "true"},
                 )
             )
-        # Keep only partitions still fresh: the cursor stays small.
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(still_fresh))
+        # Keep only partitions still fresh and requested (the version requested): the cursor
+        # stays small, and a newer fresh version not final yet is still asked for later.
+        kept = {pid: requested[pid] for pid in still_fresh if pid in requested}
+        kept |= {pid: still_fresh[pid] for pid in wanted}
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(kept))
 
     return finalization_sensor
+
+
+def build_restatement_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefinition:
+    fetch_keys = _fetching_assets(config)
+    property_of = {key: prop.key for key, (prop, _) in fetch_keys.items()}
+    warehouse_key = warehouse_resource_key(config)
+
+    @dg.sensor(
+        name=config.namespaced(RESTATEMENT_SENSOR),
+        job=job,
+        minimum_interval_seconds=120,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={warehouse_key},
+        description=(
+            "Re-fetch, as ranged runs, the final days the daily audit (gsc_audit/<property>) "
+            "found restated by Google and each report has not re-fetched since."
+        ),
+    )
+    def restatement_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        warehouse = getattr(context.resources, warehouse_key).open()
+        # Partition id -> when its restatement was detected: part of the run key, so each
+        # detection is requested once (a failed re-fetch is the repair sensor's).
+        detected: dict[str, str] = {}
+        for key, (prop, report) in fetch_keys.items():
+            # Hourly data reaches back ~10 days only: an older day would come back empty.
+            if report.hourly:
+                continue
+            for day, when in audit.pending_restatements(warehouse, prop.site_url, report).items():
+                if day >= config.start_date:
+                    detected[_partition_id(key, day.isoformat())] = when
+        requests = []
+        wanted = dict.fromkeys(detected, 1)
+        for run in group_repairs(wanted, property_of, config.backfill_days_per_run):
+            stamps = sorted(
+                detected[pid]
+                for key in run.asset_keys
+                for day in run.days()
+                if (pid := _partition_id(key, day)) in detected
+            )
+            digest = hashlib.sha1("|".join(stamps).encode()).hexdigest()[:12]
+            requests.append(
+                _ranged_request(
+                    config, run, f"{RESTATEMENT_SENSOR}:{_run_name(run)}:{digest}",
+                    {RESTATED_TAG: "true"},
+                )
+            )  # fmt: skip
+        return dg.SensorResult(run_requests=requests)
+
+    return restatement_sensor

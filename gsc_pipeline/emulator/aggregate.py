@@ -102,7 +102,8 @@ class ReportBuilder:
     ) -> Report:
         key = (site_url, spec.start, spec.end, spec.dimensions, spec.search_type, spec.filters,
                spec.aggregation, spec.data_state, today, switches.final_lag_days,
-               switches.discover_position, switches.old_dates)  # fmt: skip
+               switches.discover_position, switches.old_dates, switches.restated,
+               switches.dropped_appearances)  # fmt: skip
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -174,8 +175,14 @@ class ReportBuilder:
         days = self._days(spec, today, switches)
         parts: list[Facts] = []
         day_codes: list[np.ndarray] = []
+        dropped = [APPEARANCES.index(a) for a in switches.dropped_appearances if a in APPEARANCES]
         for i, (day, fraction) in enumerate(days):
             facts = self.source.facts(site_url, spec.search_type, day)
+            for restatement in switches.restated:
+                if restatement.covers(site_url, day):
+                    facts = facts.restated(restatement.factor)
+            if dropped:
+                facts = facts.without_appearances(dropped)
             if fraction < 1.0:
                 facts = facts.scaled(fraction)
             parts.append(facts)

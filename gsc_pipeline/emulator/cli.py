@@ -9,8 +9,10 @@ import pathlib
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from gsc_pipeline.emulator.auth import write_key_file
-from gsc_pipeline.emulator.config import EmulatorConfigError, load_config
+from gsc_pipeline.emulator.config import EmulatorConfigError, Restatement, load_config
 from gsc_pipeline.emulator.server import Emulator, start_server
 
 
@@ -30,7 +32,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--time-scale", type=float, help="speed up latency and quota windows")
     parser.add_argument("--seed", type=int, help="data seed (overrides the config's)")
+    parser.add_argument(
+        "--restate",
+        action="append",
+        default=[],
+        metavar="START:END[:FACTOR]",
+        help="restate days START..END (YYYY-MM-DD) of every site: impressions times FACTOR "
+        "(default 0.8), final days included, as Google's corrections do; repeatable",
+    )
     return parser
+
+
+def _restatement(text: str) -> Restatement:
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise EmulatorConfigError(
+            f"--restate {text!r}: write START:END or START:END:FACTOR, e.g. "
+            "2026-04-01:2026-04-30:0.8"
+        )
+    try:
+        return Restatement(start=parts[0], end=parts[1], factor=parts[2] if parts[2:] else 0.8)
+    except ValidationError as exc:
+        raise EmulatorConfigError(f"--restate {text!r}: {exc.errors()[0]['msg']}") from None
 
 
 def _adopt_or_write_key(emulator: Emulator, path: pathlib.Path, base_url: str) -> None:
@@ -64,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config, time_scale=args.time_scale, seed=args.seed)
+        if args.restate:
+            restated = config.switches.restated + tuple(map(_restatement, args.restate))
+            config = config.model_copy(
+                update={"switches": config.switches.model_copy(update={"restated": restated})}
+            )
         emulator = Emulator(config)
         asyncio.run(_serve(emulator, args.host, args.port, args.write_key))
     except (EmulatorConfigError, OSError) as exc:

@@ -93,7 +93,26 @@ class FaultConfig(_Strict):
     rate_malformed: float = Field(default=0.0, ge=0, le=1)
 
 
+class Restatement(_Strict):
+    """Google correcting final data: the days' impressions (and clicks, when they would exceed
+    them) times `factor`, for one site or every site. Impressions over-reported from May 2025
+    were corrected so in April 2026."""
+
+    start: dt.date
+    end: dt.date
+    factor: float = Field(default=0.8, gt=0)
+    site_url: str | None = None
+
+    def covers(self, site_url: str, day: dt.date) -> bool:
+        return self.start <= day <= self.end and self.site_url in (None, site_url)
+
+
 class SwitchConfig(_Strict):
+    # Days whose totals Google changed after calling them final (`Restatement`).
+    restated: tuple[Restatement, ...] = ()
+    # searchAppearance values Google no longer sends (FAQ_RICH_RESULT from August 2026): their
+    # rows carry no appearance, so they vanish from searchAppearance reports and filters.
+    dropped_appearances: tuple[str, ...] = ()
     arbitrary_tie_order: bool = False
     auth_required: bool = False
     old_dates: Literal["clamp", "error"] = "clamp"

@@ -83,6 +83,20 @@ class Facts:
         rest["impressions"] = impressions[keep]
         return Facts(**rest)
 
+    def restated(self, factor: float) -> Facts:
+        """The same rows with impressions times `factor` (clicks never above impressions)."""
+        impressions = np.maximum(np.round(self.impressions * factor).astype(np.int64), 1)
+        rest = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        rest["impressions"] = impressions
+        rest["clicks"] = np.minimum(self.clicks, impressions)
+        return Facts(**rest)
+
+    def without_appearances(self, codes: list[int]) -> Facts:
+        """The same rows, those of the appearances `codes` without any appearance."""
+        rest = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        rest["appearance"] = np.where(np.isin(self.appearance, codes), -1, self.appearance)
+        return Facts(**rest)
+
     @staticmethod
     def concat(parts: list[Facts]) -> Facts:
         return Facts(*(np.concatenate([getattr(p, f) for p in parts])

@@ -109,6 +109,21 @@ class EmulatorHandle:
     def set_switch(self, name: str, value: Any) -> None:
         self._control("POST", "switches", {name: value})
 
+    def restate(
+        self,
+        start: dt.date | str,
+        end: dt.date | str,
+        *,
+        factor: float = 0.8,
+        site_url: str | None = None,
+    ) -> None:
+        """Change the totals of days [start, end] (final ones included), like Google's
+        corrections: impressions times `factor`, for `site_url` or every site."""
+        restated = [*self.config["switches"]["restated"], {
+            "start": str(start), "end": str(end), "factor": factor, "site_url": site_url,
+        }]  # fmt: skip
+        self.set_switch("restated", restated)
+
     def service_account_info(self) -> dict[str, Any]:
         return self._control("GET", "service-account-key")
 

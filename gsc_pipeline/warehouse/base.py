@@ -341,6 +341,19 @@ class Warehouse(abc.ABC):
 
         self.run_transaction(create, f"creating the view {name}")
 
+    def append_rows(self, table: str, schema: pa.Schema, rows: pa.Table) -> None:
+        """Append rows to a small unpartitioned table (a log, e.g. restatements) in one
+        transaction, creating the table if missing. A retry after a commit lost in flight can
+        append the rows twice: readers of such a log take distinct rows."""
+
+        def append(conn: Connection) -> None:
+            self._lock_schema(conn)
+            conn.execute(create_table_sql(table, schema, self.dialect))
+            if rows.num_rows:
+                conn.insert_arrow(table, rows)
+
+        self.run_transaction(append, f"appending {rows.num_rows} row(s) to {table}")
+
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
         return self.run_transaction(lambda conn: conn.read_sql(sql, params), "reading")
