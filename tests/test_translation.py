@@ -22,7 +22,7 @@ from dagster._daemon.freshness import FreshnessDaemon
 from dagster.components.core.component_tree import ComponentTree
 
 from gsc_pipeline import GscComponent
-from gsc_pipeline.config import ConfigError
+from gsc_pipeline.component import DeclarationError
 from gsc_pipeline.defs.keys import sitemaps_asset_key
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.stats import stats_asset_key
@@ -129,7 +129,8 @@ def test_a_bad_translation_names_the_attribute_and_what_it_takes(
             "translation": translation,
         }
     )
-    with pytest.raises(ConfigError, match=message):
+    # A declaration error: Dagster shows its message alone, without a stack trace.
+    with pytest.raises(DeclarationError, match=message):
         dg.build_defs_for_component(component)
 
 
