@@ -90,9 +90,17 @@ def test_fresh_days_become_final_within_one_sensor_interval_with_nothing_else_fe
         init_instance(home, config)
         wh = open_warehouse(warehouse_url)
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            fresh = build_definitions(config).resolve_job_def(FETCH_JOB).execute_in_process(
-                instance=instance,
-                tags={RANGE_START_TAG: FRESH[0], RANGE_END_TAG: FRESH[-1], DATA_STATE_TAG: "all"},
+            fresh = (
+                build_definitions(config)
+                .resolve_job_def(FETCH_JOB)
+                .execute_in_process(
+                    instance=instance,
+                    tags={
+                        RANGE_START_TAG: FRESH[0],
+                        RANGE_END_TAG: FRESH[-1],
+                        DATA_STATE_TAG: "all",
+                    },
+                )
             )
             assert fresh.success
             assert _states(wh) == {day: "all" for day in FRESH}
