@@ -251,3 +251,17 @@ def test_credentials_authenticate_against_the_emulator(tmp_path, kind):
         credentials = load_credentials(kind, path=path)
         client = GscClient(emulator.base_url, credentials=credentials)
         assert len(client.query(SITE, body(rowLimit=3))["rows"]) == 3
+
+
+@pytest.mark.parametrize("endpoint", ["not a url", "127.0.0.1:8765", "ftp://host/", "http://"])
+def test_an_endpoint_that_is_not_a_url_is_refused_at_once_by_name(endpoint):
+    # Refused when the client is made: no request, no retry as a "transient" failure.
+    with pytest.raises(EndpointUnreachable, match=r"GSC_API_ENDPOINT=.* is not an http\(s\) URL"):
+        GscClient(endpoint)
+
+
+def test_a_garbage_key_names_where_it_came_from():
+    with pytest.raises(AuthError, match="^environment variable GSC_SA_KEY: neither JSON nor"):
+        load_credentials(
+            "service_account", json_text="garbage!", source="environment variable GSC_SA_KEY"
+        )
