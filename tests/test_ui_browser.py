@@ -273,6 +273,8 @@ def _repair_run(home: Path, timeout: float = 400) -> dg.DagsterRun:
             time.sleep(1)
 
 
+# The UI's start, a backfill, and repair_sensor's next tick (every 2 minutes) and run.
+@pytest.mark.timeout(900)
 def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, browser_page):
     ui, page = backfilled_ui, browser_page
     # 1. After the backfill, a fetching asset's check history reads as measurements: one per
