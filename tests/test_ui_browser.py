@@ -311,4 +311,5 @@ def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, brows
     assert run.is_success
     # The in-run checks of the repair say which day they measured: a one-day repair.
     text = _check_page(page, ui.base, ASSET, "rows_match_ledger", wait_for=bad_day)
+    assert f"passed: {bad_day} (1 day) checked" in text, text
     page.screenshot(path=str(ui.workdir.parent / "repaired_check.png"), full_page=True)
