@@ -146,6 +146,39 @@ def test_repair_sensor_requests_exactly_the_bad_partitions_once(defs, tmp_path) 
         assert tick(defs, instance, REPAIR_SENSOR, second.cursor).run_requests == []
 
 
+def test_a_failure_evaluated_after_a_tick_saw_its_check_start_is_repaired(defs) -> None:
+    """A check's execution record exists from its run's start and gets its result later: a
+    tick in between must not pass over it (the browser test's repair never came)."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    days = ["2026-03-01", "2026-03-02"]
+    with dg.instance_for_test() as instance:
+        assert run(defs, instance, [SMALL_PQ], days=days).success
+        first = tick(defs, instance, REPAIR_SENSOR, None)
+        # The whole-history checks' run is created (their records planned), not finished.
+        selection = dg.AssetSelection.checks_for_assets(history_asset_key(SMALL_PQ))
+        merged = dg.Definitions.merge(
+            defs, dg.Definitions(jobs=[dg.define_asset_job("history", selection=selection)])
+        )
+        started = instance.create_run_for_job(merged.resolve_job_def("history"))
+        second = tick(defs, instance, REPAIR_SENSOR, first.cursor)
+        assert second.run_requests == []
+        # Its failure lands in the planned record, as the check step reports it.
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=history_asset_key(SMALL_PQ), check_name="no_missing_batches_all_days",
+            passed=False, metadata={"bad_days": "2026-03-02"},
+        )  # fmt: skip
+        instance.report_dagster_event(
+            DagsterEvent(DagsterEventType.ASSET_CHECK_EVALUATION.value, "history",
+                         event_specific_data=evaluation),
+            run_id=started.run_id,
+        )  # fmt: skip
+        third = tick(defs, instance, REPAIR_SENSOR, second.cursor)
+        assert requested(third) == [("gsc/small_example/page_query", "2026-03-02", "2026-03-02")]
+        # Handled once: the next tick asks nothing again.
+        assert tick(defs, instance, REPAIR_SENSOR, third.cursor).run_requests == []
+
+
 def test_failed_runs_are_retried_up_to_the_cap_then_flagged(defs) -> None:
     forbidden = ("gsc/not_yours_example/site", "2026-03-05", "2026-03-06")
     with dg.instance_for_test() as instance:

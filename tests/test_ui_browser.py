@@ -273,6 +273,8 @@ def _repair_run(home: Path, timeout: float = 400) -> dg.DagsterRun:
             time.sleep(1)
 
 
+# The UI's start, a backfill, and repair_sensor's next tick (every 2 minutes) and run.
+@pytest.mark.timeout(900)
 def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, browser_page):
     ui, page = backfilled_ui, browser_page
     # 1. After the backfill, a fetching asset's check history reads as measurements: one per
@@ -309,4 +311,5 @@ def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, brows
     assert run.is_success
     # The in-run checks of the repair say which day they measured: a one-day repair.
     text = _check_page(page, ui.base, ASSET, "rows_match_ledger", wait_for=bad_day)
+    assert f"passed: {bad_day} (1 day) checked" in text, text
     page.screenshot(path=str(ui.workdir.parent / "repaired_check.png"), full_page=True)

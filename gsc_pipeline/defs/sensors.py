@@ -65,13 +65,18 @@ _HISTORY_PAGE = 100
 class RepairCursor:
     """What the repair sensor has handled: small, whatever the history's length.
 
-    `checks_after` is the newest check evaluation handled (event-log ids grow across all
-    checks, and every tick reads every check); `runs_after` is the update time of the last
-    failed run handled, `runs_at` the ids of the runs handled at exactly that time.
+    `checks_after` is the check execution id up to which every record is handled (ids grow
+    across all checks, and every tick reads every check); `checks_seen` the ids above it
+    handled already. A record is created when its run is planned and evaluated later, in
+    place: one still pending holds `checks_after` below it, or its failure would be passed
+    over (a tick between a history check's start and its result missed the failure).
+    `runs_after` is the update time of the last failed run handled, `runs_at` the ids of the
+    runs handled at exactly that time.
     `attempts` counts repairs per partition; `gave_up` lists those given up on.
     """
 
     checks_after: int = 0
+    checks_seen: list[int] = field(default_factory=list)
     runs_after: float = 0.0
     runs_at: list[str] = field(default_factory=list)
     attempts: dict[str, int] = field(default_factory=dict)
@@ -116,15 +121,26 @@ def _failed_check_partitions(
     yet) yields no evaluation, so a new report is never mistaken for damage.
     """
     wanted: dict[str, str] = {}
-    after = cursor.checks_after
+    after, seen = cursor.checks_after, set(cursor.checks_seen)
+    newest, pending = after, []
     for check_key, asset_key in check_keys.items():
         for record in _records_after(instance, check_key, after):
-            cursor.checks_after = max(cursor.checks_after, record.id)
+            if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+                run = instance.get_run_by_id(record.run_id)
+                if run is not None and not run.is_finished:
+                    pending.append(record.id)
+                    continue
+            newest = max(newest, record.id)
+            if record.id in seen:
+                continue
+            seen.add(record.id)
             if record.status != AssetCheckExecutionRecordStatus.FAILED or record.event is None:
                 continue
             evaluation = record.event.asset_check_evaluation
             for day in _listed_days(evaluation.metadata if evaluation else {}):
                 wanted[_partition_id(asset_key, day)] = check_key.name
+    cursor.checks_after = min([newest, *(record_id - 1 for record_id in pending)])
+    cursor.checks_seen = sorted(record_id for record_id in seen if record_id > cursor.checks_after)
     return wanted
 
 
