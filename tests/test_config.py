@@ -24,6 +24,7 @@ def test_bundled_demo_config_loads():
         "sc-domain:example.com",
         "https://www.example.org/",
         "sc-domain:shop.example",
+        "sc-domain:big.example",
     ]
     assert config.pools == {"default": "gsc_api"}
     assert config.credentials["default"].step_qpm == pytest.approx(1200 * 0.8 / 4)

@@ -22,7 +22,7 @@ import datetime as dt
 import re
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -92,8 +92,6 @@ class SplitDay:
 
     leaves: list[ShardFetch]
     requests: int
-    splits: int = 0
-    stopped_by_budget: list[str] = field(default_factory=list)
 
     @property
     def capped_shards(self) -> int:
@@ -124,7 +122,6 @@ def split_capped_day(
         if children is None:
             day.leaves.append(node)
             continue
-        day.splits += 1
         for child in children:
             fetched = fetch(child)
             day.requests += fetched.requests
@@ -148,14 +145,12 @@ def _children(
             children = _device_children(shard)
         elif level == "country":
             if left < 2 + 1:  # the country request and at least two shards
-                day.stopped_by_budget.append(shard.label)
                 return None
             day.requests += 1
             children = _country_children(shard, country_impressions(shard))
         else:
             children = _page_children(node)
         if children is not None and len(children) > left:
-            day.stopped_by_budget.append(shard.label)
             return None
         if children is not None:
             return children
