@@ -154,30 +154,6 @@ class CredentialConfig(_Strict):
     def qpm_budget(self) -> float:
         return self.qpm_quota * self.budget_fraction
 
-    @property
-    def step_qpm(self) -> float:
-        """Each fetching step's guaranteed share of the budget (budget / pool limit).
-
-        At most `pool_limit` steps fetch at once, so steps that each stay under this share keep
-        the credential under its budget however runs are launched (backfill, schedule, sensor).
-        """
-        return self.step_qpm_share(None, None)
-
-    def step_qpm_share(self, live_limit: int | None, active_steps: int | None) -> float:
-        """A step's share given the pool as the instance reports it: the one place quota meets
-        the pool.
-
-        The budget scales with the live limit (lowering it with `dagster instance concurrency
-        set` throttles; raising it above `pool_limit` does not exceed the budget) and is split
-        among the steps holding a slot right now, so one step running alone (the first run of a
-        backfill, the last one, a scheduled refresh) may use all of it. Unknown (no limit set
-        on the instance, or nothing claimed yet): budget / pool_limit.
-        """
-        if not live_limit or not active_steps:
-            return self.qpm_budget / self.pool_limit
-        budget = self.qpm_budget * min(live_limit, self.pool_limit) / self.pool_limit
-        return budget / min(active_steps, live_limit)
-
 
 class FilterConfig(_Strict):
     """One filter of a declared report, in Google's terms (filters are ANDed)."""
