@@ -136,10 +136,10 @@ class CredentialConfig(_Strict):
     qpm_quota: int = Field(GOOGLE_QPM_QUOTA, gt=0)
     budget_fraction: float = Field(0.8, gt=0, le=1)
     pool_limit: int = Field(DEFAULT_POOL_LIMIT, ge=1, le=64)
-    # Requests one fetching step keeps in flight (days fetched concurrently within a run).
-    # 8, not 4: a 25,000-row page takes ~1.5 s, and 4 such days in flight stay below a step's
-    # share of the budget (240/min at pool limit 4); see docs/bench/README.md.
-    step_concurrency: int = Field(8, ge=1, le=64)
+    # Most days one fetching step keeps in flight: the memory cap. Below it the step keeps
+    # budget x latency in flight (Little's law, `sync.days.InFlight`): alone at 960/min with
+    # 25,000-row pages at ~1 s that is ~17; see docs/bench/README.md.
+    step_concurrency: int = Field(16, ge=1, le=64)
 
     @model_validator(mode="after")
     def _secret_source(self) -> CredentialConfig:
