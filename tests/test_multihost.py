@@ -33,6 +33,9 @@ def test_hosts_share_one_pool_and_one_budget(postgres_url, tmp_path):
     # One budget across hosts: the busiest emulated minute of all hosts together stays inside
     # the credential's one bucket (its budget plus the limiter's burst of 2).
     assert 0 < outcome.window_peak <= plan.budget_limit
+    # ... because every host drew from the same rows: one credential bucket, one per site.
+    credential = [key for key in outcome.buckets if not key.startswith("site ")]
+    assert len(credential) == 1 and len(outcome.buckets) == 1 + plan.hosts
     assert sum(stats["quota_rejections"].values()) == 0
     assert outcome.rows > 0
     assert outcome.ok

@@ -251,6 +251,8 @@ class Outcome:
     rows: int
     peak_steps: int
     window_peak: int
+    # The quota buckets every host took its tokens from (rows of the warehouse's bucket table).
+    buckets: list[str]
 
     @property
     def in_flight_limit(self) -> int:
@@ -265,6 +267,7 @@ class Outcome:
             and self.window_peak <= self.plan.budget_limit
             and sum(self.stats["quota_rejections"].values()) == 0
             and len(self.stats["peak_qpm_by_user"]) == len(self.hosts)
+            and len(self.buckets) == 1 + len(self.hosts)
         )
 
 
@@ -351,11 +354,12 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
         stats = emu.stats()
         warehouse = open_warehouse(env[WAREHOUSE_URL_ENV])
         rows = int(warehouse.read_sql("SELECT count(*) AS n FROM gsc_page_query")["n"].iloc[0])
+        buckets = sorted(warehouse.read_sql("SELECT key FROM gsc_quota_bucket")["key"])
         with dg.DagsterInstance.from_config(str(home)) as instance:
             peak_steps = _peak_fetch_steps(instance)
     window = max(1, round(60 / TIME_SCALE))
     return Outcome(plan, namespaces, codes, stats, rows, peak_steps,
-                   _window_peak(stats["per_second"], window))  # fmt: skip
+                   _window_peak(stats["per_second"], window), buckets)  # fmt: skip
 
 
 def _ok(met: bool) -> str:
@@ -396,6 +400,9 @@ def report(outcome: Outcome) -> str:
         f"| busiest {window} s (one emulated minute), all hosts together | "
         f"{outcome.window_peak} requests | budget {plan.budget_qpm:,.0f} + burst "
         f"{LIMITER_BURST} | {_ok(outcome.window_peak <= plan.budget_limit)} |",
+        f"| quota buckets all hosts drew from (PostgreSQL rows) | {len(outcome.buckets)}: one "
+        f"for the credential, one per site | 1 + {plan.hosts} | "
+        f"{_ok(len(outcome.buckets) == 1 + plan.hosts)} |",
         f"| quota rejections | {stats['quota_rejections']} | 0 | "
         f"{_ok(sum(stats['quota_rejections'].values()) == 0)} |",
         "",
