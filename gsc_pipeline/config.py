@@ -142,10 +142,10 @@ class CredentialConfig(_Strict):
     qpm_quota: int = Field(GOOGLE_QPM_QUOTA, gt=0)
     budget_fraction: float = Field(0.8, gt=0, le=1)
     pool_limit: int = Field(DEFAULT_POOL_LIMIT, ge=1, le=64)
-    # Requests one fetching step keeps in flight (days fetched concurrently within a run).
-    # 8, not 4: a 25,000-row page takes ~1.5 s, and 4 such days in flight stay below a step's
-    # share of the budget (240/min at pool limit 4); see docs/bench/README.md.
-    step_concurrency: int = Field(8, ge=1, le=64)
+    # Most days one fetching step keeps in flight: the memory cap. Below it the step keeps
+    # budget x latency in flight (Little's law, `sync.days.InFlight`): alone at 960/min with
+    # 25,000-row pages at ~1 s that is ~17; see docs/bench/README.md.
+    step_concurrency: int = Field(16, ge=1, le=64)
 
     @model_validator(mode="after")
     def _secret_source(self) -> CredentialConfig:
@@ -159,30 +159,6 @@ class CredentialConfig(_Strict):
     @property
     def qpm_budget(self) -> float:
         return self.qpm_quota * self.budget_fraction
-
-    @property
-    def step_qpm(self) -> float:
-        """Each fetching step's guaranteed share of the budget (budget / pool limit).
-
-        At most `pool_limit` steps fetch at once, so steps that each stay under this share keep
-        the credential under its budget however runs are launched (backfill, schedule, sensor).
-        """
-        return self.step_qpm_share(None, None)
-
-    def step_qpm_share(self, live_limit: int | None, active_steps: int | None) -> float:
-        """A step's share given the pool as the instance reports it: the one place quota meets
-        the pool.
-
-        The budget scales with the live limit (lowering it with `dagster instance concurrency
-        set` throttles; raising it above `pool_limit` does not exceed the budget) and is split
-        among the steps holding a slot right now, so one step running alone (the first run of a
-        backfill, the last one, a scheduled refresh) may use all of it. Unknown (no limit set
-        on the instance, or nothing claimed yet): budget / pool_limit.
-        """
-        if not live_limit or not active_steps:
-            return self.qpm_budget / self.pool_limit
-        budget = self.qpm_budget * min(live_limit, self.pool_limit) / self.pool_limit
-        return budget / min(active_steps, live_limit)
 
 
 class FilterConfig(_Strict):

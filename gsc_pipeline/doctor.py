@@ -60,7 +60,7 @@ def diagnose(config: PipelineConfig, endpoint: str | None) -> list[Finding]:
                 True,
                 f"credential {name!r}: {cred.kind} loaded; pool "
                 f"{config.pools[name]} limit {cred.pool_limit}, budget "
-                f"{cred.qpm_budget:.0f}/min ({cred.step_qpm:.0f}/min per step)",
+                f"{cred.qpm_budget:.0f}/min shared by every step",
             )
         )
         # Few attempts: the doctor should answer in seconds, not retry for minutes.

@@ -27,7 +27,7 @@ def test_bundled_demo_config_loads():
         "sc-domain:big.example",
     ]
     assert config.pools == {"default": "gsc_api"}
-    assert config.credentials["default"].step_qpm == pytest.approx(1200 * 0.8 / 4)
+    assert config.credentials["default"].qpm_budget == pytest.approx(1200 * 0.8)
 
 
 @pytest.mark.parametrize(
@@ -330,17 +330,3 @@ def test_property_keys_are_readable():
     assert property_key("sc-domain:shop.example") == "shop_example"
     assert property_key("https://www.example.org/blog/") == "www_example_org_blog"
     assert property_key("https://123.example/") == "p_123_example"
-
-
-def test_quota_share_splits_the_budget_among_the_steps_holding_slots():
-    credential = load_config().credentials["default"]  # budget 960, pool limit 4
-    assert credential.step_qpm_share(None, None) == pytest.approx(240)
-    assert credential.step_qpm_share(4, 1) == pytest.approx(960)  # alone: the whole budget
-    assert credential.step_qpm_share(4, 3) == pytest.approx(320)
-    # Whatever the pool reports, the steps' shares never add up to more than the budget.
-    for live_limit in range(1, 9):
-        for active in range(1, live_limit + 1):
-            total = active * credential.step_qpm_share(live_limit, active)
-            assert total <= credential.qpm_budget + 1e-9
-    # Lowering the live limit throttles: two slots of four carry half the budget.
-    assert 2 * credential.step_qpm_share(2, 2) == pytest.approx(480)

@@ -67,8 +67,9 @@ def test_each_credential_gets_its_own_pool_and_resource():
     pools = {k.path[1]: a.node_def.pools for k, a in _fetch_assets(definitions).items()}
     assert pools == {"a_com": {"gsc_api"}, "b_com": {"gsc_api_agency"}}
     resources = definitions.resources
-    assert resources["gsc_default"].step_qpm == 1200 * 0.8 / 2
-    assert resources["gsc_agency"].step_qpm == 1200 * 0.8 / 3
+    # One budget per credential, whatever its pool limit: the pool caps steps, not the rate.
+    assert resources["gsc_default"].qpm_budget == 1200 * 0.8
+    assert resources["gsc_agency"].qpm_budget == 1200 * 0.8
     # The secret is referenced by its environment variable, never inlined.
     assert isinstance(resources["gsc_agency"].credential_json, dg.EnvVar)
 

@@ -142,21 +142,6 @@ def test_permission_denied_fails_with_the_fix_and_writes_nothing(monkeypatch, em
     assert tables.empty, tables
 
 
-def test_a_step_alone_in_its_pool_gets_the_whole_budget(monkeypatch, emulator, tmp_path):
-    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
-    defs = _definitions(monkeypatch, emulator, url, SMALL, pool_limit=2)
-    with dg.instance_for_test() as instance:
-        instance.event_log_storage.set_concurrency_slots("gsc_api", 2)
-        assert _materialize(defs, instance, "small_example", tags=RANGE_TAGS).success
-        key = dg.AssetKey(["gsc", "small_example", "page_query"])
-        shares = {
-            e.asset_materialization.metadata["quota_share_qpm"].value
-            for e in instance.fetch_materializations(key, limit=10).records
-        }
-    # Budget 960/min, pool limit 2: the fixed share would be 480; holding the only slot, 960.
-    assert shares == {960.0}
-
-
 def test_retry_waits_are_said_in_the_run_log(monkeypatch, emulator, tmp_path):
     url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     defs = _definitions(monkeypatch, emulator, url, SMALL)

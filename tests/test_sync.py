@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import threading
 import time
 from unittest import mock
@@ -18,6 +19,7 @@ from gsc_pipeline.gsc import (
     ClientStats,
     GscClient,
     InvalidRequest,
+    RateLimiter,
     RetryPolicy,
     SitePermissionDenied,
 )
@@ -25,6 +27,7 @@ from gsc_pipeline.gsc.client import parse_rows_page
 from gsc_pipeline.gsc.errors import TransientError
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
 from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
+from gsc_pipeline.sync.days import InFlight
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
 
@@ -382,6 +385,9 @@ class ScriptedClient:
 
     def __init__(self, rows_by_day):
         self.rows_by_day = rows_by_day
+        # What `sync_days` sizes its days in flight from: the budget and the latencies seen.
+        self.limiter = RateLimiter(1e6)
+        self.stats = ClientStats()
 
     def query_page(self, site_url, body, *, stop_event=None, sink=None):
         # Through the real parser: the rows arrive as bytes, as they do from the API.
@@ -449,3 +455,69 @@ def test_parse_rows_page_reads_bytes_straight_into_arrow():
     for malformed in (b"", b'{"rows": [{"keys": ["2026-08-01"', b"[1, 2]", b'{"a": 1}\n{"a": 2}'):
         with pytest.raises(TransientError, match="malformed JSON"):
             parse_rows_page(malformed)
+
+
+def test_in_flight_is_rate_times_latency_within_the_cap():
+    in_flight = InFlight(qpm=960, cap=32)  # 16 requests/s
+    assert in_flight.limit == 32  # no latency measured yet: the cap
+    in_flight.observe(1500)
+    assert in_flight.limit == 25  # 16/s x 1.5 s + 1
+    for _ in range(20):
+        in_flight.observe(50)
+    assert in_flight.limit == 2  # 16/s x 0.05 s + 1
+    in_flight.observe(60_000)
+    assert in_flight.limit == 32  # never above the memory cap
+    in_flight.observe(0)  # no measurement: unchanged
+    assert in_flight.limit == 32
+
+
+def _count_days_in_flight(monkeypatch) -> dict[str, int]:
+    """Spy on the days `sync_days` fetches at once (the emulator only sees requests)."""
+    from gsc_pipeline.sync import days as days_module
+
+    counts = {"now": 0, "peak": 0}
+    lock = threading.Lock()
+    real = days_module.fetch_day
+
+    def counting(*args, **kwargs):
+        with lock:
+            counts["now"] += 1
+            counts["peak"] = max(counts["peak"], counts["now"])
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                counts["now"] -= 1
+
+    monkeypatch.setattr(days_module, "fetch_day", counting)
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "qpm", "low"),
+    [
+        # 2 requests/s at a few ms: one or two days keep the budget busy, not the cap.
+        (0, 120, 1),
+        # 20 requests/s at 400 ms: about 9 days in flight, more than a fixed 4.
+        (400, 1200, 6),
+    ],
+)
+def test_days_in_flight_follow_the_latency(monkeypatch, duckdb_path, latency_ms, qpm, low):
+    counts = _count_days_in_flight(monkeypatch)
+    config = {
+        "today": TODAY,
+        "properties": PROPERTIES,
+        "latency": {"base_ms": latency_ms, "per_row_us": 0, "jitter_sigma": 0},
+    }
+    days = [DAY - dt.timedelta(days=i) for i in range(20)]
+    with running_emulator(config) as gsc:
+        client = GscClient(gsc.base_url, qpm_budget=qpm, timeout=30, retry_policy=FAST_RETRY)
+        results = sync_days(
+            client, open_warehouse(duckdb_path), SMALL, SITE, days, run_id="r1", concurrency=20
+        )
+        assert sum(gsc.stats()["quota_rejections"].values()) == 0
+    assert len(results) == len(days)
+    # Never more than the slowest latency the client measured calls for (a loaded machine
+    # measures more than the emulator's own latency), not the cap of 20.
+    slowest = max(client.stats.snapshot()["latencies_ms"]) / 1000
+    assert low <= counts["peak"] <= math.ceil(qpm / 60 * slowest) + 1

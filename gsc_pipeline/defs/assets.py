@@ -1,18 +1,17 @@
 """The fetching assets: one per (property, report), generated from the config and report table.
 
 Every fetching asset sits in its credential's pool, so Dagster's pool is the worker pool: at most
-`pool_limit` steps fetch at once, each inside its share of the quota budget. Backfills batch
-`backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
+`pool_limit` steps fetch at once, all drawing from the credential's one quota budget. Backfills
+batch `backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
 """
 
-import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from gsc_pipeline.config import CredentialConfig, PipelineConfig, PropertyConfig
+from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
 from gsc_pipeline.defs.errors import input_errors_without_trace
 from gsc_pipeline.defs.keys import sitemaps_asset_key
@@ -37,49 +36,6 @@ DATA_STATE_TAG = "gsc/data_state"
 
 # Sitemaps change rarely: one snapshot each morning (Pacific), after the daily refresh starts.
 SITEMAPS_CRON = "15 6 * * *"
-
-# How often a fetching step re-reads its pool to resize its share of the quota budget.
-SHARE_REFRESH_SECONDS = 2.0
-
-
-@contextlib.contextmanager
-def quota_share_follows_pool(
-    context: dg.AssetExecutionContext, pool: str, credential: CredentialConfig, limiter
-) -> Iterator[list[float]]:
-    """Keep the step's rate limit at its current share of the budget while it fetches.
-
-    A fixed budget / pool-limit share leaves quota unused whenever fewer steps hold a slot (runs
-    still launching at the start of a backfill, the last runs at its end). Every step re-reads
-    the pool every few seconds, so the shares of the steps holding slots add up to the budget;
-    between two reads the sum can overshoot by a few requests, which the 20% between budget and
-    Google's quota absorbs. The shares used are yielded for the step's metadata.
-    """
-    storage = context.instance.event_log_storage
-    fetch_done = threading.Event()
-    shares: list[float] = []
-
-    def resize() -> None:
-        try:
-            info = storage.get_concurrency_info(pool)
-            share = credential.step_qpm_share(info.slot_count, info.active_slot_count)
-        except Exception as exc:  # noqa: BLE001 - the static share is always safe
-            context.log.warning(f"pool {pool} unreadable ({exc}); using budget / pool limit")
-            share = credential.step_qpm
-        limiter.set_qpm(share)
-        shares.append(share)
-
-    def follow() -> None:
-        while not fetch_done.wait(SHARE_REFRESH_SECONDS):
-            resize()
-
-    resize()
-    thread = threading.Thread(target=follow, name="gsc-quota-share", daemon=True)
-    thread.start()
-    try:
-        yield shares
-    finally:
-        fetch_done.set()
-        thread.join()
 
 
 def _committed(
@@ -110,8 +66,6 @@ def fetch_partitions(
     """
     config, prop, report = props.config, props.prop, props.report
     gsc_key = gsc_resource_key(config, prop.credential)
-    credential = config.credentials[prop.credential]
-    pool = config.pools[prop.credential]
     days = partition_days(context)
     gsc = getattr(context.resources, gsc_key)
     stop_event = threading.Event()
@@ -128,7 +82,6 @@ def fetch_partitions(
         metadata = {
             **result.metadata(),
             **table_metadata(table(), result.rows),
-            "quota_share_qpm": round(shares[-1], 1),
         }
         written[result.day.isoformat()] = metadata
         context.add_asset_metadata(metadata, partition_key=result.day.isoformat())
@@ -142,19 +95,18 @@ def fetch_partitions(
             )
 
     try:
-        with quota_share_follows_pool(context, pool, credential, client.limiter) as shares:
-            sync_days(
-                client,
-                warehouse,
-                prop.site_url,
-                report,
-                days,
-                run_id=context.run_id,
-                data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
-                concurrency=gsc.step_concurrency,
-                stop_event=stop_event,
-                on_partition=on_partition,
-            )
+        sync_days(
+            client,
+            warehouse,
+            prop.site_url,
+            report,
+            days,
+            run_id=context.run_id,
+            data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
+            concurrency=gsc.step_concurrency,
+            stop_event=stop_event,
+            on_partition=on_partition,
+        )
     except BaseException as exc:
         # Dagster records no materialization for a step that fails (or is terminated), yet
         # the days written before it are complete: record them, so the repair sensor and

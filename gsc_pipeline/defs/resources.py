@@ -13,6 +13,7 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
+from gsc_pipeline.gsc.rate_limit import quota_store
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     Warehouse,
@@ -23,7 +24,7 @@ from gsc_pipeline.warehouse import (
 
 
 class GscApiResource(dg.ConfigurableResource):
-    """Search Console API access for one credential, inside its share of the quota budget."""
+    """Search Console API access for one credential, inside its quota budget."""
 
     # Empty means Google itself; the demo and tests point it at the bundled emulator.
     api_endpoint: str | None = None
@@ -32,9 +33,9 @@ class GscApiResource(dg.ConfigurableResource):
     # The environment variable credential_json is read from: errors name it, never its value.
     credential_env: str | None = None
     credential_file: str | None = None
-    # The step's guaranteed share of the credential's queries/min (budget / pool limit); while
-    # it fetches, the share follows the pool (`CredentialConfig.step_qpm_share`).
-    step_qpm: float
+    # The credential's queries/min, one bucket shared by every step, process and host that
+    # reaches the same quota store (`gsc.rate_limit.quota_store`); the pool only caps steps.
+    qpm_budget: float
     step_concurrency: int
     timeout_seconds: float = 120.0
 
@@ -52,7 +53,8 @@ class GscApiResource(dg.ConfigurableResource):
         return GscClient(
             endpoint=self.api_endpoint or None,
             credentials=credentials,
-            qpm_budget=self.step_qpm,
+            qpm_budget=self.qpm_budget,
+            quota_store=quota_store(warehouse_url()),
             timeout=self.timeout_seconds,
             stop_event=stop_event,
             log=log,
@@ -84,7 +86,7 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
         credential_json=secret,
         credential_env=credential.key_env,
         credential_file=credential.key_file,
-        step_qpm=credential.step_qpm,
+        qpm_budget=credential.qpm_budget,
         step_concurrency=credential.step_concurrency,
     )
 

@@ -42,7 +42,7 @@ from gsc_pipeline.gsc.errors import (
     SitePermissionDenied,
     TransientError,
 )
-from gsc_pipeline.gsc.rate_limit import RateLimiter, shared_limiter
+from gsc_pipeline.gsc.rate_limit import QuotaStore, RateLimiter, shared_limiter
 from gsc_pipeline.gsc.retry import RetryPolicy, call_with_retries
 
 GOOGLE_ENDPOINT = "https://searchconsole.googleapis.com/"
@@ -122,8 +122,12 @@ _SEARCH_RESPONSE_SCHEMA = pa.schema(
         (
             "metadata",
             pa.struct(
-                [("firstIncompleteDate", pa.string()), ("first_incomplete_date", pa.string()),
-                 ("firstIncompleteHour", pa.string()), ("first_incomplete_hour", pa.string())]
+                [
+                    ("firstIncompleteDate", pa.string()),
+                    ("first_incomplete_date", pa.string()),
+                    ("firstIncompleteHour", pa.string()),
+                    ("first_incomplete_hour", pa.string()),
+                ]
             ),  # fmt: skip
         ),
     ]
@@ -271,7 +275,9 @@ class GscClient:
     """Search Console API calls with one retry policy and a smooth per-credential rate limit.
 
     `endpoint` None means Google; the emulator passes its base URL and no credentials.
-    `qpm_budget` is this process's share of the credential's 1,200 queries/min.
+    `qpm_budget` is the credential's budget (of Google's 1,200 queries/min), drawn from one
+    bucket per credential and one per site in `quota_store`, so every client of that store
+    (threads, processes, hosts) shares it; None: this process only.
     `stop_event` (or the per-call one) aborts limiter waits and retry back-offs with `Cancelled`.
     `log` receives one line per retry wait saying what it waits for (default: this module's
     logger); Dagster assets pass their run log.
@@ -288,6 +294,7 @@ class GscClient:
         retry_policy: RetryPolicy | None = None,
         stop_event: threading.Event | None = None,
         limiter: RateLimiter | None = None,
+        quota_store: QuotaStore | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint_is_google = not endpoint
@@ -302,8 +309,11 @@ class GscClient:
         self.retry_policy = retry_policy or RetryPolicy()
         self.stop_event = stop_event
         self.limiter = limiter or shared_limiter(
-            credential_key(credentials, self.endpoint), qpm_budget
+            credential_key(credentials, self.endpoint), qpm_budget, quota_store
         )
+        # Google's other per-minute quota counts each property's calls, whichever credential
+        # makes them; an injected `limiter` (tests) stands for both.
+        self._site_budget = None if limiter else (qpm_budget, quota_store)
         self.stats = ClientStats()
         self.log = log or _LOG.warning
         # Until the endpoint has answered once, a refused connection means a wrong URL or a
@@ -380,9 +390,7 @@ class GscClient:
         self, site_url: str, *, stop_event: threading.Event | None = None
     ) -> list[dict[str, Any]]:
         """sitemaps.list: the property's submitted sitemaps (Google's WmxSitemap dicts)."""
-        body = self._call(
-            site_url, lambda s: s.sitemaps().list(siteUrl=site_url), stop_event, None
-        )
+        body = self._call(site_url, lambda s: s.sitemaps().list(siteUrl=site_url), stop_event, None)
         return list(body.get("sitemap", []))
 
     def _call(self, site_url: str, make_request, stop_event, sink, parse=None) -> Any:
@@ -393,6 +401,9 @@ class GscClient:
             if stop_event is not None and stop_event.is_set():
                 raise Cancelled(f"{site_url}: stopped before the API call")
             waited = self.limiter.acquire(stop_event)
+            if self._site_budget is not None and not site_url.startswith("("):
+                site = shared_limiter(f"site {site_url}@{self.endpoint}", *self._site_budget)
+                waited += site.acquire(stop_event)
             for s in sinks:
                 s.record_quota_wait(waited)
             request = make_request(self._service())

@@ -4,6 +4,7 @@ as one partition by the group writer."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -19,6 +20,35 @@ from gsc_pipeline.warehouse.base import Warehouse
 
 # How often the calling thread notices the caller's stop_event while days are in flight.
 _STOP_POLL_SECONDS = 0.05
+
+
+class InFlight:
+    """How many days a step keeps in flight: Little's law, L = rate x latency, within a cap.
+
+    Pages of a day are fetched one after another, so days in flight = requests in flight. To
+    keep the credential's budget (`qpm`, all of it when the step runs alone) busy at the
+    latency measured so far, a step needs rate x latency requests in flight, plus one to
+    cover the gap between a reply and the next request. `cap` bounds memory (each day in
+    flight or waiting for the writer holds its pages); before a latency is known, the cap.
+    The slowest recent days set the latency (their p95), so a burst of slow pages does not
+    leave the budget idle; too many in flight only waits in the rate limiter.
+    """
+
+    def __init__(self, qpm: float, cap: int) -> None:
+        self.rate_per_second = qpm / 60.0
+        self.cap = max(1, cap)
+        self.limit = self.cap
+        self._latency_s: float | None = None
+
+    def observe(self, latency_ms: float) -> None:
+        if latency_ms <= 0:
+            return
+        seconds = latency_ms / 1000.0
+        # An exponential average, weighted to the recent days (the API's latency drifts).
+        self._latency_s = (
+            seconds if self._latency_s is None else 0.7 * self._latency_s + 0.3 * seconds
+        )
+        self.limit = max(1, min(self.cap, math.ceil(self.rate_per_second * self._latency_s) + 1))
 
 
 class SyncCancelled(Exception):
@@ -44,11 +74,12 @@ def sync_days(
 ) -> list[PartitionResult]:
     """Sync each day (one partition each); results in the order they were written.
 
-    Days are fetched on `concurrency` threads and written by one writer thread: a day is
-    written as soon as it is fetched, and the days that are fetched while a write is in
-    progress (or waiting for another process's DuckDB lock) are written together in the next
-    transaction (group commit; still all-or-nothing per day). Fetching goes on meanwhile, with
-    at most `concurrency` fetched days waiting, which bounds memory.
+    Days are fetched concurrently, as many as the measured latency needs to keep the client's
+    budget busy (`InFlight`), at most `concurrency` (the memory cap), and written by one writer
+    thread: a day is written as soon as it is fetched, and the days that are fetched while a
+    write is in progress (or waiting for another process's DuckDB lock) are written together in
+    the next transaction (group commit; still all-or-nothing per day). Fetching goes on
+    meanwhile, with at most that many fetched days waiting, which bounds memory.
 
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
@@ -80,6 +111,10 @@ def sync_days(
     if plan is None:
         return []
 
+    in_flight = InFlight(client.limiter.qpm, concurrency)
+    for latency_ms in client.stats.snapshot()["latencies_ms"][-1:]:
+        in_flight.observe(latency_ms)  # the probe's latency, before the first day starts
+
     # Set on the first error or once the caller's stop_event is seen (the fetch threads watch
     # only this one): no further day starts, and the days in flight stop at their next call.
     stop_on_error_or_cancel = threading.Event()
@@ -97,6 +132,11 @@ def sync_days(
             stop_event=stop_on_error_or_cancel,
         )
 
+    def fetched(day: dt.date) -> PartitionResult:
+        result = fetch(day)
+        in_flight.observe(result.latency_p95_ms)
+        return result
+
     def on_written(result: PartitionResult) -> None:
         written.append(result)
         if on_partition is not None:
@@ -104,9 +144,9 @@ def sync_days(
 
     error = _fetch_and_write(
         all_days,
-        fetch,
+        fetched,
         warehouse,
-        concurrency=max(1, concurrency),
+        in_flight=in_flight,
         stop_event=stop_event,
         stop_on_error_or_cancel=stop_on_error_or_cancel,
         on_written=on_written,
@@ -126,16 +166,17 @@ def _fetch_and_write(
     fetch: Callable[[dt.date], PartitionResult],
     warehouse: Warehouse,
     *,
-    concurrency: int,
+    in_flight: InFlight,
     stop_event: threading.Event | None,
     stop_on_error_or_cancel: threading.Event,
     on_written: Callable[[PartitionResult], None],
 ) -> BaseException | None:
     """Fetch `days` in order and hand each to a `GroupWriter`; the first error, if any.
 
-    At most `concurrency` days are fetched at once, and no day starts while `concurrency`
-    fetched days wait for the writer (bounding memory). This thread only starts fetches and
-    writes and waits for them, looking at `stop_event` at least every `_STOP_POLL_SECONDS`.
+    At most `in_flight.limit` days are fetched at once (read afresh as latencies come in), and
+    no day starts while that many fetched days wait for the writer (bounding memory). This
+    thread only starts fetches and writes and waits for them, looking at `stop_event` at least
+    every `_STOP_POLL_SECONDS`.
     """
     todo = deque(days)
     fetching: set[Future[PartitionResult]] = set()
@@ -151,15 +192,15 @@ def _fetch_and_write(
         return stop_on_error_or_cancel.is_set()
 
     with (
-        ThreadPoolExecutor(concurrency, thread_name_prefix="gsc-sync") as pool,
+        ThreadPoolExecutor(in_flight.cap, thread_name_prefix="gsc-sync") as pool,
         GroupWriter(warehouse, on_written=on_written, on_error=fail) as writer,
     ):
         try:
             while True:
                 while (
                     todo
-                    and len(fetching) < concurrency
-                    and writer.waiting < concurrency
+                    and len(fetching) < in_flight.limit
+                    and writer.waiting < in_flight.limit
                     and not stop_requested()
                 ):
                     fetching.add(pool.submit(fetch, todo.popleft()))

@@ -188,7 +188,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
            " (real time)"),
         f"- pipeline defaults: pool limit {cred.pool_limit} (limits {result.pool_limits}), step "
         f"concurrency {cred.step_concurrency}, {result.config.backfill_days_per_run} days per "
-        f"backfill run -> {len(backfill_runs)} runs; per-step share {cred.step_qpm:,.0f}/min",
+        f"backfill run -> {len(backfill_runs)} runs; one budget of {cred.qpm_budget:,.0f}/min "
+        "shared by every step",
         "",
         "## Targets",
         "",

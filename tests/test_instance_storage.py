@@ -1,0 +1,66 @@
+"""The PostgreSQL event-log storage's pool slots: a slot row is never granted to two steps."""
+
+from __future__ import annotations
+
+import dagster as dg
+import sqlalchemy as db
+from dagster._utils.concurrency import ConcurrencySlotStatus
+from dagster_postgres.event_log import PostgresEventLogStorage
+
+from gsc_pipeline.instance import write_instance_config
+from gsc_pipeline.instance.storage import PoolSafePostgresEventLogStorage
+
+
+def _claim_while_another_claims(storage_class, url: str) -> list[ConcurrencySlotStatus]:
+    """Step A selects the only free slot; before A updates it, step B claims. Both outcomes.
+
+    Deterministic stand-in for two hosts claiming at once: B's whole claim runs between A's
+    SELECT .. FOR UPDATE and A's UPDATE (the window a network round trip opens).
+    """
+    a, b = storage_class(url), storage_class(url)
+    a.set_concurrency_slots("gsc_api", 1)
+    outcomes: list[ConcurrencySlotStatus] = []
+
+    def between(conn, cursor, statement, params, context, executemany) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement and not outcomes:
+            outcomes.append(b._claim_concurrency_slot("gsc_api", "run-b", "step_b"))
+
+    db.event.listen(a._engine, "after_cursor_execute", between)
+    try:
+        outcomes.insert(0, a._claim_concurrency_slot("gsc_api", "run-a", "step_a"))
+    finally:
+        db.event.remove(a._engine, "after_cursor_execute", between)
+        a.dispose()
+        b.dispose()
+    return outcomes
+
+
+def test_stock_postgres_storage_grants_one_slot_twice(postgres_schema_url):
+    # The cause of the multi-host flake: Dagster's claim, in autocommit, double-grants the slot.
+    outcomes = _claim_while_another_claims(PostgresEventLogStorage, postgres_schema_url)
+    assert outcomes == [ConcurrencySlotStatus.CLAIMED, ConcurrencySlotStatus.CLAIMED]
+
+
+def test_pool_safe_storage_grants_a_slot_once(postgres_schema_url):
+    outcomes = _claim_while_another_claims(PoolSafePostgresEventLogStorage, postgres_schema_url)
+    assert outcomes == [ConcurrencySlotStatus.CLAIMED, ConcurrencySlotStatus.BLOCKED]
+
+
+def test_pool_safe_storage_claims_and_frees_through_the_queue(postgres_schema_url):
+    storage = PoolSafePostgresEventLogStorage(postgres_schema_url)
+    try:
+        storage.set_concurrency_slots("gsc_api", 1)
+        assert storage.claim_concurrency_slot("gsc_api", "run-a", "step").is_claimed
+        assert not storage.claim_concurrency_slot("gsc_api", "run-b", "step").is_claimed
+        storage.free_concurrency_slot_for_step("run-a", "step")
+        assert storage.claim_concurrency_slot("gsc_api", "run-b", "step").is_claimed
+        assert storage.get_concurrency_info("gsc_api").active_slot_count == 1
+    finally:
+        storage.dispose()
+
+
+def test_postgres_instance_uses_the_pool_safe_storage(postgres_schema_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_schema_url)
+    write_instance_config(tmp_path, postgres=True)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.event_log_storage) is PoolSafePostgresEventLogStorage
