@@ -68,7 +68,7 @@ def test_dg_loads_this_project_from_its_defs_folder():
     config = load_config(BUNDLED_DEMO_CONFIG)
     fetching = [r for p in config.properties for r in p.report_objects()]
     sitemaps = [p for p in config.properties if p.sitemaps]
-    assert len(fetching) == 14
+    assert len(fetching) == 17  # the big property: page_query, page, site
     assert len(assets) == len(fetching) * 2 + len(sitemaps) + 1
     assert assets["gsc/example_com/page_query"]["source"] == "gsc_pipeline/defs/gsc/defs.yaml:4"
 
