@@ -137,7 +137,9 @@ def test_default_config() -> None:
     config = load_config()
     sites = {p.site_url: p for p in config.properties}
     assert list(sites) == ["sc-domain:example.com", "https://www.example.org/",
-                           "sc-domain:shop.example", "sc-domain:not-yours.example"]  # fmt: skip
+                           "sc-domain:shop.example", "sc-domain:big.example",
+                           "sc-domain:not-yours.example"]  # fmt: skip
+    assert sites["sc-domain:big.example"].page_query_rows_per_day > 3 * 50000 * 0.9
     assert sites["sc-domain:shop.example"].page_query_rows_per_day > 25000
     assert sites["sc-domain:not-yours.example"].permission == "siteUnverifiedUser"
     assert config.latency.base_ms > 0  # the CLI default is realistic...
@@ -151,4 +153,4 @@ def test_the_pytest_plugin_fixture(gsc_emulator: EmulatorHandle) -> None:
     assert gsc_emulator.base_url.startswith("http://127.0.0.1:")
     assert gsc_emulator.config["latency"]["base_ms"] == 0
     assert gsc_emulator.config["today"] == "2026-08-18"
-    assert len(service_for(gsc_emulator).sites().list().execute()["siteEntry"]) == 4
+    assert len(service_for(gsc_emulator).sites().list().execute()["siteEntry"]) == 5
