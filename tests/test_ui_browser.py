@@ -35,6 +35,7 @@ import pytest
 import yaml
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
+from gsc_pipeline import audit
 from gsc_pipeline.config import load_config
 from gsc_pipeline.defs.keys import fetch_asset_keys
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
@@ -58,6 +59,8 @@ IN_RUN_CHECKS = [
     "rows_match_ledger",
     "truncated_days",
 ]
+# Whole-history checks of what Google changed (the restatement audit, finalization).
+GOOGLE_CHANGE_CHECKS = [audit.RESTATED_DAYS, audit.FRESH_DAYS_FINALIZED]
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui_browser")]
 
@@ -214,17 +217,25 @@ def test_a_backfill_from_the_ui_shows_check_results_never_skipped(ui, browser_pa
     in_run = _check_statuses(page, base, ASSET)
     assert in_run == dict.fromkeys(IN_RUN_CHECKS, "Succeeded")
 
-    # 2. The whole-history checks, executed from their page.
+    # 2. The property's daily restatement audit (the automation sensor runs it each morning;
+    #    here from its page), then the whole-history checks, executed from their page: every
+    #    one of them has something to measure.
+    page.goto(f"{base}/assets/gsc_audit/{ASSET.split('/')[1]}")
+    page.get_by_role("button", name="Materialize", exact=True).click()
+    _wait_for_runs(home, 2)
     history = f"{ASSET}/history"
     assert set(_check_statuses(page, base, history).values()) == {"Not Evaluated"}
     page.get_by_role("button", name="Execute all").click()
-    _wait_for_runs(home, 2)
-    expected = {f"{name}_all_days": "Succeeded" for name in IN_RUN_CHECKS}
+    _wait_for_runs(home, 3)
+    expected = {
+        **{f"{name}_all_days": "Succeeded" for name in IN_RUN_CHECKS},
+        **dict.fromkeys(GOOGLE_CHANGE_CHECKS, "Succeeded"),
+    }
     assert _check_statuses(page, base, history) == expected
 
     # 3. Another materialization from the UI keeps them as they were: not "Skipped".
     _launch_backfill(page, base, f"[{days[2]}...{days[3]}]")
-    _wait_for_runs(home, 3)
+    _wait_for_runs(home, 4)
     assert _check_statuses(page, base, ASSET) == dict.fromkeys(IN_RUN_CHECKS, "Succeeded")
     assert _check_statuses(page, base, history) == expected
     assert "Skipped" not in page.inner_text("body")
