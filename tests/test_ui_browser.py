@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -221,7 +222,8 @@ def test_a_backfill_from_the_ui_shows_check_results_never_skipped(ui, browser_pa
     #    here from its page), then the whole-history checks, executed from their page: every
     #    one of them has something to measure.
     page.goto(f"{base}/assets/gsc_audit/{ASSET.split('/')[1]}")
-    page.get_by_role("button", name="Materialize", exact=True).click()
+    # The button's accessible name includes its icon's ("materialization Materialize").
+    page.locator("button", has_text=re.compile(r"^\s*Materialize\s*$")).click()
     _wait_for_runs(home, 2)
     history = f"{ASSET}/history"
     assert set(_check_statuses(page, base, history).values()) == {"Not Evaluated"}
