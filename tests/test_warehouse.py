@@ -87,20 +87,12 @@ def table_rows(wh, table: str) -> list[tuple]:
         return sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
 
 
-def test_schema_matches_report(warehouse_url):
-    wh = open_warehouse(warehouse_url)
-    wh.ensure_schema([PAGE_QUERY, SITE])
-    wh.ensure_schema([PAGE_QUERY, SITE])  # idempotent
-    columns = wh.read_sql(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
-        # Only this test's schema: concurrent test runs have their own gsc_page_query tables.
-        "AND table_schema = current_schema() ORDER BY ordinal_position",
-        ["gsc_page_query"],
-    )
+def page_query_columns(wh) -> list[tuple[str, str]]:
+    """gsc_page_query's columns and their types as the backend's catalog names them."""
     double = "DOUBLE" if wh.dialect == "duckdb" else "double precision"
     varchar = "VARCHAR" if wh.dialect == "duckdb" else "character varying"
     date = "DATE" if wh.dialect == "duckdb" else "date"
-    assert list(columns.itertuples(index=False, name=None)) == [
+    return [
         ("site_url", varchar),
         ("search_type", varchar),
         ("date", date),
@@ -111,6 +103,19 @@ def test_schema_matches_report(warehouse_url):
         ("ctr", double),
         ("position", double),
     ]
+
+
+def test_schema_matches_report(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY, SITE])
+    wh.ensure_schema([PAGE_QUERY, SITE])  # idempotent
+    columns = wh.read_sql(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+        # Only this test's schema: concurrent test runs have their own gsc_page_query tables.
+        "AND table_schema = current_schema() ORDER BY ordinal_position",
+        ["gsc_page_query"],
+    )
+    assert list(columns.itertuples(index=False, name=None)) == page_query_columns(wh)
     ledger_cols = wh.read_sql(
         "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
         "AND table_schema = current_schema() ORDER BY ordinal_position",
@@ -138,19 +143,7 @@ def test_describe_table_reads_the_qualified_name_and_columns_from_the_catalog(wa
     else:
         assert (database, schema[:9]) == ("test", "gsc_test_")
     assert described.qualified_name == f"{database}.{schema}.gsc_page_query"
-    double = "DOUBLE" if wh.dialect == "duckdb" else "double precision"
-    varchar = "VARCHAR" if wh.dialect == "duckdb" else "character varying"
-    assert described.columns == (
-        ("site_url", varchar),
-        ("search_type", varchar),
-        ("date", "DATE" if wh.dialect == "duckdb" else "date"),
-        ("page", varchar),
-        ("query", varchar),
-        ("clicks", double),
-        ("impressions", double),
-        ("ctr", double),
-        ("position", double),
-    )
+    assert described.columns == tuple(page_query_columns(wh))
     # A declaration's prefix is a schema of its own (unique: Postgres schemas are shared).
     prefix = f"agency_{uuid.uuid4().hex[:8]}"
     prefixed = open_warehouse(warehouse_url, schema=prefix)
