@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, load_declarations
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, GscError, RetryPolicy, load_credentials
-from gsc_pipeline.reports import pacific_today
+from gsc_pipeline.search_calendar import pacific_today
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     WarehouseUrlError,
