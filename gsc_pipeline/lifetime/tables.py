@@ -49,7 +49,7 @@ STATS_COLUMNS = [
     "avg_position", "active_days", "top_query", "top_query_clicks",
 ]  # fmt: skip
 
-# A page of one search type: the key of every per-page frame below.
+# A page of one search type: the key of every per-page frame (compute, sql).
 PAGE_KEY = ["search_type", "page"]
 QUERY_KEY = [*PAGE_KEY, "query"]
 
