@@ -25,7 +25,8 @@ import pyarrow as pa
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.proof import CheckOutcome, not_evaluated
-from gsc_pipeline.reports import MAX_ROW_LIMIT, Report, oldest_available_day
+from gsc_pipeline.reports import MAX_ROW_LIMIT, Report
+from gsc_pipeline.search_calendar import oldest_available_day
 from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse
 
 AUDIT_TOTALS_TABLE = "gsc_audit_totals"

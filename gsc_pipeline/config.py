@@ -34,6 +34,7 @@ from gsc_pipeline.constants import (
     DEFAULT_POOL,
     DEFAULT_POOL_LIMIT,
     GOOGLE_QPM_QUOTA,
+    IDENTIFIER_PATTERN,
 )
 from gsc_pipeline.reports import (
     DEFAULT_REPORTS,
@@ -45,10 +46,9 @@ from gsc_pipeline.reports import (
     Report,
     ReportDefinitionError,
     declare,
-    oldest_available_day,
-    pacific_today,
     shard_levels,
 )
+from gsc_pipeline.search_calendar import oldest_available_day, pacific_today
 
 # The demo's declaration: this project's own dg defs.yaml (a GscComponent's attributes).
 BUNDLED_DEMO_CONFIG = Path(__file__).parent / "defs" / "gsc" / "defs.yaml"
@@ -122,7 +122,7 @@ def _today(info: ValidationInfo) -> dt.date:
 
 def _identifier(value: str | None, info: ValidationInfo) -> str | None:
     """Names that become asset key segments, group, pool and schema names."""
-    if value is not None and not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+    if value is not None and not re.fullmatch(IDENTIFIER_PATTERN, value):
         raise ValueError(
             f"{info.field_name} {value!r} must be lowercase letters, digits and underscores"
         )

@@ -10,6 +10,10 @@ RETENTION_MONTHS = 16  # older days come back empty (or 400)
 # Search Console's day is Pacific Time: dates, "today" and the retention window follow it.
 GOOGLE_TIMEZONE = "America/Los_Angeles"
 
+# Names users declare that become SQL and Dagster names (report names -> tables gsc_<name>,
+# property keys and prefixes -> asset key segments, groups, pools, schemas): one rule for all.
+IDENTIFIER_PATTERN = r"[a-z][a-z0-9_]*"
+
 # Environment variables.
 CONFIG_ENV = "GSC_PIPELINE_CONFIG"  # the declaration (config file or defs.yaml)
 API_ENDPOINT_ENV = "GSC_API_ENDPOINT"  # API root; unset = Google

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, load_declarations
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, GscError, RetryPolicy, load_credentials
-from gsc_pipeline.reports import pacific_today
+from gsc_pipeline.search_calendar import pacific_today
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
     WarehouseUrlError,
     open_warehouse,
-    parse_warehouse_url,
     redact_url,
     warehouse_url,
 )
@@ -122,24 +121,15 @@ def check_warehouse() -> Finding:
         return Finding(False, f"warehouse: {exc}")
     shown = redact_url(url)
     table = f"gsc_doctor_scratch_{uuid.uuid4().hex[:8]}"
-    dialect, target = parse_warehouse_url(url)
-    # The database file and its write-ahead log, when this check is what creates them.
-    new_files = (
-        [f for f in (Path(target), Path(f"{target}.wal")) if not f.exists()]
-        if dialect == "duckdb"
-        else []
-    )
+    # The files it stores in (a DuckDB file and its log), when this check is what creates them.
+    new_files = [f for f in warehouse.local_files() if not f.exists()]
     try:
         with warehouse.transaction() as conn:
             conn.execute(f"CREATE TABLE {table} (x INTEGER)")
             conn.execute(f"INSERT INTO {table} VALUES (1)")
             conn.execute(f"DROP TABLE {table}")
     except Exception as exc:  # noqa: BLE001 - whatever the driver raises, it cannot write
-        fix = (
-            "check the server is up, the database exists and the user may CREATE TABLE"
-            if warehouse.dialect == "postgres"
-            else "check the directory exists and is writable and no other program holds the file"
-        )
+        fix = warehouse.unwritable_hint
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Finding(
             False,

@@ -11,20 +11,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import re2
 
 from gsc_pipeline.constants import (  # noqa: F401 - re-exported: reports are Google facts
     DAILY_ROW_CAP,
     GOOGLE_TIMEZONE,
+    IDENTIFIER_PATTERN,
     MAX_ROW_LIMIT,
     RETENTION_MONTHS,
     TODAY_ENV,
+)
+
+# Re-exported for the modules that imported them from here before they moved (sync/, tests).
+from gsc_pipeline.search_calendar import (  # noqa: F401
+    PACIFIC,
+    oldest_available_day,
+    pacific_today,
 )
 
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
@@ -44,37 +50,6 @@ DEFAULT_SHARD_BUDGET = 60
 # Validation compiles users' patterns; a bad one is reported in the error, not logged by RE2.
 _QUIET_RE2 = re2.Options()
 _QUIET_RE2.log_errors = False
-PACIFIC = ZoneInfo(GOOGLE_TIMEZONE)
-
-
-def pacific_today() -> dt.date:
-    """Today on Search Console's clock: the Pacific date, or the one `GSC_TODAY` pins."""
-    pinned = os.environ.get(TODAY_ENV, "").strip()
-    if not pinned:
-        return dt.datetime.now(PACIFIC).date()
-    try:
-        return dt.date.fromisoformat(pinned)
-    except ValueError:
-        raise ValueError(
-            f"{TODAY_ENV}={pinned!r} is not a date; write YYYY-MM-DD (Search Console's date, "
-            f"Pacific Time), or unset {TODAY_ENV} to use today's"
-        ) from None
-
-
-def oldest_available_day(today: dt.date) -> dt.date:
-    """The oldest day Google still serves on `today` (a Pacific date): 16 months back.
-
-    The same day of the month 16 months earlier, or that month's last day when it is shorter.
-    """
-    year, month = divmod(today.year * 12 + today.month - 1 - RETENTION_MONTHS, 12)
-    month += 1
-    for day in (today.day, 30, 29, 28):
-        try:
-            return dt.date(year, month, day)
-        except ValueError:
-            continue
-    raise AssertionError("unreachable: day 28 exists in every month")
-
 
 def column_name(dimension: str) -> str:
     """The warehouse column of an API dimension (snake_case)."""
@@ -189,7 +164,7 @@ class Report:
 
     def validate(self) -> None:
         """Google's rules for this request shape (the ones the emulator enforces too)."""
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+        if not re.fullmatch(IDENTIFIER_PATTERN, self.name):
             raise ReportDefinitionError(
                 self.name,
                 "name",

@@ -35,6 +35,7 @@ PLAIN_LAYERS = (
     "gsc_pipeline.lifetime",
     "gsc_pipeline.sitemaps",
     "gsc_pipeline.constants",
+    "gsc_pipeline.search_calendar",
 )
 # Above the plain layers: nothing below may import these.
 UPPER = (
@@ -298,3 +299,77 @@ def test_a_production_install_leaves_the_tooling_extras_out():
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     installs = re.findall(r"pip install[^\n]*", dockerfile)
     assert installs and all("bench" not in i and "emulator" not in i for i in installs)
+
+
+# The bench measures the built-in backends by name (`--warehouse duckdb|postgres`) and makes
+# each one's scratch database itself: tooling about two backends, not a branch in the pipeline.
+_BACKEND_NAMES_ALLOWED = ("gsc_pipeline.warehouse", "gsc_pipeline.tools.bench")
+
+
+def dialect_branches(root: Path = ROOT) -> list[str]:
+    """Code outside the warehouse package that asks which backend it has: reads `.dialect`,
+    or compares something with a backend's name."""
+    from gsc_pipeline.warehouse import BACKENDS
+
+    names = set(BACKENDS)
+    found = []
+    for module, path in package_modules(root).items():
+        if _within(module, _BACKEND_NAMES_ALLOWED) or _within(module, "gsc_pipeline.emulator"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "dialect":
+                found.append(f"{module}:{node.lineno} reads .dialect")
+            if isinstance(node, ast.Compare):
+                for side in (node.left, *node.comparators):
+                    if isinstance(side, ast.Constant) and side.value in names:
+                        found.append(f"{module}:{node.lineno} compares with {side.value!r}")
+    return found
+
+
+def test_no_module_outside_the_warehouse_branches_on_the_backend():
+    """Each backend owns what differs (types, locks, files, advice): adding one is its module
+    and its line in `warehouse.registry`, not an `if` in every module that writes SQL."""
+    found = dialect_branches()
+    assert found == [], "\n".join(found)
+
+
+def _module_string_constants(tree: ast.Module) -> list[tuple[int, str, str]]:
+    out = []
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    out.append((node.lineno, target.id, node.value.value))
+    return out
+
+
+_CRON = re.compile(r"^\S+( \S+){4}$")
+
+
+def test_tags_crons_timezone_and_identifier_rule_are_each_stated_once():
+    """Run tags and crons live in defs/names.py; the timezone is constants.GOOGLE_TIMEZONE under
+    that one name; the identifier rule is constants.IDENTIFIER_PATTERN. The emulator, which
+    imports nothing of the pipeline, keeps its own copies."""
+    found = []
+    for module, path in package_modules().items():
+        if _within(module, "gsc_pipeline.emulator"):
+            continue
+        text = path.read_text()
+        tree = ast.parse(text)
+        if module != "gsc_pipeline.defs.names":
+            for line, name, value in _module_string_constants(tree):
+                if value.startswith(("gsc/", "dagster/")) or _CRON.match(value):
+                    found.append(f"{module}:{line} {name} = {value!r} (a tag or cron)")
+        if module != "gsc_pipeline.constants":
+            if "America/Los_Angeles" in text:
+                found.append(f"{module}: the timezone spelled out")
+            if "[a-z][a-z0-9_]*" in text:
+                found.append(f"{module}: the identifier pattern spelled out")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.alias) and node.name == "GOOGLE_TIMEZONE" and node.asname:
+                found.append(f"{module}: GOOGLE_TIMEZONE imported as {node.asname}")
+    assert found == [], "\n".join(found)

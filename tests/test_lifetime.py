@@ -15,6 +15,7 @@ import pytest
 from gsc_pipeline import lifetime
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
+from gsc_pipeline.lifetime import compute as lifetime_compute
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.warehouse import Warehouse, open_warehouse
@@ -209,7 +210,7 @@ def test_refresh_interleaved_with_another_refresh_stays_exact(
     sync(emulator, warehouse, BETA, DAYS[:4], "final", "backfill")
     lifetime.refresh(warehouse, [BETA])
     sync(emulator, warehouse, BETA, [DAYS[1]], "final", "rerun")
-    compute = lifetime._new_page_stats
+    compute = lifetime_compute.new_page_stats
     interleaved = []
 
     def with_another_refresh(*args, **kwargs):
@@ -220,7 +221,7 @@ def test_refresh_interleaved_with_another_refresh_stays_exact(
             lifetime.refresh(warehouse, [BETA])
         return compute(*args, **kwargs)
 
-    monkeypatch.setattr(lifetime, "_new_page_stats", with_another_refresh)
+    monkeypatch.setattr(lifetime_compute, "new_page_stats", with_another_refresh)
     result = lifetime.refresh(warehouse, [BETA])
     assert interleaved
     assert result.changed == [(BETA, DAYS[1])]

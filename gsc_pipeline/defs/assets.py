@@ -12,10 +12,12 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.constants import GOOGLE_TIMEZONE
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
 from gsc_pipeline.defs.errors import input_errors_without_trace
 from gsc_pipeline.defs.keys import sitemaps_asset_key
-from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions, partition_days
+from gsc_pipeline.defs.names import DATA_STATE_TAG, SITEMAPS_CRON
+from gsc_pipeline.defs.partitions import daily_partitions, partition_days
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.translator import (
     GSC_KINDS,
@@ -29,13 +31,6 @@ from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 from gsc_pipeline.sync.committed import committed_days
 from gsc_pipeline.warehouse import Warehouse
-
-# Run tag choosing the dataState to fetch: the daily schedule sets "all" when fresh_data is on.
-DATA_STATE_TAG = "gsc/data_state"
-
-
-# Sitemaps change rarely: one snapshot each morning (Pacific), after the daily refresh starts.
-SITEMAPS_CRON = "15 6 * * *"
 
 
 def _committed(
@@ -189,7 +184,7 @@ def build_sitemaps_asset(
         kinds={*GSC_KINDS, warehouse_kind()},
         owners=list(config.owners),
         tags=tags,
-        automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GSC_TIMEZONE),
+        automation_condition=dg.AutomationCondition.on_cron(SITEMAPS_CRON, GOOGLE_TIMEZONE),
         metadata={"site_url": prop.site_url, "table": SITEMAPS_TABLE},
     )
     def sitemaps(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

@@ -9,13 +9,11 @@ import dagster as dg
 
 from gsc_pipeline import audit
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.constants import GOOGLE_TIMEZONE
 from gsc_pipeline.defs.keys import audit_asset_key
-from gsc_pipeline.defs.partitions import GSC_TIMEZONE
+from gsc_pipeline.defs.names import AUDIT_CRON
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
-from gsc_pipeline.reports import pacific_today
-
-# After the daily refresh (06:00) and the sitemaps snapshot (06:15), Pacific.
-AUDIT_CRON = "45 6 * * *"
+from gsc_pipeline.search_calendar import pacific_today
 
 
 def build_audit_asset(
@@ -39,7 +37,7 @@ def build_audit_asset(
         required_resource_keys={gsc_key, warehouse_key},
         kinds={"googlesearchconsole", "python"},
         tags=tags,
-        automation_condition=dg.AutomationCondition.on_cron(AUDIT_CRON, GSC_TIMEZONE),
+        automation_condition=dg.AutomationCondition.on_cron(AUDIT_CRON, GOOGLE_TIMEZONE),
         metadata={"site_url": prop.site_url, "table": audit.RESTATEMENTS_TABLE},
     )
     def restatement_audit(context: dg.AssetExecutionContext) -> dg.MaterializeResult:

@@ -22,18 +22,13 @@ import dagster as dg
 
 from gsc_pipeline import proof, reconcile
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.constants import GOOGLE_TIMEZONE
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.partitions import GSC_TIMEZONE
+from gsc_pipeline.defs.names import ALL_DAYS_CRON, ALL_DAYS_SUFFIX, HISTORY
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
 from gsc_pipeline.warehouse import Warehouse
 
-# The whole-history twin of each in-run check carries this suffix (same asset, distinct name).
-ALL_DAYS_SUFFIX = "_all_days"
-HISTORY = "history"
-# Whole-history checks run once a day after the refresh schedule (by the automation sensor),
-# not inside fetch runs: each is a full scan, and it would re-flag days a repair is fixing.
-ALL_DAYS_CRON = "30 8 * * *"
 # Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
 _SEVERITY = {
     proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
@@ -297,7 +292,7 @@ def in_run_check_results(
 
 def all_days_condition() -> dg.AutomationCondition:
     return dg.AutomationCondition.cron_tick_passed(
-        ALL_DAYS_CRON, GSC_TIMEZONE
+        ALL_DAYS_CRON, GOOGLE_TIMEZONE
     ) & ~dg.AutomationCondition.in_progress()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.names import AUDIT_KEY_PREFIX, SITEMAPS_KEY_PREFIX
 from gsc_pipeline.defs.translator import declaration_key, fetch_asset_spec
 from gsc_pipeline.reports import Report
 
@@ -26,9 +27,9 @@ def fetch_asset_keys(config: PipelineConfig) -> list[dg.AssetKey]:
 
 def sitemaps_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
     # Outside gsc/<property>/...: those are the daily-partitioned fetching assets.
-    return declaration_key(config, "gsc_sitemaps", prop.key)
+    return declaration_key(config, SITEMAPS_KEY_PREFIX, prop.key)
 
 
 def audit_asset_key(config: PipelineConfig, prop: PropertyConfig) -> dg.AssetKey:
     # Outside gsc/<property>/... like the sitemaps snapshot: unpartitioned, once a day.
-    return declaration_key(config, "gsc_audit", prop.key)
+    return declaration_key(config, AUDIT_KEY_PREFIX, prop.key)

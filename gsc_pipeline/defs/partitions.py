@@ -7,12 +7,12 @@ import datetime as dt
 import dagster as dg
 
 from gsc_pipeline.config import PipelineConfig
-from gsc_pipeline.reports import GOOGLE_TIMEZONE as GSC_TIMEZONE
+from gsc_pipeline.constants import GOOGLE_TIMEZONE
 
 
 def daily_partitions(config: PipelineConfig) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(
-        start_date=config.start_date.isoformat(), timezone=GSC_TIMEZONE
+        start_date=config.start_date.isoformat(), timezone=GOOGLE_TIMEZONE
     )
 
 

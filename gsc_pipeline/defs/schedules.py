@@ -20,24 +20,23 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 )
 
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.constants import TODAY_ENV
-from gsc_pipeline.defs.assets import DATA_STATE_TAG
+from gsc_pipeline.constants import GOOGLE_TIMEZONE, TODAY_ENV
 from gsc_pipeline.defs.checks import in_run_check_keys
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.partitions import GSC_TIMEZONE, daily_partitions
-from gsc_pipeline.reports import pacific_today
+from gsc_pipeline.defs.names import (
+    DAILY_REFRESH_CRON,
+    DAILY_REFRESH_SCHEDULE,
+    DATA_STATE_TAG,
+    FETCH_JOB,
+    HOURLY_REFRESH_CRON,
+    HOURLY_REFRESH_SCHEDULE,
+    PROPERTY_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+)
+from gsc_pipeline.defs.partitions import daily_partitions
+from gsc_pipeline.search_calendar import pacific_today
 
-FETCH_JOB = "gsc_fetch"
-DAILY_REFRESH_SCHEDULE = "daily_refresh_schedule"
-# Early morning in Mountain View: yesterday's partition exists and quota is quiet.
-DAILY_REFRESH_CRON = "0 6 * * *"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-PROPERTY_TAG = "gsc/property"
-HOURLY_REFRESH_SCHEDULE = "hourly_refresh_schedule"
-# Every hour: Google completes hours as the day goes by, and each run is small (one request
-# per day and search type for an hour-only report).
-HOURLY_REFRESH_CRON = "20 * * * *"
 # The days whose hours Google is still completing (its first incomplete hour trails by ~2 days).
 HOURLY_REFRESH_DAYS = 3
 
@@ -47,7 +46,7 @@ def gsc_today(scheduled: dt.datetime) -> dt.date:
     clock is fixed), else the tick's Pacific date."""
     if os.environ.get(TODAY_ENV, "").strip():
         return pacific_today()
-    return scheduled.astimezone(ZoneInfo(GSC_TIMEZONE)).date()
+    return scheduled.astimezone(ZoneInfo(GOOGLE_TIMEZONE)).date()
 
 
 def property_asset_keys(config: PipelineConfig, prop: PropertyConfig) -> list[dg.AssetKey]:
@@ -82,7 +81,7 @@ def build_daily_refresh_schedule(
     @dg.schedule(
         name=config.namespaced(DAILY_REFRESH_SCHEDULE),
         cron_schedule=DAILY_REFRESH_CRON,
-        execution_timezone=GSC_TIMEZONE,
+        execution_timezone=GOOGLE_TIMEZONE,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
@@ -134,7 +133,7 @@ def build_hourly_refresh_schedule(
     @dg.schedule(
         name=config.namespaced(HOURLY_REFRESH_SCHEDULE),
         cron_schedule=HOURLY_REFRESH_CRON,
-        execution_timezone=GSC_TIMEZONE,
+        execution_timezone=GOOGLE_TIMEZONE,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=(
@@ -143,7 +142,7 @@ def build_hourly_refresh_schedule(
         ),
     )
     def hourly_refresh_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-        scheduled = context.scheduled_execution_time.astimezone(ZoneInfo(GSC_TIMEZONE))
+        scheduled = context.scheduled_execution_time.astimezone(ZoneInfo(GOOGLE_TIMEZONE))
         last = gsc_today(scheduled) - dt.timedelta(days=1)
         first = max(config.start_date, last - dt.timedelta(days=HOURLY_REFRESH_DAYS - 1))
         if last < first:

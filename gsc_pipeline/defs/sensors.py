@@ -34,7 +34,6 @@ from dagster._core.storage.asset_check_execution_record import (
 from gsc_pipeline import audit, proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.checks import (
-    ALL_DAYS_SUFFIX,
     BAD_DAYS,
     REPAIRED_CHECKS,
     check_names,
@@ -42,20 +41,25 @@ from gsc_pipeline.defs.checks import (
     in_run_check_keys,
 )
 from gsc_pipeline.defs.keys import fetch_asset_key
+from gsc_pipeline.defs.names import (
+    ALL_DAYS_SUFFIX,
+    FINALIZATION_SENSOR,
+    FINALIZE_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    REPAIR_ATTEMPT_TAG,
+    REPAIR_SENSOR,
+    RESTATED_TAG,
+    RESTATEMENT_SENSOR,
+)
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
-from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
+from gsc_pipeline.defs.schedules import FetchJob
 from gsc_pipeline.gsc.errors import GscError
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.fetch import plan_days
 from gsc_pipeline.warehouse import Warehouse
 
-REPAIR_SENSOR = "repair_sensor"
-FINALIZATION_SENSOR = "finalization_sensor"
-RESTATEMENT_SENSOR = "restatement_sensor"
-RESTATED_TAG = "gsc/restated"
 MAX_REPAIR_ATTEMPTS = 3
-REPAIR_ATTEMPT_TAG = "gsc/repair_attempt"
-FINALIZE_TAG = "gsc/finalize"
 # Check evaluations read per page; a tick pages back to the newest one it handled before (a
 # backfill evaluates each in-run check once per day, so hundreds can land between two ticks).
 _HISTORY_PAGE = 100

@@ -13,15 +13,12 @@ import dagster as dg
 from gsc_pipeline import lifetime
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.defs.keys import declaration_key, fetch_asset_key
+from gsc_pipeline.defs.names import AUTOMATED_BY_TAG, STATS_AUTOMATION_SENSOR, STATS_GROUP
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.defs.translator import table_metadata, warehouse_kind
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 
 URL_LIFETIME_STATS = dg.AssetKey("url_lifetime_stats")
-STATS_AUTOMATION_SENSOR = "url_lifetime_stats_automation"
-# Marks what the automation sensor evaluates, so the UI shows its target as one readable
-# selection (`tag:gsc/automated_by=...`) instead of the repr of a list of check keys.
-AUTOMATED_BY_TAG = "gsc/automated_by"
 
 
 def automation_tags(config: PipelineConfig) -> dict[str, str]:
@@ -63,7 +60,7 @@ def build_stats_asset(config: PipelineConfig) -> dg.AssetsDefinition | None:
 
     @dg.asset(
         key=stats_asset_key(config),
-        group_name=config.namespaced("gsc_stats"),
+        group_name=config.namespaced(STATS_GROUP),
         description=(
             "Per (property, search type, page), every search type the page reports fetch: "
             "first/last day seen, clicks, impressions, ctr, "

@@ -25,6 +25,7 @@ from dagster.components.utils.translation import TranslatorResolvingInfo
 from pydantic import ValidationError
 
 from gsc_pipeline.config import ConfigError, PipelineConfig, PropertyConfig
+from gsc_pipeline.defs.names import FETCH_KEY_PREFIX
 from gsc_pipeline.reports import Report
 from gsc_pipeline.warehouse import TableDescription, parse_warehouse_url, warehouse_url
 
@@ -95,7 +96,7 @@ class GscTranslator:
         )
         kind = warehouse_kind()
         return dg.AssetSpec(
-            declaration_key(config, "gsc", prop.key, report.name),
+            declaration_key(config, FETCH_KEY_PREFIX, prop.key, report.name),
             group_name=config.namespaced(prop.key),
             description=(
                 f"Search Console rows for {prop.site_url} grouped by {dims} "

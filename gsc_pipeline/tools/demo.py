@@ -25,10 +25,12 @@ import yaml
 
 from gsc_pipeline import instance as instance_templates
 from gsc_pipeline.config import BUNDLED_DEMO_CONFIG, CONFIG_ENV, PipelineConfig, load_config
+from gsc_pipeline.constants import GOOGLE_TIMEZONE
 from gsc_pipeline.emulator.testing import EmulatorHandle
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
-from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report, pacific_today
+from gsc_pipeline.reports import Report
+from gsc_pipeline.search_calendar import pacific_today
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE
 from gsc_pipeline.tools.launch import BackfillProgress, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, open_warehouse

@@ -20,7 +20,8 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-BACKFILL_TAG = "dagster/backfill"
+from gsc_pipeline.defs.names import BACKFILL_TAG
+
 _TERMINAL = {
     BulkActionStatus.COMPLETED,
     BulkActionStatus.COMPLETED_SUCCESS,

@@ -221,12 +221,8 @@ def run_host(site_url: str, first: str, last: str) -> int:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from gsc_pipeline.config import load_config
-    from gsc_pipeline.defs.schedules import (
-        FETCH_JOB,
-        RANGE_END_TAG,
-        RANGE_START_TAG,
-        property_asset_keys,
-    )
+    from gsc_pipeline.defs.names import FETCH_JOB, HOST_TAG, RANGE_END_TAG, RANGE_START_TAG
+    from gsc_pipeline.defs.schedules import property_asset_keys
 
     config = load_config()
     prop = next(p for p in config.properties if p.site_url == site_url)
@@ -237,7 +233,7 @@ def run_host(site_url: str, first: str, last: str) -> int:
             repo.get_reconstructable_job(FETCH_JOB),
             instance=instance,
             asset_selection=keys,
-            tags={RANGE_START_TAG: first, RANGE_END_TAG: last, "gsc/host": os.uname().nodename},
+            tags={RANGE_START_TAG: first, RANGE_END_TAG: last, HOST_TAG: os.uname().nodename},
         )  # fmt: skip
         return 0 if result.success else 1
 

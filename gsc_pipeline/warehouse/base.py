@@ -1,4 +1,4 @@
-"""The warehouse interface and the schema both backends share, derived from the report table.
+"""The warehouse interface and the schema every backend shares, derived from the report table.
 
 Parameters in SQL given to `read_sql` / `execute` use the qmark style (`?`, positional) on both
 backends; Postgres gets them rewritten to `%s` (and literal `%` doubled) outside quoted text.
@@ -9,10 +9,11 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -57,28 +58,6 @@ LEDGER_SCHEMA = pa.schema(
 # Ledger columns added after the first release, with the value rows written before them mean.
 _LATER_LEDGER_COLUMNS = {"shard": "''", "merged_rows": "NULL"}
 
-_SQL_TYPES = {
-    "duckdb": {
-        pa.string(): "VARCHAR",
-        pa.date32(): "DATE",
-        pa.float64(): "DOUBLE",
-        pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT",
-        pa.bool_(): "BOOLEAN",
-        pa.timestamp("us"): "TIMESTAMP",
-        INSTANT_TYPE: "TIMESTAMPTZ",
-    },
-    "postgres": {
-        pa.string(): "VARCHAR",
-        pa.date32(): "DATE",
-        pa.float64(): "DOUBLE PRECISION",
-        pa.int32(): "INTEGER",
-        pa.int64(): "BIGINT",
-        pa.bool_(): "BOOLEAN",
-        pa.timestamp("us"): "TIMESTAMP",
-        INSTANT_TYPE: "TIMESTAMPTZ",
-    },
-}
 DEFINITIONS_SCHEMA = pa.schema(
     [("site_url", pa.string()), ("report", pa.string()), ("definition", pa.string())]
 )
@@ -92,6 +71,10 @@ class TableDescription:
     qualified_name: str
     # (name, SQL type as the backend names it), in the table's column order.
     columns: tuple[tuple[str, str], ...]
+
+
+class WarehouseUrlError(ValueError):
+    """The warehouse URL is no registered backend's (`warehouse.registry`); nothing was opened."""
 
 
 class ReportDefinitionChanged(ValueError):
@@ -111,12 +94,6 @@ def report_schema(report: Report) -> pa.Schema:
             *[(m, pa.float64()) for m in METRIC_COLUMNS],
         ]
     )
-
-
-def create_table_sql(table: str, schema: pa.Schema, dialect: str) -> str:
-    types = _SQL_TYPES[dialect]
-    columns = ", ".join(f"{f.name} {types[f.type]}" for f in schema)
-    return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
 
 
 @dataclass(frozen=True)
@@ -167,9 +144,19 @@ class Connection(abc.ABC):
 
 
 class Warehouse(abc.ABC):
-    """Report tables plus the fetch ledger, on DuckDB or PostgreSQL."""
+    """Report tables plus the fetch ledger. A backend (DuckDB, PostgreSQL...) is a subclass
+    that owns everything that differs between databases: its URL form, its SQL types, its locks,
+    its indexes, its connections; `warehouse.registry` lists the backends. Nothing outside this
+    package asks which backend it has."""
 
-    dialect: str
+    # The backend's name: the registry's key, and the assets' kind (`duckdb`, `postgres`).
+    dialect: ClassVar[str]
+    # How a URL of this backend is written (for the error that lists every backend's form).
+    url_form: ClassVar[str]
+    # Arrow type -> the backend's SQL type, for every column type the tables use.
+    sql_types: ClassVar[Mapping[pa.DataType, str]]
+    # What to check when connecting and writing fails (the doctor's advice).
+    unwritable_hint: ClassVar[str]
     # Every transaction resolves unqualified table names in this schema (None: the default).
     schema: str | None = None
     # How long a whole transaction is retried on a lost connection (a server restart takes
@@ -177,18 +164,39 @@ class Warehouse(abc.ABC):
     reconnect_for_seconds: float = 120.0
     reconnect_first_wait: float = 0.5
 
+    @classmethod
+    @abc.abstractmethod
+    def url_target(cls, url: str) -> str | None:
+        """What to open for `url` (a file path, a connection string), or None when `url` is
+        not this backend's; a URL of this backend's that cannot work raises ValueError saying
+        why (the registry adds the variable's name and every form)."""
+
+    @classmethod
+    def open(cls, target: str, schema: str | None = None) -> Warehouse:
+        """The warehouse at `target` (what `url_target` returned)."""
+        return cls(target, schema=schema)  # type: ignore[call-arg]
+
+    def local_files(self) -> list[Path]:
+        """The files on this machine the warehouse stores in (none for a server)."""
+        return []
+
+    def create_table_sql(self, table: str, schema: pa.Schema) -> str:
+        """`CREATE TABLE IF NOT EXISTS` for an Arrow schema, in this backend's SQL types."""
+        columns = ", ".join(f"{f.name} {self.sql_types[f.type]}" for f in schema)
+        return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
+
     def ensure_schema(self, reports: Iterable[Report]) -> None:
         """Create the report tables and the ledger if missing (safe to run concurrently)."""
 
         def create(conn: Connection) -> None:
             self._lock_schema(conn)
             for report in reports:
-                conn.execute(create_table_sql(report.table, report_schema(report), self.dialect))
+                conn.execute(self.create_table_sql(report.table, report_schema(report)))
                 self._index(conn, report.table, ("site_url", "date"))
-            conn.execute(create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA, self.dialect))
+            conn.execute(self.create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA))
             self._add_later_ledger_columns(conn)
             self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
-            conn.execute(create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA, self.dialect))
+            conn.execute(self.create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA))
 
         self.run_transaction(create, "creating the tables")
 
@@ -203,10 +211,9 @@ class Warehouse(abc.ABC):
                 (LEDGER_TABLE,),
             ).fetchall()
         }
-        types = _SQL_TYPES[self.dialect]
         for name, default in _LATER_LEDGER_COLUMNS.items():
             if name not in present:
-                sql_type = types[LEDGER_SCHEMA.field(name).type]
+                sql_type = self.sql_types[LEDGER_SCHEMA.field(name).type]
                 conn.execute(
                     f"ALTER TABLE {LEDGER_TABLE} ADD COLUMN {name} {sql_type} DEFAULT {default}"
                 )
@@ -220,7 +227,7 @@ class Warehouse(abc.ABC):
         """
 
         def claim(conn: Connection) -> None:
-            self._lock_partition(conn, DEFINITIONS_TABLE, site_url)
+            self.lock(conn, DEFINITIONS_TABLE, site_url)
             row = conn.execute(
                 f"SELECT definition FROM {DEFINITIONS_TABLE} WHERE site_url = ? AND report = ?",
                 (site_url, report.name),
@@ -298,7 +305,7 @@ class Warehouse(abc.ABC):
         def replace(conn: Connection) -> None:
             # Sorted: two writers locking overlapping (table, site) sets cannot deadlock.
             for table, site_url in sorted({(b.report.table, b.site_url) for b in batches}):
-                self._lock_partition(conn, table, site_url)
+                self.lock(conn, table, site_url)
             for batch in batches:
                 table = batch.report.table
                 conn.execute(
@@ -324,8 +331,8 @@ class Warehouse(abc.ABC):
 
         def replace(conn: Connection) -> None:
             self._lock_schema(conn)
-            conn.execute(create_table_sql(table, schema, self.dialect))
-            self._lock_partition(conn, table, site_url)
+            conn.execute(self.create_table_sql(table, schema))
+            self.lock(conn, table, site_url)
             conn.execute(f"DELETE FROM {table} WHERE site_url = ?", (site_url,))
             if rows.num_rows:
                 conn.insert_arrow(table, rows)
@@ -348,7 +355,7 @@ class Warehouse(abc.ABC):
 
         def append(conn: Connection) -> None:
             self._lock_schema(conn)
-            conn.execute(create_table_sql(table, schema, self.dialect))
+            conn.execute(self.create_table_sql(table, schema))
             if rows.num_rows:
                 conn.insert_arrow(table, rows)
 
@@ -400,8 +407,9 @@ class Warehouse(abc.ABC):
         """Serialise concurrent DDL inside `conn`'s transaction."""
 
     @abc.abstractmethod
-    def _lock_partition(self, conn: Connection, table: str, site_url: str) -> None:
-        """Serialise writers of the same (table, site) inside `conn`'s transaction."""
+    def lock(self, conn: Connection, name: str, key: str) -> None:
+        """Until `conn`'s transaction ends, every other transaction locking the same (name,
+        key) waits: writers of one (table, site), refreshes of a derived table."""
 
     @abc.abstractmethod
     def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import tenacity
 
-from gsc_pipeline.warehouse.base import Connection, Cursor, Warehouse
+from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Warehouse
 
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
@@ -69,6 +69,23 @@ class DuckDBConnection(Connection):
 
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
+    url_form = (
+        "duckdb:///absolute/path/warehouse.duckdb (a DuckDB file; a bare absolute path ending "
+        "in .duckdb works too)"
+    )
+    sql_types = {
+        pa.string(): "VARCHAR",
+        pa.date32(): "DATE",
+        pa.float64(): "DOUBLE",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
+        pa.timestamp("us"): "TIMESTAMP",
+        INSTANT_TYPE: "TIMESTAMPTZ",
+    }
+    unwritable_hint = (
+        "check the directory exists and is writable and no other program holds the file"
+    )
 
     def __init__(
         self,
@@ -114,10 +131,29 @@ class DuckDBWarehouse(Warehouse):
             finally:
                 con.close()
 
+    @classmethod
+    def url_target(cls, url: str) -> str | None:
+        """The file's absolute path. Only absolute: a relative path (or a typo) would silently
+        become a DuckDB file of that name in whatever the working directory is."""
+        if url.startswith("duckdb://"):
+            path = url.removeprefix("duckdb://")
+            if not path.strip("/"):
+                raise ValueError("it names no DuckDB file")
+            if not path.startswith("/"):
+                raise ValueError("the DuckDB path must be absolute (three slashes: duckdb:///...)")
+            return path
+        if url.startswith("/") and url.endswith(".duckdb"):
+            return url
+        return None
+
+    def local_files(self) -> list[pathlib.Path]:
+        """The database file and its write-ahead log."""
+        return [pathlib.Path(self.path), pathlib.Path(f"{self.path}.wal")]
+
     def _lock_schema(self, conn: Connection) -> None:
         """Nothing to do: the file lock already makes a DuckDB writer exclusive."""
 
-    def _lock_partition(self, conn: Connection, table: str, site_url: str) -> None:
+    def lock(self, conn: Connection, name: str, key: str) -> None:
         """Nothing to do: the file lock already makes a DuckDB writer exclusive."""
 
     def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:

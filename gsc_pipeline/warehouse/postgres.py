@@ -19,7 +19,7 @@ import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from gsc_pipeline.warehouse.base import Connection, Cursor, Warehouse
+from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Warehouse
 
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
@@ -78,6 +78,18 @@ class PostgresConnection(Connection):
 
 class PostgresWarehouse(Warehouse):
     dialect = "postgres"
+    url_form = "postgresql://user:password@host:5432/database"
+    sql_types = {
+        pa.string(): "VARCHAR",
+        pa.date32(): "DATE",
+        pa.float64(): "DOUBLE PRECISION",
+        pa.int32(): "INTEGER",
+        pa.int64(): "BIGINT",
+        pa.bool_(): "BOOLEAN",
+        pa.timestamp("us"): "TIMESTAMP",
+        INSTANT_TYPE: "TIMESTAMPTZ",
+    }
+    unwritable_hint = "check the server is up, the database exists and the user may CREATE TABLE"
 
     def __init__(self, url: str, schema: str | None = None) -> None:
         self.url = url
@@ -101,6 +113,10 @@ class PostgresWarehouse(Warehouse):
         finally:
             con.close()
 
+    @classmethod
+    def url_target(cls, url: str) -> str | None:
+        return url if url.startswith(("postgresql://", "postgres://")) else None
+
     def _is_connection_error(self, exc: BaseException) -> bool:
         # Not constraint, syntax or other SQL errors (ProgrammingError, IntegrityError...), and
         # not OperationalErrors about the SQL (deadlock, canceled statement, disk full).
@@ -118,8 +134,8 @@ class PostgresWarehouse(Warehouse):
         if self.schema:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
 
-    def _lock_partition(self, conn: Connection, table: str, site_url: str) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (table, site_url))
+    def lock(self, conn: Connection, name: str, key: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (name, key))
 
     def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         name = f"{table}_{'_'.join(columns)}_idx"

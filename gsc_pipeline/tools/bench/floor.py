@@ -27,7 +27,7 @@ from gsc_pipeline.config import PipelineConfig
 from gsc_pipeline.gsc.client import parse_rows_page
 from gsc_pipeline.reports import Report
 from gsc_pipeline.warehouse import open_warehouse
-from gsc_pipeline.warehouse.base import create_table_sql, report_schema
+from gsc_pipeline.warehouse.base import report_schema
 
 FLOOR_TABLE_PREFIX = "bench_floor_"
 
@@ -114,9 +114,7 @@ def reference_path(
     with warehouse.transaction() as conn:
         for table, report in reports.items():
             conn.execute(
-                create_table_sql(
-                    FLOOR_TABLE_PREFIX + table, report_schema(report), warehouse.dialect
-                )
+                warehouse.create_table_sql(FLOOR_TABLE_PREFIX + table, report_schema(report))
             )
     work = [(p.site_url, r, d) for p in config.properties for r in p.report_objects() for d in days]
     try:
