@@ -33,14 +33,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from gsc_pipeline import audit, proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.checks import (
-    ALL_DAYS_SUFFIX,
-    BAD_DAYS,
-    REPAIRED_CHECKS,
-    check_names,
-    history_asset_key,
-    in_run_check_keys,
-)
+from gsc_pipeline.defs.checks import BAD_DAYS, in_run_check_keys, repair_check_keys
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, FetchJob
@@ -287,12 +280,7 @@ def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefin
     check_keys = {
         check_key: key
         for key, (prop, report) in fetch_keys.items()
-        for name in check_names(prop, report)
-        if name in REPAIRED_CHECKS
-        for check_key in (
-            dg.AssetCheckKey(key, name),
-            dg.AssetCheckKey(history_asset_key(key), name + ALL_DAYS_SUFFIX),
-        )
+        for check_key in repair_check_keys(key, prop, report)
     }
 
     @dg.sensor(
