@@ -47,7 +47,7 @@ def _hourly_days(
     return ledger
 
 
-def hours_ofday(
+def hours_of_day(
     warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
 ) -> CheckOutcome:
     """Every stored hour of a complete day lies in that day (Pacific) and is stored once.

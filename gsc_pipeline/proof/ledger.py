@@ -30,28 +30,13 @@ NO_DUPLICATE_BATCHES = "no_duplicate_batches"
 TRUNCATED_DAYS = "truncated_days"
 
 
-def before_first_fetch(
-    warehouse: Warehouse,
-    name: str,
-    report: Report,
-    expected_days: Iterable[dt.date] | None = None,
-) -> CheckOutcome | None:
-    """The outcome of a check of `report` while its table (or the ledger) does not exist yet,
-    or None once both do.
+def unfetched_tables(warehouse: Warehouse, report: Report) -> list[str]:
+    """The ledger and the report's table, those not created yet: before a report's first
+    fetch there is nothing to judge."""
+    return warehouse.missing_tables([LEDGER_TABLE, report.table])
 
-    Before a report's first fetch there is nothing to judge, except partitions Dagster believes
-    materialized (`expected_days`), which are missing.
-    """
-    if not (absent := warehouse.missing_tables([LEDGER_TABLE, report.table])):
-        return None
-    if (lost := set(expected_days or ())) and name == NO_MISSING_BATCHES:
-        return judged(
-            name,
-            lost,
-            checked=lost,
-            problem=f"materialized in Dagster, but {', '.join(absent)} missing",
-            missing_tables=", ".join(absent),
-        )
+
+def nothing_fetched(name: str, absent: Sequence[str]) -> CheckOutcome:
     return not_evaluated(name, f"{', '.join(absent)} does not exist yet: {NOTHING_FETCHED}")
 
 
@@ -68,8 +53,17 @@ def no_missing_batches(
     `days` limits the check to a run's range and every day in it must have ledger entries for
     every search type; `expected_days` (the partitions Dagster says are materialized) must too.
     """
-    if unfetched := before_first_fetch(warehouse, NO_MISSING_BATCHES, report, expected_days):
-        return unfetched
+    if absent := unfetched_tables(warehouse, report):
+        # Partitions Dagster believes materialized are missing, table and all.
+        if lost := set(expected_days or ()):
+            return judged(
+                NO_MISSING_BATCHES,
+                lost,
+                checked=lost,
+                problem=f"materialized in Dagster, but {', '.join(absent)} missing",
+                missing_tables=", ".join(absent),
+            )
+        return nothing_fetched(NO_MISSING_BATCHES, absent)
     span = DaySpan.of(days)
     where, params = span.where()
     ledger = warehouse.read_sql(
@@ -172,8 +166,8 @@ def no_duplicate_batches(
     warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
 ) -> CheckOutcome:
     """No batch key twice in the ledger and no natural key twice in the report table."""
-    if unfetched := before_first_fetch(warehouse, NO_DUPLICATE_BATCHES, report):
-        return unfetched
+    if absent := unfetched_tables(warehouse, report):
+        return nothing_fetched(NO_DUPLICATE_BATCHES, absent)
     where, params = DaySpan.of(days).where()
     batches = warehouse.read_sql(
         f"""
@@ -228,8 +222,8 @@ def truncated_days(
     The cap is per request shape: a day split into shards none of which is capped is complete
     (passes); a shard still capped (the shard budget ran out) fails its day.
     """
-    if unfetched := before_first_fetch(warehouse, TRUNCATED_DAYS, report):
-        return unfetched
+    if absent := unfetched_tables(warehouse, report):
+        return nothing_fetched(TRUNCATED_DAYS, absent)
     where, params = DaySpan.of(days).where()
     per_shard = warehouse.read_sql(
         f"""

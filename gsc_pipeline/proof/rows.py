@@ -11,10 +11,11 @@ import math
 from collections.abc import Iterable, Sequence
 
 from gsc_pipeline.proof.ledger import (
-    before_first_fetch,
     no_duplicate_batches,
     no_missing_batches,
+    nothing_fetched,
     truncated_days,
+    unfetched_tables,
 )
 from gsc_pipeline.proof.outcome import CheckOutcome, DaySpan, as_day, judged, problems
 from gsc_pipeline.reports import Report
@@ -35,8 +36,8 @@ def rows_match_ledger(
     A search-type day fetched as shards is stored merged to the report's grain: its rows are
     the `merged_rows` the ledger recorded, its clicks and impressions the shards' sums.
     """
-    if unfetched := before_first_fetch(warehouse, ROWS_MATCH_LEDGER, report):
-        return unfetched
+    if absent := unfetched_tables(warehouse, report):
+        return nothing_fetched(ROWS_MATCH_LEDGER, absent)
     where, params = DaySpan.of(days).where()
     table = warehouse.read_sql(
         f"""
