@@ -1,8 +1,8 @@
 """Check queries that prove a sync complete and exact, from the fetch ledger and report tables.
 
-No Dagster here: `defs/checks.py` holds the table of checks (name, severity, what fixes a
-failure) and turns each `CheckOutcome` into an asset check result; tests call these functions on
-crafted warehouses. By role:
+No Dagster here: `defs/check_table.py` holds the table of checks (name, severity, what fixes a
+failure), `defs/checks.py` turns each `CheckOutcome` into an asset check result; tests call
+these functions on crafted warehouses. By role:
 
 - `outcome`: what a check found (`CheckOutcome`) and the sentence a user reads first;
 - `ledger`: the ledger's pages complete, once, under the cap; fresh days to finalize;
