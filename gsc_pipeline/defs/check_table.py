@@ -9,6 +9,7 @@ fetch run evaluates are all read from `CHECKS`: adding a check is adding a row
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,12 @@ class Subject:
     days: Sequence[dt.date] | None = None
     expected_days: Iterable[dt.date] | None = None
 
+    @functools.cached_property
+    def unfetched(self) -> list[str]:
+        """The ledger and the report's table, those not created yet: asked once for all the
+        subject's checks (each ask is a catalog query, ~35 ms of CPU on DuckDB)."""
+        return proof.unfetched_tables(self.warehouse, self.report)
+
 
 def _every_report(prop: PropertyConfig, report: Report) -> bool:
     return True
@@ -72,6 +79,9 @@ class CheckDef:
     repairs: bool = False
     # Only hourly reports carry it.
     hourly: bool = False
+    # It reads the ledger and the report's table: before the report's first fetch it has nothing
+    # to judge (`proof.before_first_fetch`), and `evaluate` is not called.
+    reads_report: bool = False
     # Which other fetching assets carry it (besides `hourly`).
     applies: Callable[[PropertyConfig, Report], bool] = _every_report
     # `bad_days_fix` when repair_sensor does not act (`repairs` False).
@@ -92,6 +102,11 @@ class CheckDef:
     def carried_by(self, prop: PropertyConfig, report: Report) -> bool:
         return (report.hourly or not self.hourly) and self.applies(prop, report)
 
+    def judge(self, subject: Subject) -> proof.CheckOutcome:
+        if self.reads_report and (absent := subject.unfetched):
+            return proof.before_first_fetch(self.name, absent, subject.expected_days)
+        return self.evaluate(subject)
+
 
 CHECKS: tuple[CheckDef, ...] = (
     CheckDef(
@@ -104,6 +119,7 @@ CHECKS: tuple[CheckDef, ...] = (
             s.warehouse, s.prop.site_url, s.report, s.days, expected_days=s.expected_days
         ),
         repairs=True,
+        reads_report=True,
     ),
     CheckDef(
         proof.NO_DUPLICATE_BATCHES,
@@ -112,6 +128,7 @@ CHECKS: tuple[CheckDef, ...] = (
         Scope.IN_RUN,
         lambda s: proof.no_duplicate_batches(s.warehouse, s.prop.site_url, s.report, s.days),
         repairs=True,
+        reads_report=True,
     ),
     CheckDef(
         proof.ROWS_MATCH_LEDGER,
@@ -120,6 +137,7 @@ CHECKS: tuple[CheckDef, ...] = (
         Scope.IN_RUN,
         lambda s: proof.rows_match_ledger(s.warehouse, s.prop.site_url, s.report, s.days),
         repairs=True,
+        reads_report=True,
     ),
     CheckDef(
         proof.TRUNCATED_DAYS,
@@ -127,6 +145,7 @@ CHECKS: tuple[CheckDef, ...] = (
         dg.AssetCheckSeverity.WARN,
         Scope.IN_RUN,
         lambda s: proof.truncated_days(s.warehouse, s.prop.site_url, s.report, s.days),
+        reads_report=True,
     ),
     CheckDef(
         proof.ANONYMIZED_SHARE,

@@ -101,7 +101,7 @@ def _outcomes(
     scope = Scope.IN_RUN if subject.days is not None else None
     wanted = None if checks is None else set(checks)
     return [
-        c.evaluate(subject)
+        c.judge(subject)
         for c in checks_of(subject.prop, subject.report, scope)
         if wanted is None or c.history_name in wanted
     ]

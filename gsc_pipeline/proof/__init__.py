@@ -26,10 +26,12 @@ from gsc_pipeline.proof.ledger import (
     NO_DUPLICATE_BATCHES,
     NO_MISSING_BATCHES,
     TRUNCATED_DAYS,
+    before_first_fetch,
     fresh_partitions,
     no_duplicate_batches,
     no_missing_batches,
     truncated_days,
+    unfetched_tables,
 )
 from gsc_pipeline.proof.outcome import NOTHING_FETCHED, CheckOutcome, DaySpan, not_evaluated
 from gsc_pipeline.proof.rows import ROWS_MATCH_LEDGER, report_checks, rows_match_ledger
@@ -47,6 +49,7 @@ __all__ = [
     "CheckOutcome",
     "DaySpan",
     "anonymized_share",
+    "before_first_fetch",
     "fresh_partitions",
     "hours_of_day",
     "incomplete_hours_replaced",
@@ -56,4 +59,5 @@ __all__ = [
     "report_checks",
     "rows_match_ledger",
     "truncated_days",
+    "unfetched_tables",
 ]

@@ -36,7 +36,20 @@ def unfetched_tables(warehouse: Warehouse, report: Report) -> list[str]:
     return warehouse.missing_tables([LEDGER_TABLE, report.table])
 
 
-def nothing_fetched(name: str, absent: Sequence[str]) -> CheckOutcome:
+def before_first_fetch(
+    name: str, absent: Sequence[str], expected_days: Iterable[dt.date] | None = None
+) -> CheckOutcome:
+    """A per-report check's outcome while `absent` (`unfetched_tables`) is not empty: nothing to
+    judge, except partitions Dagster believes materialized (`expected_days`), which are missing.
+    Callers ask once for all their checks (each ask is a catalog query)."""
+    if name == NO_MISSING_BATCHES and (lost := set(expected_days or ())):
+        return judged(
+            name,
+            lost,
+            checked=lost,
+            problem=f"materialized in Dagster, but {', '.join(absent)} missing",
+            missing_tables=", ".join(absent),
+        )
     return not_evaluated(name, f"{', '.join(absent)} does not exist yet: {NOTHING_FETCHED}")
 
 
@@ -53,17 +66,6 @@ def no_missing_batches(
     `days` limits the check to a run's range and every day in it must have ledger entries for
     every search type; `expected_days` (the partitions Dagster says are materialized) must too.
     """
-    if absent := unfetched_tables(warehouse, report):
-        # Partitions Dagster believes materialized are missing, table and all.
-        if lost := set(expected_days or ()):
-            return judged(
-                NO_MISSING_BATCHES,
-                lost,
-                checked=lost,
-                problem=f"materialized in Dagster, but {', '.join(absent)} missing",
-                missing_tables=", ".join(absent),
-            )
-        return nothing_fetched(NO_MISSING_BATCHES, absent)
     span = DaySpan.of(days)
     where, params = span.where()
     ledger = warehouse.read_sql(
@@ -166,8 +168,6 @@ def no_duplicate_batches(
     warehouse: Warehouse, site_url: str, report: Report, days: Sequence[dt.date] | None = None
 ) -> CheckOutcome:
     """No batch key twice in the ledger and no natural key twice in the report table."""
-    if absent := unfetched_tables(warehouse, report):
-        return nothing_fetched(NO_DUPLICATE_BATCHES, absent)
     where, params = DaySpan.of(days).where()
     batches = warehouse.read_sql(
         f"""
@@ -222,8 +222,6 @@ def truncated_days(
     The cap is per request shape: a day split into shards none of which is capped is complete
     (passes); a shard still capped (the shard budget ran out) fails its day.
     """
-    if absent := unfetched_tables(warehouse, report):
-        return nothing_fetched(TRUNCATED_DAYS, absent)
     where, params = DaySpan.of(days).where()
     per_shard = warehouse.read_sql(
         f"""

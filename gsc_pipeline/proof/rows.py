@@ -11,9 +11,12 @@ import math
 from collections.abc import Iterable, Sequence
 
 from gsc_pipeline.proof.ledger import (
+    NO_DUPLICATE_BATCHES,
+    NO_MISSING_BATCHES,
+    TRUNCATED_DAYS,
+    before_first_fetch,
     no_duplicate_batches,
     no_missing_batches,
-    nothing_fetched,
     truncated_days,
     unfetched_tables,
 )
@@ -36,8 +39,6 @@ def rows_match_ledger(
     A search-type day fetched as shards is stored merged to the report's grain: its rows are
     the `merged_rows` the ledger recorded, its clicks and impressions the shards' sums.
     """
-    if absent := unfetched_tables(warehouse, report):
-        return nothing_fetched(ROWS_MATCH_LEDGER, absent)
     where, params = DaySpan.of(days).where()
     table = warehouse.read_sql(
         f"""
@@ -100,6 +101,9 @@ def report_checks(
     Before a report's first fetch its table (or the ledger) does not exist: nothing to judge,
     except partitions Dagster believes materialized (`expected_days`), which are missing.
     """
+    if absent := unfetched_tables(warehouse, report):
+        names = (NO_MISSING_BATCHES, NO_DUPLICATE_BATCHES, ROWS_MATCH_LEDGER, TRUNCATED_DAYS)
+        return [before_first_fetch(name, absent, expected_days) for name in names]
     return [
         no_missing_batches(warehouse, site_url, report, days, expected_days=expected_days),
         no_duplicate_batches(warehouse, site_url, report, days),
