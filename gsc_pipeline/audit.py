@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gsc_pipeline.gsc.client import GscClient
-from gsc_pipeline.proof import CheckOutcome, not_evaluated
+from gsc_pipeline.proof.outcome import CheckOutcome, judged, not_evaluated
 from gsc_pipeline.reports import MAX_ROW_LIMIT, Report
 from gsc_pipeline.search_calendar import oldest_available_day
 from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse
@@ -243,21 +243,6 @@ def record_final_before(warehouse: Warehouse, site_url: str, final_before: dt.da
     )
 
 
-def _listing(name: str, bad: list[dt.date], checked: int, **extra: object) -> CheckOutcome:
-    bad = sorted(set(bad))
-    return CheckOutcome(
-        name=name,
-        passed=not bad,
-        bad_days=tuple(bad),
-        metadata={
-            "bad_partition_count": len(bad),
-            "checked_partitions": checked,
-            "bad_partitions": [d.isoformat() for d in bad],
-            **extra,
-        },
-    )
-
-
 def _restatements(warehouse: Warehouse, site_url: str, report: Report) -> pd.DataFrame | None:
     """Per restated day of the report's search types: the change, when it was detected, and
     whether this report still holds the version from before (fetched before the detection).
@@ -301,24 +286,36 @@ def pending_restatements(warehouse: Warehouse, site_url: str, report: Report) ->
     return dict(zip(pending["date"], pending["detected_at"].astype(str), strict=True))
 
 
+def _audited_days(warehouse: Warehouse, site_url: str, report: Report) -> list[dt.date]:
+    """The final days the last audit compared with Google, for the report's search types."""
+    types = ", ".join("?" for _ in report.search_types)
+    frame = warehouse.read_sql(
+        f"SELECT DISTINCT date FROM {AUDIT_TOTALS_TABLE} "
+        f"WHERE site_url = ? AND search_type IN ({types})",
+        [site_url, *report.search_types],
+    )
+    return [_day(d) for d in frame["date"]]
+
+
 def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckOutcome:
     """The days Google restated after they were final, and those of them this report has not
-    re-fetched since (bad: the stored rows still hold the old totals)."""
+    re-fetched since (bad: the stored rows still hold the old totals), over the days the last
+    audit compared."""
     frame = _restatements(warehouse, site_url, report)
     if frame is None:
         return not_evaluated(RESTATED_DAYS, "no audit has run yet (gsc_audit/<property>)")
     recent = frame.tail(_LISTED)
-    return _listing(
+    return judged(
         RESTATED_DAYS,
-        list(frame.loc[frame["pending"], "date"]),
-        checked=len(frame),
+        frame.loc[frame["pending"], "date"],
+        checked=_audited_days(warehouse, site_url, report),
+        problem="restated by Google since this report stored them (it holds the old totals)",
+        unmeasured="the last audit compared no final day",
         restated_day_count=len(frame),
+        # Text, one line per day (the newest `_LISTED`): the table holds all of them.
         restated_days=[
-            {
-                "date": r.date.isoformat(),
-                "clicks_change": float(r.clicks_change),
-                "impressions_change": float(r.impressions_change),
-            }
+            f"{r.date.isoformat()}: {float(r.clicks_change):+,.0f} clicks and "
+            f"{float(r.impressions_change):+,.0f} impressions"
             for r in recent.itertuples(index=False)
         ],
     )
@@ -341,19 +338,21 @@ def fresh_days_finalized(warehouse: Warehouse, site_url: str, report: Report) ->
     if not known:
         return not_evaluated(FRESH_DAYS_FINALIZED, "Google's first incomplete day is not known yet")
     # Hourly reports store 'hourly_all' (never final): only dataState=all days are fresh.
-    fresh = warehouse.read_sql(
-        f"SELECT DISTINCT date FROM {LEDGER_TABLE} "
-        "WHERE site_url = ? AND report = ? AND data_state = 'all'",
+    stored = warehouse.read_sql(
+        f"SELECT date, MAX(CASE WHEN data_state = 'all' THEN 1 ELSE 0 END) AS fresh "
+        f"FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? GROUP BY date",
         [site_url, report.name],
     )
-    days = sorted(_day(d) for d in fresh["date"])
+    fresh = sorted(_day(d) for d in stored.loc[stored["fresh"] == 1, "date"])
     final_before = max(known)
-    late = [d for d in days if d < final_before - dt.timedelta(days=FINALIZE_GRACE_DAYS)]
-    return _listing(
+    late = [d for d in fresh if d < final_before - dt.timedelta(days=FINALIZE_GRACE_DAYS)]
+    return judged(
         FRESH_DAYS_FINALIZED,
         late,
-        checked=len(days),
-        fresh_days=len(days),
+        checked=stored["date"],
+        problem=f"still fresh (dataState=all) more than {FINALIZE_GRACE_DAYS} day(s) after "
+        "Google called them final",
+        fresh_days=len(fresh),
         google_final_before=final_before.isoformat(),
         grace_days=FINALIZE_GRACE_DAYS,
     )

@@ -34,7 +34,6 @@ from gsc_pipeline.defs.assets import (
 from gsc_pipeline.defs.audit import build_audit_assets
 from gsc_pipeline.defs.checks import build_all_days_checks, build_history_asset
 from gsc_pipeline.defs.errors import INPUT_ERRORS, UserFacingError
-from gsc_pipeline.defs.google_checks import build_google_checks
 from gsc_pipeline.defs.resources import (
     gsc_resource,
     gsc_resource_key,
@@ -148,7 +147,7 @@ def build_definitions(
             *histories,
             *([stats] if stats else []),
         ],
-        asset_checks=[*build_all_days_checks(config), *build_google_checks(config)],
+        asset_checks=build_all_days_checks(config),
         jobs=[fetch_job],
         schedules=[build_daily_refresh_schedule(config, fetch_job), *([hourly] if hourly else [])],
         sensors=[

@@ -16,7 +16,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from gsc_pipeline.proof import NOTHING_FETCHED, CheckOutcome, DaySpan, _day, _outcome, not_evaluated
+from gsc_pipeline.proof.outcome import (
+    NOTHING_FETCHED,
+    CheckOutcome,
+    DaySpan,
+    as_day,
+    judged,
+    not_evaluated,
+)
 from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE, PAGE_QUERY, SITE
 from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
@@ -98,11 +105,11 @@ def capped_remainder(
         f"FROM {REMAINDER_VIEW} WHERE level = 'day' AND site_url = ?{where}",
         [site_url, *params],
     )
-    frame["date"] = frame["date"].map(_day)
+    frame["date"] = frame["date"].map(as_day)
     capped = frame[frame["reason"] == "capped"]
     anonymized = frame[frame["reason"] == "anonymized"]
     total = float(anonymized["total_clicks"].sum())
-    return _outcome(
+    return judged(
         CAPPED_REMAINDER,
         capped["date"],
         checked=frame["date"],

@@ -89,6 +89,11 @@ def test_audit_detects_restated_final_days_and_refetching_them_stores_the_new_tr
         check = audit.restated_days(warehouse, SMALL, report)
         assert not check.passed and check.bad_partitions == ["2026-03-03", "2026-03-04"]
         assert check.metadata["restated_day_count"] == 2
+        # Text first, over the days the audit compared: "2 days: restated by Google since this
+        # report stored them (...) (2024-11-..2026-03-17 (N days) checked)".
+        assert check.summary().startswith("2 days: restated by Google since this report")
+        assert check.summary().endswith(f"({first.audited_days} days) checked)")
+        assert check.metadata["restated_days"][0].startswith("2026-03-03: ")
 
     # Re-fetched through the normal path: the stored rows are Google's new answer.
     for report in reports:
@@ -121,6 +126,10 @@ def test_fresh_days_finalized_flags_fresh_days_google_called_final_beyond_the_gr
     audit.record_final_before(warehouse, SMALL, dt.date(2026, 3, 20))
     late = audit.fresh_days_finalized(warehouse, SMALL, PAGE_QUERY)
     assert not late.passed and late.bad_partitions == ["2026-03-18"]
+    assert late.summary() == (
+        "1 day: still fresh (dataState=all) more than 1 day(s) after Google called them final "
+        "(2026-03-18..2026-03-19 (2 days) checked)"
+    )
     assert late.metadata["grace_days"] == audit.FINALIZE_GRACE_DAYS
     # Replaced as final: nothing left to flag.
     emulator.set_today(TODAY + dt.timedelta(days=4))

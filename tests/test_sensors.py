@@ -359,7 +359,8 @@ def test_restated_days_found_by_the_daily_audit_are_refetched_without_a_person(
         (restated,) = [e for e in history.get_asset_check_evaluations()
                        if e.check_name == audit.RESTATED_DAYS]  # fmt: skip
         assert not restated.passed
-        assert restated.metadata["bad_partitions"].value == ["2026-03-03", "2026-03-04"]
+        assert restated.metadata["bad_days"].value == "2026-03-03, 2026-03-04"
+        assert restated.description.startswith("2 days: restated by Google")
         for request in data.run_requests:
             assert run_request(defs, instance, request).success
         assert tick(defs, instance, RESTATEMENT_SENSOR, None).run_requests == []
@@ -367,7 +368,7 @@ def test_restated_days_found_by_the_daily_audit_are_refetched_without_a_person(
         history = run_history_checks(defs, instance, SMALL_PQ)
         checks = {e.check_name: e for e in history.get_asset_check_evaluations()}
         assert checks[audit.RESTATED_DAYS].passed
-        assert checks[audit.RESTATED_DAYS].metadata["restated_day_count"].value == 2
+        assert checks[audit.RESTATED_DAYS].metadata["restated_day_count"].value == "2"
     for day in ("2026-03-03", "2026-03-04"):
         pd.testing.assert_frame_equal(
             warehouse_rows(wh, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),

@@ -4,12 +4,14 @@ Two layers, because partitioned asset checks do not map onto ranged runs in Dags
 - check specs on each fetching asset, evaluated in the asset body over the run's whole range
   (`in_run_check_results`), so every materialization says whether its own days are complete;
 - one unpartitioned `@dg.multi_asset_check` per fetching asset over the whole history
-  (`*_all_days`), listing the exact bad partitions in its metadata for the repair sensor.
+  (`*_all_days`), every check the asset carries (the in-run ones' twins, the cross-report ones
+  and those of Google's changes), naming the exact bad days for the repair sensor.
   They target the fetching asset's `history` (an unpartitioned, non-materializable asset: the
   stored days as a whole), not the asset: Dagster adds every check of an asset to each run
   that materializes it, so on the asset itself every materialization from the UI showed them
   "Skipped" and hid their last real result.
-The SQL lives in `gsc_pipeline.proof`; this module only maps outcomes to Dagster results, as
+Which checks there are, and what each weighs, is the table in `defs/check_table.py`; the SQL
+lives in `gsc_pipeline.proof`. This module only maps outcomes to Dagster specs and results, as
 text a user reads on the check's page: a sentence first ("1 day: 199 rows missing ..."), the bad
 days, what to do next (numbers as text too: one evaluation per run or day plots as single points).
 """
@@ -20,75 +22,25 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from gsc_pipeline import proof, reconcile
+from gsc_pipeline import proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.constants import GOOGLE_TIMEZONE
+from gsc_pipeline.defs.check_table import (
+    Scope,
+    Subject,
+    check_def,
+    check_names,
+    checks_of,
+)
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.names import ALL_DAYS_CRON, ALL_DAYS_SUFFIX, HISTORY
+from gsc_pipeline.defs.names import (  # noqa: F401 - ALL_DAYS_SUFFIX re-exported for tests and tools
+    ALL_DAYS_CRON,
+    ALL_DAYS_SUFFIX,
+    HISTORY,
+)
 from gsc_pipeline.defs.resources import warehouse_resource_key
-from gsc_pipeline.reports import PAGE_QUERY, SITE, Report
+from gsc_pipeline.reports import Report
 from gsc_pipeline.warehouse import Warehouse
-
-# Data problems (re-fetching fixes them) fail as errors; Google's own limits only warn.
-_SEVERITY = {
-    proof.NO_MISSING_BATCHES: dg.AssetCheckSeverity.ERROR,
-    proof.NO_DUPLICATE_BATCHES: dg.AssetCheckSeverity.ERROR,
-    proof.ROWS_MATCH_LEDGER: dg.AssetCheckSeverity.ERROR,
-    proof.TRUNCATED_DAYS: dg.AssetCheckSeverity.WARN,
-    proof.ANONYMIZED_SHARE: dg.AssetCheckSeverity.WARN,
-    # Rows the cap cut are lost data (sharding or a larger shard_budget recovers them).
-    reconcile.CAPPED_REMAINDER: dg.AssetCheckSeverity.ERROR,
-    proof.HOURS_OF_DAY: dg.AssetCheckSeverity.ERROR,
-    proof.INCOMPLETE_HOURS_REPLACED: dg.AssetCheckSeverity.ERROR,
-}
-_DESCRIPTIONS = {
-    proof.NO_MISSING_BATCHES: "Every day's pages run 0, L, 2L, ... and end on a short page; "
-    "every materialized day has ledger entries for every search type.",
-    proof.NO_DUPLICATE_BATCHES: "No page fetched twice, no natural key stored twice.",
-    proof.ROWS_MATCH_LEDGER: "Row counts and click/impression sums per day equal the ledger.",
-    proof.TRUNCATED_DAYS: "Days that hit Google's 50,000 rows/day cap (rows beyond are lost).",
-    proof.ANONYMIZED_SHARE: "Share of property clicks missing from page x query rows.",
-    reconcile.CAPPED_REMAINDER: "No day's page x query rows miss rows Google's daily cap cut "
-    "(every shard under the cap); the per-day and per-page remainder is in view gsc_remainder.",
-    proof.HOURS_OF_DAY: "Every stored hour of a complete day lies in that day (Pacific) and is "
-    "stored once.",
-    proof.INCOMPLETE_HOURS_REPLACED: "No day still holds incomplete hours once Google reports "
-    "it complete.",
-}
-# Checks only hourly reports carry: the per-hour counterparts of the daily ones.
-_HOURLY_CHECKS = {
-    proof.HOURS_OF_DAY: proof.hours_of_day,
-    proof.INCOMPLETE_HOURS_REPLACED: proof.incomplete_hours_replaced,
-}
-# Failures the repair sensor fixes by fetching the bad days again; the others are Google's data.
-REPAIRED_CHECKS = proof.BLOCKING_CHECKS + proof.HOURLY_CHECKS
-
-
-def check_names(prop: PropertyConfig, report: Report) -> list[str]:
-    """The in-run checks of one fetching asset (each also has a whole-history twin)."""
-    names = [proof.NO_MISSING_BATCHES, proof.NO_DUPLICATE_BATCHES, proof.ROWS_MATCH_LEDGER,
-             proof.TRUNCATED_DAYS]  # fmt: skip
-    if report.hourly:
-        names += list(_HOURLY_CHECKS)
-    return names
-
-
-def _compares_with_page_query(prop: PropertyConfig, report: Report) -> bool:
-    return report.name == SITE.name and PAGE_QUERY.name in prop.reports
-
-
-def all_days_check_names(prop: PropertyConfig, report: Report) -> list[str]:
-    """The whole-history checks: the in-run ones, plus anonymized_share and capped_remainder on
-    the site asset.
-
-    Both compare page x query rows with the site totals of the same days, so they are judged
-    over the whole history only: in a run, the site step often finished before the page_query
-    step wrote its days, and each such run left a "Skipped" evaluation per day.
-    """
-    names = check_names(prop, report)
-    if _compares_with_page_query(prop, report):
-        names += [proof.ANONYMIZED_SHARE, reconcile.CAPPED_REMAINDER]
-    return names
 
 
 def in_run_check_keys(
@@ -119,29 +71,39 @@ def fetch_check_specs(
 ) -> list[dg.AssetCheckSpec]:
     """The in-run checks of one fetching asset (not blocking: they describe, repair acts)."""
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, description=_DESCRIPTIONS[name])
-        for name in check_names(prop, report)
+        dg.AssetCheckSpec(c.name, asset=asset_key, description=c.description)
+        for c in checks_of(prop, report, Scope.IN_RUN)
+    ]
+
+
+def repair_check_keys(
+    asset_key: dg.AssetKey, prop: PropertyConfig, report: Report
+) -> list[dg.AssetCheckKey]:
+    """The checks of one fetching asset whose failures repair_sensor re-fetches (in-run ones on
+    the asset, whole-history ones on its history)."""
+    return [
+        check_key
+        for c in checks_of(prop, report)
+        if c.repairs
+        for check_key in (
+            *([dg.AssetCheckKey(asset_key, c.name)] if c.scope is Scope.IN_RUN else []),
+            dg.AssetCheckKey(history_asset_key(asset_key), c.history_name),
+        )
     ]
 
 
 def _outcomes(
-    warehouse: Warehouse,
-    prop: PropertyConfig,
-    report: Report,
-    days: Sequence[dt.date] | None,
-    expected_days: Iterable[dt.date] | None = None,
+    subject: Subject, checks: Iterable[str] | None = None
 ) -> list[proof.CheckOutcome]:
-    outcomes = proof.report_checks(
-        warehouse, prop.site_url, report, days, expected_days=expected_days
-    )
-    if days is None and _compares_with_page_query(prop, report):
-        outcomes.append(proof.anonymized_share(warehouse, prop.site_url, PAGE_QUERY, days))
-        outcomes.append(reconcile.capped_remainder(warehouse, prop.site_url, days))
-    if report.hourly:
-        outcomes += [
-            check(warehouse, prop.site_url, report, days) for check in _HOURLY_CHECKS.values()
-        ]
-    return outcomes
+    """The outcomes of the subject's checks: in-run ones over a run's days, every one (or those
+    named `checks`, by history name) over the whole history (`days` None)."""
+    scope = Scope.IN_RUN if subject.days is not None else None
+    wanted = None if checks is None else set(checks)
+    return [
+        c.judge(subject)
+        for c in checks_of(subject.prop, subject.report, scope)
+        if wanted is None or c.history_name in wanted
+    ]
 
 
 def _text(value: object) -> str:
@@ -155,11 +117,8 @@ def _text(value: object) -> str:
 
 
 def _next_step(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> str:
-    if outcome.name not in REPAIRED_CHECKS:
-        return (
-            "Google's data, not a fetch error: fetching these days again does not change it "
-            "(see the check's description)."
-        )
+    if not (check := check_def(outcome.name)).repairs:
+        return check.fix
     return (
         "repair_sensor re-fetches exactly these days within a few minutes (Runs: a run launched "
         f"by repair_sensor); or Materialize these partitions of {fetching_key.to_user_string()} "
@@ -180,7 +139,7 @@ def check_metadata(outcome: proof.CheckOutcome, fetching_key: dg.AssetKey) -> di
     then the measurements. The repair sensor reads `bad_days` back as data."""
     assessment = outcome.summary()
     if not outcome.passed:
-        assessment += "; repair requested" if outcome.name in REPAIRED_CHECKS else ""
+        assessment += "; repair requested" if check_def(outcome.name).repairs else ""
     metadata = {ASSESSMENT: assessment}
     if outcome.bad_days:
         metadata[BAD_DAYS] = ", ".join(outcome.bad_partitions)
@@ -193,15 +152,17 @@ def _results(
     asset_key: dg.AssetKey,
     fetching_key: dg.AssetKey,
     log: logging.Logger | dg.DagsterLogManager,
-    suffix: str = "",
+    history: bool = False,
 ) -> list[dg.AssetCheckResult]:
     """A result per evaluated outcome. One that measured nothing yields no result, so Dagster
     shows the check skipped (never passed), and the log says why."""
     results = []
     for outcome in outcomes:
+        check = check_def(outcome.name)
+        name = check.history_name if history else check.name
         if not outcome.evaluated:
             log.info(
-                f"{asset_key.to_user_string()} {outcome.name}{suffix} not evaluated: "
+                f"{asset_key.to_user_string()} {name} not evaluated: "
                 f"{outcome.metadata['not_evaluated']}"
             )
             continue
@@ -209,9 +170,9 @@ def _results(
         results.append(
             dg.AssetCheckResult(
                 asset_key=asset_key,
-                check_name=outcome.name + suffix,
+                check_name=name,
                 passed=outcome.passed,
-                severity=_SEVERITY[outcome.name],
+                severity=check.severity,
                 metadata=metadata,
                 # The execution history's Description column: each row says what it found.
                 description=metadata[ASSESSMENT],
@@ -254,7 +215,7 @@ def _day_evaluations(
                 asset_key=asset_key,
                 check_name=outcome.name,
                 passed=not bad,
-                severity=_SEVERITY[outcome.name],
+                severity=check_def(outcome.name).severity,
                 metadata=metadata | ({BAD_DAYS: day} if bad else {}) | run_metadata,
                 description=metadata[ASSESSMENT],
                 partition=day,
@@ -274,7 +235,7 @@ def in_run_check_results(
 ) -> list[dg.AssetCheckResult | dg.AssetCheckEvaluation]:
     """The checks over exactly the days this run wrote (called from the asset body): one result
     each, or one per day where Dagster planned them per day (`planned_check_days`)."""
-    outcomes = _outcomes(warehouse, prop, report, days)
+    outcomes = _outcomes(Subject(warehouse, prop, report, days))
     if planned_days is None:
         return list(_results(outcomes, asset_key, asset_key, log))
     evaluations: list[dg.AssetCheckResult | dg.AssetCheckEvaluation] = []
@@ -335,18 +296,20 @@ def unwritten_partitions(instance: dg.DagsterInstance, asset_key: dg.AssetKey) -
 def build_all_days_check(
     asset_key: dg.AssetKey, prop: PropertyConfig, report: Report, warehouse_key: str
 ) -> dg.AssetChecksDefinition:
-    names = all_days_check_names(prop, report)
+    """The whole-history checks of one fetching asset, on its history: every check it carries
+    (the in-run ones as `<name>_all_days`), run daily or with Execute in the UI."""
+    history = history_asset_key(asset_key)
 
     @dg.multi_asset_check(
         name=f"{'_'.join(asset_key.path)}_all_days",
         specs=[
             dg.AssetCheckSpec(
-                name + ALL_DAYS_SUFFIX,
-                asset=history_asset_key(asset_key),
-                description=_DESCRIPTIONS[name] + " Whole history.",
+                c.history_name,
+                asset=history,
+                description=c.history_description,
                 automation_condition=all_days_condition(),
             )
-            for name in names
+            for c in checks_of(prop, report)
         ],
         required_resource_keys={warehouse_key},
         can_subset=True,
@@ -358,10 +321,9 @@ def build_all_days_check(
         wanted |= unwritten_partitions(context.instance, asset_key)
         expected = [dt.date.fromisoformat(key) for key in wanted]
         warehouse = getattr(context.resources, warehouse_key).open()
-        outcomes = _outcomes(warehouse, prop, report, None, expected)
-        yield from _results(
-            outcomes, history_asset_key(asset_key), asset_key, context.log, ALL_DAYS_SUFFIX
-        )
+        selected = [k.name for k in context.selected_asset_check_keys]
+        outcomes = _outcomes(Subject(warehouse, prop, report, None, expected), selected)
+        yield from _results(outcomes, history, asset_key, context.log, history=True)
 
     return all_days
 

@@ -33,16 +33,9 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from gsc_pipeline import audit, proof
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
-from gsc_pipeline.defs.checks import (
-    BAD_DAYS,
-    REPAIRED_CHECKS,
-    check_names,
-    history_asset_key,
-    in_run_check_keys,
-)
+from gsc_pipeline.defs.checks import BAD_DAYS, in_run_check_keys, repair_check_keys
 from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.names import (
-    ALL_DAYS_SUFFIX,
     FINALIZATION_SENSOR,
     FINALIZE_TAG,
     RANGE_END_TAG,
@@ -291,12 +284,7 @@ def build_repair_sensor(config: PipelineConfig, job: FetchJob) -> dg.SensorDefin
     check_keys = {
         check_key: key
         for key, (prop, report) in fetch_keys.items()
-        for name in check_names(prop, report)
-        if name in REPAIRED_CHECKS
-        for check_key in (
-            dg.AssetCheckKey(key, name),
-            dg.AssetCheckKey(history_asset_key(key), name + ALL_DAYS_SUFFIX),
-        )
+        for check_key in repair_check_keys(key, prop, report)
     }
 
     @dg.sensor(
