@@ -23,12 +23,14 @@ from gsc_pipeline.reports import (
 )
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.shard_plan import ShardPlanner
 from gsc_pipeline.sync.shards import (
     Shard,
     ShardFetch,
     SplitDay,
     merge_shards,
     split_capped_day,
+    split_planned_day,
 )
 from gsc_pipeline.sync.tie_order import settle_tie_order
 from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
@@ -63,6 +65,7 @@ def fetch_day(
     data_state: str = "final",
     final_before: dt.date | None = None,
     stop_event: threading.Event | None = None,
+    shard_planner: ShardPlanner | None = None,
 ) -> PartitionResult:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
@@ -73,6 +76,8 @@ def fetch_day(
     lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
     the group writer. A search type whose day hits Google's row cap is re-fetched in shards
     when the report shards (`sync.shards`); a day under the cap costs no extra request.
+    With a `shard_planner`, a day whose neighbours were capped starts directly at the splits
+    they needed (no capped whole-day request), and what this day shows is learned for the next.
     """
     stop_event = stop_event or threading.Event()
     sink = ClientStats()
@@ -80,22 +85,33 @@ def fetch_day(
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
     truncated = False
     tie_passes = 0
-    shards = capped_shards = 0
+    shards = capped_shards = started_split = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
     for search_type in report.search_types:
         requests = _SearchTypeDay(
             client, site_url, report, day, search_type, data_state, stop_event, sink
         )
-        whole = requests.fetch(Shard())
-        split = SplitDay([whole], whole.requests)
-        if whole.capped and report.shard:
-            split = split_capped_day(whole, report, requests.fetch, requests.country_impressions)
+        plan = shard_planner.plan(search_type, day) if shard_planner else {}
+        if plan:
+            split = split_planned_day(plan, report, requests.fetch, requests.country_impressions)
+            started_split += 1
+        else:
+            whole = requests.fetch(Shard())
+            split = SplitDay([whole], whole.requests)
+            if whole.capped and report.shard:
+                if shard_planner:
+                    shard_planner.learn_capped(search_type, day)
+                split = split_capped_day(
+                    whole, report, requests.fetch, requests.country_impressions
+                )
         if len(split.leaves) > 1:
             rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
             merged_rows: int | None = rows.num_rows
         else:
             rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
+        if shard_planner:
+            shard_planner.learn(search_type, day, split, rows.num_rows)
         tables.append(rows)
         for leaf in split.leaves:
             tie_passes += leaf.tie_passes
@@ -158,6 +174,8 @@ def fetch_day(
         tie_passes=tie_passes,
         shards=shards,
         capped_shards=capped_shards,
+        started_split=started_split,
+        planned_requests=shard_planner.planned_requests(day) if shard_planner else None,
         batch=batch,
     )
 
