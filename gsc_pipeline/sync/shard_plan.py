@@ -40,6 +40,13 @@ class DayShape:
     big: bool
 
 
+def _date(value: object) -> dt.date:
+    """A ledger date as read (a date, a pandas Timestamp or a string) as a `datetime.date`."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+
+
 def _big(rows: int, sharded: bool) -> bool:
     return rows >= (SHRINK_SHARE * DAILY_ROW_CAP if sharded else DAILY_ROW_CAP)
 
@@ -86,8 +93,7 @@ class ShardPlanner:
                     rows = int(group["merged_rows"].max())
                     tree, big = tree_from_labels(labels, report), _big(rows, True)
                 if tree is not None:
-                    when = day if isinstance(day, dt.date) else dt.date.fromisoformat(str(day))
-                    shapes[search_type][when] = DayShape(tree, pages, rows, big)
+                    shapes[search_type][_date(day)] = DayShape(tree, pages, rows, big)
         planner = cls(report, shapes)
         planner._planned = {
             (t, d): planner._estimate(t, d) for t in report.search_types for d in days
