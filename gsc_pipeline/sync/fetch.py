@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
+    DAILY_ROW_CAP,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
@@ -92,19 +93,26 @@ def fetch_day(
         requests = _SearchTypeDay(
             client, site_url, report, day, search_type, data_state, stop_event, sink
         )
-        plan = shard_planner.plan(search_type, day) if shard_planner else {}
-        if plan:
-            split = split_planned_day(plan, report, requests.fetch, requests.country_impressions)
+        if shard_planner:
+            shard_planner.await_scout(search_type, day)
+        try:
+            plan = shard_planner.plan(search_type, day) if shard_planner else {}
+            whole = None if plan else requests.fetch(Shard())
+            if shard_planner and whole is not None:
+                if whole.capped and report.shard:
+                    shard_planner.learn_capped(search_type, day)
+                else:
+                    shard_planner.learn(search_type, day, SplitDay([whole], 0), whole.rows)
+        finally:
+            if shard_planner:  # the days waiting on this one's whole-day answer go on
+                shard_planner.scouted(search_type, day)
+        if whole is None:
+            split = split_planned_day(plan, report, requests)
             started_split += 1
         else:
-            whole = requests.fetch(Shard())
             split = SplitDay([whole], whole.requests)
             if whole.capped and report.shard:
-                if shard_planner:
-                    shard_planner.learn_capped(search_type, day)
-                split = split_capped_day(
-                    whole, report, requests.fetch, requests.country_impressions
-                )
+                split = split_capped_day(whole, report, requests)
         if len(split.leaves) > 1:
             rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
             merged_rows: int | None = rows.num_rows
@@ -206,39 +214,54 @@ class _SearchTypeDay:
             self.site_url, body, stop_event=self.stop_event, sink=self.sink
         )
 
+    def _page(self, shard: Shard, start_row: int) -> tuple[pa.Table, dt.date | None]:
+        # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+        response = self._query(shard, startRow=start_row)
+        page = page_from_rows(self.report, self.site_url, self.search_type, self.day, response.rows)
+        return page, _first_incomplete_date(
+            response.first_incomplete_date or response.first_incomplete_hour
+        )
+
     def fetch(self, shard: Shard) -> ShardFetch:
-        """Every page of one request shape (the whole day, or a shard), tie order settled."""
-        requests = 0
+        """Every page of one request shape (the whole day, or a shard), tie order settled.
 
-        def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
-            nonlocal requests
-            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-            response = self._query(shard, startRow=start_row)
-            requests += 1
-            page = page_from_rows(
-                self.report, self.site_url, self.search_type, self.day, response.rows
-            )
-            return page, _first_incomplete_date(
-                response.first_incomplete_date or response.first_incomplete_hour
-            )
+        When the report shards, a shape whose pages reach Google's daily cap stops there,
+        unsettled (`complete` False): it is split and its rows discarded, so neither the empty
+        page after the cap nor tie passes are worth a request; `finish` completes a capped
+        shape that is kept (no split left within the budget).
+        """
+        return self._more(ShardFetch(shard, [], [], [], 0), until_cap=bool(self.report.shard))
 
+    def finish(self, node: ShardFetch) -> ShardFetch:
+        """`node` with the pages it stopped before (see `fetch`), tie order settled."""
+        return node if node.complete else self._more(node, until_cap=False)
+
+    def _more(self, node: ShardFetch, *, until_cap: bool) -> ShardFetch:
         row_limit = self.report.row_limit
-        pages: list[pa.Table] = []
-        incomplete: list[dt.date | None] = []
+        pages, incomplete = list(node.pages), list(node.first_incomplete)
+        requests = node.requests
         while True:
-            page, page_incomplete = fetch_page(len(pages) * row_limit)
+            page, page_incomplete = self._page(node.shard, len(pages) * row_limit)
+            requests += 1
             pages.append(page)
             incomplete.append(page_incomplete)
             if page.num_rows < row_limit:
                 break
+            if until_cap and sum(p.num_rows for p in pages) >= DAILY_ROW_CAP:
+                returned = [p.num_rows for p in pages]
+                return ShardFetch(node.shard, pages, returned, incomplete, requests, complete=False)
         returned = [page.num_rows for page in pages]
         passes = 0
         if len(pages) > 1:
-            where = f"{self.where} {shard.label}".rstrip()
-            pages, passes = settle_tie_order(
-                lambda start_row: fetch_page(start_row)[0], pages, self.report, where
-            )
-        return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+            where = f"{self.where} {node.shard.label}".rstrip()
+
+            def refetch(start_row: int) -> pa.Table:
+                nonlocal requests
+                requests += 1
+                return self._page(node.shard, start_row)[0]
+
+            pages, passes = settle_tie_order(refetch, pages, self.report, where)
+        return ShardFetch(node.shard, pages, returned, incomplete, requests, passes)
 
     def country_impressions(self, shard: Shard) -> list[tuple[str, float]]:
         """A shard's countries with their impressions: one request grouped by country."""

@@ -61,6 +61,9 @@ class ShardPlanner:
         self._shapes = shapes
         self._lock = threading.Lock()
         self._planned: dict[tuple[str, dt.date], int] = {}
+        # Per search type, the first day fetched without a known neighbour (the scout) and
+        # what the days after it wait on: its whole-day request's answer.
+        self._scouts: dict[str, tuple[dt.date, threading.Event]] = {}
 
     @classmethod
     def from_ledger(
@@ -122,6 +125,26 @@ class ShardPlanner:
             for label, children in near[0].tree.items()
             if all(label in shape.tree for shape in big)
         }
+
+    def await_scout(self, search_type: str, day: dt.date) -> None:
+        """With no known neighbour, the first day of a step goes alone: the others wait for its
+        whole-day answer (capped or not) instead of each sending a whole-day request of their
+        own. Returns at once when a neighbour is known or this day is the scout."""
+        if not self.enabled:
+            return
+        with self._lock:
+            if self._nearest(search_type, day):
+                return
+            scout = self._scouts.setdefault(search_type, (day, threading.Event()))
+        if scout[0] != day:
+            scout[1].wait()
+
+    def scouted(self, search_type: str, day: dt.date) -> None:
+        """`day`'s whole-day request is answered (or failed): the days waiting on it go on."""
+        with self._lock:
+            scout = self._scouts.get(search_type)
+        if scout is not None and scout[0] == day:
+            scout[1].set()
 
     def learn_capped(self, search_type: str, day: dt.date) -> None:
         """`day`'s whole-day request came back capped: days not started yet start split."""

@@ -31,6 +31,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,6 +92,8 @@ class ShardFetch:
     first_incomplete: list[dt.date | None]
     requests: int
     tie_passes: int = 0
+    # False: stopped at the cap (to be split), without the empty last page or tie settling.
+    complete: bool = True
 
     @property
     def rows(self) -> int:
@@ -104,6 +107,17 @@ class ShardFetch:
 # The splits of one search-type day: each split shard's label -> the shards it was split into
 # (None: split at its next level, the children asked then, as after a capped whole day).
 SplitTree = dict[str, tuple[Shard, ...] | None]
+
+
+class ShardRequests(Protocol):
+    """What splitting a day needs from the API: a shard's pages (stopping at the cap),
+    the rest of a capped shard's pages when it is kept, and its countries by impressions."""
+
+    def fetch(self, shard: Shard) -> ShardFetch: ...
+
+    def finish(self, node: ShardFetch) -> ShardFetch: ...
+
+    def country_impressions(self, shard: Shard) -> list[tuple[str, float]]: ...
 
 
 @dataclass
@@ -124,29 +138,19 @@ class SplitDay:
         return sum(leaf.capped for leaf in self.leaves)
 
 
-def split_capped_day(
-    whole: ShardFetch,
-    report: Report,
-    fetch: Callable[[Shard], ShardFetch],
-    country_impressions: Callable[[Shard], list[tuple[str, float]]],
-) -> SplitDay:
+def split_capped_day(whole: ShardFetch, report: Report, api: ShardRequests) -> SplitDay:
     """Split `whole` (the day's capped request) until no shard is capped or the budget ends.
 
-    `fetch` fetches every page of a shard; `country_impressions` asks Google for a shard's
+    `api.fetch` fetches a shard's pages; `api.country_impressions` asks Google for a shard's
     countries by impressions (one request). A split is made only when one request per new
     shard (plus the country request) fits in what is left of `report.shard_budget`, so a day
     never spends far past it; a shard that cannot be split stays a capped leaf.
     """
     day = SplitDay([], whole.requests)
-    return _grow(day, deque([whole]), report, fetch, country_impressions)
+    return _grow(day, deque([whole]), report, api)
 
 
-def split_planned_day(
-    plan: SplitTree,
-    report: Report,
-    fetch: Callable[[Shard], ShardFetch],
-    country_impressions: Callable[[Shard], list[tuple[str, float]]],
-) -> SplitDay:
+def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> SplitDay:
     """Fetch a day starting at the splits of `plan` (from its neighbours): a split shard is
     not fetched, its children are (children None: its next level's, asked now). A shard that
     still comes back capped is split further as in `split_capped_day`, within the budget."""
@@ -158,38 +162,35 @@ def split_planned_day(
         children = plan.get(shard.label, ()) if shard.label in plan else None
         if shard.label in plan and children is None:
             unfetched = ShardFetch(shard, [], [], [], 0)
-            children = tuple(_children(unfetched, report, day, country_impressions) or ())
+            children = tuple(_children(unfetched, report, day, api.country_impressions) or ())
         if children:
             day.tree[shard.label] = children
             day.planned += 1
             shards.extend(children)
             continue
-        fetched = fetch(shard)
+        fetched = api.fetch(shard)
         day.requests += fetched.requests
         todo.append(fetched)
-    return _grow(day, todo, report, fetch, country_impressions)
+    return _grow(day, todo, report, api)
 
 
-def _grow(
-    day: SplitDay,
-    todo: deque[ShardFetch],
-    report: Report,
-    fetch: Callable[[Shard], ShardFetch],
-    country_impressions: Callable[[Shard], list[tuple[str, float]]],
-) -> SplitDay:
-    """Split every capped shard of `todo` until none is or the budget ends; `day` grown."""
+def _grow(day: SplitDay, todo: deque[ShardFetch], report: Report, api: ShardRequests) -> SplitDay:
+    """Split every capped shard of `todo` until none is or the budget ends; `day` grown. A
+    capped shard kept (no split within the budget) gets the pages it stopped before."""
     while todo:
         node = todo.popleft()
         if not node.capped:
             day.leaves.append(node)
             continue
-        children = _children(node, report, day, country_impressions)
+        children = _children(node, report, day, api.country_impressions)
         if children is None:
-            day.leaves.append(node)
+            kept = api.finish(node)
+            day.requests += kept.requests - node.requests
+            day.leaves.append(kept)
             continue
         day.tree[node.shard.label] = tuple(children)
         for child in children:
-            fetched = fetch(child)
+            fetched = api.fetch(child)
             day.requests += fetched.requests
             todo.append(fetched)
     return day
