@@ -38,6 +38,8 @@ class DayShape:
     pages: int
     rows: int
     big: bool
+    # Only its whole-day request is known (capped): its splits are still being made.
+    provisional: bool = False
 
 
 def _date(value: object) -> dt.date:
@@ -119,10 +121,15 @@ class ShardPlanner:
             near = self._nearest(search_type, day)
         if not near or not near[0].big:
             return {}
-        big = [shape for shape in near if shape.big]
+        # The nearest day whose splits are all known sets them, so far as every known big
+        # neighbour made them too; a day only known capped (its split still running) says
+        # only that the day splits at its first level.
+        big = [shape for shape in near if shape.big and not shape.provisional]
+        if not big:
+            return dict(near[0].tree)
         return {
             label: children
-            for label, children in near[0].tree.items()
+            for label, children in big[0].tree.items()
             if all(label in shape.tree for shape in big)
         }
 
@@ -150,7 +157,7 @@ class ShardPlanner:
         """`day`'s whole-day request came back capped: days not started yet start split."""
         if self.enabled:
             with self._lock:
-                self._shapes[search_type].setdefault(day, DayShape({"": None}, 0, 0, True))
+                self._shapes[search_type].setdefault(day, DayShape({"": None}, 0, 0, True, True))
 
     def learn(self, search_type: str, day: dt.date, split: SplitDay, rows: int) -> None:
         """What fetching `day` showed: its splits and the rows they merged to."""
