@@ -29,7 +29,8 @@ BIG_ROWS = 150_000
 BIG_PAGES = 20_000
 # The modes compared: (`shard`, `shard_start`) by name, and their label in the table.
 MODES = {"off": "shard: off", "whole": "shard: auto, shard_start: whole",
-         "learned": "shard: auto, shard_start: learned"}  # fmt: skip
+         "learned": "shard: auto, shard_start: learned",
+         "ledger": "learned, the next step (these days in the ledger)"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,10 @@ class ShardCost:
     seconds: dict[str, float]
     served: dict[str, int]
     planned: dict[str, str]
+    planned_requests: dict[str, int]
 
     def markdown(self) -> list[str]:
-        off, on, learned = (self.requests[m] for m in MODES)
+        off, on, learned, ledger = (self.requests[m] for m in MODES)
         return [
             f"## Quota cost of sharding past the {DAILY_ROW_CAP:,}-row cap",
             "",
@@ -73,10 +75,14 @@ class ShardCost:
             f"{self.rows['whole'] - self.rows['off']:,} more rows when every day starts whole; "
             f"starting at the learned splits it costs {learned - off:,} ({learned / off:.1f}x): "
             f"{on - learned:,} requests and {self.served['whole'] - self.served['learned']:,} "
-            f"served rows fewer for the same rows. {self.shards} shards stored, "
+            f"served rows fewer for the same rows; a step whose days' neighbours are in the "
+            f"ledger (every daily run after the first backfill) sends {on - ledger:,} requests "
+            f"({(on - ledger) / on:.0%}) and {self.served['whole'] - self.served['ledger']:,} "
+            f"served rows fewer than whole. {self.shards} shards stored, "
             f"{self.capped_shards} still capped. *Share of one minute of Google's "
-            f"{GOOGLE_QPM_QUOTA:,} queries/min per-site quota. Before fetching, the learned "
-            f"step's log said: \"{self.planned['learned']}\".",
+            f"{GOOGLE_QPM_QUOTA:,} queries/min per-site quota. Before fetching, the next "
+            f"step's log said: \"{self.planned['ledger']}\"; it sent {ledger - 1:,} "
+            f"(+1 probe) against {self.planned_requests['ledger']:,} planned.",
             "",
         ]
 
@@ -97,15 +103,18 @@ def shard_cost(days: int = 6) -> ShardCost:
     seconds: dict[str, float] = {}
     served: dict[str, int] = {}
     planned: dict[str, str] = {}
+    planned_requests: dict[str, int] = {}
     shards = capped = 0
     with running_emulator(config) as gsc, tempfile.TemporaryDirectory() as tmp:
         for mode in MODES:
             report = dataclasses.replace(
                 PAGE_QUERY,
                 shard=() if mode == "off" else PAGE_QUERY.shard,
-                shard_start="learned" if mode == "learned" else "whole",
+                shard_start="whole" if mode == "whole" else "learned",
             )
-            warehouse = open_warehouse(str(Path(tmp) / f"{mode}.duckdb"))
+            # The next step fetches the same days again into the learned step's warehouse.
+            stem = "learned" if mode == "ledger" else mode
+            warehouse = open_warehouse(str(Path(tmp) / f"{stem}.duckdb"))
             client = GscClient(gsc.base_url, qpm_budget=1e6, timeout=60)
             gsc.reset_stats()
             started = time.perf_counter()
@@ -115,8 +124,10 @@ def shard_cost(days: int = 6) -> ShardCost:
             # +1: the finality probe `sync_days` sends first, whatever the mode.
             requests[mode] = sum(r.api_calls for r in results) + 1
             rows[mode] = sum(r.rows for r in results)
+            planned_requests[mode] = sum(r.planned_requests or 0 for r in results)
             served[mode] = int(gsc.stats()["rows_served"])
-            if mode == "learned":
+            if mode == "ledger":
                 shards = sum(r.shards for r in results)
                 capped = sum(r.capped_shards for r in results)
-    return ShardCost(days, BIG_ROWS, requests, rows, shards, capped, seconds, served, planned)
+    return ShardCost(days, BIG_ROWS, requests, rows, shards, capped, seconds, served, planned,
+                     planned_requests)  # fmt: skip
