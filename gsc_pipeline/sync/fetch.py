@@ -89,67 +89,53 @@ def fetch_day(
     shards = capped_shards = started_split = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
-    for search_type in report.search_types:
-        requests = _SearchTypeDay(
-            client, site_url, report, day, search_type, data_state, stop_event, sink
-        )
-        if shard_planner:
-            shard_planner.await_scout(search_type, day)
-        try:
-            plan = shard_planner.plan(search_type, day) if shard_planner else {}
-            whole = None if plan else requests.fetch(Shard())
-            if shard_planner and whole is not None:
-                if whole.capped and report.shard:
-                    shard_planner.learn_capped(search_type, day)
-                else:
-                    shard_planner.learn(search_type, day, SplitDay([whole], 0), whole.rows)
-        finally:
-            if shard_planner:  # the days waiting on this one's whole-day answer go on
-                shard_planner.scouted(search_type, day)
-        if whole is None:
-            split = split_planned_day(plan, report, requests)
-            started_split += 1
-        else:
-            split = SplitDay([whole], whole.requests)
-            if whole.capped and report.shard:
-                split = split_capped_day(whole, report, requests)
-        if len(split.leaves) > 1:
-            rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
-            merged_rows: int | None = rows.num_rows
-        else:
-            rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
-        if shard_planner:
-            shard_planner.learn(search_type, day, split, rows.num_rows)
-        tables.append(rows)
-        for leaf in split.leaves:
-            tie_passes += leaf.tie_passes
-            first_incomplete = first_incomplete or next(
-                (d for d in leaf.first_incomplete if d), None
+    try:
+        for search_type in report.search_types:
+            requests = _SearchTypeDay(
+                client, site_url, report, day, search_type, data_state, stop_event, sink
             )
-            for i, page in enumerate(leaf.pages):
-                clicks = pc.sum(page.column("clicks")).as_py() or 0.0
-                impressions = pc.sum(page.column("impressions")).as_py() or 0.0
-                for name, value in (
-                    ("site_url", site_url),
-                    ("report", report.name),
-                    ("search_type", search_type),
-                    ("date", day),
-                    ("start_row", i * report.row_limit),
-                    ("row_limit", report.row_limit),
-                    ("rows_returned", leaf.returned[i]),
-                    ("clicks", float(clicks)),
-                    ("impressions", float(impressions)),
-                    ("data_state", report.data_state(data_state)),
-                    ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
-                    ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
-                    ("run_id", run_id),
-                    ("shard", leaf.shard.label),
-                    ("merged_rows", merged_rows),
-                ):
-                    ledger[name].append(value)
-        shards += len(split.leaves)
-        capped_shards += split.capped_shards
-        truncated = truncated or split.capped_shards > 0
+            split, planned = _split_day(requests, shard_planner)
+            started_split += planned
+            if len(split.leaves) > 1:
+                rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
+                merged_rows: int | None = rows.num_rows
+            else:
+                rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
+            if shard_planner:
+                shard_planner.learn(search_type, day, split, rows.num_rows)
+            tables.append(rows)
+            for leaf in split.leaves:
+                tie_passes += leaf.tie_passes
+                first_incomplete = first_incomplete or next(
+                    (d for d in leaf.first_incomplete if d), None
+                )
+                for i, page in enumerate(leaf.pages):
+                    clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+                    impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+                    for name, value in (
+                        ("site_url", site_url),
+                        ("report", report.name),
+                        ("search_type", search_type),
+                        ("date", day),
+                        ("start_row", i * report.row_limit),
+                        ("row_limit", report.row_limit),
+                        ("rows_returned", leaf.returned[i]),
+                        ("clicks", float(clicks)),
+                        ("impressions", float(impressions)),
+                        ("data_state", report.data_state(data_state)),
+                        ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
+                        ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                        ("run_id", run_id),
+                        ("shard", leaf.shard.label),
+                        ("merged_rows", merged_rows),
+                    ):
+                        ledger[name].append(value)
+            shards += len(split.leaves)
+            capped_shards += split.capped_shards
+            truncated = truncated or split.capped_shards > 0
+    finally:
+        if shard_planner:  # no day of the step waits on this one any longer
+            shard_planner.release(day)
     fetch_seconds = time.perf_counter() - started
     if stop_event.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
@@ -186,6 +172,36 @@ def fetch_day(
         planned_requests=shard_planner.planned_requests(day) if shard_planner else None,
         batch=batch,
     )
+
+
+def _split_day(
+    requests: _SearchTypeDay, planner: ShardPlanner | None
+) -> tuple[SplitDay, bool]:
+    """One search type of a day as the shards to store, and whether it started split.
+
+    With a planner: a day whose neighbours were capped starts at their splits (no whole-day
+    request); any other sends its whole-day request first (the scout of a step's days without
+    a neighbour alone, the others waiting on its answer) and is split once it comes back capped.
+    """
+    report, search_type, day = requests.report, requests.search_type, requests.day
+    if planner:
+        planner.await_scout(search_type, day)
+    try:
+        plan = planner.plan(search_type, day) if planner else {}
+        whole = None if plan else requests.fetch(Shard())
+        if planner and whole is not None:
+            if whole.capped and report.shard:
+                planner.learn_capped(search_type, day)
+            else:
+                planner.learn(search_type, day, SplitDay([whole], 0), whole.rows)
+    finally:
+        if planner:  # the days waiting on this one's whole-day answer go on
+            planner.scouted(search_type, day)
+    if whole is None:
+        return split_planned_day(plan, report, requests), True
+    if whole.capped and report.shard:
+        return split_capped_day(whole, report, requests), False
+    return SplitDay([whole], whole.requests), False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,9 @@ class DayShape:
     big: bool
     # Only its whole-day request is known (capped): its splits are still being made.
     provisional: bool = False
+    # Fetched in this step (any distance counts: what the first days learn applies to the
+    # later ones), not read from the ledger (only days within RECENT_WINDOW_DAYS count).
+    in_step: bool = False
 
 
 def _date(value: object) -> dt.date:
@@ -63,9 +66,10 @@ class ShardPlanner:
         self._shapes = shapes
         self._lock = threading.Lock()
         self._planned: dict[tuple[str, dt.date], int] = {}
-        # Per search type, the first day fetched without a known neighbour (the scout) and
-        # what the days after it wait on: its whole-day request's answer.
+        # Per search type, the step's first day without a known neighbour (the scout), what
+        # the others without one (`_blind`) wait on: its whole-day request's answer.
         self._scouts: dict[str, tuple[dt.date, threading.Event]] = {}
+        self._blind: dict[str, set[dt.date]] = {}
 
     @classmethod
     def from_ledger(
@@ -103,12 +107,20 @@ class ShardPlanner:
         planner._planned = {
             (t, d): planner._estimate(t, d) for t in report.search_types for d in days
         }
+        if planner.enabled:
+            for search_type in report.search_types:
+                blind = [d for d in days if not planner._nearest(search_type, d)]
+                planner._blind[search_type] = set(blind)
+                if len(blind) > 1:
+                    planner._scouts[search_type] = (blind[0], threading.Event())
         return planner
 
     def _nearest(self, search_type: str, day: dt.date) -> list[DayShape]:
         seen = self._shapes.get(search_type, {})
         near = sorted(
-            (abs((d - day).days), d) for d in seen if abs((d - day).days) <= RECENT_WINDOW_DAYS
+            (abs((d - day).days), d)
+            for d, shape in seen.items()
+            if shape.in_step or abs((d - day).days) <= RECENT_WINDOW_DAYS
         )
         return [seen[d] for _, d in near[:RECENT_DAYS]]
 
@@ -134,36 +146,39 @@ class ShardPlanner:
         }
 
     def await_scout(self, search_type: str, day: dt.date) -> None:
-        """With no known neighbour, the first day of a step goes alone: the others wait for its
-        whole-day answer (capped or not) instead of each sending a whole-day request of their
-        own. Returns at once when a neighbour is known or this day is the scout."""
-        if not self.enabled:
-            return
-        with self._lock:
-            if self._nearest(search_type, day):
-                return
-            scout = self._scouts.setdefault(search_type, (day, threading.Event()))
-        if scout[0] != day:
+        """With no known neighbour, the step's first such day (the scout) goes alone: the
+        others wait for its whole-day answer (capped or not) instead of each sending a
+        whole-day request of their own. Returns at once for the scout and for a day that had a
+        neighbour. The scout is submitted before every day waiting on it (days start in
+        order) and always releases them (`scouted`, `release`), so a wait always ends."""
+        scout = self._scouts.get(search_type)
+        if scout is not None and scout[0] != day and day in self._blind[search_type]:
             scout[1].wait()
 
     def scouted(self, search_type: str, day: dt.date) -> None:
         """`day`'s whole-day request is answered (or failed): the days waiting on it go on."""
-        with self._lock:
-            scout = self._scouts.get(search_type)
+        scout = self._scouts.get(search_type)
         if scout is not None and scout[0] == day:
             scout[1].set()
+
+    def release(self, day: dt.date) -> None:
+        """`day` is done (or failed): no day waits on it for any search type."""
+        for search_type in self._scouts:
+            self.scouted(search_type, day)
 
     def learn_capped(self, search_type: str, day: dt.date) -> None:
         """`day`'s whole-day request came back capped: days not started yet start split."""
         if self.enabled:
             with self._lock:
-                self._shapes[search_type].setdefault(day, DayShape({"": None}, 0, 0, True, True))
+                capped = DayShape({"": None}, 0, 0, big=True, provisional=True, in_step=True)
+                self._shapes[search_type].setdefault(day, capped)
 
     def learn(self, search_type: str, day: dt.date, split: SplitDay, rows: int) -> None:
         """What fetching `day` showed: its splits and the rows they merged to."""
         pages = sum(len(leaf.pages) for leaf in split.leaves)
         sharded = len(split.leaves) > 1
-        shape = DayShape(split.tree, pages, rows, _big(rows, sharded) or split.capped_shards > 0)
+        big = _big(rows, sharded) or split.capped_shards > 0
+        shape = DayShape(split.tree, pages, rows, big, in_step=True)
         with self._lock:
             self._shapes.setdefault(search_type, {})[day] = shape
 
