@@ -102,7 +102,10 @@ def test_a_ranged_run_over_capped_days_skips_the_whole_day_requests(
     assert all(r.started_split == 0 and r.shards == 3 for r in whole_first)
     assert [r.api_calls - r.pages for r in whole_first] == [CAPPED_WHOLE_DAY] * len(DAYS)
 
-    results = sync_days(client, warehouse, SITE, PAGE_QUERY, DAYS, run_id="r1", concurrency=4)
+    results = sorted(
+        sync_days(client, warehouse, SITE, PAGE_QUERY, DAYS, run_id="r1", concurrency=4),
+        key=lambda r: r.day,
+    )
 
     # The first day learns (its whole-day request comes back capped) while the others, in
     # flight beside it, wait for that answer; they start at its device split: each sends only
@@ -123,6 +126,7 @@ def test_the_ledger_starts_the_next_step_at_the_split_and_plans_its_cost(client,
     lines: list[str] = []
     results = sync_days(client, warehouse, SITE, PAGE_QUERY, DAYS[1:], run_id="r2",
                         on_plan=lines.append)  # fmt: skip
+    results.sort(key=lambda r: r.day)
     # Known before any fetch: 3 days start split, each planned at its neighbour's 4 pages.
     [line] = lines
     assert "3 day(s) planned at ~12 request(s)" in line
