@@ -86,7 +86,9 @@ def sync_days(
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
     (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
-    `on_partition` runs in the calling thread after each day is committed.
+    `on_partition` runs in the calling thread after each day is committed; `on_plan` gets one
+    line before the first day is fetched: the requests the days are planned to take, sharded
+    days included (`ShardPlanner`: a day whose neighbours were capped starts at their splits).
 
     First one probe request (`plan_days`): a day Google does not call final yet is fetched with
     dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
