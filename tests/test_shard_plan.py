@@ -10,11 +10,12 @@ import datetime as dt
 
 import pytest
 
-from gsc_pipeline import proof
+from gsc_pipeline import proof, reconcile
 from gsc_pipeline.config import PropertyConfig
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
-from gsc_pipeline.reports import PAGE_QUERY, Filter, ReportDefinitionError, declare
+from gsc_pipeline.reports import PAGE, PAGE_QUERY, Filter, ReportDefinitionError, declare
+from gsc_pipeline.reports import SITE as SITE_REPORT
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.sync.shards import (
     Shard,
@@ -137,6 +138,10 @@ def test_the_ledger_starts_the_next_step_at_the_split_and_plans_its_cost(client,
     [again] = sync_days(client, warehouse, SITE, PAGE_QUERY, DAYS[:1], run_id="r3")
     assert again.started_split == 1 and again.api_calls == again.pages
     all_checks_pass(warehouse, DAYS)
+    for report in (SITE_REPORT, PAGE):
+        sync_days(client, warehouse, SITE, report, DAYS, run_id="totals")
+    remainder = reconcile.capped_remainder(warehouse, SITE, DAYS)
+    assert remainder.passed and remainder.metadata["capped_remainder_clicks"] == 0
 
 
 def test_a_site_that_shrank_goes_back_to_one_request_a_day(client, warehouse):
