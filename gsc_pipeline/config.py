@@ -181,6 +181,9 @@ class ReportConfig(_Strict):
     # off, or the levels in order ([device, country, page]); README "Past the 50,000-row cap".
     shard: Literal["auto", "off"] | tuple[str, ...] = "auto"
     shard_budget: int = DEFAULT_SHARD_BUDGET
+    # learned: a day whose neighbours were capped starts at the splits they needed (no capped
+    # whole-day request); whole: every day starts with its whole-day request.
+    shard_start: Literal["learned", "whole"] = "learned"
 
     def report(self, name: str) -> Report:
         return declare(
@@ -192,6 +195,7 @@ class ReportConfig(_Strict):
             row_limit=self.row_limit,
             shard=self.shard,
             shard_budget=self.shard_budget,
+            shard_start=self.shard_start,
         )
 
 
@@ -209,6 +213,7 @@ class PropertyConfig(_Strict):
     # Override every report's `shard` and `shard_budget` for this property (see ReportConfig).
     shard: Literal["auto", "off"] | tuple[str, ...] | None = None
     shard_budget: int | None = None
+    shard_start: Literal["learned", "whole"] | None = None
     # Snapshot the property's submitted sitemaps daily (asset gsc_sitemaps/<property>).
     sitemaps: bool = True
 
@@ -234,7 +239,8 @@ class PropertyConfig(_Strict):
                     "declare it under the top-level `reports:`"
                 )
             report = available[name]
-            overridden = (self.search_types, self.aggregation_type, self.shard, self.shard_budget)
+            overridden = (self.search_types, self.aggregation_type, self.shard, self.shard_budget,
+                          self.shard_start)  # fmt: skip
             if any(value is not None for value in overridden):
                 report = dataclasses.replace(
                     report,
@@ -246,6 +252,7 @@ class PropertyConfig(_Strict):
                     shard_budget=report.shard_budget
                     if self.shard_budget is None
                     else self.shard_budget,
+                    shard_start=self.shard_start or report.shard_start,
                 )
                 try:
                     report.validate()

@@ -47,6 +47,8 @@ MAX_FILTER_EXPRESSION = 4096
 SHARD_LEVELS = ("device", "country", "page")
 # Requests one day and search type may spend on shards before it is left honestly capped.
 DEFAULT_SHARD_BUDGET = 60
+# Where a day starts (`Report.shard_start`): at the splits its neighbours needed, or whole.
+SHARD_STARTS = ("learned", "whole")
 # Validation compiles users' patterns; a bad one is reported in the error, not logged by RE2.
 _QUIET_RE2 = re2.Options()
 _QUIET_RE2.log_errors = False
@@ -101,6 +103,9 @@ class Report:
     # Not part of `identity`: shards are merged back to the report's grain.
     shard: tuple[str, ...] = ()
     shard_budget: int = DEFAULT_SHARD_BUDGET
+    # "learned": a day whose neighbours were capped starts at the splits they needed;
+    # "whole": every day starts with its whole-day request (split only once it comes back capped).
+    shard_start: str = "learned"
 
     @property
     def api_dimensions(self) -> list[str]:
@@ -201,6 +206,10 @@ class Report:
                 "shard",
                 "page shards filter on page, which Google refuses with aggregation_type "
                 "byProperty; drop 'page' from shard",
+            )
+        if self.shard_start not in SHARD_STARTS:
+            raise ReportDefinitionError(
+                self.name, "shard_start", f"{self.shard_start!r}: write one of {list(SHARD_STARTS)}"
             )
         if self.shard_budget < 1:
             raise ReportDefinitionError(
@@ -334,6 +343,7 @@ def declare(
     row_limit: int = MAX_ROW_LIMIT,
     shard: str | tuple[str, ...] = "auto",
     shard_budget: int = DEFAULT_SHARD_BUDGET,
+    shard_start: str = "learned",
 ) -> Report:
     """A report as users declare it (the config's `reports:`), validated.
 
@@ -355,7 +365,7 @@ def declare(
         time_dimension = None
     report = Report(name, dims, aggregation_type, tuple(search_types), row_limit,
                     tuple(filters), time_dimension, shard_levels(name, shard, dims),
-                    shard_budget)  # fmt: skip
+                    shard_budget, shard_start)  # fmt: skip
     report.validate()
     return report
 

@@ -24,17 +24,18 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     # The floor is the reference path's CPU, not the pipeline's own (which would flatter it).
     floor = re.search(r"\| CPU floor: reference path ([\d.]+) µs/row x ([\d,]+) rows", report)
     assert floor and float(floor[1]) > 0 and floor[2] != "0", report
-    assert re.search(r"\| API: 54 requests ÷ [\d.]+/s budget \| [\d.]+ \| \*\*[\d.]+x\*\* \|",
+    assert re.search(r"\| API: 45 requests ÷ [\d.]+/s budget \| [\d.]+ \| \*\*[\d.]+x\*\* \|",
                      report)
     path = re.search(r"fetch → parse → write ≤ 2.5 µs/row \(duckdb\) \| ([\d.]+) µs/row", report)
     assert path and float(path[1]) > 0
     # The 1-day backfill launched while the daemon runs is measured and succeeded.
     assert re.search(r"1-day, 1-property backfill ≤ 10 s after pickup \| [\d.]+ s \(1 run, "
                      r"succeeded\)", report)
-    # 3 days x (small 1 + medium 1 + large 7 requests of page_query: its capped 3 pages, then
-    # 4 pages of its 3 device shards; plus page and site each), plus one finality probe per
-    # (property, report) step: 45 + 9.
-    assert "| API requests | 54 (" in report
+    # 3 days x (small 1 + medium 1 + large 4 requests of page_query: the pages of its 3 device
+    # shards, every day starting at the device split that the in-process slice's first day,
+    # fetched into the same warehouse before, left in the ledger; plus page and site each),
+    # plus one finality probe per (property, report) step: 36 + 9.
+    assert "| API requests | 45 (" in report
     assert "## Quota cost of sharding past the 50,000-row cap" in report
     assert "| quota rejections | {'site': 0, 'user': 0, 'project': 0, 'load': 0} |" in report
     for section in ("## Targets", "## 1. Without Dagster", "## 3. Lower bounds",

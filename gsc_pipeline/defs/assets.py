@@ -101,6 +101,7 @@ def fetch_partitions(
             concurrency=gsc.step_concurrency,
             stop_event=stop_event,
             on_partition=on_partition,
+            on_plan=context.log.info,
         )
     except BaseException as exc:
         # Dagster records no materialization for a step that fails (or is terminated), yet

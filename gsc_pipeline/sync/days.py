@@ -15,6 +15,7 @@ from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.fetch import fetch_day, plan_days
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.shard_plan import ShardPlanner
 from gsc_pipeline.sync.writer import GroupWriter
 from gsc_pipeline.warehouse.base import Warehouse
 
@@ -71,6 +72,7 @@ def sync_days(
     concurrency: int = 4,
     stop_event: threading.Event | None = None,
     on_partition: Callable[[PartitionResult], None] | None = None,
+    on_plan: Callable[[str], None] | None = None,
 ) -> list[PartitionResult]:
     """Sync each day (one partition each); results in the order they were written.
 
@@ -84,7 +86,9 @@ def sync_days(
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
     (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
-    `on_partition` runs in the calling thread after each day is committed.
+    `on_partition` runs in the calling thread after each day is committed; `on_plan` gets one
+    line before the first day is fetched: the requests the days are planned to take, sharded
+    days included (`ShardPlanner`: a day whose neighbours were capped starts at their splits).
 
     First one probe request (`plan_days`): a day Google does not call final yet is fetched with
     dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
@@ -110,6 +114,10 @@ def sync_days(
     warehouse.claim_report(site_url, report)
     if plan is None:
         return []
+    # Days whose neighbours were capped start at their shard splits; the quota cost, up front.
+    shard_planner = ShardPlanner.from_ledger(warehouse, site_url, report, all_days)
+    if on_plan is not None:
+        on_plan(shard_planner.describe(site_url, all_days))
 
     in_flight = InFlight(client.limiter.qpm, concurrency)
     for latency_ms in client.stats.snapshot()["latencies_ms"][-1:]:
@@ -130,6 +138,7 @@ def sync_days(
             data_state=plan.data_state(day, data_state),
             final_before=plan.final_before,
             stop_event=stop_on_error_or_cancel,
+            shard_planner=shard_planner,
         )
 
     def fetched(day: dt.date) -> PartitionResult:

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
 from gsc_pipeline.reports import (
+    DAILY_ROW_CAP,
     RETENTION_MONTHS,
     Report,
     oldest_available_day,
@@ -23,12 +24,14 @@ from gsc_pipeline.reports import (
 )
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
+from gsc_pipeline.sync.shard_plan import ShardPlanner
 from gsc_pipeline.sync.shards import (
     Shard,
     ShardFetch,
     SplitDay,
     merge_shards,
     split_capped_day,
+    split_planned_day,
 )
 from gsc_pipeline.sync.tie_order import settle_tie_order
 from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
@@ -63,6 +66,7 @@ def fetch_day(
     data_state: str = "final",
     final_before: dt.date | None = None,
     stop_event: threading.Event | None = None,
+    shard_planner: ShardPlanner | None = None,
 ) -> PartitionResult:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
@@ -73,6 +77,8 @@ def fetch_day(
     lets a day whose fetch did not complete reach the warehouse. The result holds the batch for
     the group writer. A search type whose day hits Google's row cap is re-fetched in shards
     when the report shards (`sync.shards`); a day under the cap costs no extra request.
+    With a `shard_planner`, a day whose neighbours were capped starts directly at the splits
+    they needed (no capped whole-day request), and what this day shows is learned for the next.
     """
     stop_event = stop_event or threading.Event()
     sink = ClientStats()
@@ -80,52 +86,56 @@ def fetch_day(
     ledger: dict[str, list[Any]] = {name: [] for name in LEDGER_SCHEMA.names}
     truncated = False
     tie_passes = 0
-    shards = capped_shards = 0
+    shards = capped_shards = started_split = 0
     first_incomplete: dt.date | None = None
     started = time.perf_counter()
-    for search_type in report.search_types:
-        requests = _SearchTypeDay(
-            client, site_url, report, day, search_type, data_state, stop_event, sink
-        )
-        whole = requests.fetch(Shard())
-        split = SplitDay([whole], whole.requests)
-        if whole.capped and report.shard:
-            split = split_capped_day(whole, report, requests.fetch, requests.country_impressions)
-        if len(split.leaves) > 1:
-            rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
-            merged_rows: int | None = rows.num_rows
-        else:
-            rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
-        tables.append(rows)
-        for leaf in split.leaves:
-            tie_passes += leaf.tie_passes
-            first_incomplete = first_incomplete or next(
-                (d for d in leaf.first_incomplete if d), None
+    try:
+        for search_type in report.search_types:
+            requests = _SearchTypeDay(
+                client, site_url, report, day, search_type, data_state, stop_event, sink
             )
-            for i, page in enumerate(leaf.pages):
-                clicks = pc.sum(page.column("clicks")).as_py() or 0.0
-                impressions = pc.sum(page.column("impressions")).as_py() or 0.0
-                for name, value in (
-                    ("site_url", site_url),
-                    ("report", report.name),
-                    ("search_type", search_type),
-                    ("date", day),
-                    ("start_row", i * report.row_limit),
-                    ("row_limit", report.row_limit),
-                    ("rows_returned", leaf.returned[i]),
-                    ("clicks", float(clicks)),
-                    ("impressions", float(impressions)),
-                    ("data_state", report.data_state(data_state)),
-                    ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
-                    ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
-                    ("run_id", run_id),
-                    ("shard", leaf.shard.label),
-                    ("merged_rows", merged_rows),
-                ):
-                    ledger[name].append(value)
-        shards += len(split.leaves)
-        capped_shards += split.capped_shards
-        truncated = truncated or split.capped_shards > 0
+            split, planned = _split_day(requests, shard_planner)
+            started_split += planned
+            if len(split.leaves) > 1:
+                rows = merge_shards([page for leaf in split.leaves for page in leaf.pages], report)
+                merged_rows: int | None = rows.num_rows
+            else:
+                rows, merged_rows = pa.concat_tables(split.leaves[0].pages), None
+            if shard_planner:
+                shard_planner.learn(search_type, day, split, rows.num_rows)
+            tables.append(rows)
+            for leaf in split.leaves:
+                tie_passes += leaf.tie_passes
+                first_incomplete = first_incomplete or next(
+                    (d for d in leaf.first_incomplete if d), None
+                )
+                for i, page in enumerate(leaf.pages):
+                    clicks = pc.sum(page.column("clicks")).as_py() or 0.0
+                    impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+                    for name, value in (
+                        ("site_url", site_url),
+                        ("report", report.name),
+                        ("search_type", search_type),
+                        ("date", day),
+                        ("start_row", i * report.row_limit),
+                        ("row_limit", report.row_limit),
+                        ("rows_returned", leaf.returned[i]),
+                        ("clicks", float(clicks)),
+                        ("impressions", float(impressions)),
+                        ("data_state", report.data_state(data_state)),
+                        ("first_incomplete_date", leaf.first_incomplete[i] or final_before),
+                        ("fetched_at", dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+                        ("run_id", run_id),
+                        ("shard", leaf.shard.label),
+                        ("merged_rows", merged_rows),
+                    ):
+                        ledger[name].append(value)
+            shards += len(split.leaves)
+            capped_shards += split.capped_shards
+            truncated = truncated or split.capped_shards > 0
+    finally:
+        if shard_planner:  # no day of the step waits on this one any longer
+            shard_planner.release(day)
     fetch_seconds = time.perf_counter() - started
     if stop_event.is_set():
         raise Cancelled(f"{site_url} {report.name} {day}: stopped before writing; not written")
@@ -158,8 +168,40 @@ def fetch_day(
         tie_passes=tie_passes,
         shards=shards,
         capped_shards=capped_shards,
+        started_split=started_split,
+        planned_requests=shard_planner.planned_requests(day) if shard_planner else None,
         batch=batch,
     )
+
+
+def _split_day(
+    requests: _SearchTypeDay, planner: ShardPlanner | None
+) -> tuple[SplitDay, bool]:
+    """One search type of a day as the shards to store, and whether it started split.
+
+    With a planner: a day whose neighbours were capped starts at their splits (no whole-day
+    request); any other sends its whole-day request first (the scout of a step's days without
+    a neighbour alone, the others waiting on its answer) and is split once it comes back capped.
+    """
+    report, search_type, day = requests.report, requests.search_type, requests.day
+    if planner:
+        planner.await_scout(search_type, day)
+    try:
+        plan = planner.plan(search_type, day) if planner else {}
+        whole = None if plan else requests.fetch(Shard())
+        if planner and whole is not None:
+            if whole.capped and report.shard:
+                planner.learn_capped(search_type, day)
+            else:
+                planner.learn(search_type, day, SplitDay([whole], 0), whole.rows)
+    finally:
+        if planner:  # the days waiting on this one's whole-day answer go on
+            planner.scouted(search_type, day)
+    if whole is None:
+        return split_planned_day(plan, report, requests), True
+    if whole.capped and report.shard:
+        return split_capped_day(whole, report, requests), False
+    return SplitDay([whole], whole.requests), False
 
 
 @dataclass(frozen=True)
@@ -188,39 +230,54 @@ class _SearchTypeDay:
             self.site_url, body, stop_event=self.stop_event, sink=self.sink
         )
 
+    def _page(self, shard: Shard, start_row: int) -> tuple[pa.Table, dt.date | None]:
+        # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
+        response = self._query(shard, startRow=start_row)
+        page = page_from_rows(self.report, self.site_url, self.search_type, self.day, response.rows)
+        return page, _first_incomplete_date(
+            response.first_incomplete_date or response.first_incomplete_hour
+        )
+
     def fetch(self, shard: Shard) -> ShardFetch:
-        """Every page of one request shape (the whole day, or a shard), tie order settled."""
-        requests = 0
+        """Every page of one request shape (the whole day, or a shard), tie order settled.
 
-        def fetch_page(start_row: int) -> tuple[pa.Table, dt.date | None]:
-            nonlocal requests
-            # Arrow straight from the response bytes: no Python object per row (CPU and RSS).
-            response = self._query(shard, startRow=start_row)
-            requests += 1
-            page = page_from_rows(
-                self.report, self.site_url, self.search_type, self.day, response.rows
-            )
-            return page, _first_incomplete_date(
-                response.first_incomplete_date or response.first_incomplete_hour
-            )
+        When the report shards, a shape whose pages reach Google's daily cap stops there,
+        unsettled (`complete` False): it is split and its rows discarded, so neither the empty
+        page after the cap nor tie passes are worth a request; `finish` completes a capped
+        shape that is kept (no split left within the budget).
+        """
+        return self._more(ShardFetch(shard, [], [], [], 0), until_cap=bool(self.report.shard))
 
+    def finish(self, node: ShardFetch) -> ShardFetch:
+        """`node` with the pages it stopped before (see `fetch`), tie order settled."""
+        return node if node.complete else self._more(node, until_cap=False)
+
+    def _more(self, node: ShardFetch, *, until_cap: bool) -> ShardFetch:
         row_limit = self.report.row_limit
-        pages: list[pa.Table] = []
-        incomplete: list[dt.date | None] = []
+        pages, incomplete = list(node.pages), list(node.first_incomplete)
+        requests = node.requests
         while True:
-            page, page_incomplete = fetch_page(len(pages) * row_limit)
+            page, page_incomplete = self._page(node.shard, len(pages) * row_limit)
+            requests += 1
             pages.append(page)
             incomplete.append(page_incomplete)
             if page.num_rows < row_limit:
                 break
+            if until_cap and sum(p.num_rows for p in pages) >= DAILY_ROW_CAP:
+                returned = [p.num_rows for p in pages]
+                return ShardFetch(node.shard, pages, returned, incomplete, requests, complete=False)
         returned = [page.num_rows for page in pages]
         passes = 0
         if len(pages) > 1:
-            where = f"{self.where} {shard.label}".rstrip()
-            pages, passes = settle_tie_order(
-                lambda start_row: fetch_page(start_row)[0], pages, self.report, where
-            )
-        return ShardFetch(shard, pages, returned, incomplete, requests, passes)
+            where = f"{self.where} {node.shard.label}".rstrip()
+
+            def refetch(start_row: int) -> pa.Table:
+                nonlocal requests
+                requests += 1
+                return self._page(node.shard, start_row)[0]
+
+            pages, passes = settle_tie_order(refetch, pages, self.report, where)
+        return ShardFetch(node.shard, pages, returned, incomplete, requests, passes)
 
     def country_impressions(self, shard: Shard) -> list[tuple[str, float]]:
         """A shard's countries with their impressions: one request grouped by country."""

@@ -42,6 +42,10 @@ class PartitionResult:
     # and how many of them still hit Google's row cap (then `truncated`).
     shards: int = 1
     capped_shards: int = 0
+    # Search types whose day started at its neighbours' shard splits (no whole-day request),
+    # and the requests the day was planned to take before the step's first fetch.
+    started_split: int = 0
+    planned_requests: int | None = None
     # The fetched rows and ledger until they are written; None once written.
     batch: PartitionBatch | None = field(default=None, repr=False, compare=False)
 

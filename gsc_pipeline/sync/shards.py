@@ -14,6 +14,14 @@ Shards are merged back to the report's grain (clicks and impressions summed, pos
 by impressions), so a sharded day's table rows look exactly like one uncapped request's. The
 ledger records each shard's pages under its label (`device=MOBILE (2/3) > country=usa (1/4)`):
 the `k/n` of every step lets `proof.no_missing_batches` prove the shards cover the day.
+
+A capped day's whole-day request is wasted (its rows are discarded once the cap shows), so a
+day need not start with it when its neighbours were capped: `ShardPlanner` reads the ledger's
+recent days of the same (site, report, search type) and starts a day directly at the splits
+every one of them needed (`split_planned_day`), the rows of a split's own parent never fetched;
+what a ranged step's first days learn applies to the later ones. A day whose shards merge to
+well under the cap (`SHRINK_SHARE`) sends the next days back to one whole-day request. The
+planner also says what the planned days will cost in requests before any is sent.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -42,6 +51,13 @@ MAX_PAGE_DEPTH = 6
 STEP_SEPARATOR = " > "
 _POSITION = re.compile(r"\((\d+)/(\d+)\)$")
 _URL_PATH = re.compile(r"^([a-z][a-z0-9+.-]*://[^/]+/)(.*)$", re.IGNORECASE)
+# A day whose shards merge to fewer rows than this share of the cap would fit one request:
+# the days after it go back to the whole-day fetch (a site that shrank stops paying shards).
+SHRINK_SHARE = 0.8
+# The ledger's days a day's starting split is read from: the nearest RECENT_DAYS days of the
+# same (site, report, search type), at most RECENT_WINDOW_DAYS away.
+RECENT_DAYS = 3
+RECENT_WINDOW_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,8 @@ class ShardFetch:
     first_incomplete: list[dt.date | None]
     requests: int
     tie_passes: int = 0
+    # False: stopped at the cap (to be split), without the empty last page or tie settling.
+    complete: bool = True
 
     @property
     def rows(self) -> int:
@@ -86,44 +104,93 @@ class ShardFetch:
         return self.rows >= DAILY_ROW_CAP
 
 
+# The splits of one search-type day: each split shard's label -> the shards it was split into
+# (None: split at its next level, the children asked then, as after a capped whole day).
+SplitTree = dict[str, tuple[Shard, ...] | None]
+
+
+class ShardRequests(Protocol):
+    """What splitting a day needs from the API: a shard's pages (stopping at the cap),
+    the rest of a capped shard's pages when it is kept, and its countries by impressions."""
+
+    def fetch(self, shard: Shard) -> ShardFetch: ...
+
+    def finish(self, node: ShardFetch) -> ShardFetch: ...
+
+    def country_impressions(self, shard: Shard) -> list[tuple[str, float]]: ...
+
+
 @dataclass
 class SplitDay:
-    """A search-type day's shards whose rows are stored, and what splitting it cost."""
+    """A search-type day's shards whose rows are stored, and what splitting it cost.
+
+    `tree` holds every split made (planned ones included); `planned` how many of them were
+    made without fetching the split shard first (`split_planned_day`).
+    """
 
     leaves: list[ShardFetch]
     requests: int
+    tree: SplitTree = field(default_factory=dict)
+    planned: int = 0
 
     @property
     def capped_shards(self) -> int:
         return sum(leaf.capped for leaf in self.leaves)
 
 
-def split_capped_day(
-    whole: ShardFetch,
-    report: Report,
-    fetch: Callable[[Shard], ShardFetch],
-    country_impressions: Callable[[Shard], list[tuple[str, float]]],
-) -> SplitDay:
+def split_capped_day(whole: ShardFetch, report: Report, api: ShardRequests) -> SplitDay:
     """Split `whole` (the day's capped request) until no shard is capped or the budget ends.
 
-    `fetch` fetches every page of a shard; `country_impressions` asks Google for a shard's
+    `api.fetch` fetches a shard's pages; `api.country_impressions` asks Google for a shard's
     countries by impressions (one request). A split is made only when one request per new
     shard (plus the country request) fits in what is left of `report.shard_budget`, so a day
     never spends far past it; a shard that cannot be split stays a capped leaf.
     """
     day = SplitDay([], whole.requests)
-    todo = deque([whole])
+    return _grow(day, deque([whole]), report, api)
+
+
+def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> SplitDay:
+    """Fetch a day starting at the splits of `plan` (from its neighbours): a split shard is
+    not fetched, its children are (children None: its next level's, asked now). A shard that
+    still comes back capped is split further as in `split_capped_day`, within the budget."""
+    day = SplitDay([], 0)
+    todo: deque[ShardFetch] = deque()
+    shards = deque([Shard()])
+    while shards:
+        shard = shards.popleft()
+        children = plan.get(shard.label, ()) if shard.label in plan else None
+        if shard.label in plan and children is None:
+            unfetched = ShardFetch(shard, [], [], [], 0)
+            children = tuple(_children(unfetched, report, day, api.country_impressions) or ())
+        if children:
+            day.tree[shard.label] = children
+            day.planned += 1
+            shards.extend(children)
+            continue
+        fetched = api.fetch(shard)
+        day.requests += fetched.requests
+        todo.append(fetched)
+    return _grow(day, todo, report, api)
+
+
+def _grow(day: SplitDay, todo: deque[ShardFetch], report: Report, api: ShardRequests) -> SplitDay:
+    """Split every capped shard of `todo` until none is or the budget ends; `day` grown. A
+    capped shard kept (no split within the budget) gets the pages it stopped before."""
     while todo:
         node = todo.popleft()
         if not node.capped:
             day.leaves.append(node)
             continue
-        children = _children(node, report, day, country_impressions)
+        children = _children(node, report, day, api.country_impressions)
         if children is None:
-            day.leaves.append(node)
+            kept = api.finish(node)
+            day.requests += kept.requests - node.requests
+            day.leaves.append(kept)
             continue
+        day.tree[node.shard.label] = tuple(children)
         for child in children:
-            fetched = fetch(child)
+            fetched = api.fetch(child)
             day.requests += fetched.requests
             todo.append(fetched)
     return day
@@ -181,7 +248,10 @@ def _country_children(shard: Shard, countries: list[tuple[str, float]]) -> list[
             break
         named.append(country.lower())
         covered += impressions
-    rest = len(named) < len(countries)
+    return _named_country_children(shard, named, rest=len(named) < len(countries))
+
+
+def _named_country_children(shard: Shard, named: list[str], *, rest: bool) -> list[Shard]:
     n = len(named) + rest
     level = shard.level + 1
     children = [
@@ -224,6 +294,10 @@ def _prefix_shards(shard: Shard, counts: Counter[str], depth: int) -> list[Shard
         length += len(pattern) + 1
     if not prefixes:
         return None  # not even one prefix fits a filter expression: "^()" would exclude all
+    return _named_prefix_children(shard, prefixes, depth)
+
+
+def _named_prefix_children(shard: Shard, prefixes: list[str], depth: int) -> list[Shard]:
     n = len(prefixes) + 1
     children = [
         shard.child(
@@ -313,3 +387,55 @@ def uncovered_shards(labels: set[str]) -> list[str]:
         for parent, (n, positions) in sorted(seen.items())
         if positions != set(range(1, n + 1))
     ]
+
+
+def tree_from_labels(labels: Iterable[str], report: Report) -> SplitTree | None:
+    """The splits a day's stored shard labels show, rebuilt as the shards `report` makes (the
+    same filters and labels); None when they are not splits it can make (its levels changed).
+
+    Countries and page prefixes are the ones named in the labels; the catch-all shard again
+    excludes exactly its named siblings, so the rebuilt shards cover a day exactly once.
+    """
+    steps: dict[str, dict[int, str]] = {}
+    for label in labels:
+        for parent, k, _ in shard_positions(label):
+            depth = len(parent.split(STEP_SEPARATOR)) if parent else 0
+            steps.setdefault(parent, {})[k] = label.split(STEP_SEPARATOR)[depth]
+    tree: SplitTree = {}
+    todo = deque([Shard()])
+    while todo:
+        shard = todo.popleft()
+        named = steps.get(shard.label)
+        if not named:
+            continue
+        wanted = [named[k] for k in sorted(named)]
+        children = _children_named(shard, [_POSITION.sub("", s).rstrip() for s in wanted], report)
+        if children is None or [c.steps[-1] for c in children] != wanted:
+            return None
+        tree[shard.label] = tuple(children)
+        todo.extend(children)
+    return tree
+
+
+def _children_named(shard: Shard, steps: list[str], report: Report) -> list[Shard] | None:
+    """`shard`'s children from their steps' names (`country=usa`, `page^=https://x/a/`, ...)."""
+    kinds = {step.split("=", 1)[0] for step in steps}
+    values = [step.split("=", 1)[1] for step in steps]
+    if kinds == {"device"} and "device" in report.shard:
+        return _device_children(Shard(shard.filters, shard.steps, report.shard.index("device")))
+    if kinds == {"country"} and "country" in report.shard:
+        level = report.shard.index("country")
+        named = [v for v in values if v != "other"]
+        parent = Shard(shard.filters, shard.steps, level)
+        return _named_country_children(parent, named, rest=len(named) < len(values))
+    if kinds == {"page^", "page"} and "page" in report.shard and values[-1] == "other":
+        prefixes = values[:-1]
+        depths = set()
+        for prefix in prefixes:
+            match = _URL_PATH.match(prefix)
+            depths.add(match.group(2).count("/") if match else -1)
+        if len(depths) != 1 or min(depths) < 1:
+            return None
+        parent = Shard(shard.filters, shard.steps, report.shard.index("page"), shard.page_depth)
+        return _named_prefix_children(parent, prefixes, depths.pop())
+    return None
