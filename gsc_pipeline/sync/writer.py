@@ -3,12 +3,27 @@ transaction (group commit)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.warehouse.base import Warehouse
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or nothing where the C library has none (macOS, musl)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    trim = getattr(libc, "malloc_trim", None)
+    return (lambda: trim(0)) if trim is not None else (lambda: None)
+
+
+# A written group's pages were allocated on many fetch threads; glibc keeps the freed memory in
+# each thread's arena, so without a trim a step's RSS kept ~100-150 MB it no longer used (and
+# the next days' pages did not always land in it). Measured in docs/bench/ab-p14path.md.
+_release_freed_memory = _malloc_trim()
 
 
 class GroupWriter:
@@ -83,4 +98,7 @@ class GroupWriter:
         started = time.perf_counter()
         self._warehouse.write_partitions([day.batch for day in group])
         seconds = time.perf_counter() - started
-        return [day.committed(seconds) for day in group]
+        written = [day.committed(seconds) for day in group]
+        group.clear()  # the last references to the days' rows (the pool holds the list)
+        _release_freed_memory()
+        return written
