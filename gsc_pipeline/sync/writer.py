@@ -20,9 +20,10 @@ def _malloc_trim() -> Callable[[], object]:
     return (lambda: trim(0)) if trim is not None else (lambda: None)
 
 
-# A written group's pages were allocated on many fetch threads; glibc keeps the freed memory in
-# each thread's arena, so without a trim a step's RSS kept ~100-150 MB it no longer used (and
-# the next days' pages did not always land in it). Measured in docs/bench/ab-p14path.md.
+# The days' pages were allocated on many fetch threads; glibc keeps freed memory in each
+# thread's arena, so a run process kept ~100-300 MB after a step that it no longer used (the next
+# step's pages did not always land in it). Trimmed once a step's writes are done: after every
+# group commit it cost CPU and did not lower the peak (docs/bench/ab-p14path.md).
 _release_freed_memory = _malloc_trim()
 
 
@@ -55,6 +56,8 @@ class GroupWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self._thread.shutdown(wait=True)
+        self._waiting.clear()
+        _release_freed_memory()
 
     @property
     def waiting(self) -> int:
@@ -100,5 +103,4 @@ class GroupWriter:
         seconds = time.perf_counter() - started
         written = [day.committed(seconds) for day in group]
         group.clear()  # the last references to the days' rows (the pool holds the list)
-        _release_freed_memory()
         return written
