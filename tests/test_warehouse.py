@@ -384,16 +384,15 @@ def test_duckdb_write_waits_for_another_process_lock(duckdb_path, monkeypatch):
     assert locked.wait(30)
 
     refused = threading.Event()
-    real_connect = duckdb.connect
+    is_lock_conflict = gsc_duckdb._is_lock_conflict
 
-    def connect(*args, **kwargs):
-        try:
-            return real_connect(*args, **kwargs)
-        except duckdb.IOException:
+    def lock_conflict(exc: BaseException) -> bool:
+        if is_lock_conflict(exc):
             refused.set()
-            raise
+            return True
+        return False
 
-    monkeypatch.setattr(gsc_duckdb.duckdb, "connect", connect)
+    monkeypatch.setattr(gsc_duckdb, "_is_lock_conflict", lock_conflict)
     errors: list[BaseException] = []
 
     def write() -> None:

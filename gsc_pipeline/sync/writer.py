@@ -3,12 +3,28 @@ transaction (group commit)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.warehouse.base import Warehouse
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or nothing where the C library has none (macOS, musl)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    trim = getattr(libc, "malloc_trim", None)
+    return (lambda: trim(0)) if trim is not None else (lambda: None)
+
+
+# The days' pages were allocated on many fetch threads; glibc keeps freed memory in each
+# thread's arena, so a run process kept ~100-300 MB after a step that it no longer used (the next
+# step's pages did not always land in it). Trimmed once a step's writes are done: after every
+# group commit it cost CPU and did not lower the peak (docs/bench/ab-p14path.md).
+_release_freed_memory = _malloc_trim()
 
 
 class GroupWriter:
@@ -40,6 +56,8 @@ class GroupWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self._thread.shutdown(wait=True)
+        self._waiting.clear()
+        _release_freed_memory()
 
     @property
     def waiting(self) -> int:
@@ -83,4 +101,6 @@ class GroupWriter:
         started = time.perf_counter()
         self._warehouse.write_partitions([day.batch for day in group])
         seconds = time.perf_counter() - started
-        return [day.committed(seconds) for day in group]
+        written = [day.committed(seconds) for day in group]
+        group.clear()  # the last references to the days' rows (the pool holds the list)
+        return written
