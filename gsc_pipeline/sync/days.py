@@ -71,6 +71,7 @@ def sync_days(
     concurrency: int = 4,
     stop_event: threading.Event | None = None,
     on_partition: Callable[[PartitionResult], None] | None = None,
+    in_flight: InFlight | None = None,
 ) -> list[PartitionResult]:
     """Sync each day (one partition each); results in the order they were written.
 
@@ -84,7 +85,8 @@ def sync_days(
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
     (typed). When `stop_event` is set the same happens and `SyncCancelled` is raised.
-    `on_partition` runs in the calling thread after each day is committed.
+    `on_partition` runs in the calling thread after each day is committed. `in_flight`: the
+    days in flight when several syncs share one budget (`sync.shared.SharedInFlight`).
 
     First one probe request (`plan_days`): a day Google does not call final yet is fetched with
     dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
@@ -111,7 +113,7 @@ def sync_days(
     if plan is None:
         return []
 
-    in_flight = InFlight(client.limiter.qpm, concurrency)
+    in_flight = in_flight or InFlight(client.limiter.qpm, concurrency)
     for latency_ms in client.stats.snapshot()["latencies_ms"][-1:]:
         in_flight.observe(latency_ms)  # the probe's latency, before the first day starts
 
