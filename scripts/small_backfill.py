@@ -27,7 +27,8 @@ from gsc_pipeline.config import CONFIG_ENV, load_config
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.command import _warehouse_url
-from gsc_pipeline.tools.bench.run import small_backfill
+from gsc_pipeline.tools.bench.run import _wait_idle, small_backfill
+from gsc_pipeline.tools.bench.sampler import TreeSampler
 from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import launch_backfill, wait_for_backfill
@@ -60,21 +61,25 @@ def main() -> None:
 
             with (
                 dg.DagsterInstance.from_config(str(home)) as instance,
-                dagster_daemon(home, workdir / "daemon.log", 2),
+                dagster_daemon(home, workdir / "daemon.log", 2) as daemon,
             ):
                 small = config.properties[0]
                 warm = launch_backfill(instance, home / "workspace.yaml",
                                        property_asset_keys(config, small),
                                        [base.day_list[-1].isoformat()], "warm-up")  # fmt: skip
                 wait_for_backfill(instance, warm, timeout=600)
+                _wait_idle(instance, timeout=180)
                 for i in range(args.repeat):
                     # An earlier final day each time: the same size, never fetched before.
                     day = base.small_backfill_day - dt.timedelta(days=i)
-                    result = _small_on(instance, home, config, base, url, day)
+                    with TreeSampler(daemon.pid) as sampler:
+                        result = _small_on(instance, home, config, base, url, day)
+                    cpu = {role: round(s, 1) for role, s in sampler.cpu_by_role().items()}
+                    _wait_idle(instance, timeout=180)
                     print(f"1-day backfill {day}: created -> ended "
                           f"{result.after_pickup_seconds:.1f} s, {result.runs} run(s), succeeded "
-                          f"{result.succeeded}, load "
-                          f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+                          f"{result.succeeded}, load {os.getloadavg()[0]:.2f}, CPU s {cpu}",
+                          flush=True)  # fmt: skip
             subprocess.run([sys.executable, str(TIMELINE), str(home), "--steps"], check=False)
 
 
