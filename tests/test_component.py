@@ -166,7 +166,8 @@ def test_secrets_stay_env_vars_and_never_reach_the_ui(monkeypatch):
         credentials={"default": {"kind": "service_account", "key_env": "GSC_TEST_SA_KEY"}}
     )
     defs = dg.Definitions.merge(dg.build_defs_for_component(component))
-    assert isinstance(defs.resources["gsc_default"].credential_json, dg.EnvVar)
+    # The resource holds the variable's name; the key is read when a step creates its client.
+    assert defs.resources["gsc_default"].credential_env == "GSC_TEST_SA_KEY"
     # What the webserver gets from the code location: the repository snapshot.
     snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
     assert "GSC_TEST_SA_KEY" in snapshot

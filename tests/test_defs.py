@@ -71,7 +71,8 @@ def test_each_credential_gets_its_own_pool_and_resource():
     assert resources["gsc_default"].qpm_budget == 1200 * 0.8
     assert resources["gsc_agency"].qpm_budget == 1200 * 0.8
     # The secret is referenced by its environment variable, never inlined.
-    assert isinstance(resources["gsc_agency"].credential_json, dg.EnvVar)
+    assert resources["gsc_agency"].credential_env == "AGENCY_KEY"
+    assert "credential_json" not in type(resources["gsc_agency"]).model_fields
 
 
 def test_definitions_validate():

@@ -191,8 +191,9 @@ def _tables(warehouse_url: str) -> list[str]:
     [
         (API_ENDPOINT_ENV, "not a url", "GSC_API_ENDPOINT='not a url' is not an http(s) URL"),
         ("GSC_SA_KEY", "garbage!", "environment variable GSC_SA_KEY: neither JSON nor base64"),
+        ("GSC_SA_KEY", None, "environment variable GSC_SA_KEY is unset or empty: export"),
     ],
-    ids=["endpoint", "key"],
+    ids=["endpoint", "key", "unset-key"],
 )
 def test_a_bad_endpoint_or_key_fails_at_once_by_name_before_any_table(
     monkeypatch, emulator, warehouse_url, env, value, named
@@ -208,7 +209,10 @@ def test_a_bad_endpoint_or_key_fails_at_once_by_name_before_any_table(
     monkeypatch.setenv(WAREHOUSE_URL_ENV, warehouse_url)
     # A key that loads (the emulator's own service account), unless the bad one is under test.
     monkeypatch.setenv("GSC_SA_KEY", json.dumps(emulator.service_account_info()))
-    monkeypatch.setenv(env, value)
+    if value is None:
+        monkeypatch.delenv(env)
+    else:
+        monkeypatch.setenv(env, value)
     requests_before = emulator.stats()["requests_total"]
     with dg.instance_for_test() as instance:
         result = _materialize(

@@ -1,6 +1,8 @@
 """Resources: one GSC API resource per credential, and the warehouse.
 
-Secrets reach these only through `dg.EnvVar`, so the UI shows the variable's name, never its value.
+A secret never enters a resource's config: the resource holds the name of the environment variable
+(`key_env`) and reads it when a step creates its client, so the UI shows the name, never the value,
+and an unset variable fails the step with a message naming it (not Dagster's EnvVar error).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
+from gsc_pipeline.gsc.errors import AuthError
 from gsc_pipeline.gsc.rate_limit import quota_store
 from gsc_pipeline.warehouse import (
     WAREHOUSE_URL_ENV,
@@ -29,8 +32,7 @@ class GscApiResource(dg.ConfigurableResource):
     # Empty means Google itself; the demo and tests point it at the bundled emulator.
     api_endpoint: str | None = None
     credential_kind: str = "none"
-    credential_json: str | None = None
-    # The environment variable credential_json is read from: errors name it, never its value.
+    # The environment variable holding the key JSON (or its base64), read in `client()`.
     credential_env: str | None = None
     credential_file: str | None = None
     # The credential's queries/min, one bucket shared by every step, process and host that
@@ -46,7 +48,7 @@ class GscApiResource(dg.ConfigurableResource):
     ) -> GscClient:
         credentials = load_credentials(
             kind=self.credential_kind,
-            json_text=self.credential_json,
+            json_text=self._secret(),
             path=self.credential_file,
             source=f"environment variable {self.credential_env}" if self.credential_env else None,
         )
@@ -59,6 +61,19 @@ class GscApiResource(dg.ConfigurableResource):
             stop_event=stop_event,
             log=log,
         )
+
+
+    def _secret(self) -> str | None:
+        if not self.credential_env:
+            return None
+        secret = os.environ.get(self.credential_env, "").strip()
+        if not secret:
+            raise AuthError(
+                f"environment variable {self.credential_env} is unset or empty: export the "
+                "service-account key JSON (or its base64) in it, in the environment of the "
+                "Dagster code server and daemon (or set `key_file:` instead of `key_env:`)"
+            )
+        return secret
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -77,13 +92,9 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 
 def gsc_resource(credential: CredentialConfig) -> GscApiResource:
-    secret = None
-    if credential.key_env:
-        secret = dg.EnvVar(credential.key_env)
     return GscApiResource(
         api_endpoint=_env_or(API_ENDPOINT_ENV, None),
         credential_kind=credential.kind,
-        credential_json=secret,
         credential_env=credential.key_env,
         credential_file=credential.key_file,
         qpm_budget=credential.qpm_budget,
