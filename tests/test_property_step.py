@@ -12,6 +12,7 @@ from gsc_pipeline import GscComponent
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.emulator.testing import running_emulator
+from gsc_pipeline.gsc.errors import Cancelled
 from gsc_pipeline.sync.shared import SharedInFlight
 from gsc_pipeline.warehouse import open_warehouse
 from tests.pipeline_env import EMULATOR_CONFIG, SMALL
@@ -129,3 +130,26 @@ def test_the_step_keeps_one_littles_law_shared_by_its_reports():
             assert shared.limit == 16
         assert a.limit == b.limit == 8
         assert a.cap == b.cap == 16
+
+
+def test_a_step_never_has_more_reports_running_than_days_it_may_keep_in_flight():
+    """step_concurrency 1: the second report's turn comes when the first ends."""
+    shared = SharedInFlight(qpm=960, cap=1)
+    stop = threading.Event()
+    order: list[str] = []
+    with shared.share(stop):
+        waiting = threading.Thread(target=lambda: _take_turn(shared, stop, order))
+        waiting.start()
+        order.append("first ends")
+    waiting.join(timeout=30)
+    assert order == ["first ends", "second runs"]
+    with shared.share(stop):
+        stop.set()
+        # A Terminate reaches a report waiting for its turn.
+        with pytest.raises(Cancelled), shared.share(stop):
+            pass
+
+
+def _take_turn(shared: SharedInFlight, stop: threading.Event, order: list[str]) -> None:
+    with shared.share(stop):
+        order.append("second runs")

@@ -134,7 +134,7 @@ def fetch_partitions(
             )
 
     try:
-        with step.in_flight.share() as in_flight:
+        with step.in_flight.share(step.stop_event) as in_flight:
             sync_days(
                 step.client,
                 warehouse,
