@@ -158,7 +158,8 @@ def build_definitions(
         ],
         resources=resources,
         # Steps of one run execute one after another in the run's process: a multiprocess
-        # executor would pay a process start per step, and parallelism comes from runs anyway.
+        # executor would pay a process start per step. A step is a property, whose reports
+        # are fetched at once inside it (defs/assets.py); more parallelism comes from runs.
         executor=dg.in_process_executor,
     )
 
@@ -175,9 +176,10 @@ class GscScaffolder(dg.Scaffolder):
 class GscComponent(dg.Component):
     """A verified copy of Google Search Console search analytics in DuckDB or PostgreSQL.
 
-    One daily-partitioned asset per (property, report), fetched inside each credential's quota
-    through a Dagster pool, with checks proving zero missing and zero duplicate pages, a daily
-    refresh schedule, repair and finalization sensors, and per-URL lifetime stats.
+    One daily-partitioned asset per (property, report), a property's reports fetched together
+    in one step, inside each credential's quota through a Dagster pool, with checks proving
+    zero missing and zero duplicate pages, a daily refresh schedule, repair and finalization
+    sensors, and per-URL lifetime stats.
 
     Attributes (see `dg utils inspect-component gsc_pipeline.GscComponent --defs-yaml-schema`):
 
@@ -245,6 +247,10 @@ class GscComponent(dg.Component):
     ) -> Iterator[FetchResult]:
         """Run one fetching asset: fetch the run's days of `props.report` for `props.prop`,
         store them, yield the materialization and the in-run checks.
+
+        A run fetches a property's selected reports in one step, calling this once per report,
+        each in its own thread at the same time (they share `props.step`: the API client and
+        the days in flight); what it yields is passed on to Dagster as it comes.
 
         Override in a subclass to wrap or replace it, e.g. to log around the default:
 

@@ -119,13 +119,16 @@ def test_declared_reports_become_assets_with_the_same_checks():
     assert sorted(k.path[-1] for k in assets) == [
         "brand_queries_by_country", "discover_pages", "page"
     ]  # fmt: skip
-    brand = assets[dg.AssetKey(["gsc", "a_com", "brand_queries_by_country"])]
-    meta = brand.specs_by_key[brand.key].metadata
+    # One multi_asset per property (one step fetches its reports): each report its own key.
+    brand_key, page_key = (dg.AssetKey(["gsc", "a_com", r]) for r in ("brand_queries_by_country",
+                                                                       "page"))  # fmt: skip
+    brand = assets[brand_key]
+    meta = brand.specs_by_key[brand_key].metadata
     assert meta["table"] == "gsc_brand_queries_by_country"
     assert meta["filters"] == "where query includingRegex 'acme'"
-    checks = {key.name for key in brand.check_keys}
-    page = assets[dg.AssetKey(["gsc", "a_com", "page"])]
-    assert checks == {key.name for key in page.check_keys} and checks
+    checks = {key.name for key in brand.check_keys if key.asset_key == brand_key}
+    page = assets[page_key]
+    assert checks == {key.name for key in page.check_keys if key.asset_key == page_key} and checks
     dg.Definitions.validate_loadable(definitions)
 
 

@@ -1,13 +1,21 @@
-"""The fetching assets: one per (property, report), generated from the config and report table.
+"""The fetching assets: one per (property, report), generated from the config and report table,
+fetched one step per property.
 
-Every fetching asset sits in its credential's pool, so Dagster's pool is the worker pool: at most
-`pool_limit` steps fetch at once, all drawing from the credential's one quota budget. Backfills
-batch `backfill_days_per_run` days per run, because a run costs seconds of CPU to start.
+A property's report assets are one subsettable multi_asset, so a run fetching several of its
+reports runs one step, which fetches every selected report at once (a thread each), sharing the
+credential's API client and one in-flight budget: a 1-day backfill of a property waits for its
+slowest report, not for the sum of them, and pays one step's start. Every report keeps its own
+asset key, partitions, checks and per-day materializations. Every step sits in its credential's
+pool, so Dagster's pool is the worker pool: at most `pool_limit` steps fetch at once, all drawing
+from the credential's one quota budget. Backfills batch `backfill_days_per_run` days per run,
+because a run costs seconds of CPU to start.
 """
 
+import dataclasses
 import functools
+import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import dagster as dg
 
@@ -22,15 +30,31 @@ from gsc_pipeline.defs.resources import gsc_resource_key, warehouse_resource_key
 from gsc_pipeline.defs.translator import (
     GSC_KINDS,
     GscAssetProps,
+    declaration_key,
     fetch_asset_spec,
     table_metadata,
     warehouse_kind,
 )
+from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 from gsc_pipeline.sync.committed import committed_days
+from gsc_pipeline.sync.shared import SharedInFlight
 from gsc_pipeline.warehouse import Warehouse
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchStep:
+    """What the reports fetched in one property's step share: the credential's API client (its
+    budget), the days in flight (one Little's law for the whole step), the stop (a Terminate
+    stops every report at its next API call) and a lock around the step context's metadata,
+    which Dagster keeps in an accumulator that is not safe to update from two threads."""
+
+    client: GscClient
+    in_flight: SharedInFlight
+    stop_event: threading.Event
+    context_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
 def _committed(
@@ -47,8 +71,22 @@ def _committed(
 
 # What a fetching asset runs: (context, what the asset is) -> its materialization and checks.
 # `GscComponent.execute` is one; a subclass of the component overrides it instead of a fork.
+# In a run it is called once per selected report, in the report's own thread of the step.
 FetchResult = dg.MaterializeResult | dg.AssetCheckResult | dg.AssetCheckEvaluation
 FetchExecute = Callable[[dg.AssetExecutionContext, GscAssetProps], Iterator[FetchResult]]
+
+
+def _step_of(context: dg.AssetExecutionContext, props: GscAssetProps) -> FetchStep:
+    """A step's shared client and in-flight budget, for the reports of `props.prop`.
+
+    Made before the warehouse is opened: a bad key or endpoint fails here, leaving the
+    warehouse as it was. Retry waits (quota, transient faults) show in the run's log, saying
+    what they wait for.
+    """
+    gsc = getattr(context.resources, gsc_resource_key(props.config, props.prop.credential))
+    stop_event = threading.Event()
+    client = gsc.client(stop_event, log=context.log.warning)
+    return FetchStep(client, SharedInFlight(client.limiter.qpm, gsc.step_concurrency), stop_event)
 
 
 def fetch_partitions(
@@ -57,16 +95,14 @@ def fetch_partitions(
     """Fetch the run's days of one (property, report) into the warehouse, then prove them.
 
     Each day's materialization carries Dagster's table metadata: its row count, the table's
-    fully qualified name and its column schema as the warehouse stores it.
+    fully qualified name and its column schema as the warehouse stores it. Called in a step
+    (`props.step` set), it shares the step's client and in-flight budget with the property's
+    other reports; called alone, it makes its own.
     """
     config, prop, report = props.config, props.prop, props.report
-    gsc_key = gsc_resource_key(config, prop.credential)
+    asset_key = fetch_asset_spec(config, prop, report).key
+    step = props.step or _step_of(context, props)
     days = partition_days(context)
-    gsc = getattr(context.resources, gsc_key)
-    stop_event = threading.Event()
-    # Retry waits (quota, transient faults) show in the run's log, saying what they wait for.
-    # Before the warehouse: a bad key or endpoint fails here, leaving the warehouse as it was.
-    client = gsc.client(stop_event, log=context.log.warning)
     warehouse = getattr(context.resources, warehouse_resource_key(config)).open()
     # The report's table exists once its first day is written: read its description then, once.
     table = functools.cache(lambda: warehouse.describe_table(report.table))
@@ -79,9 +115,12 @@ def fetch_partitions(
             **table_metadata(table(), result.rows),
         }
         written[result.day.isoformat()] = metadata
-        context.add_asset_metadata(metadata, partition_key=result.day.isoformat())
+        with step.context_lock:
+            context.add_asset_metadata(
+                metadata, asset_key=asset_key, partition_key=result.day.isoformat()
+            )
         done = len(written)
-        # About ten progress lines per step: every line is an event-log write, and the
+        # About ten progress lines per report: every line is an event-log write, and the
         # per-day numbers are in the materialization metadata anyway.
         if done % progress_every == 0 or done == len(days):
             context.log.info(
@@ -90,61 +129,135 @@ def fetch_partitions(
             )
 
     try:
-        sync_days(
-            client,
-            warehouse,
-            prop.site_url,
-            report,
-            days,
-            run_id=context.run_id,
-            data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
-            concurrency=gsc.step_concurrency,
-            stop_event=stop_event,
-            on_partition=on_partition,
-            on_plan=context.log.info,
-        )
+        with step.in_flight.share(step.stop_event) as in_flight:
+            sync_days(
+                step.client,
+                warehouse,
+                prop.site_url,
+                report,
+                days,
+                run_id=context.run_id,
+                data_state=context.run.tags.get(DATA_STATE_TAG, "final"),
+                stop_event=step.stop_event,
+                on_partition=on_partition,
+                in_flight=in_flight,
+                on_plan=context.log.info,
+            )
     except BaseException as exc:
-        # Dagster records no materialization for a step that fails (or is terminated), yet
+        # Dagster records no materialization for a report that fails (or is terminated), yet
         # the days written before it are complete: record them, so the repair sensor and
         # the UI see exactly which days are still missing. The ledger says which: a day
         # committed at the moment of a Terminate (before its callback ran) is there too.
         committed = _committed(context, warehouse, prop.site_url, report)
         for day, metadata in sorted((committed | written).items()):
-            context.log_event(
-                dg.AssetMaterialization(context.asset_key, partition=day, metadata=metadata)
-            )
+            context.log_event(dg.AssetMaterialization(asset_key, partition=day, metadata=metadata))
         restated = aggregation_rejected(exc, prop.site_url, report)
         if restated is not exc:
             raise restated from exc
         raise
     finally:
-        # A terminated run raises here from the wait; no new API call may start after it.
-        stop_event.set()
+        if props.step is None:
+            # A terminated run raises here from the wait; no new API call may start after it.
+            step.stop_event.set()
     # Every table of the property: in-run checks compare reports (site totals vs page x query).
     warehouse.ensure_schema(prop.report_objects())
     # Prove this run's days complete and exact before calling it done.
-    yield dg.MaterializeResult(asset_key=context.asset_key)
+    yield dg.MaterializeResult(asset_key=asset_key)
     yield from in_run_check_results(
-        warehouse, context.asset_key, prop, report, days, planned_check_days(context.run),
-        context.log,
+        warehouse, asset_key, prop, report, days, planned_check_days(context.run), context.log
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Finished:
+    """A report's thread ended: with `error`, or None when its execute ran to its end."""
+
+    props: GscAssetProps
+    error: BaseException | None
+
+
+def fetch_property(
+    context: dg.AssetExecutionContext,
+    selected: Sequence[GscAssetProps],
+    execute: FetchExecute = fetch_partitions,
+) -> Iterator[FetchResult]:
+    """One step of a property: `execute` for every selected report at once, a thread each.
+
+    What each yields is passed on as it comes (a report's materialization and checks do not
+    wait for the others). A failing report does not stop the others: they run to their end
+    and are recorded, then the step fails with the first error (the others are in the log).
+    A Terminate, raised in this thread, stops every report at its next API call; each records
+    the days it committed before the step ends.
+    """
+    site_url = selected[0].prop.site_url
+    step = _step_of(context, selected[0])
+    results: queue.SimpleQueue[FetchResult | _Finished] = queue.SimpleQueue()
+
+    def run(props: GscAssetProps) -> None:
+        @input_errors_without_trace(f"{site_url} {props.report.name}")
+        def report_results() -> Iterator[FetchResult]:
+            yield from execute(context, dataclasses.replace(props, step=step))
+
+        try:
+            for result in report_results():
+                results.put(result)
+        except BaseException as exc:  # noqa: BLE001 - handed to the step's thread, raised there
+            results.put(_Finished(props, exc))
+        else:
+            results.put(_Finished(props, None))
+
+    threads = [
+        threading.Thread(target=run, args=(props,), name=f"gsc-{props.report.name}", daemon=True)
+        for props in selected
+    ]
+    failed: list[_Finished] = []
+    try:
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        while running:
+            item = results.get()
+            if isinstance(item, _Finished):
+                running -= 1
+                if item.error is not None:
+                    failed.append(item)
+            else:
+                yield item
+    finally:
+        # Normally every report is done; after a Terminate (or any error here) this stops the
+        # others at their next API call and waits while they record what they committed.
+        step.stop_event.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join()
+    if failed:
+        for other in failed[1:]:
+            context.log.error(f"{site_url} {other.props.report.name} failed too: {other.error}")
+        raise failed[0].error
+
+
+def _op_name(config: PipelineConfig, prop: PropertyConfig) -> str:
+    return "__".join(declaration_key(config, "gsc", prop.key).path)
 
 
 def build_fetch_asset(
     prop: PropertyConfig,
-    report: Report,
     config: PipelineConfig,
     execute: FetchExecute = fetch_partitions,
 ) -> dg.AssetsDefinition:
-    props = GscAssetProps(config, prop, report)
-    spec = fetch_asset_spec(config, prop, report)
+    """The property's report assets, fetched by one step (see the module docstring)."""
+    props_by_key = {
+        fetch_asset_spec(config, prop, report).key: GscAssetProps(config, prop, report)
+        for report in prop.report_objects()
+    }
+    specs = [fetch_asset_spec(config, p.prop, p.report) for p in props_by_key.values()]
 
-    # A multi_asset of one asset, for `can_subset`: its check outputs are then optional, so a
-    # check that measured nothing yields no result (Dagster shows it skipped). A plain @asset
-    # fails the step when any selected check yields none.
+    # Subsettable: a run may fetch any of the property's reports. Its check outputs are then
+    # optional too, so a check that measured nothing yields no result (Dagster shows it
+    # skipped); a non-subsettable asset fails the step when a selected check yields none.
     @dg.multi_asset(
-        name="__".join(spec.key.path),
-        specs=[spec],
+        name=_op_name(config, prop),
+        specs=specs,
         partitions_def=daily_partitions(config),
         backfill_policy=dg.BackfillPolicy.multi_run(config.backfill_days_per_run),
         pool=config.pools[prop.credential],
@@ -152,12 +265,17 @@ def build_fetch_asset(
             gsc_resource_key(config, prop.credential),
             warehouse_resource_key(config),
         },
-        check_specs=fetch_check_specs(spec.key, prop, report),
+        check_specs=[
+            check
+            for key, props in props_by_key.items()
+            for check in fetch_check_specs(key, prop, props.report)
+        ],
         can_subset=True,
     )
-    @input_errors_without_trace(f"{prop.site_url} {report.name}")
+    @input_errors_without_trace(prop.site_url)
     def fetch(context: dg.AssetExecutionContext) -> Iterator[FetchResult]:
-        yield from execute(context, props)
+        selected = [p for key, p in props_by_key.items() if key in context.selected_asset_keys]
+        yield from fetch_property(context, selected, execute)
 
     return fetch
 
@@ -215,8 +333,5 @@ def build_sitemaps_assets(
 def build_fetch_assets(
     config: PipelineConfig, execute: FetchExecute = fetch_partitions
 ) -> list[dg.AssetsDefinition]:
-    return [
-        build_fetch_asset(prop, report, config, execute)
-        for prop in config.properties
-        for report in prop.report_objects()
-    ]
+    """One multi_asset per property, holding an asset per report."""
+    return [build_fetch_asset(prop, config, execute) for prop in config.properties]

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -29,6 +30,9 @@ from gsc_pipeline.defs.names import FETCH_KEY_PREFIX
 from gsc_pipeline.reports import Report
 from gsc_pipeline.warehouse import TableDescription, parse_warehouse_url, warehouse_url
 
+if TYPE_CHECKING:
+    from gsc_pipeline.defs.assets import FetchStep
+
 # Kinds every asset that calls the API carries (the UI shows Google's icon for "google").
 GSC_KINDS = frozenset({"google", "googlesearchconsole"})
 
@@ -43,12 +47,15 @@ class GscAssetProps:
     """What one fetching asset is: a report of a property in a declaration.
 
     In a `translation:` template these are `props`, `prop` (the property: `prop.key`,
-    `prop.site_url`) and `report` (`report.name`, `report.table`).
+    `prop.site_url`) and `report` (`report.name`, `report.table`). In a run, `step` is what the
+    report shares with the property's other reports fetched in the same step (API client,
+    days in flight, stop); None outside a step.
     """
 
     config: PipelineConfig
     prop: PropertyConfig
     report: Report
+    step: FetchStep | None = field(default=None, compare=False, repr=False)
 
 
 def declaration_key(config: PipelineConfig, *path: str) -> dg.AssetKey:

@@ -73,6 +73,7 @@ def sync_days(
     stop_event: threading.Event | None = None,
     on_partition: Callable[[PartitionResult], None] | None = None,
     on_plan: Callable[[str], None] | None = None,
+    in_flight: InFlight | None = None,
 ) -> list[PartitionResult]:
     """Sync each day (one partition each); results in the order they were written.
 
@@ -89,6 +90,8 @@ def sync_days(
     `on_partition` runs in the calling thread after each day is committed; `on_plan` gets one
     line before the first day is fetched: the requests the days are planned to take, sharded
     days included (`ShardPlanner`: a day whose neighbours were capped starts at their splits).
+    `in_flight`: the days in flight when several syncs share one budget
+    (`sync.shared.SharedInFlight`).
 
     First one probe request (`plan_days`): a day Google does not call final yet is fetched with
     dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
@@ -119,7 +122,7 @@ def sync_days(
     if on_plan is not None:
         on_plan(shard_planner.describe(site_url, all_days))
 
-    in_flight = InFlight(client.limiter.qpm, concurrency)
+    in_flight = in_flight or InFlight(client.limiter.qpm, concurrency)
     for latency_ms in client.stats.snapshot()["latencies_ms"][-1:]:
         in_flight.observe(latency_ms)  # the probe's latency, before the first day starts
 
