@@ -6,11 +6,11 @@ Run `.venv/bin/pytest -s tests/test_sync_cpu.py` to see the figures printed.
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing
 import time
 
 import pytest
 
+from gsc_pipeline.emulator.testing import emulator_process
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.sync import sync_days
@@ -24,27 +24,16 @@ DAYS = [dt.date(2026, 8, 1) - dt.timedelta(days=i) for i in range(6)]
 CEILING_US_PER_ROW = 20.0
 
 
-def _serve(conn) -> None:
-    from gsc_pipeline.emulator.testing import running_emulator
-
-    config = {
-        "today": "2026-08-18",
-        "properties": [{"site_url": SHOP, "page_query_rows_per_day": 30000, "pages": 4000}],
-    }
-    with running_emulator(config) as handle:
-        conn.send(handle.base_url)
-        conn.recv()
+CONFIG = {
+    "today": "2026-08-18",
+    "properties": [{"site_url": SHOP, "page_query_rows_per_day": 30000, "pages": 4000}],
+}
 
 
 @pytest.fixture(scope="module")
 def emulator_url():
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_serve, args=(child,), daemon=True)
-    process.start()
-    yield parent.recv()
-    parent.send("stop")
-    process.join(30)
+    with emulator_process(CONFIG) as url:
+        yield url
 
 
 @pytest.mark.parametrize(

@@ -231,8 +231,12 @@ def fetch_property(
             if thread.is_alive():
                 thread.join()
     if failed:
+        # The step fails with the first report's error; the others are in its message too, so
+        # the step's failure names every report to fix, not only the first.
         for other in failed[1:]:
-            context.log.error(f"{site_url} {other.props.report.name} failed too: {other.error}")
+            too = f"{site_url} {other.props.report.name} failed too: {other.error}"
+            context.log.error(too)
+            failed[0].error.add_note(too)
         raise failed[0].error
 
 

@@ -184,3 +184,26 @@ def running_emulator(
         loop.call_soon_threadsafe(stop.set)
         thread.join()
         loop.close()
+
+
+def _serve_in_child(config: dict[str, Any], conn: Any) -> None:
+    with running_emulator(config) as handle:
+        conn.send(handle.base_url)
+        conn.recv()  # until the parent says stop
+
+
+@contextmanager
+def emulator_process(config: dict[str, Any]) -> Iterator[str]:
+    """The emulator in a spawned process of its own, so a measurement of this process's CPU or
+    memory leaves the emulator's out: yields its base URL."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_serve_in_child, args=(config, child), daemon=True)
+    process.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(30)
