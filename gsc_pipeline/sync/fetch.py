@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -267,31 +267,46 @@ class _SearchTypeDay:
     def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]:
         """`fetch` of each sibling shard, results in their order; at once as far as the step's
         requests in flight allow (`slots`: one more taken per extra shard fetched alongside,
-        only while free, so the step never has more requests in flight than its limit and a
-        day with none free goes on one shard after another in its own thread).
+        only while one is free, looked at again each time a shard starts, so slots freed by
+        the step's other days are used; the step never has more requests in flight than its
+        limit, and a day with none free goes on one shard after another in its own thread).
 
         The first error stops the day: the siblings make no further API call (nor any after
         `stop_event`), and it is raised once they have all returned.
         """
-        extra = 0
-        while self.slots is not None and extra < len(shards) - 1 and self.slots.try_take():
-            extra += 1
-        if not extra:
+        if self.slots is None or len(shards) < 2:
             return [self.fetch(shard) for shard in shards]
+        slots = self.slots
         day_stop = _EitherStop(self.stop_event)
         siblings = replace(self, stop_event=day_stop)
         results: list[ShardFetch | None] = [None] * len(shards)
         errors: list[BaseException] = []
-        turn = iter(range(len(shards)))
         lock = threading.Lock()
+        claimed = 0  # shards started
+        starting = 0  # extra workers started that have not claimed a shard yet
 
-        def work(slot: bool) -> None:
+        pool = _shard_pool()
+        futures: list[Future[None]] = []
+
+        def grow() -> None:
+            # Under `lock`: one more worker per unclaimed shard, while a slot is free.
+            nonlocal starting
+            while len(shards) - claimed > starting and slots.try_take():
+                starting += 1
+                futures.append(pool.submit(work, True))
+
+        def work(extra: bool) -> None:
+            nonlocal claimed, starting
+            started = extra
             try:
-                while not day_stop.is_set():
+                while True:
                     with lock:
-                        i = next(turn, None)
-                    if i is None:
-                        return
+                        if started:  # counted as starting until it looks for a shard
+                            starting, started = starting - 1, False
+                        if claimed == len(shards) or day_stop.is_set():
+                            return
+                        i, claimed = claimed, claimed + 1
+                        grow()
                     try:
                         results[i] = siblings.fetch(shards[i])
                     except BaseException as exc:
@@ -300,13 +315,13 @@ class _SearchTypeDay:
                         day_stop.set()
                         return
             finally:
-                if slot:
-                    self.slots.release()  # type: ignore[union-attr]
+                if extra:
+                    slots.release()
 
-        with ThreadPoolExecutor(extra, thread_name_prefix="gsc-shard") as pool:
-            for _ in range(extra):
-                pool.submit(work, True)
-            work(False)
+        work(False)
+        with lock:  # no worker starts after this day's own thread is done
+            claimed = len(shards)
+        wait(futures)  # `futures` grows no more: every worker has claimed its last shard
         # The first error, not a sibling's Cancelled that it caused.
         first = next((e for e in errors if not isinstance(e, Cancelled)), None)
         if first is not None or errors:
@@ -354,6 +369,22 @@ class _SearchTypeDay:
         keys, _, impressions, _, _ = rows.flatten()
         countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
         return list(zip(countries, impressions.to_pylist(), strict=True))
+
+
+# The threads that fetch a day's extra sibling shards, shared by every step of the process and
+# kept: each thread builds its API client once (`GscClient._service`), not once per split. Its
+# size only bounds threads: the requests in flight are bounded by the steps' `RequestSlots`.
+_SHARD_THREADS = 64
+_shard_pool_lock = threading.Lock()
+_shard_executor: ThreadPoolExecutor | None = None
+
+
+def _shard_pool() -> ThreadPoolExecutor:
+    global _shard_executor
+    with _shard_pool_lock:
+        if _shard_executor is None:
+            _shard_executor = ThreadPoolExecutor(_SHARD_THREADS, thread_name_prefix="gsc-shard")
+        return _shard_executor
 
 
 class _EitherStop(threading.Event):
