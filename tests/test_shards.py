@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 
 import pyarrow as pa
 import pytest
@@ -12,9 +13,13 @@ import pytest
 from gsc_pipeline import proof, reconcile
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
+from gsc_pipeline.gsc.client import ClientStats
+from gsc_pipeline.gsc.errors import Cancelled, InvalidRequest
 from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE, PAGE_QUERY, SITE, Filter, declare
 from gsc_pipeline.sync import sync_days
-from gsc_pipeline.sync.shards import Shard, merge_shards, uncovered_shards
+from gsc_pipeline.sync.days import InFlight
+from gsc_pipeline.sync.fetch import _SearchTypeDay
+from gsc_pipeline.sync.shards import DEVICES, Shard, merge_shards, uncovered_shards
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse, report_schema
 
 TODAY = "2026-08-18"
@@ -209,3 +214,65 @@ def test_uncovered_shards_names_the_missing_siblings():
     deeper = {"device=DESKTOP (1/3)", "device=TABLET (3/3)",
               "device=MOBILE (2/3) > country=usa (1/2)"}  # fmt: skip
     assert uncovered_shards(deeper) == ["device=MOBILE (2/3): shard(s) [2] of 2"]
+
+
+@pytest.mark.parametrize("concurrency", [2, 8])
+def test_a_days_sibling_shards_are_in_flight_at_once_within_the_limit(truth, duckdb_path,
+                                                                     concurrency):  # fmt: skip
+    """One capped day: its device shards (then their children) are fetched at once, as the
+    emulator's own count of concurrent requests shows, never more than the step's limit; the
+    day is stored row for row as one after another would."""
+    config = {
+        "today": TODAY,
+        "properties": PROPERTIES,
+        "latency": {"base_ms": 300, "per_row_us": 0, "jitter_sigma": 0},
+    }
+    warehouse = open_warehouse(duckdb_path)
+    with running_emulator(config) as handle:
+        client = GscClient(handle.base_url, qpm_budget=1e6, timeout=60)
+        [result] = sync_days(
+            client, warehouse, BIG, PAGE_QUERY, [DAY], run_id="r1", concurrency=concurrency
+        )
+        peak = handle.stats()["peak_concurrent_requests"]
+    # One day alone: requests one after another would peak at 1 (the sequential split did).
+    # 3 device shards at once (then more siblings where a device is split by country), and
+    # never more requests in flight than the step's limit (the day's own and one per sibling).
+    assert min(concurrency, 3) <= peak <= concurrency, peak
+    assert stored(warehouse).keys() == truth.keys() and result.capped_shards == 0
+    assert set(shard_ledger(warehouse)["merged_rows"]) == {len(truth)}
+    assert all(o.passed for o in proof.report_checks(warehouse, BIG, PAGE_QUERY, [DAY]))
+
+
+def test_the_first_error_among_sibling_shards_stops_the_day():
+    """Three device shards fetched at once, 10 pages each to the cap: the first one's 400 on
+    its second page stops the others at their next call (not their 10 pages) and is what the
+    day raises; with the step's stop set, the siblings make no API call at all."""
+    config = {
+        "today": TODAY,
+        "properties": PROPERTIES,
+        "latency": {"base_ms": 300, "per_row_us": 0, "jitter_sigma": 0},
+    }
+    small_pages = dataclasses.replace(PAGE_QUERY, row_limit=5_000)
+    devices = [Shard((Filter("device", d),), (f"device={d} ({k}/3)",), 1)
+               for k, d in enumerate(DEVICES, 1)]  # fmt: skip
+    step_stop = threading.Event()
+    slots = InFlight(1e6, 8)
+    with running_emulator(config) as handle:
+        client = GscClient(handle.base_url, qpm_budget=1e6, timeout=60)
+        day = _SearchTypeDay(
+            client, BIG, small_pages, DAY, "web", "final", step_stop, ClientStats(), slots
+        )
+        handle.script_fault(BIG, date=DAY, start_row=5_000, status=400, times=1)
+        with pytest.raises(InvalidRequest):
+            day.fetch_many(devices)
+        # At once (each sibling's first page); then the second pages in flight when the 400
+        # came, at most one more each: not the 10 pages each sibling would take to the cap.
+        assert handle.stats()["peak_concurrent_requests"] >= 2
+        assert handle.stats()["requests_total"] <= 9
+        assert slots.taken == 0  # every extra slot given back
+
+        handle.reset_stats()
+        step_stop.set()
+        with pytest.raises(Cancelled):
+            day.fetch_many(devices)
+        assert handle.stats()["requests_total"] == 0 and slots.taken == 0

@@ -26,7 +26,8 @@ _STOP_POLL_SECONDS = 0.05
 class InFlight:
     """How many days a step keeps in flight: Little's law, L = rate x latency, within a cap.
 
-    Pages of a day are fetched one after another, so days in flight = requests in flight. To
+    A day's pages are fetched one after another and its sibling shards at once only with
+    free slots (`try_take`), so requests in flight never pass the limit. To
     keep the credential's budget (`qpm`, all of it when the step runs alone) busy at the
     latency measured so far, a step needs rate x latency requests in flight, plus one to
     cover the gap between a reply and the next request. `cap` bounds memory (each day in
@@ -40,6 +41,21 @@ class InFlight:
         self.cap = max(1, cap)
         self.limit = self.cap
         self._latency_s: float | None = None
+        self._slots = threading.Lock()
+        self.taken = 0
+
+    def try_take(self) -> bool:
+        """Take one of the `limit` requests in flight if one is free: a day fetching holds one,
+        and each extra sibling shard a day fetches alongside holds one more."""
+        with self._slots:
+            if self.taken >= self.limit:
+                return False
+            self.taken += 1
+            return True
+
+    def release(self) -> None:
+        with self._slots:
+            self.taken -= 1
 
     def observe(self, latency_ms: float) -> None:
         if latency_ms <= 0:
@@ -142,6 +158,7 @@ def sync_days(
             final_before=plan.final_before,
             stop_event=stop_on_error_or_cancel,
             shard_planner=shard_planner,
+            request_slots=in_flight,
         )
 
     def fetched(day: dt.date) -> PartitionResult:
@@ -185,7 +202,8 @@ def _fetch_and_write(
 ) -> BaseException | None:
     """Fetch `days` in order and hand each to a `GroupWriter`; the first error, if any.
 
-    At most `in_flight.limit` days are fetched at once (read afresh as latencies come in), and
+    At most `in_flight.limit` requests are in flight (read afresh as latencies come in; a day
+    holds one, the extra sibling shards it fetches at once one each), and
     no day starts while that many fetched days wait for the writer (bounding memory). This
     thread only starts fetches and writes and waits for them, looking at `stop_event` at least
     every `_STOP_POLL_SECONDS`.
@@ -211,11 +229,13 @@ def _fetch_and_write(
             while True:
                 while (
                     todo
-                    and len(fetching) < in_flight.limit
                     and writer.waiting < in_flight.limit
                     and not stop_requested()
+                    and in_flight.try_take()  # the day's own request in flight
                 ):
-                    fetching.add(pool.submit(fetch, todo.popleft()))
+                    future = pool.submit(fetch, todo.popleft())
+                    future.add_done_callback(lambda _: in_flight.release())
+                    fetching.add(future)
                 writer.start_group()
                 if not fetching and not writer.busy:
                     break

@@ -7,7 +7,10 @@ import datetime as dt
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -26,6 +29,7 @@ from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.sync.shard_plan import ShardPlanner
 from gsc_pipeline.sync.shards import (
+    RequestSlots,
     Shard,
     ShardFetch,
     SplitDay,
@@ -67,6 +71,7 @@ def fetch_day(
     final_before: dt.date | None = None,
     stop_event: threading.Event | None = None,
     shard_planner: ShardPlanner | None = None,
+    request_slots: RequestSlots | None = None,
 ) -> PartitionResult:
     """Fetch every page of one day (all search types) into one partition batch; no write.
 
@@ -79,6 +84,9 @@ def fetch_day(
     when the report shards (`sync.shards`); a day under the cap costs no extra request.
     With a `shard_planner`, a day whose neighbours were capped starts directly at the splits
     they needed (no capped whole-day request), and what this day shows is learned for the next.
+    With `request_slots` (the step's requests in flight, `InFlight`), a split's sibling shards
+    are fetched at once, each extra request taking a free slot; without, one after another.
+    A sharded day's shard pages are released once merged (only the merged rows are kept).
     """
     stop_event = stop_event or threading.Event()
     sink = ClientStats()
@@ -92,8 +100,9 @@ def fetch_day(
     try:
         for search_type in report.search_types:
             requests = _SearchTypeDay(
-                client, site_url, report, day, search_type, data_state, stop_event, sink
-            )
+                client, site_url, report, day, search_type, data_state, stop_event, sink,
+                request_slots,
+            )  # fmt: skip
             split, planned = _split_day(requests, shard_planner)
             started_split += planned
             if len(split.leaves) > 1:
@@ -104,14 +113,18 @@ def fetch_day(
             if shard_planner:
                 shard_planner.learn(search_type, day, split, rows.num_rows)
             tables.append(rows)
+            del rows
             for leaf in split.leaves:
                 tie_passes += leaf.tie_passes
                 first_incomplete = first_incomplete or next(
                     (d for d in leaf.first_incomplete if d), None
                 )
-                for i, page in enumerate(leaf.pages):
+                pages, leaf.pages = leaf.pages, []  # merged: a shard's pages go page by page
+                for i in range(len(pages)):
+                    page, pages[i] = pages[i], None
                     clicks = pc.sum(page.column("clicks")).as_py() or 0.0
                     impressions = pc.sum(page.column("impressions")).as_py() or 0.0
+                    del page
                     for name, value in (
                         ("site_url", site_url),
                         ("report", report.name),
@@ -200,7 +213,9 @@ def _split_day(
     if whole is None:
         return split_planned_day(plan, report, requests), True
     if whole.capped and report.shard:
-        return split_capped_day(whole, report, requests), False
+        capped = deque([whole])
+        del whole  # the split takes it out of `capped`: its pages go once it is split
+        return split_capped_day(capped, report, requests), False
     return SplitDay([whole], whole.requests), False
 
 
@@ -216,6 +231,7 @@ class _SearchTypeDay:
     data_state: str
     stop_event: threading.Event
     sink: ClientStats
+    slots: RequestSlots | None = None
 
     @property
     def where(self) -> str:
@@ -247,6 +263,72 @@ class _SearchTypeDay:
         shape that is kept (no split left within the budget).
         """
         return self._more(ShardFetch(shard, [], [], [], 0), until_cap=bool(self.report.shard))
+
+    def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]:
+        """`fetch` of each sibling shard, results in their order; at once as far as the step's
+        requests in flight allow (`slots`: one more taken per extra shard fetched alongside,
+        only while one is free, looked at again each time a shard starts, so slots freed by
+        the step's other days are used; the step never has more requests in flight than its
+        limit, and a day with none free goes on one shard after another in its own thread).
+
+        The first error stops the day: the siblings make no further API call (nor any after
+        `stop_event`), and it is raised once they have all returned.
+        """
+        if self.slots is None or len(shards) < 2:
+            return [self.fetch(shard) for shard in shards]
+        slots = self.slots
+        day_stop = _EitherStop(self.stop_event)
+        siblings = replace(self, stop_event=day_stop)
+        results: list[ShardFetch | None] = [None] * len(shards)
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        claimed = 0  # shards started
+        starting = 0  # extra workers started that have not claimed a shard yet
+
+        pool = _shard_pool()
+        futures: list[Future[None]] = []
+
+        def grow() -> None:
+            # Under `lock`: one more worker per unclaimed shard, while a slot is free.
+            nonlocal starting
+            while len(shards) - claimed > starting and slots.try_take():
+                starting += 1
+                futures.append(pool.submit(work, True))
+
+        def work(extra: bool) -> None:
+            nonlocal claimed, starting
+            started = extra
+            try:
+                while True:
+                    with lock:
+                        if started:  # counted as starting until it looks for a shard
+                            starting, started = starting - 1, False
+                        if claimed == len(shards) or day_stop.is_set():
+                            return
+                        i, claimed = claimed, claimed + 1
+                        grow()
+                    try:
+                        results[i] = siblings.fetch(shards[i])
+                    except BaseException as exc:
+                        with lock:
+                            errors.append(exc)
+                        day_stop.set()
+                        return
+            finally:
+                if extra:
+                    slots.release()
+
+        work(False)
+        with lock:  # no worker starts after this day's own thread is done
+            claimed = len(shards)
+        wait(futures)  # `futures` grows no more: every worker has claimed its last shard
+        # The first error, not a sibling's Cancelled that it caused.
+        first = next((e for e in errors if not isinstance(e, Cancelled)), None)
+        if first is not None or errors:
+            raise first or errors[0]
+        if any(result is None for result in results):  # the step stopped between two shards
+            raise Cancelled(f"{self.where}: stopped before the API call")
+        return results  # type: ignore[return-value]
 
     def finish(self, node: ShardFetch) -> ShardFetch:
         """`node` with the pages it stopped before (see `fetch`), tie order settled."""
@@ -287,6 +369,46 @@ class _SearchTypeDay:
         keys, _, impressions, _, _ = rows.flatten()
         countries = pc.list_element(keys, 0).to_pylist() if len(rows) else []
         return list(zip(countries, impressions.to_pylist(), strict=True))
+
+
+# The threads that fetch a day's extra sibling shards, shared by every step of the process and
+# kept: each thread builds its API client once (`GscClient._service`), not once per split. Its
+# size only bounds threads: the requests in flight are bounded by the steps' `RequestSlots`.
+_SHARD_THREADS = 64
+_shard_pool_lock = threading.Lock()
+_shard_executor: ThreadPoolExecutor | None = None
+
+
+def _shard_pool() -> ThreadPoolExecutor:
+    global _shard_executor
+    with _shard_pool_lock:
+        if _shard_executor is None:
+            _shard_executor = ThreadPoolExecutor(_SHARD_THREADS, thread_name_prefix="gsc-shard")
+        return _shard_executor
+
+
+class _EitherStop(threading.Event):
+    """Set when set itself (a sibling shard failed) or when `parent` is (the step's stop)."""
+
+    _POLL_SECONDS = 0.05  # how soon a wait notices `parent`
+
+    def __init__(self, parent: threading.Event) -> None:
+        super().__init__()
+        self._parent = parent
+
+    def is_set(self) -> bool:
+        return super().is_set() or self._parent.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = self._POLL_SECONDS
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+            super().wait(left)
+        return True
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -109,11 +109,23 @@ class ShardFetch:
 SplitTree = dict[str, tuple[Shard, ...] | None]
 
 
+class RequestSlots(Protocol):
+    """The step's requests in flight (`sync.days.InFlight`): a day holds one; a day fetching
+    sibling shards at once takes one more per extra request, only while one is free."""
+
+    def try_take(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class ShardRequests(Protocol):
     """What splitting a day needs from the API: a shard's pages (stopping at the cap),
-    the rest of a capped shard's pages when it is kept, and its countries by impressions."""
+    the rest of a capped shard's pages when it is kept, and its countries by impressions.
+    `fetch_many` fetches sibling shards (concurrently where it can), results in their order."""
 
     def fetch(self, shard: Shard) -> ShardFetch: ...
+
+    def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]: ...
 
     def finish(self, node: ShardFetch) -> ShardFetch: ...
 
@@ -138,16 +150,17 @@ class SplitDay:
         return sum(leaf.capped for leaf in self.leaves)
 
 
-def split_capped_day(whole: ShardFetch, report: Report, api: ShardRequests) -> SplitDay:
-    """Split `whole` (the day's capped request) until no shard is capped or the budget ends.
+def split_capped_day(capped: deque[ShardFetch], report: Report, api: ShardRequests) -> SplitDay:
+    """Split the day's capped whole-day request (alone in `capped`, taken out of it so its
+    pages go once split) until no shard is capped or the budget ends.
 
     `api.fetch` fetches a shard's pages; `api.country_impressions` asks Google for a shard's
     countries by impressions (one request). A split is made only when one request per new
     shard (plus the country request) fits in what is left of `report.shard_budget`, so a day
     never spends far past it; a shard that cannot be split stays a capped leaf.
     """
-    day = SplitDay([], whole.requests)
-    return _grow(day, deque([whole]), report, api)
+    day = SplitDay([], sum(node.requests for node in capped))
+    return _grow(day, capped, report, api)
 
 
 def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> SplitDay:
@@ -156,11 +169,22 @@ def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> Sp
     still comes back capped is split further as in `split_capped_day`, within the budget."""
     day = SplitDay([], 0)
     todo: deque[ShardFetch] = deque()
+    pending: list[Shard] = []  # leaves to fetch, together (siblings at once)
+
+    def flush() -> None:
+        for fetched in api.fetch_many(pending):
+            day.requests += fetched.requests
+            todo.append(fetched)
+        pending.clear()
+
     shards = deque([Shard()])
     while shards:
         shard = shards.popleft()
         children = plan.get(shard.label, ()) if shard.label in plan else None
         if shard.label in plan and children is None:
+            # Its split is read off the budget left: the requests before it are counted first,
+            # so the day decides exactly as if its shards were fetched one after another.
+            flush()
             unfetched = ShardFetch(shard, [], [], [], 0)
             children = tuple(_children(unfetched, report, day, api.country_impressions) or ())
         if children:
@@ -168,9 +192,8 @@ def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> Sp
             day.planned += 1
             shards.extend(children)
             continue
-        fetched = api.fetch(shard)
-        day.requests += fetched.requests
-        todo.append(fetched)
+        pending.append(shard)
+    flush()
     return _grow(day, todo, report, api)
 
 
@@ -189,8 +212,10 @@ def _grow(day: SplitDay, todo: deque[ShardFetch], report: Report, api: ShardRequ
             day.leaves.append(kept)
             continue
         day.tree[node.shard.label] = tuple(children)
-        for child in children:
-            fetched = api.fetch(child)
+        del node  # its pages are discarded: not held while its children are fetched
+        # Siblings at once (their requests counted against the step's in flight by `api`);
+        # the budget is read before and after them only, so the splits are the same as one by one.
+        for fetched in api.fetch_many(children):
             day.requests += fetched.requests
             todo.append(fetched)
     return day

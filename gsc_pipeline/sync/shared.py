@@ -74,6 +74,8 @@ class _Share(InFlight):
         self._shared = shared
         self.cap = shared.cap
         self.rate_per_second = shared._whole.rate_per_second
+        self._slots = threading.Lock()
+        self.taken = 0  # this report's requests in flight, against its share
 
     @property
     def limit(self) -> int:  # type: ignore[override]
