@@ -185,7 +185,8 @@ def fetch_property(
 
     What each yields is passed on as it comes (a report's materialization and checks do not
     wait for the others). A failing report does not stop the others: they run to their end
-    and are recorded, then the step fails with the first error (the others are in the log).
+    and are recorded, then the step fails with the first error (the others are in the log and
+    in its message).
     A Terminate, raised in this thread, stops every report at its next API call; each records
     the days it committed before the step ends.
     """
