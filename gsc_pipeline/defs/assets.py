@@ -22,7 +22,7 @@ import dagster as dg
 from gsc_pipeline.config import PipelineConfig, PropertyConfig
 from gsc_pipeline.constants import GOOGLE_TIMEZONE
 from gsc_pipeline.defs.checks import fetch_check_specs, in_run_check_results, planned_check_days
-from gsc_pipeline.defs.errors import input_errors_without_trace
+from gsc_pipeline.defs.errors import UserFacingError, input_errors_without_trace
 from gsc_pipeline.defs.keys import sitemaps_asset_key
 from gsc_pipeline.defs.names import DATA_STATE_TAG, SITEMAPS_CRON
 from gsc_pipeline.defs.partitions import daily_partitions, partition_days
@@ -235,10 +235,14 @@ def fetch_property(
         # The step fails with the first report's error; the others are in its message too, so
         # the step's failure names every report to fix, not only the first.
         for other in failed[1:]:
-            too = f"{site_url} {other.props.report.name} failed too: {other.error}"
-            context.log.error(too)
-            failed[0].error.add_note(too)
-        raise failed[0].error
+            context.log.error(f"{site_url} {other.props.report.name} failed too: {other.error}")
+        errors = [item.error for item in failed]
+        if len(errors) > 1 and all(isinstance(e, UserFacingError) for e in errors):
+            # Input errors are shown as their message alone: one message naming every report.
+            raise UserFacingError("\n".join(str(e) for e in errors)) from errors[0]
+        for other in failed[1:]:
+            errors[0].add_note(f"{site_url} {other.props.report.name} failed too: {other.error}")
+        raise errors[0]
 
 
 def _op_name(config: PipelineConfig, prop: PropertyConfig) -> str:
