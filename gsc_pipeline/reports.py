@@ -26,13 +26,6 @@ from gsc_pipeline.constants import (  # noqa: F401 - re-exported: reports are Go
     TODAY_ENV,
 )
 
-# Re-exported for the modules that imported them from here before they moved (sync/, tests).
-from gsc_pipeline.search_calendar import (  # noqa: F401
-    PACIFIC,
-    oldest_available_day,
-    pacific_today,
-)
-
 DIMENSIONS = ("date", "hour", "query", "page", "country", "device", "searchAppearance")
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
 # Discover and Google News have no queries (and discover no device breakdown).

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gsc_pipeline.config import ConfigError, load_config, parse_config, property_key
-from gsc_pipeline.reports import Report, ReportDefinitionError, oldest_available_day, pacific_today
+from gsc_pipeline.reports import Report, ReportDefinitionError
+from gsc_pipeline.search_calendar import oldest_available_day, pacific_today
 
 
 def _cfg(**overrides):

@@ -9,7 +9,7 @@ import dagster as dg
 
 from gsc_pipeline.config import parse_config
 from gsc_pipeline.definitions import build_definitions
-from gsc_pipeline.defs.checks import ALL_DAYS_SUFFIX
+from gsc_pipeline.defs.names import ALL_DAYS_SUFFIX
 from gsc_pipeline.defs.schedules import FETCH_JOB
 from gsc_pipeline.defs.stats import STATS_AUTOMATION_SENSOR
 

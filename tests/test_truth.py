@@ -16,7 +16,8 @@ from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TA
 from gsc_pipeline.defs.sensors import FINALIZATION_SENSOR, REPAIR_SENSOR, RESTATEMENT_SENSOR
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient, RetryPolicy
-from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, oldest_available_day, pacific_today
+from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE
+from gsc_pipeline.search_calendar import oldest_available_day, pacific_today
 from gsc_pipeline.sync import OutsideRetentionWindow, sync_days
 from gsc_pipeline.warehouse import LEDGER_TABLE, PartitionBatch, open_warehouse
 from tests.pipeline_env import EMULATOR_CONFIG, SMALL, TODAY

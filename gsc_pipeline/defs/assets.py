@@ -232,17 +232,17 @@ def fetch_property(
             if thread.is_alive():
                 thread.join()
     if failed:
-        # The step fails with the first report's error; the others are in its message too, so
-        # the step's failure names every report to fix, not only the first.
-        for other in failed[1:]:
-            context.log.error(f"{site_url} {other.props.report.name} failed too: {other.error}")
-        errors = [item.error for item in failed]
-        if len(errors) > 1 and all(isinstance(e, UserFacingError) for e in errors):
-            # Input errors are shown as their message alone: one message naming every report.
-            raise UserFacingError("\n".join(str(e) for e in errors)) from errors[0]
-        for other in failed[1:]:
-            errors[0].add_note(f"{site_url} {other.props.report.name} failed too: {other.error}")
-        raise errors[0]
+        # The step fails with the first report's error, naming the others too: input errors
+        # are shown as their message alone (one message for all), any other error with notes.
+        first, others = failed[0].error, failed[1:]
+        too = [f"{site_url} {o.props.report.name} failed too: {o.error}" for o in others]
+        for line in too:
+            context.log.error(line)
+        if others and all(isinstance(f.error, UserFacingError) for f in failed):
+            raise UserFacingError("\n".join(str(f.error) for f in failed)) from first
+        for line in too:
+            first.add_note(line)
+        raise first
 
 
 def _op_name(config: PipelineConfig, prop: PropertyConfig) -> str:

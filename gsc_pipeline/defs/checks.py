@@ -33,11 +33,7 @@ from gsc_pipeline.defs.check_table import (
     checks_of,
 )
 from gsc_pipeline.defs.keys import fetch_asset_key
-from gsc_pipeline.defs.names import (  # noqa: F401 - ALL_DAYS_SUFFIX re-exported for tests and tools
-    ALL_DAYS_CRON,
-    ALL_DAYS_SUFFIX,
-    HISTORY,
-)
+from gsc_pipeline.defs.names import ALL_DAYS_CRON, HISTORY
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import Report
 from gsc_pipeline.warehouse import Warehouse

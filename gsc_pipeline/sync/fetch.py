@@ -18,13 +18,8 @@ import pyarrow.compute as pc
 
 from gsc_pipeline.gsc.client import ClientStats, GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError, InvalidRequest
-from gsc_pipeline.reports import (
-    DAILY_ROW_CAP,
-    RETENTION_MONTHS,
-    Report,
-    oldest_available_day,
-    pacific_today,
-)
+from gsc_pipeline.reports import DAILY_ROW_CAP, RETENTION_MONTHS, Report
+from gsc_pipeline.search_calendar import oldest_available_day, pacific_today
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.sync.shard_plan import ShardPlanner

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gsc_pipeline.gsc.errors import GscError
-from gsc_pipeline.reports import PACIFIC, Report
+from gsc_pipeline.reports import Report
+from gsc_pipeline.search_calendar import PACIFIC
 from gsc_pipeline.warehouse.base import INSTANT_TYPE, column_name, report_schema
 
 
