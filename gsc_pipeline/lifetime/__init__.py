@@ -28,7 +28,8 @@ tables on the next refresh.
 
 The package by role: `tables` (the state tables and their schemas), `sql` (every read and write,
 through the warehouse's own SQL types and locks), `compute` (the pandas arithmetic, no I/O),
-`refresh` (the chunked read-compute-write loop), `cost` (what a refresh touched).
+`incremental` (refresh and full_recompute: the chunked read-compute-write loop), `cost`
+(what a refresh touched).
 """
 
 from gsc_pipeline.lifetime.cost import RefreshStats
