@@ -102,7 +102,9 @@ def _multihost(args: argparse.Namespace) -> int:
     from gsc_pipeline.tools.multihost import main as multihost_main
 
     try:
-        return multihost_main([args.out])
+        return multihost_main(
+            ["--out", args.out, "--rounds", str(args.rounds), "--days", str(args.days)]
+        )
     except NetnsUnavailable as exc:
         print(f"gsc-pipeline multihost: {exc}; run it as root on Linux with iproute2")
         return 2
@@ -182,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         "PostgreSQL)",
     )
     multihost.add_argument("--out", default="bench-report")
+    multihost.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="backfills in a row on one setup, each measured on its own",
+    )
+    multihost.add_argument("--days", type=int, default=20, help="days per host per round")
     multihost.set_defaults(func=_multihost)
 
     args = parser.parse_args(argv)

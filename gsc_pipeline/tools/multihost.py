@@ -1,49 +1,80 @@
 """`gsc-pipeline multihost`: run workers on separate hosts share one pool and one quota budget.
 
 Each "host" is a Linux network namespace (`ip netns`, a veth pair into one bridge, so each has
-its own IP address and loopback) running a Dagster run of the fetch job in its own process.
-They share nothing but PostgreSQL (instance storage: runs, event log, pool slots; and the
-warehouse) and the API endpoint, both reached over the bridge, as separate machines would.
-The emulator's statistics (by peer address: one "user" per host) show what the API saw:
+its own IP address and loopback) running a Dagster run worker of the fetch job in its own
+process. They share nothing but PostgreSQL (instance storage: runs, event log, pool slots; and
+the warehouse) and the API endpoint, both reached over the bridge, as separate machines would.
+
+The proof runs in rounds on one setup (namespaces, databases, emulator, one long-lived worker
+process per host): each round every host runs the fetch job for its own property over the
+round's own days, and the round is measured on its own (the emulator's counters are reset, the
+steps are read from the round's runs only):
+- every run succeeded, and the API saw one peer address per host;
+- fetch steps at once, all hosts (step start/end events) ≤ the pool limit: the instance's
+  event log claims pool slots atomically (`instance/storage.py`);
 - peak requests in flight ≤ pool limit x step concurrency (a step holds a pool slot while it
   fetches; without a shared pool each host would claim its own slots);
-- the busiest window of all hosts together ≤ the budget (+ the limiter's burst of 2): every
-  request takes a token from the credential's one bucket, a row in the PostgreSQL warehouse
-  (`gsc.rate_limit.PostgresStore`), and zero quota rejections;
-- fetch steps at once, all hosts (step start/end events) ≤ the pool limit: the instance's
-  event log claims pool slots atomically (`instance/storage.py`).
+- the busiest window of all hosts together ≤ the budget + the limiter's burst of 2 + the
+  requests that took a token just before the window and reach the API inside it (at most the
+  requests in flight): every request takes a token from the credential's one bucket, a row in
+  the PostgreSQL warehouse (`gsc.rate_limit.PostgresStore`), and zero quota rejections.
+
+What the measurements rely on, so that only a real violation fails them:
+- Step intervals come from event timestamps written by the step processes. A slot is claimed
+  before STEP_START and freed only after the run worker has received STEP_SUCCESS / FAILURE /
+  UP_FOR_RETRY (`dagster/_core/execution/plan/active.py`), so each [start, end] lies inside
+  its slot's hold; namespaces share the kernel's clock (network namespaces do not virtualise
+  time), so intervals from different hosts compare without skew. A retried step is two
+  intervals (STEP_RESTARTED starts the second), not one that never ends.
+- The emulator counts requests when they arrive, not when their token was taken; under load a
+  request may wait between the two, hence the in-flight allowance in the window's limit.
+- Each proof takes its own /24 under a lock file (`_subnet`), so proofs running at once on one
+  machine (two checkouts' CI, two sessions) never share addresses or interface names.
+
 Needs root (network namespaces) and a PostgreSQL server on 127.0.0.1 (GSC_BENCH_POSTGRES_URL).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
-import json
+import fcntl
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import traceback
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import yaml
 
-BRIDGE = "gscmh0"
-HOST_IP = "10.211.0.1"
+BRIDGE = "gscmh"
+# Each proof takes 10.211.<n>.0/24 (n >= 1: older checkouts use 10.211.0.0/24 without a lock).
+SUBNET_PREFIX = "10.211"
 PREFIX = 24
 POSTGRES_ADMIN_ENV = "GSC_BENCH_POSTGRES_URL"
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TIME_SCALE = 10.0
 # RateLimiter's default burst: a bucket may admit this many requests back to back.
 LIMITER_BURST = 2
+# The tool's own run tag: which round a run belongs to.
+ROUND_TAG = "gsc/multihost_round"
+# How long one round may take before the proof gives up on it (a stuck host, not a slow one).
+ROUND_TIMEOUT_S = 900.0
+# What a host prints on its protocol line (its stdout; everything else goes to its log).
+READY = "ready"
 
 
 class NetnsUnavailable(RuntimeError):
@@ -73,41 +104,97 @@ def netns_unavailable_reason() -> str | None:
     return None
 
 
+def _lock_dir() -> Path:
+    run_lock = Path("/run/lock")
+    return run_lock if run_lock.is_dir() else Path(tempfile.gettempdir())
+
+
+def _names(subnet: int, count: int) -> tuple[str, list[str]]:
+    """The bridge and the namespaces of subnet `subnet` (interface names: 15 characters)."""
+    return f"{BRIDGE}{subnet}", [f"{BRIDGE}{subnet}h{i}" for i in range(count)]
+
+
+def _remove(subnet: int, count: int) -> None:
+    bridge, names = _names(subnet, count)
+    for ns in names:
+        subprocess.run(["ip", "link", "del", f"{ns}a"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
 @contextlib.contextmanager
-def hosts(count: int) -> Iterator[list[tuple[str, str]]]:
-    """`count` namespaces bridged to this one: [(namespace, its address)], removed afterwards."""
-    tag = os.getpid() % 10_000
-    names = [f"gsch{tag}x{i}" for i in range(count)]
-    bridge = f"{BRIDGE}{tag}"[:15]
-    _ip("link", "add", bridge, "type", "bridge")
-    try:
-        _ip("addr", "add", f"{HOST_IP}/{PREFIX}", "dev", bridge)
-        _ip("link", "set", bridge, "up")
-        out = []
-        for i, ns in enumerate(names):
-            address = f"10.211.0.{10 + i}"
-            _ip("netns", "add", ns)
-            _ip("link", "add", f"{ns}a"[:15], "type", "veth", "peer", "name", f"{ns}b"[:15])
-            _ip("link", "set", f"{ns}a"[:15], "master", bridge, "up")
-            _ip("link", "set", f"{ns}b"[:15], "netns", ns)
-            _ip("netns", "exec", ns, "ip", "addr", "add", f"{address}/{PREFIX}", "dev",
-                f"{ns}b"[:15])  # fmt: skip
-            _ip("netns", "exec", ns, "ip", "link", "set", f"{ns}b"[:15], "up")
-            _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            out.append((ns, address))
-        yield out
-    finally:
-        for ns in names:
-            subprocess.run(["ip", "link", "del", f"{ns}a"[:15]], capture_output=True)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+def _subnet(count: int) -> Iterator[int]:
+    """A /24 no other proof on this machine holds: its lock file is ours until we exit.
+
+    Interfaces left by a proof that was killed (its lock died with it) carry our names and are
+    removed; a subnet some other interface uses is skipped.
+    """
+    for subnet in range(1, 255):
+        lock = open(_lock_dir() / f"gsc-multihost-{SUBNET_PREFIX}.{subnet}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        try:
+            bridge, _ = _names(subnet, count)
+            addresses = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True,
+                                       text=True, check=True).stdout  # fmt: skip
+            owners = {line.split()[1] for line in addresses.splitlines()
+                      if f" {SUBNET_PREFIX}.{subnet}." in line}  # fmt: skip
+            if owners - {bridge}:
+                continue  # someone else's addresses
+            _remove(subnet, max(count, 16))  # a killed proof's leftovers
+            yield subnet
+            return
+        finally:
+            lock.close()
+    raise RuntimeError(f"no free {SUBNET_PREFIX}.<n>.0/24 for the multi-host proof")
+
+
+@dataclass(frozen=True)
+class Network:
+    subnet: int
+    bridge_ip: str
+    # [(namespace, its address)]
+    hosts: list[tuple[str, str]]
+
+
+@contextlib.contextmanager
+def hosts(count: int) -> Iterator[Network]:
+    """`count` namespaces bridged to this one, on a subnet of their own; removed afterwards."""
+    with _subnet(count) as subnet:
+        bridge, names = _names(subnet, count)
+        base = f"{SUBNET_PREFIX}.{subnet}"
+        try:
+            _ip("link", "add", bridge, "type", "bridge")
+            _ip("addr", "add", f"{base}.1/{PREFIX}", "dev", bridge)
+            _ip("link", "set", bridge, "up")
+            out = []
+            for i, ns in enumerate(names):
+                address = f"{base}.{10 + i}"
+                _ip("netns", "add", ns)
+                _ip("link", "add", f"{ns}a", "type", "veth", "peer", "name", f"{ns}b")
+                _ip("link", "set", f"{ns}a", "master", bridge, "up")
+                _ip("link", "set", f"{ns}b", "netns", ns)
+                _ip("netns", "exec", ns, "ip", "addr", "add", f"{address}/{PREFIX}", "dev",
+                    f"{ns}b")  # fmt: skip
+                _ip("netns", "exec", ns, "ip", "link", "set", f"{ns}b", "up")
+                _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+                out.append((ns, address))
+            yield Network(subnet, f"{base}.1", out)
+        finally:
+            _remove(subnet, count)
 
 
 @contextlib.contextmanager
 def tcp_forward(listen: tuple[str, int], target: tuple[str, int]) -> Iterator[None]:
-    """Forward `listen` to `target` (PostgreSQL listens on loopback only), in a thread."""
+    """Forward `listen` to `target` (PostgreSQL listens on loopback only), in a thread.
+
+    A failure to listen is raised here, not left to the hosts as a refused connection.
+    """
     loop = asyncio.new_event_loop()
-    ready = threading.Event()
+    started: concurrent.futures.Future[asyncio.Server] = concurrent.futures.Future()
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -120,29 +207,30 @@ def tcp_forward(listen: tuple[str, int], target: tuple[str, int]) -> Iterator[No
             writer.close()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*target)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*target)
+        except OSError:
+            writer.close()  # the host sees the connection closed, as PostgreSQL down would be
+            return
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-    async def serve() -> asyncio.Server:
-        return await asyncio.start_server(handle, *listen)
-
-    server: asyncio.Server | None = None
-
     def run() -> None:
-        nonlocal server
         asyncio.set_event_loop(loop)
-        server = loop.run_until_complete(serve())
-        ready.set()
+        try:
+            server = loop.run_until_complete(asyncio.start_server(handle, *listen))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            started.set_exception(exc)
+            return
+        started.set_result(server)
         loop.run_forever()
 
     thread = threading.Thread(target=run, name="pg-forward", daemon=True)
     thread.start()
-    ready.wait(10)
+    server = started.result(timeout=120)
     try:
         yield
     finally:
-        if server is not None:
-            loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(server.close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 
@@ -156,7 +244,9 @@ def databases(admin_url: str, names: list[str]) -> Iterator[None]:
     try:
         with con.cursor() as cur:
             for name in names:
-                cur.execute(f"CREATE DATABASE {name}")
+                # template0: CREATE DATABASE from template1 fails while any other session (another
+                # test, psql) is connected to template1; nobody can connect to template0.
+                cur.execute(f"CREATE DATABASE {name} TEMPLATE template0")
         yield
     finally:
         with con.cursor() as cur:
@@ -168,12 +258,24 @@ def databases(admin_url: str, names: list[str]) -> Iterator[None]:
 @dataclass(frozen=True)
 class Plan:
     hosts: int = 3
-    days: int = 20
+    days: int = 20  # per round
+    rounds: int = 1
     pool_limit: int = 2
     step_concurrency: int = 2
     # Low enough that the budget binds: 2 steps x 2 in flight at ~50 ms could go 10x faster.
     quota_qpm: int = 60
     budget_fraction: float = 0.8
+    # Rows per property-day: they cost CPU and prove nothing about the pool or the budget.
+    rows_per_day: int = 3000
+
+    def __post_init__(self) -> None:
+        for name in ("hosts", "days", "rounds", "pool_limit", "step_concurrency", "quota_qpm",
+                     "rows_per_day"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"multihost plan: {name} must be at least 1, not "
+                                 f"{getattr(self, name)}")  # fmt: skip
+        if self.hosts > 200:
+            raise ValueError(f"multihost plan: at most 200 hosts, not {self.hosts}")
 
     @property
     def budget_qpm(self) -> float:
@@ -181,8 +283,19 @@ class Plan:
 
     @property
     def budget_limit(self) -> float:
-        """Most requests one emulated minute may see: the budget plus the bucket's burst."""
+        """Most requests one emulated minute may take tokens for: the budget plus the burst."""
         return self.budget_qpm + LIMITER_BURST
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.pool_limit * self.step_concurrency
+
+    @property
+    def arrival_limit(self) -> float:
+        """Most requests one emulated minute may see arrive: those that took a token in it,
+        plus those that took one before it and were still on their way (in flight) at its start.
+        """
+        return self.budget_limit + self.in_flight_limit
 
 
 def _configs(plan: Plan, workdir: Path) -> tuple[Path, Path, list[str], list[dt.date]]:
@@ -191,14 +304,16 @@ def _configs(plan: Plan, workdir: Path) -> tuple[Path, Path, list[str], list[dt.
 
     sites = [f"sc-domain:host{i}.example" for i in range(plan.hosts)]
     last = TODAY - dt.timedelta(days=5)
-    days = [last - dt.timedelta(days=i) for i in reversed(range(plan.days))]
+    total = plan.days * plan.rounds
+    days = [last - dt.timedelta(days=i) for i in reversed(range(total))]
     emulator = {
         "seed": 11, "today": TODAY.isoformat(), "time_scale": TIME_SCALE,
         "max_rows_per_day": 50_000,
         "latency": {"base_ms": 500, "per_row_us": 40, "jitter_sigma": 0.3},
         "quotas": {"site_qpm": plan.quota_qpm, "user_qpm": plan.quota_qpm},
-        "properties": [{"site_url": s, "page_query_rows_per_day": 3000, "pages": 400,
-                        "search_types": ["web"]} for s in sites],
+        "properties": [{"site_url": s, "page_query_rows_per_day": plan.rows_per_day,
+                        "pages": min(400, plan.rows_per_day), "search_types": ["web"]}
+                       for s in sites],
     }  # fmt: skip
     pipeline = {
         "start_date": days[0].isoformat(),
@@ -215,8 +330,9 @@ def _configs(plan: Plan, workdir: Path) -> tuple[Path, Path, list[str], list[dt.
     return emulator_file, config_file, sites, days
 
 
-def run_host(site_url: str, first: str, last: str) -> int:
-    """In one host: execute the fetch job for one property's assets over [first, last]."""
+def run_host(site_url: str, commands: TextIO, answers: TextIO) -> int:
+    """In one host: for each line `ROUND FIRST LAST` of `commands`, execute the fetch job for
+    one property's assets over [FIRST, LAST] and answer `ROUND EXIT_CODE`; stop at EOF."""
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
@@ -228,42 +344,117 @@ def run_host(site_url: str, first: str, last: str) -> int:
     prop = next(p for p in config.properties if p.site_url == site_url)
     keys = property_asset_keys(config, prop)
     repo = ReconstructableRepository.for_module("gsc_pipeline.definitions", "defs")
+    job = repo.get_reconstructable_job(FETCH_JOB)
     with dg.DagsterInstance.get() as instance:
-        result = dg.execute_job(
-            repo.get_reconstructable_job(FETCH_JOB),
-            instance=instance,
-            asset_selection=keys,
-            tags={RANGE_START_TAG: first, RANGE_END_TAG: last, HOST_TAG: os.uname().nodename},
-        )  # fmt: skip
-        return 0 if result.success else 1
+        print(READY, file=answers, flush=True)
+        for line in commands:
+            number, first, last = line.split()
+            try:
+                result = dg.execute_job(
+                    job, instance=instance, asset_selection=keys,
+                    tags={RANGE_START_TAG: first, RANGE_END_TAG: last,
+                          HOST_TAG: os.uname().nodename, ROUND_TAG: number},
+                )  # fmt: skip
+                code = 0 if result.success else 1
+            except Exception:  # noqa: BLE001 - the round fails, the parent reports it
+                traceback.print_exc()
+                code = 2
+            print(number, code, file=answers, flush=True)
+    return 0
+
+
+class _Worker:
+    """One host's long-lived process: rounds in on its stdin, answers out on its stdout."""
+
+    def __init__(self, namespace: str, site: str, env: dict[str, str], log: Path) -> None:
+        self.namespace = namespace
+        self._log = open(log, "w")  # noqa: SIM115 - closed in close()
+        cmd = ["ip", "netns", "exec", namespace, sys.executable, "-m",
+               "gsc_pipeline.tools.multihost", "host", site]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self._log, text=True, bufsize=1)  # fmt: skip
+        self._answers: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, name=f"answers-{namespace}", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._answers.put(line.strip())
+        self._answers.put(None)  # the process has ended
+
+    def answer(self, deadline: float) -> str | None:
+        """The next line, or None when the process ended or the deadline passed."""
+        try:
+            return self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+@dataclass
+class Round:
+    number: int
+    first: dt.date
+    last: dt.date
+    exit_codes: list[int]
+    stats: dict[str, Any]
+    peak_steps: int
+    window_peak: int
+    # The quota buckets every host took its tokens from (rows of the warehouse's bucket table).
+    buckets: list[str]
+    seconds: float
+    # From sending the round to its first fetch step starting (run and step process starts).
+    to_first_step: float
+    load: float
+
+    def checks(self, plan: Plan, hosts: int) -> dict[str, bool]:
+        stats = self.stats
+        return {
+            "runs": not any(self.exit_codes),
+            "peers": len(stats["peak_qpm_by_user"]) == hosts,
+            "steps": 1 <= self.peak_steps <= plan.pool_limit,
+            "in flight": stats["peak_concurrent_requests"] <= plan.in_flight_limit,
+            "budget": 0 < self.window_peak <= plan.arrival_limit,
+            "buckets": len(self.buckets) == 1 + hosts,
+            "rejections": sum(stats["quota_rejections"].values()) == 0,
+        }
+
+    def ok(self, plan: Plan, hosts: int) -> bool:
+        return all(self.checks(plan, hosts).values())
 
 
 @dataclass
 class Outcome:
     plan: Plan
     hosts: list[tuple[str, str]]
-    exit_codes: list[int]
-    stats: dict[str, Any]
+    rounds: list[Round]
     rows: int
-    peak_steps: int
-    window_peak: int
-    # The quota buckets every host took its tokens from (rows of the warehouse's bucket table).
-    buckets: list[str]
+    # Where the time went: setup phases and the workers' start, in seconds.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def in_flight_limit(self) -> int:
-        return self.plan.pool_limit * self.plan.step_concurrency
+        return self.plan.in_flight_limit
 
     @property
     def ok(self) -> bool:
-        return (
-            not any(self.exit_codes)
-            and self.stats["peak_concurrent_requests"] <= self.in_flight_limit
-            and self.peak_steps <= self.plan.pool_limit
-            and self.window_peak <= self.plan.budget_limit
-            and sum(self.stats["quota_rejections"].values()) == 0
-            and len(self.stats["peak_qpm_by_user"]) == len(self.hosts)
-            and len(self.buckets) == 1 + len(self.hosts)
+        return len(self.rounds) == self.plan.rounds and all(
+            r.ok(self.plan, len(self.hosts)) for r in self.rounds
         )
 
 
@@ -276,21 +467,37 @@ def _window_peak(per_second: list[list[int]], window: int) -> int:
                for t in range(min(counts), max(counts) + 1))  # fmt: skip
 
 
-def _peak_fetch_steps(instance: Any) -> int:
-    """Most fetch steps running at once across all runs (STEP_START .. STEP_SUCCESS/FAILURE)."""
-    from dagster._core.events import DagsterEventType
+STEP_STARTS = ("STEP_START", "STEP_RESTARTED")
+STEP_ENDS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY")
 
+
+def peak_overlap(events: Iterable[tuple[str, str, str, float]]) -> int:
+    """Most steps running at once, from (run id, step key, event type name, timestamp).
+
+    Each step attempt is an interval from its start (STEP_START, or STEP_RESTARTED after a
+    retry) to its end (success, failure, up for retry); an attempt with no end (its process was
+    killed) lasts until its run's last event. At equal timestamps an end comes first: the slot
+    it held is freed after its end event is written and claimed before the next start is.
+    """
+    by_step: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    last_seen: dict[str, float] = {}
+    for run_id, step_key, kind, timestamp in events:
+        last_seen[run_id] = max(last_seen.get(run_id, timestamp), timestamp)
+        if kind in STEP_STARTS or kind in STEP_ENDS:
+            by_step.setdefault((run_id, step_key), []).append((timestamp, kind))
     edges = []
-    for run in instance.get_runs():
-        for entry in instance.all_logs(run.run_id):
-            event = entry.dagster_event
-            if event is None or not (event.step_key or "").startswith("gsc__"):
-                continue
-            if event.event_type == DagsterEventType.STEP_START:
-                edges.append((entry.timestamp, 1))
-            elif event.event_type in (DagsterEventType.STEP_SUCCESS,
-                                      DagsterEventType.STEP_FAILURE):  # fmt: skip
-                edges.append((entry.timestamp, -1))
+    for (run_id, _), marks in by_step.items():
+        open_at: float | None = None
+        for timestamp, kind in sorted(marks):
+            if kind in STEP_STARTS:
+                if open_at is not None:  # a start without an end: the earlier attempt died
+                    edges += [(open_at, 1), (timestamp, -1)]
+                open_at = timestamp
+            elif open_at is not None:
+                edges += [(open_at, 1), (timestamp, -1)]
+                open_at = None
+        if open_at is not None:
+            edges += [(open_at, 1), (last_seen[run_id], -1)]
     level = peak = 0
     for _, step in sorted(edges):
         level += step
@@ -298,8 +505,21 @@ def _peak_fetch_steps(instance: Any) -> int:
     return peak
 
 
-def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
-    """Run the plan on `plan.hosts` namespaces; `admin_url` creates and drops the databases."""
+def _fetch_step_events(instance: Any, run_ids: list[str]) -> list[tuple[str, str, str, float]]:
+    """(run, step, event type, time) of the fetch steps (`gsc__...`) of `run_ids`."""
+    events = []
+    for run_id in run_ids:
+        for entry in instance.all_logs(run_id):
+            event = entry.dagster_event
+            if event is not None and (event.step_key or "").startswith("gsc__"):
+                events.append((run_id, event.step_key, event.event_type_value, entry.timestamp))
+    return events
+
+
+def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
+          on_round: Any = None) -> Outcome:  # fmt: skip
+    """Run the plan's rounds on `plan.hosts` namespaces; `admin_url` creates and drops the
+    databases. `on_round(round)` is called after each round is measured (progress)."""
     reason = netns_unavailable_reason()
     if reason:
         raise NetnsUnavailable(reason)
@@ -307,6 +527,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
 
     from gsc_pipeline.config import CONFIG_ENV, load_config
     from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+    from gsc_pipeline.gsc.rate_limit import QUOTA_STORE_ENV
     from gsc_pipeline.instance import init_instance
     from gsc_pipeline.tools.bench.scenario import environ_set
     from gsc_pipeline.tools.demo import emulator_process
@@ -317,114 +538,228 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None) -> Outcome:
     tag = uuid.uuid4().hex[:8]
     dagster_db, warehouse_db = f"gsc_mh_dagster_{tag}", f"gsc_mh_wh_{tag}"
     emulator_file, config_file, sites, days = _configs(plan, workdir)
-    # The hosts reach PostgreSQL through a forwarder on the bridge (it listens on loopback).
     credentials = server.netloc.rsplit("@", 1)[0] + "@" if "@" in server.netloc else ""
-    bridge_pg = f"postgresql://{credentials}{HOST_IP}:5432"
     home = workdir / "home"
-    with (
-        contextlib.ExitStack() as stack,
-        databases(admin, [dagster_db, warehouse_db]),
-        hosts(plan.hosts) as namespaces,
-        tcp_forward((HOST_IP, 5432), (server.hostname or "127.0.0.1", server.port or 5432)),
-        emulator_process("--config", str(emulator_file), "--host", HOST_IP,
-                         log=workdir / "emulator.log") as emu,  # fmt: skip
-    ):
+    timings: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[name] = now - mark
+        mark = now
+
+    rounds: list[Round] = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(databases(admin, [dagster_db, warehouse_db]))
+        lap("databases")
+        net = stack.enter_context(hosts(plan.hosts))
+        lap("namespaces")
+        # The hosts reach PostgreSQL through a forwarder on the bridge (it listens on loopback).
+        stack.enter_context(
+            tcp_forward(
+                (net.bridge_ip, 5432), (server.hostname or "127.0.0.1", server.port or 5432)
+            )
+        )
+        emu = stack.enter_context(emulator_process(
+            "--config", str(emulator_file), "--host", net.bridge_ip,
+            log=workdir / "emulator.log"))  # fmt: skip
+        lap("emulator")
+        bridge_pg = f"postgresql://{credentials}{net.bridge_ip}:5432"
         env = {
             "DAGSTER_HOME": str(home), "DAGSTER_POSTGRES_URL": f"{bridge_pg}/{dagster_db}",
             CONFIG_ENV: str(config_file), API_ENDPOINT_ENV: emu.base_url,
             WAREHOUSE_URL_ENV: f"{bridge_pg}/{warehouse_db}",
+            # Empty: the budget is the PostgreSQL warehouse's, whatever the caller's env says.
+            QUOTA_STORE_ENV: "",
         }  # fmt: skip
         stack.enter_context(environ_set(env))
         init_instance(home, load_config(config_file), postgres=True)
-        procs = []
-        for (ns, _), site in zip(namespaces, sites, strict=True):
-            cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", "gsc_pipeline.tools.multihost",
-                   "host", site, days[0].isoformat(), days[-1].isoformat()]  # fmt: skip
-            log = open(workdir / f"{ns}.log", "w")  # noqa: SIM115 - closed when it exits
-            procs.append((subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log,
-                                           stderr=subprocess.STDOUT), log))  # fmt: skip
-        codes = []
-        for proc, log in procs:
-            codes.append(proc.wait(timeout=900))
-            log.close()
-        stats = emu.stats()
-        warehouse = open_warehouse(env[WAREHOUSE_URL_ENV])
+        instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
+        lap("instance")
+        workers = []
+        for (ns, _), site in zip(net.hosts, sites, strict=True):
+            worker = _Worker(ns, site, {**os.environ, **env}, workdir / f"{ns}.log")
+            stack.callback(worker.close)
+            workers.append(worker)
+        deadline = time.monotonic() + ROUND_TIMEOUT_S
+        for worker in workers:
+            if worker.answer(deadline) != READY:
+                raise RuntimeError(f"host {worker.namespace} did not start; see "
+                                   f"{workdir / (worker.namespace + '.log')}")  # fmt: skip
+        lap("workers start")
+        window = max(1, round(60 / TIME_SCALE))
+        # Opened once the first round has made its tables.
+        warehouse = None
+        for number in range(plan.rounds):
+            chunk = days[number * plan.days : (number + 1) * plan.days]
+            emu.reset_stats()
+            started, sent_at = time.monotonic(), time.time()
+            for worker in workers:
+                worker.send(f"{number} {chunk[0].isoformat()} {chunk[-1].isoformat()}")
+            deadline = started + ROUND_TIMEOUT_S
+            codes = []
+            for worker in workers:
+                answer = worker.answer(deadline)
+                codes.append(int(answer.split()[1]) if answer else -1)
+            seconds = time.monotonic() - started
+            stats = emu.stats()
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={ROUND_TAG: str(number)}))
+            events = _fetch_step_events(instance, [run.run_id for run in runs])
+            starts = [t for _, _, kind, t in events if kind in STEP_STARTS]
+            warehouse = warehouse or open_warehouse(env[WAREHOUSE_URL_ENV])
+            buckets = sorted(warehouse.read_sql("SELECT key FROM gsc_quota_bucket")["key"])
+            result = Round(
+                number + 1, chunk[0], chunk[-1], codes, stats, peak_overlap(events),
+                _window_peak(stats["per_second"], window), buckets, seconds,
+                (min(starts) - sent_at) if starts else float("nan"), os.getloadavg()[0],
+            )  # fmt: skip
+            rounds.append(result)
+            if on_round is not None:
+                on_round(result)
+            if any(code < 0 for code in codes):
+                break  # a host died or hung: later rounds would only repeat it
+        lap("rounds")
+        warehouse = warehouse or open_warehouse(env[WAREHOUSE_URL_ENV])
         rows = int(warehouse.read_sql("SELECT count(*) AS n FROM gsc_page_query")["n"].iloc[0])
-        buckets = sorted(warehouse.read_sql("SELECT key FROM gsc_quota_bucket")["key"])
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            peak_steps = _peak_fetch_steps(instance)
-    window = max(1, round(60 / TIME_SCALE))
-    return Outcome(plan, namespaces, codes, stats, rows, peak_steps,
-                   _window_peak(stats["per_second"], window), buckets)  # fmt: skip
+    lap("teardown")
+    return Outcome(plan, net.hosts, rounds, rows, timings)
 
 
 def _ok(met: bool) -> str:
     return "met" if met else "**not met**"
 
 
-def report(outcome: Outcome) -> str:
-    plan, stats = outcome.plan, outcome.stats
+def report(outcome: Outcome, command: str = "gsc-pipeline multihost") -> str:
+    plan, rounds = outcome.plan, outcome.rounds
+    count = len(outcome.hosts)
     window = max(1, round(60 / TIME_SCALE))
-    users = stats["peak_qpm_by_user"]
+    failed = [r.number for r in rounds if not r.ok(plan, count)]
+    peers = sorted({peer for r in rounds for peer in r.stats["peak_qpm_by_user"]})
+
+    def worst(values: list[float]) -> str:
+        return f"{max(values):g}" if values else "-"
+
+    rejections = sum(sum(r.stats["quota_rejections"].values()) for r in rounds)
+    summary = [
+        f"| every host's run succeeded, every round | {sum(not any(r.exit_codes) for r in rounds)}"
+        f" of {len(rounds)} rounds | all | {_ok(all(not any(r.exit_codes) for r in rounds))} |",
+        f"| the API saw {count} separate hosts (peer addresses) | {', '.join(peers)} | "
+        f"{count} each round | {_ok(all(r.checks(plan, count)['peers'] for r in rounds))} |",
+        f"| fetch steps at once, all hosts (Dagster event log), worst round | "
+        f"{worst([r.peak_steps for r in rounds])} | pool limit {plan.pool_limit} | "
+        f"{_ok(all(r.checks(plan, count)['steps'] for r in rounds))} |",
+        f"| requests in flight, all hosts (emulator peak), worst round | "
+        f"{worst([r.stats['peak_concurrent_requests'] for r in rounds])} | pool limit x step "
+        f"concurrency = {plan.in_flight_limit} | "
+        f"{_ok(all(r.checks(plan, count)['in flight'] for r in rounds))} |",
+        f"| busiest {window} s (one emulated minute), all hosts together, worst round | "
+        f"{worst([r.window_peak for r in rounds])} requests | budget {plan.budget_qpm:,.0f} + "
+        f"burst {LIMITER_BURST} + in flight {plan.in_flight_limit} = {plan.arrival_limit:g} | "
+        f"{_ok(all(r.checks(plan, count)['budget'] for r in rounds))} |",
+        f"| quota buckets all hosts drew from (PostgreSQL rows) | "
+        f"{worst([len(r.buckets) for r in rounds])}: one for the credential, one per site | "
+        f"1 + {count} | {_ok(all(r.checks(plan, count)['buckets'] for r in rounds))} |",
+        f"| quota rejections, all rounds | {rejections} | 0 | {_ok(rejections == 0)} |",
+    ]
+    per_round = [
+        f"| {r.number} | {r.first} .. {r.last} | {r.exit_codes} | "
+        f"{len(r.stats['peak_qpm_by_user'])} | {r.peak_steps} | "
+        f"{r.stats['peak_concurrent_requests']} | {r.window_peak} | {len(r.buckets)} | "
+        f"{sum(r.stats['quota_rejections'].values())} | {r.stats['requests_total']} | "
+        f"{r.to_first_step:.1f} | {r.seconds:.1f} | {r.load:.1f} | "
+        f"{'ok' if r.ok(plan, count) else '**FAILED**'} |"
+        for r in rounds
+    ]
+    timings = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.timings.items())
+    verdict = (
+        f"**{len(rounds)} of {plan.rounds} rounds passed.**"
+        if not failed and len(rounds) == plan.rounds
+        else f"**Failed rounds: {failed or 'none'}; {len(rounds)} of {plan.rounds} ran.**"
+    )
     lines = [
         "# Multi-host proof: one pool and one quota budget across network namespaces",
         "",
-        f"Produced by `gsc-pipeline multihost` ({len(os.sched_getaffinity(0))} cores, 1-min "
-        f"load average {os.getloadavg()[0]:.1f}). {plan.hosts} hosts = {plan.hosts} Linux network "
-        "namespaces bridged to this one, each running a Dagster run of the fetch job "
-        f"(one property, 3 reports, {plan.days} days) in its own process; Dagster instance "
-        "storage and the warehouse in PostgreSQL, reached over the bridge; the emulator "
-        f"bound to the bridge address. Latency and quota windows run {TIME_SCALE:g}x faster, "
-        "so QPM below is per emulated minute.",
+        f"Produced by `{command}` ({len(os.sched_getaffinity(0))} cores, 1-min load average "
+        f"{os.getloadavg()[0]:.1f} at the end). {count} hosts = {count} Linux network namespaces "
+        "bridged to this one, each running a Dagster run worker of the fetch job (one property, "
+        f"3 reports) in its own long-lived process; {plan.rounds} rounds in a row, each round "
+        f"every host fetching {plan.days} days of its own (the rounds' days do not overlap), "
+        "measured on its own (emulator counters reset; steps read from that round's runs). "
+        "Dagster instance storage and the warehouse in PostgreSQL, reached over the bridge; the "
+        f"emulator bound to the bridge address. Latency and quota windows run {TIME_SCALE:g}x "
+        "faster, so QPM below is per emulated minute.",
         "",
         f"Credential: quota {plan.quota_qpm:,}/min, budget {plan.budget_fraction:.0%} = "
         f"{plan.budget_qpm:,.0f}/min, pool limit {plan.pool_limit}, step concurrency "
-        f"{plan.step_concurrency}.",
+        f"{plan.step_concurrency}; {plan.rows_per_day:,} page x query rows per property-day.",
+        "",
+        verdict,
         "",
         "| Claim | Measured | Limit | |",
         "|---|---|---|---|",
-        f"| every host's run succeeded | exit codes {outcome.exit_codes} | all 0 | "
-        f"{_ok(not any(outcome.exit_codes))} |",
-        f"| the API saw {plan.hosts} separate hosts (peer addresses) | {len(users)}: "
-        f"{', '.join(sorted(users))} | {plan.hosts} | "
-        f"{_ok(len(users) == plan.hosts)} |",
-        f"| fetch steps at once, all hosts (Dagster event log) | {outcome.peak_steps} | pool "
-        f"limit {plan.pool_limit} | {_ok(outcome.peak_steps <= plan.pool_limit)} |",
-        f"| requests in flight, all hosts (emulator peak) | {stats['peak_concurrent_requests']} | "
-        f"pool limit x step concurrency = {outcome.in_flight_limit} | "
-        f"{_ok(stats['peak_concurrent_requests'] <= outcome.in_flight_limit)} |",
-        f"| busiest {window} s (one emulated minute), all hosts together | "
-        f"{outcome.window_peak} requests | budget {plan.budget_qpm:,.0f} + burst "
-        f"{LIMITER_BURST} | {_ok(outcome.window_peak <= plan.budget_limit)} |",
-        f"| quota buckets all hosts drew from (PostgreSQL rows) | {len(outcome.buckets)}: one "
-        f"for the credential, one per site | 1 + {plan.hosts} | "
-        f"{_ok(len(outcome.buckets) == 1 + plan.hosts)} |",
-        f"| quota rejections | {stats['quota_rejections']} | 0 | "
-        f"{_ok(sum(stats['quota_rejections'].values()) == 0)} |",
+        *summary,
         "",
-        f"Requests {stats['requests_total']:,}, rows served {stats['rows_served']:,}, "
-        f"page x query rows stored {outcome.rows:,}. Peak QPM per host (emulator's sliding "
-        f"minute, by peer): {json.dumps(users)}; per site: "
-        f"{json.dumps(stats['peak_qpm_by_site'])}.",
+        "Per round (steps: fetch steps at once; in flight: emulator peak; busiest: requests in "
+        f"the busiest {window} s; start: seconds from sending the round to its first fetch step "
+        "starting; load: 1-min load average after the round):",
         "",
-        "Without the shared pool each host would claim its own slots: "
-        f"{plan.hosts} x {plan.step_concurrency} = {plan.hosts * plan.step_concurrency} "
-        "requests in flight could be reached; without the shared bucket each step alone may spend "
-        f"the whole budget, {plan.pool_limit} budgets' worth at once.",
+        "| Round | Days | Exit codes | Peers | Steps | In flight | Busiest | Buckets | "
+        "Rejections | Requests | Start s | Round s | Load | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *per_round,
+        "",
+        f"Page x query rows stored, all rounds: {outcome.rows:,}. Time: {timings}.",
+        "",
+        "The busiest-minute limit counts arrivals at the API: the requests that took a token in "
+        "that minute (budget + burst) and those that took one just before it and were still on "
+        f"their way (at most the {plan.in_flight_limit} in flight). Without the shared pool each "
+        f"host would claim its own slots: {count} x {plan.step_concurrency} = "
+        f"{count * plan.step_concurrency} requests in flight could be reached; without the "
+        "shared bucket each step alone may spend the whole budget, "
+        f"{plan.pool_limit} budgets' worth at once.",
         "",
     ]
     return "\n".join(lines)
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gsc-pipeline multihost")
+    parser.add_argument("--out", default="bench-report")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=Plan.rounds,
+        help="backfills in a row on one setup, each measured on its own",
+    )
+    parser.add_argument("--days", type=int, default=Plan.days, help="days per host per round")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["host"]:
-        return run_host(*argv[1:4])
-    out = Path(argv[0]) if argv else Path("docs/bench")
+        # Answers go to the real stdout; anything else printed goes to the host's log.
+        answers = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        return run_host(argv[1], sys.stdin, answers)
+    args = parse_args(argv)
+    plan = Plan(rounds=args.rounds, days=args.days)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+
+    def progress(result: Round) -> None:
+        status = "ok" if result.ok(plan, plan.hosts) else "FAILED"
+        print(
+            f"round {result.number}/{plan.rounds}: {status} in {result.seconds:.1f} s "
+            f"(steps {result.peak_steps}, busiest minute {result.window_peak})",
+            flush=True,
+        )
+
     with tempfile.TemporaryDirectory(prefix="gsc-multihost-") as tmp:
-        outcome = prove(Plan(), Path(tmp))
+        outcome = prove(plan, Path(tmp), on_round=progress)
     path = out / "multihost.md"
-    path.write_text(report(outcome))
+    command = f"gsc-pipeline multihost --rounds {plan.rounds} --days {plan.days} --out {out}"
+    path.write_text(report(outcome, command))
     print(f"report: {path}")
     return 0 if outcome.ok else 1
 
