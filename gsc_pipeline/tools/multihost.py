@@ -472,7 +472,8 @@ STEP_ENDS = ("STEP_SUCCESS", "STEP_FAILURE", "STEP_UP_FOR_RETRY")
 
 
 def peak_overlap(events: Iterable[tuple[str, str, str, float]]) -> int:
-    """Most steps running at once, from (run id, step key, event type name, timestamp).
+    """Most steps running at once, from (run id, step key, event type name, timestamp); run
+    events (step key "") only mark when a run was last seen.
 
     Each step attempt is an interval from its start (STEP_START, or STEP_RESTARTED after a
     retry) to its end (success, failure, up for retry); an attempt with no end (its process was
@@ -483,7 +484,7 @@ def peak_overlap(events: Iterable[tuple[str, str, str, float]]) -> int:
     last_seen: dict[str, float] = {}
     for run_id, step_key, kind, timestamp in events:
         last_seen[run_id] = max(last_seen.get(run_id, timestamp), timestamp)
-        if kind in STEP_STARTS or kind in STEP_ENDS:
+        if step_key and (kind in STEP_STARTS or kind in STEP_ENDS):
             by_step.setdefault((run_id, step_key), []).append((timestamp, kind))
     edges = []
     for (run_id, _), marks in by_step.items():
@@ -506,14 +507,29 @@ def peak_overlap(events: Iterable[tuple[str, str, str, float]]) -> int:
 
 
 def _fetch_step_events(instance: Any, run_ids: list[str]) -> list[tuple[str, str, str, float]]:
-    """(run, step, event type, time) of the fetch steps (`gsc__...`) of `run_ids`."""
+    """(run, step, event type, time) of the fetch steps (`gsc__...`) and the run events of
+    `run_ids`."""
     events = []
     for run_id in run_ids:
         for entry in instance.all_logs(run_id):
             event = entry.dagster_event
-            if event is not None and (event.step_key or "").startswith("gsc__"):
-                events.append((run_id, event.step_key, event.event_type_value, entry.timestamp))
+            step = (event.step_key or "") if event is not None else ""
+            if event is not None and (step.startswith("gsc__") or not step):
+                events.append((run_id, step, event.event_type_value, entry.timestamp))
     return events
+
+
+def _buckets(warehouse: Any) -> list[str]:
+    """The bucket rows (none when no host made a request: the table is made on first use)."""
+    if not warehouse.read_sql("SELECT to_regclass('gsc_quota_bucket') IS NOT NULL AS t")["t"][0]:
+        return []
+    return sorted(warehouse.read_sql("SELECT key FROM gsc_quota_bucket")["key"])
+
+
+def _count_rows(warehouse: Any) -> int:
+    if not warehouse.read_sql("SELECT to_regclass('gsc_page_query') IS NOT NULL AS t")["t"][0]:
+        return 0
+    return int(warehouse.read_sql("SELECT count(*) AS n FROM gsc_page_query")["n"].iloc[0])
 
 
 def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
@@ -606,9 +622,9 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
             stats = emu.stats()
             runs = instance.get_runs(filters=dg.RunsFilter(tags={ROUND_TAG: str(number)}))
             events = _fetch_step_events(instance, [run.run_id for run in runs])
-            starts = [t for _, _, kind, t in events if kind in STEP_STARTS]
+            starts = [t for _, step, kind, t in events if step and kind in STEP_STARTS]
             warehouse = warehouse or open_warehouse(env[WAREHOUSE_URL_ENV])
-            buckets = sorted(warehouse.read_sql("SELECT key FROM gsc_quota_bucket")["key"])
+            buckets = _buckets(warehouse)
             result = Round(
                 number + 1, chunk[0], chunk[-1], codes, stats, peak_overlap(events),
                 _window_peak(stats["per_second"], window), buckets, seconds,
@@ -621,7 +637,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
                 break  # a host died or hung: later rounds would only repeat it
         lap("rounds")
         warehouse = warehouse or open_warehouse(env[WAREHOUSE_URL_ENV])
-        rows = int(warehouse.read_sql("SELECT count(*) AS n FROM gsc_page_query")["n"].iloc[0])
+        rows = _count_rows(warehouse)
     lap("teardown")
     return Outcome(plan, net.hosts, rounds, rows, timings)
 
