@@ -102,9 +102,11 @@ def _multihost(args: argparse.Namespace) -> int:
     from gsc_pipeline.tools.multihost import main as multihost_main
 
     try:
-        return multihost_main(
-            ["--out", args.out, "--rounds", str(args.rounds), "--days", str(args.days)]
-        )
+        argv = ["--out", args.out]
+        for name in ("rounds", "days"):
+            if getattr(args, name) is not None:
+                argv += [f"--{name}", str(getattr(args, name))]
+        return multihost_main(argv)
     except NetnsUnavailable as exc:
         print(f"gsc-pipeline multihost: {exc}; run it as root on Linux with iproute2")
         return 2
@@ -187,10 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     multihost.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="backfills in a row on one setup, each measured on its own",
+        help="backfills in a row on one setup, each measured on its own (default: CI's 10)",
     )
-    multihost.add_argument("--days", type=int, default=20, help="days per host per round")
+    multihost.add_argument("--days", type=int, help="days per host and round (default: CI's 3)")
     multihost.set_defaults(func=_multihost)
 
     args = parser.parse_args(argv)

@@ -21,9 +21,6 @@ from gsc_pipeline.tools.multihost import (
     report,
 )
 
-# The proof's rounds: CI runs them all, one setup, each round asserted on its own.
-ROUNDS = 10
-
 
 def _steps(*intervals: tuple[str, float, float]) -> list[tuple[str, str, str, float]]:
     """STEP_START / STEP_SUCCESS events of one step per run: (run, start, end)."""
@@ -92,11 +89,13 @@ def test_hosts_share_one_pool_and_one_budget(postgres_url, tmp_path):
         if os.environ.get("GSC_REQUIRE_NETNS") == "1":
             pytest.fail(f"{reason}; CI requires network namespaces (or unset GSC_REQUIRE_NETNS)")
         pytest.skip(f"{reason}: the multi-host proof needs network namespaces")
-    plan = Plan(hosts=3, days=2, rounds=ROUNDS, rows_per_day=300)
+    # The plan `gsc-pipeline multihost` runs: 10 rounds on one setup, each asserted on its own.
+    plan = Plan()
+    assert plan.rounds == 10 and plan.hosts == 3
     outcome = prove(plan, tmp_path, admin_url=postgres_url)
     text = report(outcome, "tests/test_multihost.py")
     print(text)  # the per-round table, in the test's output when it fails
-    assert len(outcome.rounds) == ROUNDS, text
+    assert len(outcome.rounds) == plan.rounds, text
     addresses = [address for _, address in outcome.hosts]
     for r in outcome.rounds:
         stats = r.stats
@@ -116,4 +115,4 @@ def test_hosts_share_one_pool_and_one_budget(postgres_url, tmp_path):
         assert sum(stats["quota_rejections"].values()) == 0, text
     assert outcome.rows > 0
     assert outcome.ok
-    assert f"**{ROUNDS} of {ROUNDS} rounds passed.**" in text
+    assert "**10 of 10 rounds passed.**" in text
