@@ -83,6 +83,7 @@ def test_plan_rejects_what_cannot_run():
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("multihost")
+@pytest.mark.timeout(900)  # 10 rounds: ~3-5 min on 2 loaded cores (docs/bench/multihost.md)
 def test_hosts_share_one_pool_and_one_budget(postgres_url, tmp_path):
     reason = netns_unavailable_reason()
     if reason:
