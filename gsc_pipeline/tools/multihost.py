@@ -516,11 +516,16 @@ def peak_overlap(events: Iterable[tuple[str, str, str, float]]) -> int:
 
 
 def _fetch_step_events(instance: Any, run_ids: list[str]) -> list[tuple[str, str, str, float]]:
-    """(run, step, event type, time) of the fetch steps (`gsc__...`) and the run events of
-    `run_ids`."""
+    """(run, step, event type, time) of the fetch steps' (`gsc__...`) starts and ends and of
+    the runs' ends, read by type (a run's log messages are most of its events)."""
+    from dagster._core.events import DagsterEventType as T
+
+    kinds = {T.STEP_START, T.STEP_RESTARTED, T.STEP_SUCCESS, T.STEP_FAILURE, T.STEP_UP_FOR_RETRY,
+             T.RUN_SUCCESS, T.RUN_FAILURE, T.RUN_CANCELED}  # fmt: skip
     events = []
     for run_id in run_ids:
-        for entry in instance.all_logs(run_id):
+        for record in instance.get_records_for_run(run_id, of_type=kinds).records:
+            entry = record.event_log_entry
             event = entry.dagster_event
             step = (event.step_key or "") if event is not None else ""
             if event is not None and (step.startswith("gsc__") or not step):
