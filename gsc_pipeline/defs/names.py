@@ -38,6 +38,8 @@ FINALIZE_TAG = "gsc/finalize"
 AUTOMATED_BY_TAG = "gsc/automated_by"
 # Which host started a run (the multi-host tool).
 HOST_TAG = "gsc/host"
+# Which round of the multi-host proof a run belongs to (the multi-host tool).
+MULTIHOST_ROUND_TAG = "gsc/multihost_round"
 
 # Crons (Pacific). Early morning in Mountain View: yesterday's partition exists and quota is
 # quiet.

@@ -69,8 +69,6 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TIME_SCALE = 10.0
 # RateLimiter's default burst: a bucket may admit this many requests back to back.
 LIMITER_BURST = 2
-# The tool's own run tag: which round a run belongs to.
-ROUND_TAG = "gsc/multihost_round"
 # How long one round may take before the proof gives up on it (a stuck host, not a slow one).
 ROUND_TIMEOUT_S = 900.0
 # What a host prints on its protocol line (its stdout; everything else goes to its log).
@@ -346,7 +344,13 @@ def run_host(site_url: str, commands: TextIO, answers: TextIO) -> int:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from gsc_pipeline.config import load_config
-    from gsc_pipeline.defs.names import FETCH_JOB, HOST_TAG, RANGE_END_TAG, RANGE_START_TAG
+    from gsc_pipeline.defs.names import (
+        FETCH_JOB,
+        HOST_TAG,
+        MULTIHOST_ROUND_TAG,
+        RANGE_END_TAG,
+        RANGE_START_TAG,
+    )
     from gsc_pipeline.defs.schedules import property_asset_keys
 
     config = load_config()
@@ -362,7 +366,7 @@ def run_host(site_url: str, commands: TextIO, answers: TextIO) -> int:
                 result = dg.execute_job(
                     job, instance=instance, asset_selection=keys,
                     tags={RANGE_START_TAG: first, RANGE_END_TAG: last,
-                          HOST_TAG: os.uname().nodename, ROUND_TAG: number},
+                          HOST_TAG: os.uname().nodename, MULTIHOST_ROUND_TAG: number},
                 )  # fmt: skip
                 code = 0 if result.success else 1
             except Exception:  # noqa: BLE001 - the round fails, the parent reports it
@@ -557,6 +561,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
 
     from gsc_pipeline.config import CONFIG_ENV, load_config
     from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
+    from gsc_pipeline.defs.names import MULTIHOST_ROUND_TAG
     from gsc_pipeline.gsc.rate_limit import QUOTA_STORE_ENV
     from gsc_pipeline.instance import init_instance
     from gsc_pipeline.tools.bench.scenario import environ_set
@@ -634,7 +639,7 @@ def prove(plan: Plan, workdir: Path, admin_url: str | None = None,
                 codes.append(int(answer.split()[1]) if answer else -1)
             seconds = time.monotonic() - started
             stats = emu.stats()
-            runs = instance.get_runs(filters=dg.RunsFilter(tags={ROUND_TAG: str(number)}))
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={MULTIHOST_ROUND_TAG: str(number)}))
             events = _fetch_step_events(instance, [run.run_id for run in runs])
             starts = [t for _, step, kind, t in events if step and kind in STEP_STARTS]
             warehouse = warehouse or open_warehouse(env[WAREHOUSE_URL_ENV])
