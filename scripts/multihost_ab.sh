@@ -15,7 +15,7 @@ cd "$dir"
 load() { cut -d' ' -f1 /proc/loadavg; }
 before=$(load)
 start=$(date +%s.%N)
-GSC_REQUIRE_NETNS=1 GSC_REQUIRE_POSTGRES=1 "$here/.venv/bin/python" -m pytest -q -n 0 \
+GSC_REQUIRE_NETNS=1 GSC_REQUIRE_POSTGRES=1 "$here/.venv/bin/python" -m pytest -q -rP -n 0 \
   -p no:cacheprovider --basetemp="/tmp/p20mh-ab-$label" tests/test_multihost.py \
   > "/tmp/p20mh-ab-$label.log" 2>&1 && rc=0 || rc=$?
 end=$(date +%s.%N)
