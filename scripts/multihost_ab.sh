@@ -11,6 +11,7 @@ case $side in
   B) dir=$here ;;
   *) echo "A or B" >&2; exit 2 ;;
 esac
+[ -d "$dir" ] || git -C "$here" worktree add --detach "$dir" main
 cd "$dir"
 load() { cut -d' ' -f1 /proc/loadavg; }
 before=$(load)
