@@ -38,26 +38,78 @@ CONFIG = {
 
 # What the step's process does: the imports a run worker needs for the path, then one step.
 _CHILD = """
-import datetime as dt, json, resource, sys
+import datetime as dt, json, resource, sys, threading, time
+import ctypes, os
+import pyarrow as pa
 from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.reports import PAGE_QUERY
-from gsc_pipeline.sync import sync_days
+from gsc_pipeline.sync import sync_days, days as days_module, writer as writer_module
 from gsc_pipeline.warehouse import open_warehouse
 
 def rss_mb():
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def glibc_mb():
+    info = libc.mallinfo2()
+    return (info.arena + info.hblkhd) / 2**20, (info.uordblks + info.hblkhd) / 2**20
+
+# Days fetched and not yet committed (waiting for the writer or in its transaction).
+held = {"now": 0, "max": 0}
+held_lock = threading.Lock()
+fetch_day = days_module.fetch_day
+def counted_fetch_day(*args, **kwargs):
+    result = fetch_day(*args, **kwargs)
+    with held_lock:
+        held["now"] += 1
+        held["max"] = max(held["max"], held["now"])
+    return result
+days_module.fetch_day = counted_fetch_day
+write = writer_module.GroupWriter._write
+def counted_write(self, group):
+    n = len(group)
+    try:
+        return write(self, group)
+    finally:
+        with held_lock:
+            held["now"] -= n
+writer_module.GroupWriter._write = counted_write
+
+samples = {"rss": 0.0, "arrow_at_rss": 0.0, "held_at_rss": 0, "arrow": 0.0,
+           "glibc_at_rss": 0.0, "glibc_used_at_rss": 0.0}
+done = threading.Event()
+def sample():
+    while not done.wait(0.02):
+        rss, arrow = rss_mb(), pa.total_allocated_bytes() / 2**20
+        samples["arrow"] = max(samples["arrow"], arrow)
+        if rss > samples["rss"]:
+            glibc, used = glibc_mb()
+            samples.update(rss=rss, arrow_at_rss=arrow, held_at_rss=held["now"],
+                           glibc_at_rss=glibc, glibc_used_at_rss=used)
+threading.Thread(target=sample, daemon=True).start()
+
 endpoint, warehouse_url, site, days, concurrency = sys.argv[1:6]
 imports = rss_mb()
 day_list = [dt.date(2026, 6, 25) - dt.timedelta(days=i) for i in range(int(days))]
+client = GscClient(endpoint, qpm_budget=9600.0)
+cpu0, wall0 = time.process_time(), time.perf_counter()
 results = sync_days(
-    GscClient(endpoint, qpm_budget=9600.0), open_warehouse(warehouse_url), site, PAGE_QUERY,
+    client, open_warehouse(warehouse_url), site, PAGE_QUERY,
     day_list, run_id="memory", concurrency=int(concurrency),
 )
+wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+done.set()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+calls = client.stats.snapshot()["api_calls"]
 print(json.dumps({"imports_mb": imports, "peak_mb": peak, "end_mb": rss_mb(),
-                  "rows": sum(r.rows for r in results)}))
+                  "rows": sum(r.rows for r in results), "wall_s": wall, "cpu_s": cpu,
+                  "api_calls": calls, "held_max": held["max"], **samples}))
 """
 
 
@@ -85,7 +137,7 @@ def main() -> int:
         else:
             schema, url = _postgres_schema(args.postgres_url)
         try:
-            out = subprocess.run(
+            out = subprocess.run(  # noqa: PLW1510 - check=True below
                 [sys.executable, "-c", _CHILD, endpoint, url, LARGE, str(args.days),
                  str(args.concurrency)],
                 capture_output=True, text=True, timeout=600, check=True,
@@ -106,6 +158,17 @@ def main() -> int:
         f"{args.concurrency} in flight: imports {figures['imports_mb']:.0f} MB, peak "
         f"{figures['peak_mb']:.0f} MB (+{growth:.0f} MB), after the step "
         f"{figures['end_mb']:.0f} MB"
+    )
+    rows = figures["rows"] or 1
+    print(
+        f"  at the sampled peak ({figures['rss']:.0f} MB): Arrow {figures['arrow_at_rss']:.0f} MB,"
+        f" glibc malloc {figures['glibc_at_rss']:.0f} MB"
+        f" ({figures['glibc_used_at_rss']:.0f} in use),"
+        f" {figures['held_at_rss']} fetched day(s) not yet committed; max Arrow "
+        f"{figures['arrow']:.0f} MB, max days held {figures['held_max']}; "
+        f"{figures['api_calls']} requests in {figures['wall_s']:.1f} s "
+        f"({figures['api_calls'] * 60 / figures['wall_s']:.0f}/min of 9,600), "
+        f"CPU {figures['cpu_s']:.1f} s ({figures['cpu_s'] * 1e6 / rows:.2f} us/row)"
     )
     return 0
 

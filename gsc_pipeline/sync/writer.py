@@ -50,6 +50,7 @@ class GroupWriter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gsc-write")
         self._waiting: list[PartitionResult] = []
         self._writing: Future[list[PartitionResult]] | None = None
+        self._writing_days = 0
 
     def __enter__(self) -> GroupWriter:
         return self
@@ -63,6 +64,12 @@ class GroupWriter:
     def waiting(self) -> int:
         """How many fetched days wait for the next group (their rows are held in memory)."""
         return len(self._waiting)
+
+    @property
+    def holding(self) -> int:
+        """How many fetched days the writer holds: waiting, or in the write in progress (their
+        rows are in memory until the write is collected)."""
+        return len(self._waiting) + self._writing_days
 
     @property
     def busy(self) -> bool:
@@ -80,13 +87,14 @@ class GroupWriter:
         """Write the days waiting, in one transaction, unless a write is running."""
         if self._writing is None and self._waiting:
             group, self._waiting = self._waiting, []
+            self._writing_days = len(group)
             self._writing = self._thread.submit(self._write, group)
 
     def collect(self, done: set[Future]) -> None:
         """Hand on the running write's days (or its error) if it is among `done`."""
         if self._writing is None or self._writing not in done:
             return
-        finished, self._writing = self._writing, None
+        finished, self._writing, self._writing_days = self._writing, None, 0
         error = finished.exception()
         if error is not None:
             # A failed write (e.g. the lock wait ran out): none of its days stand, and the days
