@@ -471,6 +471,94 @@ def test_in_flight_is_rate_times_latency_within_the_cap():
     assert in_flight.limit == 32
 
 
+class _HeldDay:
+    """A fetched day as the group writer sees it (its batch, and itself once committed)."""
+
+    def __init__(self, day: int) -> None:
+        self.day = self.batch = day
+
+    def committed(self, _seconds: float) -> _HeldDay:
+        return self
+
+
+class _LaggingWriter:
+    """A warehouse whose every write waits until the step can start no more days: until a day
+    was refused (the step holds its cap) or, on a sync without that bound, until the step has
+    started one day more than the cap beyond the days committed (or every day)."""
+
+    def __init__(self, cap: int, total: int) -> None:
+        self.cap, self.total = cap, total
+        self.state = threading.Condition()
+        self.started = self.committed = self.most_held = 0
+        self.refused = False
+
+    def fetch(self, day: int) -> _HeldDay:
+        with self.state:
+            self.started += 1
+            self.most_held = max(self.most_held, self.started - self.committed)
+            self.state.notify_all()
+        return _HeldDay(day)
+
+    def write_partitions(self, batches: list[int]) -> None:
+        with self.state:
+            lagged = self.state.wait_for(
+                lambda: self.refused
+                or self.started >= min(self.total, self.committed + self.cap + 1),
+                timeout=60,
+            )
+            assert lagged, "the step neither refused a day nor started one past its cap"
+            self.refused = False
+            self.committed += len(batches)
+
+
+@pytest.mark.parametrize("reports", [1, 2])
+def test_a_lagging_writer_stops_new_fetches_at_the_cap(monkeypatch, reports):
+    """The days a step holds, fetching or fetched and not yet committed, never pass its cap:
+    while the writer lags, no day starts (with one sync and with two sharing the step's cap)."""
+    from gsc_pipeline.sync.days import _fetch_and_write
+    from gsc_pipeline.sync.shared import SharedInFlight
+
+    cap, days_each = 4, 12
+    writer = _LaggingWriter(cap, reports * days_each)
+    try_hold = getattr(InFlight, "try_hold", None)
+
+    def spy_try_hold(self, holder):
+        taken = try_hold(self, holder)
+        if not taken:
+            with writer.state:
+                writer.refused = True
+                writer.state.notify_all()
+        return taken
+
+    monkeypatch.setattr(InFlight, "try_hold", spy_try_hold, raising=False)
+    shared = SharedInFlight(qpm=960, cap=cap)
+    written: list[int] = []
+    errors: list[BaseException | None] = []
+
+    def sync(first: int) -> None:
+        with shared.share() as in_flight:
+            errors.append(
+                _fetch_and_write(
+                    list(range(first, first + days_each)),
+                    writer.fetch,
+                    writer,  # type: ignore[arg-type]
+                    in_flight=in_flight,
+                    stop_event=None,
+                    stop_on_error_or_cancel=threading.Event(),
+                    on_written=lambda day: written.append(day.day),
+                )
+            )
+
+    threads = [threading.Thread(target=sync, args=(i * 100,)) for i in range(reports)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [None] * reports
+    assert sorted(written) == [i * 100 + d for i in range(reports) for d in range(days_each)]
+    assert writer.most_held <= cap
+
+
 def _count_days_in_flight(monkeypatch) -> dict[str, int]:
     """Spy on the days `sync_days` fetches at once (the emulator only sees requests)."""
     from gsc_pipeline.sync import days as days_module
