@@ -360,14 +360,15 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
     days = [DAY - dt.timedelta(days=i) for i in range(6)]
     with mock.patch.object(type(warehouse), "write_partitions", slow_write):
         results = sync_days(
-            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=2,
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=4,
             on_partition=lambda r: callbacks.append(
                 (r.day, threading.get_ident(), sum(len(g) for g in groups))
             ),
         )  # fmt: skip
     assert sorted(r.day for r in results) == sorted(days)
-    # Fetching went on during the slow write: the days that landed meanwhile (at least two, as
-    # two fetch threads ran on) were committed together, in fewer transactions. (How many days
+    # Fetching went on during the slow write: the days that landed meanwhile (at least two: the
+    # step holds up to 4 days, the write at most 4 of the 6) were committed together, in fewer
+    # transactions. (With 2, the cap on days held would let one day wait at a time.) (How many days
     # the first write holds depends on which fetches finished first; counting the requests sent
     # during the write instead was flaky: both days in flight may be on their last request.)
     assert max((len(g) for g in groups[1:]), default=0) >= 2 and len(groups) < len(days)
