@@ -54,6 +54,8 @@ class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
         "fordblks", "keepcost")]
+if os.environ.get("MEASURE_JEMALLOC_DECAY_MS"):  # jemalloc's purge delay, for the A/B
+    pa.jemalloc_set_decay_ms(int(os.environ["MEASURE_JEMALLOC_DECAY_MS"]))
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 def glibc_mb():
@@ -94,13 +96,16 @@ def sample():
                            glibc_at_rss=glibc, glibc_used_at_rss=used)
 threading.Thread(target=sample, daemon=True).start()
 
-endpoint, warehouse_url, site, days, concurrency = sys.argv[1:6]
+endpoint, warehouse_url, site, days, concurrency, discard = sys.argv[1:7]
 imports = rss_mb()
+warehouse = open_warehouse(warehouse_url)
+if discard == "discard":  # what the step holds without the warehouse's own memory
+    type(warehouse).write_partitions = lambda self, batches: None
 day_list = [dt.date(2026, 6, 25) - dt.timedelta(days=i) for i in range(int(days))]
 client = GscClient(endpoint, qpm_budget=9600.0)
 cpu0, wall0 = time.process_time(), time.perf_counter()
 results = sync_days(
-    client, open_warehouse(warehouse_url), site, PAGE_QUERY,
+    client, warehouse, site, PAGE_QUERY,
     day_list, run_id="memory", concurrency=int(concurrency),
 )
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -128,6 +133,11 @@ def main() -> int:
     parser.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     parser.add_argument("--days", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--discard-writes",
+        action="store_true",
+        help="the warehouse writes nothing: the step's memory without the warehouse's own",
+    )
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, emulator_process(CONFIG) as endpoint:
@@ -139,7 +149,7 @@ def main() -> int:
         try:
             out = subprocess.run(  # noqa: PLW1510 - check=True below
                 [sys.executable, "-c", _CHILD, endpoint, url, LARGE, str(args.days),
-                 str(args.concurrency)],
+                 str(args.concurrency), "discard" if args.discard_writes else "write"],
                 capture_output=True, text=True, timeout=600, check=True,
             )  # fmt: skip
         finally:

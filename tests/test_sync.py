@@ -560,6 +560,33 @@ def test_a_lagging_writer_stops_new_fetches_at_the_cap(monkeypatch, reports):
     assert writer.most_held <= cap
 
 
+def test_a_step_gives_freed_response_sized_blocks_back_to_the_system(duckdb_path):
+    """Once a step's writer exists, a multi-MB block (a response body, an Arrow buffer) gets its
+    own mapping even after glibc's dynamic threshold was raised by freeing a larger one, so
+    freeing it returns it to the system instead of leaving it resident in a thread's arena."""
+    import ctypes
+
+    from gsc_pipeline.sync.writer import GroupWriter
+
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc's mallinfo2 is needed to see where a block was allocated")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]  # fmt: skip
+
+    libc.mallinfo2.restype = MallInfo2
+    block = b"x" * (8 << 20)
+    del block  # glibc's default raises its mmap threshold to 8 MB here
+    with GroupWriter(open_warehouse(duckdb_path), on_written=print, on_error=print):
+        mapped = libc.mallinfo2().hblkhd
+        body = b"y" * (3 << 20)  # a 3 MB response body
+        assert libc.mallinfo2().hblkhd >= mapped + (3 << 20), "the body came from an arena"
+        del body
+
+
 def _count_days_in_flight(monkeypatch) -> dict[str, int]:
     """Spy on the days `sync_days` fetches at once (the emulator only sees requests)."""
     from gsc_pipeline.sync import days as days_module
