@@ -84,11 +84,6 @@ class GroupWriter:
         _release_freed_memory()
 
     @property
-    def waiting(self) -> int:
-        """How many fetched days wait for the next group (their rows are held in memory)."""
-        return len(self._waiting)
-
-    @property
     def holding(self) -> int:
         """How many fetched days the writer holds: waiting, or in the write in progress (their
         rows are in memory until the write is collected)."""
