@@ -56,6 +56,8 @@ class MallInfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 if os.environ.get("MEASURE_JEMALLOC_DECAY_MS"):  # jemalloc's purge delay, for the A/B
     pa.jemalloc_set_decay_ms(int(os.environ["MEASURE_JEMALLOC_DECAY_MS"]))
+if os.environ.get("MEASURE_DEFAULT_MMAP_THRESHOLD"):  # glibc's dynamic threshold, for the A/B
+    writer_module.map_large_blocks = lambda: None
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 def glibc_mb():
