@@ -2,12 +2,23 @@
 cap (sharded), 16 days in flight, in a process of its own, with the emulator in another.
 
     .venv/bin/python scripts/measure_step_memory.py [--warehouse duckdb|postgres] [--days 16]
-        [--concurrency 16] [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
+        [--concurrency 16] [--discard-writes]
+        [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 
 Prints the step process's RSS after its imports, its peak (ru_maxrss) and its RSS after the
-step. A measurement, not a test: the peak depends on how far the writer lags the fetches, i.e.
+step; then, sampled every 20 ms, what the RSS was made of at its highest sample (Arrow's pool,
+`pa.total_allocated_bytes()`; glibc malloc's memory from the system and the part in use,
+mallinfo2; fetched days not yet committed), the most Arrow and days held, the requests, the
+achieved rate and the CPU per row. `--discard-writes`: the warehouse writes nothing (the step
+without the warehouse's own memory). Environment knobs for A/Bs: ARROW_DEFAULT_MEMORY_POOL,
+GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic
+mmap threshold instead of the step's fixed 1 MB). Run it with another checkout's python
+(e.g. /work/main/.venv/bin/python) to measure that checkout's code.
+
+A measurement, not a test: the peak depends on how far the writer lags the fetches, i.e.
 on the machine's load (measured +540-750 MB quiet, +1,886 MB in CI beside other tests), so
-no ceiling here would be both meaningful and stable. Figures: docs/bench/ab-p14path.md.
+no ceiling here would be both meaningful and stable. Figures: docs/bench/ab-p14path.md,
+docs/bench/ab-p20p20mem.md.
 """
 
 from __future__ import annotations
