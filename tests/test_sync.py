@@ -360,14 +360,15 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
     days = [DAY - dt.timedelta(days=i) for i in range(6)]
     with mock.patch.object(type(warehouse), "write_partitions", slow_write):
         results = sync_days(
-            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=2,
+            client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=4,
             on_partition=lambda r: callbacks.append(
                 (r.day, threading.get_ident(), sum(len(g) for g in groups))
             ),
         )  # fmt: skip
     assert sorted(r.day for r in results) == sorted(days)
-    # Fetching went on during the slow write: the days that landed meanwhile (at least two, as
-    # two fetch threads ran on) were committed together, in fewer transactions. (How many days
+    # Fetching went on during the slow write: the days that landed meanwhile (at least two: the
+    # step holds up to 4 days, the write at most 4 of the 6) were committed together, in fewer
+    # transactions. (With 2, the cap on days held would let one day wait at a time.) (How many days
     # the first write holds depends on which fetches finished first; counting the requests sent
     # during the write instead was flaky: both days in flight may be on their last request.)
     assert max((len(g) for g in groups[1:]), default=0) >= 2 and len(groups) < len(days)
@@ -469,6 +470,121 @@ def test_in_flight_is_rate_times_latency_within_the_cap():
     assert in_flight.limit == 32  # never above the memory cap
     in_flight.observe(0)  # no measurement: unchanged
     assert in_flight.limit == 32
+
+
+class _HeldDay:
+    """A fetched day as the group writer sees it (its batch, and itself once committed)."""
+
+    def __init__(self, day: int) -> None:
+        self.day = self.batch = day
+
+    def committed(self, _seconds: float) -> _HeldDay:
+        return self
+
+
+class _LaggingWriter:
+    """A warehouse whose every write waits until the step can start no more days: until a day
+    was refused (the step holds its cap) or, on a sync without that bound, until the step has
+    started one day more than the cap beyond the days committed (or every day)."""
+
+    def __init__(self, cap: int, total: int) -> None:
+        self.cap, self.total = cap, total
+        self.state = threading.Condition()
+        self.started = self.committed = self.most_held = 0
+        self.refused = False
+
+    def fetch(self, day: int) -> _HeldDay:
+        with self.state:
+            self.started += 1
+            self.most_held = max(self.most_held, self.started - self.committed)
+            self.state.notify_all()
+        return _HeldDay(day)
+
+    def write_partitions(self, batches: list[int]) -> None:
+        with self.state:
+            lagged = self.state.wait_for(
+                lambda: self.refused
+                or self.started >= min(self.total, self.committed + self.cap + 1),
+                timeout=60,
+            )
+            assert lagged, "the step neither refused a day nor started one past its cap"
+            self.refused = False
+            self.committed += len(batches)
+
+
+@pytest.mark.parametrize("reports", [1, 2])
+def test_a_lagging_writer_stops_new_fetches_at_the_cap(monkeypatch, reports):
+    """The days a step holds, fetching or fetched and not yet committed, never pass its cap:
+    while the writer lags, no day starts (with one sync and with two sharing the step's cap)."""
+    from gsc_pipeline.sync.days import _fetch_and_write
+    from gsc_pipeline.sync.shared import SharedInFlight
+
+    cap, days_each = 4, 12
+    writer = _LaggingWriter(cap, reports * days_each)
+    try_hold = getattr(InFlight, "try_hold", None)
+
+    def spy_try_hold(self, holder):
+        taken = try_hold(self, holder)
+        if not taken:
+            with writer.state:
+                writer.refused = True
+                writer.state.notify_all()
+        return taken
+
+    monkeypatch.setattr(InFlight, "try_hold", spy_try_hold, raising=False)
+    shared = SharedInFlight(qpm=960, cap=cap)
+    written: list[int] = []
+    errors: list[BaseException | None] = []
+
+    def sync(first: int) -> None:
+        with shared.share() as in_flight:
+            errors.append(
+                _fetch_and_write(
+                    list(range(first, first + days_each)),
+                    writer.fetch,
+                    writer,  # type: ignore[arg-type]
+                    in_flight=in_flight,
+                    stop_event=None,
+                    stop_on_error_or_cancel=threading.Event(),
+                    on_written=lambda day: written.append(day.day),
+                )
+            )
+
+    threads = [threading.Thread(target=sync, args=(i * 100,)) for i in range(reports)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [None] * reports
+    assert sorted(written) == [i * 100 + d for i in range(reports) for d in range(days_each)]
+    assert writer.most_held <= cap
+
+
+def test_a_step_gives_freed_response_sized_blocks_back_to_the_system(duckdb_path):
+    """Once a step's writer exists, a multi-MB block (a response body, an Arrow buffer) gets its
+    own mapping even after glibc's dynamic threshold was raised by freeing a larger one, so
+    freeing it returns it to the system instead of leaving it resident in a thread's arena."""
+    import ctypes
+
+    from gsc_pipeline.sync.writer import GroupWriter
+
+    libc = ctypes.CDLL("libc.so.6")
+    if not hasattr(libc, "mallinfo2"):
+        pytest.skip("glibc's mallinfo2 is needed to see where a block was allocated")
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]  # fmt: skip
+
+    libc.mallinfo2.restype = MallInfo2
+    block = b"x" * (8 << 20)
+    del block  # glibc's default raises its mmap threshold to 8 MB here
+    with GroupWriter(open_warehouse(duckdb_path), on_written=print, on_error=print):
+        mapped = libc.mallinfo2().hblkhd
+        body = b"y" * (3 << 20)  # a 3 MB response body
+        assert libc.mallinfo2().hblkhd >= mapped + (3 << 20), "the body came from an arena"
+        del body
 
 
 def _count_days_in_flight(monkeypatch) -> dict[str, int]:

@@ -30,10 +30,14 @@ class InFlight:
     free slots (`try_take`), so requests in flight never pass the limit. To
     keep the credential's budget (`qpm`, all of it when the step runs alone) busy at the
     latency measured so far, a step needs rate x latency requests in flight, plus one to
-    cover the gap between a reply and the next request. `cap` bounds memory (each day in
-    flight or waiting for the writer holds its pages); before a latency is known, the cap.
+    cover the gap between a reply and the next request; before a latency is known, the cap.
     The slowest recent days set the latency (their p95), so a burst of slow pages does not
     leave the budget idle; too many in flight only waits in the rate limiter.
+
+    `cap` bounds memory: it is the most days the step holds at once, fetching or fetched and
+    not yet committed (waiting for the writer or in its transaction), whichever sync of the
+    step holds them (`try_hold`, `set_held`). A writer that lags therefore stops new fetches
+    instead of letting fetched days pile up.
     """
 
     def __init__(self, qpm: float, cap: int) -> None:
@@ -43,6 +47,29 @@ class InFlight:
         self._latency_s: float | None = None
         self._slots = threading.Lock()
         self.taken = 0
+        self._held: dict[object, int] = {}  # days held, per sync holding any
+
+    @property
+    def held(self) -> int:
+        """Days the step holds: fetching, or fetched and not yet committed."""
+        with self._slots:
+            return sum(self._held.values())
+
+    def try_hold(self, holder: object) -> bool:
+        """One more day for `holder` (a sync) if the step holds fewer than `cap`."""
+        with self._slots:
+            if sum(self._held.values()) >= self.cap:
+                return False
+            self._held[holder] = self._held.get(holder, 0) + 1
+            return True
+
+    def set_held(self, holder: object, days: int) -> None:
+        """`holder` now holds `days` days (its days committed or dropped are given back)."""
+        with self._slots:
+            if days > 0:
+                self._held[holder] = days
+            else:
+                self._held.pop(holder, None)
 
     def try_take(self) -> bool:
         """Take one of the `limit` requests in flight if one is free: a day fetching holds one,
@@ -98,7 +125,8 @@ def sync_days(
     thread: a day is written as soon as it is fetched, and the days that are fetched while a
     write is in progress (or waiting for another process's DuckDB lock) are written together in
     the next transaction (group commit; still all-or-nothing per day). Fetching goes on
-    meanwhile, with at most that many fetched days waiting, which bounds memory.
+    meanwhile, but the step never holds more than `concurrency` days (the cap) fetching or
+    fetched and not yet committed, which bounds memory: a lagging writer stops new fetches.
 
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
@@ -203,14 +231,23 @@ def _fetch_and_write(
     """Fetch `days` in order and hand each to a `GroupWriter`; the first error, if any.
 
     At most `in_flight.limit` requests are in flight (read afresh as latencies come in; a day
-    holds one, the extra sibling shards it fetches at once one each), and
-    no day starts while that many fetched days wait for the writer (bounding memory). This
-    thread only starts fetches and writes and waits for them, looking at `stop_event` at least
-    every `_STOP_POLL_SECONDS`.
+    holds one, the extra sibling shards it fetches at once one each), and no day starts while
+    the step holds `in_flight.cap` days, fetching or fetched and not yet committed (bounding
+    memory, `InFlight.try_hold`). This thread only starts fetches and writes and waits for
+    them, looking at `stop_event` at least every `_STOP_POLL_SECONDS`.
     """
     todo = deque(days)
     fetching: set[Future[PartitionResult]] = set()
     errors: list[BaseException] = []
+    holder = object()  # this sync's days in `in_flight`'s count of the step's days held
+
+    def start_day() -> bool:
+        if not in_flight.try_hold(holder):
+            return False
+        if not in_flight.try_take():  # the day's own request in flight
+            in_flight.set_held(holder, len(fetching) + writer.holding)
+            return False
+        return True
 
     def fail(error: BaseException) -> None:
         errors.append(error)
@@ -221,39 +258,47 @@ def _fetch_and_write(
             stop_on_error_or_cancel.set()
         return stop_on_error_or_cancel.is_set()
 
-    with (
-        ThreadPoolExecutor(in_flight.cap, thread_name_prefix="gsc-sync") as pool,
-        GroupWriter(warehouse, on_written=on_written, on_error=fail) as writer,
-    ):
-        try:
-            while True:
-                while (
-                    todo
-                    and writer.waiting < in_flight.limit
-                    and not stop_requested()
-                    and in_flight.try_take()  # the day's own request in flight
-                ):
-                    future = pool.submit(fetch, todo.popleft())
-                    future.add_done_callback(lambda _: in_flight.release())
-                    fetching.add(future)
-                writer.start_group()
-                if not fetching and not writer.busy:
-                    break
-                done, _ = wait(fetching | writer.running, _STOP_POLL_SECONDS, FIRST_COMPLETED)
-                stop_requested()  # seen within the poll interval even while no day can start
-                for future in done & fetching:
-                    error = future.exception()
-                    if error is None:
-                        writer.add(future.result())
-                    elif not (isinstance(error, Cancelled) and stop_on_error_or_cancel.is_set()):
-                        fail(error)  # a Cancelled after the stop is its effect, not an error
-                fetching -= done
-                writer.collect(done)
-        except BaseException:
-            # An interrupt in this thread (Dagster's Terminate raises here) or a failing
-            # callback: the days in flight must stop at their next API call, not run on.
-            stop_on_error_or_cancel.set()
-            raise
+    try:
+        with (
+            ThreadPoolExecutor(in_flight.cap, thread_name_prefix="gsc-sync") as pool,
+            GroupWriter(warehouse, on_written=on_written, on_error=fail) as writer,
+        ):
+            try:
+                while True:
+                    # What this sync holds now: its days fetching, and those the writer has not
+                    # committed (a write collected or failed gives its days back).
+                    in_flight.set_held(holder, len(fetching) + writer.holding)
+                    while todo and not stop_requested() and start_day():
+                        future = pool.submit(fetch, todo.popleft())
+                        future.add_done_callback(lambda _: in_flight.release())
+                        fetching.add(future)
+                    writer.start_group()
+                    if not fetching and not writer.busy:
+                        if not todo or stop_on_error_or_cancel.is_set():
+                            break
+                        # The step's other syncs hold every day it may: wait for one to commit.
+                        stop_on_error_or_cancel.wait(_STOP_POLL_SECONDS)
+                        stop_requested()
+                        continue
+                    done, _ = wait(fetching | writer.running, _STOP_POLL_SECONDS, FIRST_COMPLETED)
+                    stop_requested()  # seen within the poll interval even while no day can start
+                    for future in done & fetching:
+                        error = future.exception()
+                        if error is None:
+                            writer.add(future.result())
+                        elif not (
+                            isinstance(error, Cancelled) and stop_on_error_or_cancel.is_set()
+                        ):
+                            fail(error)  # a Cancelled after the stop is its effect, not an error
+                    fetching -= done
+                    writer.collect(done)
+            except BaseException:
+                # An interrupt in this thread (Dagster's Terminate raises here) or a failing
+                # callback: the days in flight must stop at their next API call, not run on.
+                stop_on_error_or_cancel.set()
+                raise
+    finally:
+        in_flight.set_held(holder, 0)  # given back once the pool and the writer have stopped
     return errors[0] if errors else None
 
 

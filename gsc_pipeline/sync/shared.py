@@ -4,9 +4,11 @@ Each `sync_days` sizes its days in flight as budget x latency (`InFlight`). Run 
 N of them would keep N times what the credential's budget needs (the surplus only waits in the
 rate limiter, holding memory) and pass the step's memory cap. `SharedInFlight` sizes the step as
 a whole, once, from every report's latencies, and gives each report running an equal share of it
-(at least one day); a report that finishes hands its share to the others. Reports start only
-while fewer are running than the step's limit, so the step never has more than `cap` days in
-flight: with `step_concurrency: 1` its reports run one after another, one request at a time.
+(at least one day); a report that finishes hands its share to the others. The days the
+reports hold (fetching, or fetched and not yet committed) count against one cap for the step.
+Reports start only while fewer are running than the step's limit, so the step never has more
+than `cap` days in flight: with `step_concurrency: 1` its reports run one after another, one
+request at a time.
 """
 
 from __future__ import annotations
@@ -83,3 +85,14 @@ class _Share(InFlight):
 
     def observe(self, latency_ms: float) -> None:
         self._shared.observe(latency_ms)
+
+    # Days held count against the step's cap, whichever report holds them.
+    @property
+    def held(self) -> int:
+        return self._shared._whole.held
+
+    def try_hold(self, holder: object) -> bool:
+        return self._shared._whole.try_hold(holder)
+
+    def set_held(self, holder: object, days: int) -> None:
+        self._shared._whole.set_held(holder, days)

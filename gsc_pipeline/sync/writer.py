@@ -12,12 +12,34 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.warehouse.base import Warehouse
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+
 
 def _malloc_trim() -> Callable[[], object]:
     """glibc's malloc_trim(0), or nothing where the C library has none (macOS, musl)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    trim = getattr(libc, "malloc_trim", None)
+    trim = getattr(_LIBC, "malloc_trim", None)
     return (lambda: trim(0)) if trim is not None else (lambda: None)
+
+
+# glibc's mallopt(M_MMAP_THRESHOLD): blocks from this size up get their own mapping, returned to
+# the system when freed. By default glibc raises the threshold to the largest block freed so far
+# (up to 32 MB), so after the first 4 MB response body every body and every multi-MB buffer
+# came from a thread's arena instead, where the freed ones stayed resident: ~150-400 MB of a
+# step's peak was free memory in glibc's arenas (scripts/measure_step_memory.py, mallinfo2).
+# Fixed at 1 MB the dynamic raise is off (docs/bench/ab-p20p20mem.md).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
+_large_blocks_mapped = False
+
+
+def map_large_blocks() -> None:
+    """Fix glibc's mmap threshold at `MMAP_THRESHOLD_BYTES` for the process, once (nothing
+    where the C library has no mallopt)."""
+    global _large_blocks_mapped
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if not _large_blocks_mapped and mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        _large_blocks_mapped = True
 
 
 # The days' pages were allocated on many fetch threads; glibc keeps freed memory in each
@@ -44,12 +66,14 @@ class GroupWriter:
         on_written: Callable[[PartitionResult], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
+        map_large_blocks()  # before the step's fetch threads allocate their first pages
         self._warehouse = warehouse
         self._on_written = on_written
         self._on_error = on_error
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gsc-write")
         self._waiting: list[PartitionResult] = []
         self._writing: Future[list[PartitionResult]] | None = None
+        self._writing_days = 0
 
     def __enter__(self) -> GroupWriter:
         return self
@@ -60,9 +84,10 @@ class GroupWriter:
         _release_freed_memory()
 
     @property
-    def waiting(self) -> int:
-        """How many fetched days wait for the next group (their rows are held in memory)."""
-        return len(self._waiting)
+    def holding(self) -> int:
+        """How many fetched days the writer holds: waiting, or in the write in progress (their
+        rows are in memory until the write is collected)."""
+        return len(self._waiting) + self._writing_days
 
     @property
     def busy(self) -> bool:
@@ -80,13 +105,14 @@ class GroupWriter:
         """Write the days waiting, in one transaction, unless a write is running."""
         if self._writing is None and self._waiting:
             group, self._waiting = self._waiting, []
+            self._writing_days = len(group)
             self._writing = self._thread.submit(self._write, group)
 
     def collect(self, done: set[Future]) -> None:
         """Hand on the running write's days (or its error) if it is among `done`."""
         if self._writing is None or self._writing not in done:
             return
-        finished, self._writing = self._writing, None
+        finished, self._writing, self._writing_days = self._writing, None, 0
         error = finished.exception()
         if error is not None:
             # A failed write (e.g. the lock wait ran out): none of its days stand, and the days
