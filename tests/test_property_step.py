@@ -116,6 +116,27 @@ def test_a_failing_report_fails_the_step_but_keeps_every_committed_day(
     assert materialized == set(ledger["day"]) == set(DAYS[:-1])
 
 
+def test_a_report_logs_at_most_four_progress_lines_a_run(monkeypatch, tmp_path):
+    """Each progress line is an event-log write: 9 days log at days 3, 6, 9 (the last always)."""
+    days = [f"2026-03-{day:02d}" for day in range(1, 10)]
+    with running_emulator(EMULATOR_CONFIG) as emulator:
+        monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
+        monkeypatch.setenv(WAREHOUSE_URL_ENV, f"duckdb:///{tmp_path / 'wh.duckdb'}")
+        attributes = {**ATTRIBUTES, "properties": [{"site_url": SMALL, "reports": ["site"]}]}
+        defs = dg.build_defs_for_component(GscComponent.from_attributes_dict(attributes=attributes))
+        with dg.instance_for_test() as instance:
+            result = defs.resolve_job_def(FETCH_JOB).execute_in_process(
+                instance=instance, tags={RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]}
+            )
+            assert result.success
+            progress = [
+                e.user_message
+                for e in instance.all_logs(result.run_id)
+                if "days written" in e.user_message
+            ]
+    assert [line.split(": ")[1].split(" ")[0] for line in progress] == ["3/9", "6/9", "9/9"]
+
+
 def test_the_step_keeps_one_littles_law_shared_by_its_reports():
     """Three reports at once keep the step's days in flight, not three times them; a report
     that ends hands its share to the others."""

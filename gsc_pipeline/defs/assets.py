@@ -107,7 +107,10 @@ def fetch_partitions(
     # The report's table exists once its first day is written: read its description then, once.
     table = functools.cache(lambda: warehouse.describe_table(report.table))
     written: dict[str, dict[str, object]] = {}
-    progress_every = max(1, len(days) // 10)
+    # At most four progress lines per report, one at each quarter of its days: every line is
+    # an event-log write (a transaction on the SQLite instance), and the per-day numbers are
+    # in the materialization metadata anyway.
+    progress_every = max(1, -(-len(days) // 4))
 
     def on_partition(result: PartitionResult) -> None:
         metadata = {
@@ -120,8 +123,6 @@ def fetch_partitions(
                 metadata, asset_key=asset_key, partition_key=result.day.isoformat()
             )
         done = len(written)
-        # About ten progress lines per report: every line is an event-log write, and the
-        # per-day numbers are in the materialization metadata anyway.
         if done % progress_every == 0 or done == len(days):
             context.log.info(
                 f"{prop.site_url} {report.name}: {done}/{len(days)} days written "

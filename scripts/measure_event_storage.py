@@ -1,0 +1,139 @@
+"""What one Dagster event costs the run worker, by event kind and instance storage.
+
+    .venv/bin/python scripts/measure_event_storage.py [--storage sqlite|postgres] [--rounds 2]
+
+A fetch run writes per day: a materialization (with the table metadata) and one check
+evaluation per in-run check (4 per report). This materializes one daily-partitioned asset
+over 30 days in this process (in-process executor, a fresh instance), yielding what the
+fetching asset yields per day with the same metadata sizes, and prints the process CPU of:
+the run alone (no per-day events), + 30 per-day materializations, + 120 per-day check
+evaluations; the differences divided by the count are the CPU per event.
+`--storage sqlite-tuned` measures a lever outside this project's code, not shipped: Dagster's
+SQLite event log with one engine per shard kept (Dagster creates and disposes an engine per
+connection) and `PRAGMA synchronous=NORMAL` (WAL: no fsync per commit; a power cut may lose the
+last transactions, never corrupt the file). `--storage postgres` uses Dagster's PostgreSQL
+storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's server (created anew).
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+import dagster as dg
+import sqlalchemy as sa
+
+DAYS = 30
+CHECKS = [f"check_{i}" for i in range(4)]
+PARTITIONS = dg.DailyPartitionsDefinition("2026-01-01")
+# As the fetching asset's day: the sync numbers, then Dagster's table metadata (12 columns).
+DAY_METADATA = {
+    **{f"sync_{i}": 1.5 for i in range(11)},
+    "dagster/row_count": 50_000,
+    "dagster/table_name": "warehouse.main.gsc_page_query",
+    "dagster/column_schema": dg.TableSchema(
+        columns=[dg.TableColumn(f"column_{i}", "VARCHAR") for i in range(12)]
+    ),
+}
+# As a per-day check evaluation: ~2 KB of text.
+CHECK_METADATA = {f"measurement_{i}": "x" * 150 for i in range(12)}
+
+
+def _asset(materializations: bool, evaluations: bool) -> dg.AssetsDefinition:
+    specs = [dg.AssetCheckSpec(name, asset="gsc_report") for name in CHECKS] if evaluations else []
+
+    # As the fetching assets: a subsettable multi_asset (its check outputs are optional).
+    @dg.multi_asset(name="gsc_property", specs=[dg.AssetSpec("gsc_report")],
+                    partitions_def=PARTITIONS, check_specs=specs, can_subset=True)  # fmt: skip
+    def report(context: dg.AssetExecutionContext) -> Iterator[object]:
+        if materializations:
+            for day in context.partition_keys:
+                context.add_asset_metadata(DAY_METADATA, partition_key=day)
+        yield dg.MaterializeResult(asset_key="gsc_report")
+        for name in CHECKS if evaluations else []:
+            for day in context.partition_keys:
+                yield dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey("gsc_report"), check_name=name, passed=True,
+                    metadata=CHECK_METADATA, partition=day,
+                )  # fmt: skip
+
+    return report
+
+
+def _postgres_url() -> str:
+    server = os.environ.get("GSC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    admin = sa.create_engine(server.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP DATABASE IF EXISTS p20cpu_events WITH (FORCE)"))
+        conn.execute(sa.text("CREATE DATABASE p20cpu_events"))
+    admin.dispose()
+    return server.rsplit("/", 1)[0] + "/p20cpu_events"
+
+
+def _tune_sqlite_event_log() -> None:
+    """The `sqlite-tuned` lever, patched into this process only."""
+    from contextlib import contextmanager
+
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log as module
+
+    engines: dict[str, sa.Engine] = {}
+
+    def synchronous_normal(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[attr-defined]
+
+    @contextmanager
+    def connect(self: module.SqliteEventLogStorage, shard: str) -> Iterator[sa.Connection]:
+        with self._db_lock:
+            key = self.conn_string_for_shard(shard)
+            if (engine := engines.get(key)) is None:
+                engine = engines[key] = sa.create_engine(
+                    key, poolclass=sa.pool.NullPool,
+                    connect_args={"timeout": module.SQLITE_BUSY_TIMEOUT_SECONDS},
+                )  # fmt: skip
+                sa.event.listen(engine, "connect", synchronous_normal)
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    module.SqliteEventLogStorage._connect = connect  # type: ignore[method-assign]
+
+
+def _cpu_of_run(storage: str, materializations: bool, evaluations: bool) -> float:
+    overrides = {"storage": {"postgres": {"postgres_url": _postgres_url()}}} \
+        if storage == "postgres" else None  # fmt: skip
+    days = PARTITIONS.get_partition_keys()[:DAYS]
+    tags = {"dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1]}  # fmt: skip
+    with tempfile.TemporaryDirectory() as home, \
+            dg.instance_for_test(temp_dir=home, overrides=overrides) as instance:  # fmt: skip
+        asset = _asset(materializations, evaluations)
+        dg.materialize([asset], instance=instance, tags=tags)  # warm: imports, tables
+        cpu = time.process_time()
+        dg.materialize([asset], instance=instance, tags=tags)
+        return time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument(
+        "--storage", default="sqlite", choices=["sqlite", "sqlite-tuned", "postgres"]
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if args.storage == "sqlite-tuned":
+        _tune_sqlite_event_log()
+    for _ in range(args.rounds):
+        load = os.getloadavg()[0]
+        bare = _cpu_of_run(args.storage, False, False)
+        mats = _cpu_of_run(args.storage, True, False)
+        checks = _cpu_of_run(args.storage, True, True)
+        print(f"{args.storage}, load {load:.2f}: run {bare:.2f} s CPU; per materialization "
+              f"{(mats - bare) / DAYS * 1e3:.1f} ms; per check evaluation "
+              f"{(checks - mats) / (DAYS * len(CHECKS)) * 1e3:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()

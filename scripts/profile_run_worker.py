@@ -1,0 +1,157 @@
+"""The run worker's CPU per row stored, for one backfill run of the standard scenario.
+
+    .venv/bin/python scripts/profile_run_worker.py [--days 30] [--time-scale 10]
+        [--warehouse duckdb|postgres] [--profile OUT.txt] [--rounds 1]
+
+The standard scenario's 3 properties x 3 reports for the last `--days` of its days (30: one
+run, `backfill_days_per_run`), against the emulator at `--time-scale` (latency and quota
+windows that much faster: CPU, not wall, is what this measures), launched as the UI does and
+run by the real daemon. Prints the run worker's CPU s (psutil, sampled every 0.5 s), the rows
+stored, µs/row and the run's events by type. With `--profile`, py-spy (the `bench` extra)
+samples the run worker from its start and the file gets the functions by own and total
+samples. Each round is a fresh Dagster home and warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from gsc_pipeline.config import CONFIG_ENV, load_config
+from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
+from gsc_pipeline.instance import init_instance
+from gsc_pipeline.tools.bench.command import _warehouse_url
+from gsc_pipeline.tools.bench.run import _rows_written, _run_infos, _wait_idle
+from gsc_pipeline.tools.bench.sampler import TreeSampler
+from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
+from gsc_pipeline.tools.launch import launch_backfill, wait_for_backfill
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV
+
+
+def _spy_on_run_worker(sampler: TreeSampler, out: Path, stop: float) -> subprocess.Popen | None:
+    """py-spy on the first run worker the sampler sees (polled until `stop`)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    while time.monotonic() < stop:
+        sampler.sample()
+        for sample in sampler.processes.values():
+            if sample.role == "run worker":
+                return subprocess.Popen(
+                    [spy, "record", "-p", str(sample.pid), "-r", "50", "--format", "raw",
+                     "-o", str(out), "--threads", "--nonblocking"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+        time.sleep(0.05)
+    return None
+
+
+def _summarise_profile(raw: Path, out: Path, top: int = 60) -> None:
+    """Own and total samples by function from py-spy's collapsed stacks (thread frames dropped)."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        frames = [f for f in stack.split(";") if not f.startswith("thread (")]
+        samples += n
+        if frames:
+            own[frames[-1]] += n
+        for frame in set(frames):
+            total[frame] += n
+    lines = [f"{samples} samples (py-spy, 50/s, idle threads excluded)", "", "own:"]
+    lines += [f"{n / samples:6.1%} {f}" for f, n in own.most_common(top)]
+    lines += ["", "total:"]
+    lines += [f"{n / samples:6.1%} {f}" for f, n in total.most_common(top)]
+    out.write_text("\n".join(lines) + "\n")
+
+
+def one_round(days: int, time_scale: float, warehouse: str, profile: Path | None) -> None:
+    base = SCENARIOS["standard"]
+    scenario = dataclasses.replace(base, time_scale=time_scale, daemon_tick_seconds=2)
+    day_keys = [d.isoformat() for d in scenario.day_list[-days:]]
+    with tempfile.TemporaryDirectory(prefix="gsc-rw-") as tmp:
+        workdir = Path(tmp)
+        (workdir / "emulator.yaml").write_text(yaml.safe_dump(scenario.emulator_config()))
+        config_file = workdir / "gsc.yaml"
+        config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
+        config = load_config(config_file)
+        home = (workdir / "dagster_home").resolve()
+        with (
+            _warehouse_url(warehouse, workdir) as url,
+            emulator_process("--config", str(workdir / "emulator.yaml")) as emu,
+            environ_set({CONFIG_ENV: str(config_file), "DAGSTER_HOME": str(home),
+                         API_ENDPOINT_ENV: emu.base_url, WAREHOUSE_URL_ENV: url}),
+        ):  # fmt: skip
+            init_instance(home, config)
+            from gsc_pipeline.defs.keys import fetch_asset_keys
+
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                load = os.getloadavg()[0]
+                backfill = launch_backfill(instance, home / "workspace.yaml",
+                                           fetch_asset_keys(config), day_keys, "profile")
+                with (
+                    dagster_daemon(home, workdir / "daemon.log", 2) as daemon,
+                    TreeSampler(daemon.pid) as sampler,
+                ):
+                    spy = None
+                    if profile is not None:
+                        spy = _spy_on_run_worker(sampler, profile.with_suffix(".raw"),
+                                                 time.monotonic() + 300)  # fmt: skip
+                    progress = wait_for_backfill(instance, backfill, timeout=1800)
+                    _wait_idle(instance, timeout=180)
+                    if spy is not None:
+                        spy.wait(timeout=60)
+                runs = [r for r in _run_infos(instance, backfill) if r.backfill]
+                events: collections.Counter[str] = collections.Counter()
+                for run in runs:
+                    for entry in instance.all_logs(run.run_id):
+                        kind = entry.dagster_event.event_type_value if entry.dagster_event \
+                            else "log line"  # fmt: skip
+                        events[kind] += 1
+            rows = _rows_written(url, config)
+    workers = [p for p in sampler.processes.values() if p.role == "run worker"]
+    cpu = sum(p.cpu_seconds for p in workers)
+    rss = max((p.peak_rss for p in workers), default=0)
+    print(f"{days} days x {len(config.properties)} properties, time scale {time_scale:g}, "
+          f"{warehouse}: succeeded {progress.succeeded}, {len(runs)} run(s), load {load:.2f} -> "
+          f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    print(f"  run worker CPU {cpu:.1f} s, {rows:,} rows, {cpu / max(rows, 1) * 1e6:.2f} us/row, "
+          f"peak RSS {rss / 2**20:.0f} MB; CPU by role "
+          f"{ {k: round(v, 1) for k, v in sorted(sampler.cpu_by_role().items())} }")
+    print(f"  events {sum(events.values())}: "
+          + ", ".join(f"{k} {n}" for k, n in events.most_common()), flush=True)
+    if profile is not None and profile.with_suffix(".raw").exists():
+        _summarise_profile(profile.with_suffix(".raw"), profile)
+        print(f"  profile: {profile} (raw stacks {profile.with_suffix('.raw')})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--time-scale", type=float, default=10.0)
+    parser.add_argument("--warehouse", default="duckdb", choices=["duckdb", "postgres"])
+    parser.add_argument("--profile", type=Path)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if args.profile is not None:
+        args.profile = args.profile.resolve()
+    for _ in range(args.rounds):
+        one_round(args.days, args.time_scale, args.warehouse, args.profile)
+
+
+if __name__ == "__main__":
+    main()
