@@ -184,8 +184,8 @@ def _print(result: dict, label: str) -> None:
           f"load {result['load'][0]} -> {result['load'][1]}")  # fmt: skip
     roles = result["cpu_by_role"].items()
     print("  CPU s by role: " + ", ".join(f"{k} {v}" for k, v in roles))
-    print("  daemon threads: " + ", ".join(f"{k} {v}" for k, v in
-                                           result["daemon_threads"].items() if v >= 0.1))  # fmt: skip
+    threads = [f"{k} {v}" for k, v in result["daemon_threads"].items() if v >= 0.1]
+    print("  daemon threads: " + ", ".join(threads))
     print(f"  {'run':8} {'created':>7} {'launch':>7} {'start':>7} {'step':>7} {'startCPU':>8} "
           f"{'CPU':>6}  kind")  # fmt: skip
     for run in result["runs"]:
