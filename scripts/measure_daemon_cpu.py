@@ -141,10 +141,18 @@ def measure(size: str) -> dict:
             "size": size, "succeeded": progress.succeeded, "wall": round(wall, 1),
             "load": [round(load_before, 2), round(load_after, 2)],
             "cpu_by_role": {k: round(v, 1) for k, v in sorted(by_role.items())},
+            "processes_by_role": _count_roles(sampler),
             "daemon_threads": {k: round(v, 1) for k, v in sorted(threads.items(),
                                                                   key=lambda kv: -kv[1])},
             "runs": runs,
         }  # fmt: skip
+
+
+def _count_roles(sampler: SeriesSampler) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for process in sampler.processes.values():
+        counts[process.role] += 1
+    return dict(sorted(counts.items()))
 
 
 def _runs(instance: dg.DagsterInstance, backfill_id: str, sampler: SeriesSampler) -> list[dict]:
@@ -184,6 +192,8 @@ def _print(result: dict, label: str) -> None:
           f"load {result['load'][0]} -> {result['load'][1]}")  # fmt: skip
     roles = result["cpu_by_role"].items()
     print("  CPU s by role: " + ", ".join(f"{k} {v}" for k, v in roles))
+    counts = result.get("processes_by_role", {}).items()
+    print("  processes by role: " + ", ".join(f"{k} {v}" for k, v in counts))
     threads = [f"{k} {v}" for k, v in result["daemon_threads"].items() if v >= 0.1]
     print("  daemon threads: " + ", ".join(threads))
     print(f"  {'run':8} {'created':>7} {'launch':>7} {'start':>7} {'step':>7} {'startCPU':>8} "
