@@ -132,6 +132,12 @@ def measure(size: str) -> dict:
                             names = _thread_names(daemon.pid)
                             load_after = os.getloadavg()[0]
                     runs = _runs(instance, backfill_id, sampler)
+        # A run's process seen between its fork and exec carries the code server's command
+        # line, so the sampler can file it as "code server": its pid (the steps') says otherwise.
+        run_pids = {run["pid"] for run in runs if run["pid"]}
+        for process in sampler.processes.values():
+            if process.pid in run_pids:
+                process.role = "run worker"
         by_role = sampler.cpu_by_role()
         threads: dict[str, float] = defaultdict(float)
         for tid, cpu in sampler.threads.items():
@@ -181,7 +187,7 @@ def _runs(instance: dg.DagsterInstance, backfill_id: str, sampler: SeriesSampler
             "created": round(record.create_timestamp.timestamp() - t0, 1),
             "launching": rel(E.RUN_STARTING), "start": rel(E.RUN_START),
             "step": rel(E.STEP_START),
-            "start_cpu": round(start_cpu, 2) if start_cpu is not None else None,
+            "start_cpu": round(start_cpu, 2) if start_cpu is not None else None, "pid": pid,
             "cpu": round(proc.cpu_seconds, 1) if proc else None,
         })  # fmt: skip
     return out
