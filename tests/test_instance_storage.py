@@ -1,4 +1,5 @@
-"""The PostgreSQL event-log storage's pool slots: a slot row is never granted to two steps."""
+"""The instance storages: on PostgreSQL a pool slot row is never granted to two steps; on SQLite
+(the local instance) the databases' connections are kept, not opened per event or query."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dagster as dg
 import sqlalchemy as db
 from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_postgres.event_log import PostgresEventLogStorage
+from sqlalchemy.engine import Engine
 
 from gsc_pipeline.instance import write_instance_config
 from gsc_pipeline.instance.storage import PoolSafePostgresEventLogStorage
@@ -64,3 +66,44 @@ def test_postgres_instance_uses_the_pool_safe_storage(postgres_schema_url, tmp_p
     write_instance_config(tmp_path, postgres=True)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.event_log_storage) is PoolSafePostgresEventLogStorage
+
+
+def _sqlite_connections_opened(home, events: int) -> tuple[int, int]:
+    """(SQLite connections opened, events read back) for `events` asset events stored and as
+    many run queries, on the instance of `home`."""
+    opened = []
+
+    def count(dbapi_connection, connection_record) -> None:
+        opened.append(1)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        db.event.listen(Engine, "connect", count)
+        try:
+            for day in range(events):
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization("gsc/example/page", partition=f"2026-10-{day + 1:02d}")
+                )
+                instance.get_runs(limit=1)
+        finally:
+            db.event.remove(Engine, "connect", count)
+        stored = instance.fetch_materializations(dg.AssetKey(["gsc", "example", "page"]), 100)
+        return len(opened), len(stored.records)
+
+
+def test_local_instance_keeps_its_sqlite_connections(tmp_path):
+    """Dagster's SQLite storages open a new engine and connection per query (two per asset
+    event: the run's database and the index); the local instance keeps them open."""
+    write_instance_config(tmp_path, workspace=False)
+    opened, stored = _sqlite_connections_opened(tmp_path, events=20)
+    assert stored == 20
+    # Stock storage: 60 (20 x (run database + index + runs)); kept: a few per database.
+    assert opened <= 6, opened
+
+
+def test_a_users_own_storage_section_replaces_the_pooled_storage(tmp_path):
+    write_instance_config(tmp_path, workspace=False)
+    with (tmp_path / "dagster.yaml").open("a") as out:
+        out.write(f"storage:\n  sqlite:\n    base_dir: {tmp_path / 'theirs'}\n")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
+        assert (tmp_path / "theirs").is_dir()

@@ -1,4 +1,7 @@
-"""Dagster's PostgreSQL event-log storage with a pool slot claim that cannot be double-granted.
+"""Instance storages: PostgreSQL's pool slot claim made atomic, SQLite's connections kept.
+
+**PostgreSQL** (`PoolSafePostgresEventLogStorage`): a pool slot claim that cannot be
+double-granted.
 
 Dagster 1.13's `_claim_concurrency_slot` selects a free slot row `FOR UPDATE SKIP LOCKED`, then
 updates it by id. On PostgreSQL `index_connection()` is in autocommit mode, so the row lock ends
@@ -9,20 +12,47 @@ autocommit pitfall (in pending-step assignment): dagster-io/dagster#34092.
 
 Here the select and the update run in one transaction, and the update only takes a row that is
 still free, so a slot row is held by at most one step whatever the timing.
+
+**SQLite** (`GscInstance`, the local instance of the demo, the bench and `gsc-pipeline ui`):
+Dagster's SQLite storages create a SQLAlchemy engine for every connection, open the database
+file, and close and dispose of both after the query. Per event a run stores (two databases for
+an asset event: the run's and the index) that cost 16 ms of CPU; a backfill run writes ~1,800
+events, the daemon writes ~300 planned events to create each run (one after another: the next
+run is created after), and polls the run database every second. Here each database keeps one
+engine with a small connection pool: 4.7 ms per asset event (`scripts/measure_daemon_cpu.py`,
+docs/bench/ab-p20p20daemon.md). SQLite still locks per transaction across processes; an idle
+pooled connection holds no lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+import dagster as dg
 import sqlalchemy as db
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import ConcurrencySlotsTable
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.runs import SqliteRunStorage
+from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sqlalchemy_compat import db_select
+from dagster._core.storage.sqlite_storage import (
+    DagsterSqliteStorage,
+    _event_logs_directory,
+    _runs_directory,
+    _schedule_directory,
+)
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 
 
 class PoolSafePostgresEventLogStorage(PostgresEventLogStorage):
@@ -65,3 +95,146 @@ class PoolSafePostgresEventLogStorage(PostgresEventLogStorage):
                 .where(db.and_(slots.id == row[0], slots.step_key == None))  # noqa: E711
             ).rowcount
         return ConcurrencySlotStatus.CLAIMED if claimed else ConcurrencySlotStatus.BLOCKED
+
+
+class _Engines:
+    """One engine per SQLite database file (an LRU of `size`: the daemon reads many runs'
+    databases), each keeping up to `pool_size` connections open between queries."""
+
+    def __init__(self, size: int = 16, pool_size: int = 2) -> None:
+        self._size, self._pool_size = size, pool_size
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, url: str, **connect_args: Any) -> Engine:
+        with self._lock:
+            engine = self._engines.pop(url, None)
+            if engine is None:
+                engine = db.create_engine(
+                    url,
+                    poolclass=QueuePool,
+                    pool_size=self._pool_size,
+                    max_overflow=8,
+                    connect_args=connect_args,
+                )
+            self._engines[url] = engine
+            while len(self._engines) > self._size:
+                self._engines.popitem(last=False)[1].dispose()
+            return engine
+
+    def dispose(self) -> None:
+        with self._lock:
+            for engine in self._engines.values():
+                engine.dispose()
+            self._engines.clear()
+
+
+class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+    """`SqliteEventLogStorage` (a database per run, and an index) keeping its connections."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines()
+        super().__init__(base_dir, inst_data)
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        # As the parent: one transaction per connection, under the storage's lock.
+        with self._db_lock:
+            engine = self._engines.get(
+                self.conn_string_for_shard(shard), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
+            )
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def wipe(self) -> None:
+        # The parent deletes the databases' files: no connection may stay open on them.
+        self._engines.dispose()
+        super().wipe()
+
+    def delete_events(self, run_id: str) -> None:
+        self._engines.dispose()
+        super().delete_events(run_id)
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._engines.dispose()
+
+
+class PooledSqliteRunStorage(SqliteRunStorage):
+    """`SqliteRunStorage` keeping its connections (the daemon queries it every second)."""
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines(size=1)
+        super().__init__(conn_string, inst_data)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._engines.dispose()
+
+
+class PooledSqliteScheduleStorage(SqliteScheduleStorage):
+    """`SqliteScheduleStorage` (sensor and schedule ticks, cursors) keeping its connections."""
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines(size=1)
+        super().__init__(conn_string, inst_data)
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        super().dispose()
+        self._engines.dispose()
+
+
+class PooledSqliteStorage(DagsterSqliteStorage):
+    """Dagster's default SQLite storage (same files, same layout) with the pooled storages."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        # Not the parent's __init__: it would open the stock storages first.
+        self.base_dir = base_dir
+        self._run_storage = PooledSqliteRunStorage.from_local(_runs_directory(base_dir))
+        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
+        self._schedule_storage = PooledSqliteScheduleStorage.from_local(
+            _schedule_directory(base_dir)
+        )
+        self._inst_data = inst_data
+        super(DagsterSqliteStorage, self).__init__()
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> PooledSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class GscInstance(dg.DagsterInstance):
+    """The local instance (`instance_class` in gsc_pipeline/instance/dagster.yaml): Dagster's
+    defaults, with `PooledSqliteStorage` as the default storage under the instance's directory.
+    A `storage:` (or `run_storage:` ...) section in dagster.yaml still replaces it."""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        defaults = dict(InstanceRef.config_defaults(base_dir))
+        storage = defaults["storage"]
+        assert storage is not None and storage.class_name == "DagsterSqliteStorage", storage
+        # The unified storage is what the instance uses; the separate entries beside it (the
+        # same files) only describe it to older readers, as in Dagster's defaults.
+        defaults["storage"] = ConfigurableClassData(
+            __name__, PooledSqliteStorage.__name__, storage.config_yaml
+        )
+        return defaults

@@ -139,12 +139,8 @@ def dagster_daemon(
         env.update(short_tick_env(backfill_tick_seconds))
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("dagster-daemon")),
-                "run",
-                "-w",
-                str(home / "workspace.yaml"),
-            ],
+            # One code server for the session, not a new one every 60 s (see daemon_host).
+            [sys.executable, "-m", "gsc_pipeline.tools.daemon_host", str(home / "workspace.yaml")],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,0 +1,50 @@
+"""The demo's and the bench's daemon host: one code server for the session, which the daemon
+reaches as a `grpc_server` (a managed `python_module` server is replaced every 60 s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from dagster._grpc.client import DagsterGrpcClient
+
+from gsc_pipeline.tools.daemon_host import _grpc_workspace
+
+DEFS = """import dagster as dg
+
+
+@dg.asset
+def tiny() -> None:
+    pass
+
+
+defs = dg.Definitions(assets=[tiny])
+"""
+
+
+def test_a_python_module_workspace_becomes_one_running_code_server(tmp_path: Path):
+    (tmp_path / "tiny_defs.py").write_text(DEFS)
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
+        "module_name": "tiny_defs", "location_name": "tiny",
+        "working_directory": str(tmp_path),
+    }}]}))  # fmt: skip
+    servers: list = []
+    grpc = _grpc_workspace(workspace, tmp_path, started=servers.append)
+    try:
+        socket = str(tmp_path / "code-0.sock")
+        assert grpc == {"load_from": [{"grpc_server": {"socket": socket, "location_name": "tiny"}}]}
+        # It serves the module's definitions as soon as the workspace is returned.
+        client = DagsterGrpcClient(socket=socket)
+        assert client.ping("x")["echo"] == "x"
+        assert "tiny_defs" in client.list_repositories()
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_any_other_workspace_is_left_to_the_daemon(tmp_path: Path):
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": {"port": 4266}}]}))
+    assert _grpc_workspace(workspace, tmp_path) is None
