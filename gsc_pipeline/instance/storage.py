@@ -163,38 +163,31 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines.dispose()
 
 
-class PooledSqliteRunStorage(SqliteRunStorage):
+class _KeepsConnections:
+    """For a storage of one SQLite database (`_conn_string`): its one engine keeps connections."""
+
+    _conn_string: str
+
+    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines(size=1)
+        super().__init__(conn_string, inst_data)  # type: ignore[call-arg]
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._engines.dispose()
+
+
+class PooledSqliteRunStorage(_KeepsConnections, SqliteRunStorage):
     """`SqliteRunStorage` keeping its connections (the daemon queries it every second)."""
 
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engines = _Engines(size=1)
-        super().__init__(conn_string, inst_data)
 
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engines.dispose()
-
-
-class PooledSqliteScheduleStorage(SqliteScheduleStorage):
+class PooledSqliteScheduleStorage(_KeepsConnections, SqliteScheduleStorage):
     """`SqliteScheduleStorage` (sensor and schedule ticks, cursors) keeping its connections."""
-
-    def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engines = _Engines(size=1)
-        super().__init__(conn_string, inst_data)
-
-    @contextmanager
-    def connect(self) -> Iterator[Connection]:
-        with self._engines.get(self._conn_string).connect() as conn, conn.begin():
-            yield conn
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engines.dispose()
 
 
 class PooledSqliteStorage(DagsterSqliteStorage):
