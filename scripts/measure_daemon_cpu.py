@@ -8,7 +8,7 @@ the real `dagster-daemon run`, and the bench's `TreeSampler` following its proce
 
 - CPU seconds by process role (daemon, code server, run workers, compute-log capture);
 - the daemon's CPU by thread (its daemons are threads named `dagster-daemon-<TYPE>`; names come
-  from `py-spy dump` when py-spy is installed, the bench extra), sampled from /proc;
+  from `py-spy dump` when py-spy is installed, the profile extra), sampled from /proc;
 - per backfill run: created, RUN_STARTING, RUN_START and first STEP_START, seconds after the
   first run was created, and the run process's CPU seconds up to its RUN_START (spawn, imports,
   loading the definitions, the run's start), interpolated from the sampler's 0.5 s samples;

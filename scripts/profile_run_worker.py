@@ -7,7 +7,7 @@ The standard scenario's 3 properties x 3 reports for the last `--days` of its da
 run, `backfill_days_per_run`), against the emulator at `--time-scale` (latency and quota
 windows that much faster: CPU, not wall, is what this measures), launched as the UI does and
 run by the real daemon. Prints the run worker's CPU s (psutil, sampled every 0.5 s), the rows
-stored, µs/row and the run's events by type. With `--profile`, py-spy (the `bench` extra)
+stored, µs/row and the run's events by type. With `--profile`, py-spy (the `profile` extra)
 samples the run worker from its start and the file gets the functions by own and total
 samples. Each round is a fresh Dagster home and warehouse.
 """

@@ -560,31 +560,48 @@ def test_a_lagging_writer_stops_new_fetches_at_the_cap(monkeypatch, reports):
     assert writer.most_held <= cap
 
 
+_MMAP_PROBE = """
+import ctypes, sys
+from gsc_pipeline.sync.writer import GroupWriter
+from gsc_pipeline.warehouse import open_warehouse
+
+libc = ctypes.CDLL("libc.so.6")
+if not hasattr(libc, "mallinfo2"):
+    print("no mallinfo2"); sys.exit(0)
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc.mallinfo2.restype = MallInfo2
+block = b"x" * (8 << 20)
+del block  # glibc's default raises its mmap threshold to 8 MB here
+with GroupWriter(open_warehouse(sys.argv[1]), on_written=print, on_error=print):
+    mapped = libc.mallinfo2().hblkhd
+    body = b"y" * (3 << 20)  # a 3 MB response body
+    print("mapped" if libc.mallinfo2().hblkhd >= mapped + (3 << 20) else "arena")
+"""
+
+
 def test_a_step_gives_freed_response_sized_blocks_back_to_the_system(duckdb_path):
     """Once a step's writer exists, a multi-MB block (a response body, an Arrow buffer) gets its
     own mapping even after glibc's dynamic threshold was raised by freeing a larger one, so
-    freeing it returns it to the system instead of leaving it resident in a thread's arena."""
-    import ctypes
+    freeing it returns it to the system instead of leaving it resident in a thread's arena.
 
-    from gsc_pipeline.sync.writer import GroupWriter
+    In a fresh interpreter, as a run's process is: glibc's allocator state is per process, and
+    the tests run before this one in a pytest worker leave theirs behind."""
+    import subprocess
+    import sys
 
-    libc = ctypes.CDLL("libc.so.6")
-    if not hasattr(libc, "mallinfo2"):
+    probe = subprocess.run(
+        [sys.executable, "-c", _MMAP_PROBE, str(duckdb_path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    answer = probe.stdout.strip().splitlines()[-1]
+    if answer == "no mallinfo2":
         pytest.skip("glibc's mallinfo2 is needed to see where a block was allocated")
-
-    class MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-            "fordblks", "keepcost")]  # fmt: skip
-
-    libc.mallinfo2.restype = MallInfo2
-    block = b"x" * (8 << 20)
-    del block  # glibc's default raises its mmap threshold to 8 MB here
-    with GroupWriter(open_warehouse(duckdb_path), on_written=print, on_error=print):
-        mapped = libc.mallinfo2().hblkhd
-        body = b"y" * (3 << 20)  # a 3 MB response body
-        assert libc.mallinfo2().hblkhd >= mapped + (3 << 20), "the body came from an arena"
-        del body
+    assert answer == "mapped", "the body came from an arena"
 
 
 def _count_days_in_flight(monkeypatch) -> dict[str, int]:
