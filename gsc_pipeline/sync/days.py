@@ -49,12 +49,6 @@ class InFlight:
         self.taken = 0
         self._held: dict[object, int] = {}  # days held, per sync holding any
 
-    @property
-    def held(self) -> int:
-        """Days the step holds: fetching, or fetched and not yet committed."""
-        with self._slots:
-            return sum(self._held.values())
-
     def try_hold(self, holder: object) -> bool:
         """One more day for `holder` (a sync) if the step holds fewer than `cap`."""
         with self._slots:

@@ -87,10 +87,6 @@ class _Share(InFlight):
         self._shared.observe(latency_ms)
 
     # Days held count against the step's cap, whichever report holds them.
-    @property
-    def held(self) -> int:
-        return self._shared._whole.held
-
     def try_hold(self, holder: object) -> bool:
         return self._shared._whole.try_hold(holder)
 
