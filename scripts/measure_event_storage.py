@@ -1,13 +1,16 @@
 """What one Dagster event costs the run worker, by event kind and instance storage.
 
-    .venv/bin/python scripts/measure_event_storage.py [--storage sqlite|postgres] [--rounds 2]
+    .venv/bin/python scripts/measure_event_storage.py [--storage sqlite|pooled|postgres]
+        [--days 30] [--rounds 2]
 
 A fetch run writes per day: a materialization (with the table metadata) and one check
 evaluation per in-run check (4 per report). This materializes one daily-partitioned asset
-over 30 days in this process (in-process executor, a fresh instance), yielding what the
-fetching asset yields per day with the same metadata sizes, and prints the process CPU of:
-the run alone (no per-day events), + 30 per-day materializations, + 120 per-day check
-evaluations; the differences divided by the count are the CPU per event.
+over `--days` days in this process (in-process executor, a fresh instance), yielding what the
+fetching asset yields per day with the same metadata sizes, and prints the process CPU (and
+the wall time) of: the run alone (no per-day events), + a materialization per day, + 4 check
+evaluations per day; the differences divided by the count are the cost per event.
+`--storage sqlite` is Dagster's own SQLite storage, `pooled` the local instance's
+(`GscInstance`: connections kept, commits without fsync).
 `--storage sqlite-tuned` measures a lever outside this project's code, not shipped: Dagster's
 SQLite event log with one engine per shard kept (Dagster creates and disposes an engine per
 connection) and `PRAGMA synchronous=NORMAL` (WAL: no fsync per commit; a power cut may lose the
@@ -24,7 +27,6 @@ from collections.abc import Iterator
 import dagster as dg
 import sqlalchemy as sa
 
-DAYS = 30
 CHECKS = [f"check_{i}" for i in range(4)]
 PARTITIONS = dg.DailyPartitionsDefinition("2026-01-01")
 # As the fetching asset's day: the sync numbers, then Dagster's table metadata (12 columns).
@@ -101,38 +103,53 @@ def _tune_sqlite_event_log() -> None:
     module.SqliteEventLogStorage._connect = connect  # type: ignore[method-assign]
 
 
-def _cpu_of_run(storage: str, materializations: bool, evaluations: bool) -> float:
-    overrides = {"storage": {"postgres": {"postgres_url": _postgres_url()}}} \
-        if storage == "postgres" else None  # fmt: skip
-    days = PARTITIONS.get_partition_keys()[:DAYS]
-    tags = {"dagster/asset_partition_range_start": days[0],
-            "dagster/asset_partition_range_end": days[-1]}  # fmt: skip
+def _cost_of_run(
+    storage: str, days: int, materializations: bool, evaluations: bool
+) -> tuple[float, float]:
+    """(CPU s, wall s) of the second of two runs (the first warms imports and tables)."""
+    overrides = {
+        "postgres": {"storage": {"postgres": {"postgres_url": _postgres_url()}}},
+        "pooled": {"instance_class": {"module": "gsc_pipeline.instance.storage",
+                                      "class": "GscInstance"}},
+    }.get(storage) if storage in ("postgres", "pooled") else None  # fmt: skip
+    keys = PARTITIONS.get_partition_keys()[:days]
+    tags = {"dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1]}  # fmt: skip
     with tempfile.TemporaryDirectory() as home, \
             dg.instance_for_test(temp_dir=home, overrides=overrides) as instance:  # fmt: skip
         asset = _asset(materializations, evaluations)
         dg.materialize([asset], instance=instance, tags=tags)  # warm: imports, tables
-        cpu = time.process_time()
+        cpu, wall = time.process_time(), time.perf_counter()
         dg.materialize([asset], instance=instance, tags=tags)
-        return time.process_time() - cpu
+        return time.process_time() - cpu, time.perf_counter() - wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--storage", default="sqlite", choices=["sqlite", "sqlite-tuned", "postgres"]
+        "--storage", default="sqlite", choices=["sqlite", "sqlite-tuned", "pooled", "postgres"]
     )
+    parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     if args.storage == "sqlite-tuned":
         _tune_sqlite_event_log()
     for _ in range(args.rounds):
         load = os.getloadavg()[0]
-        bare = _cpu_of_run(args.storage, False, False)
-        mats = _cpu_of_run(args.storage, True, False)
-        checks = _cpu_of_run(args.storage, True, True)
-        print(f"{args.storage}, load {load:.2f}: run {bare:.2f} s CPU; per materialization "
-              f"{(mats - bare) / DAYS * 1e3:.1f} ms; per check evaluation "
-              f"{(checks - mats) / (DAYS * len(CHECKS)) * 1e3:.1f} ms", flush=True)
+        bare, mats, checks = (
+            _cost_of_run(args.storage, args.days, *kinds)
+            for kinds in ((False, False), (True, False), (True, True))
+        )
+        per_day = [(m - b) / args.days * 1e3 for m, b in zip(mats, bare, strict=True)]
+        per_check = [
+            (c - m) / (args.days * len(CHECKS)) * 1e3 for c, m in zip(checks, mats, strict=True)
+        ]
+        print(
+            f"{args.storage}, load {load:.2f}: run {bare[0]:.2f} s CPU; per materialization "
+            f"{per_day[0]:.1f} ms CPU ({per_day[1]:.1f} wall); per check evaluation "
+            f"{per_check[0]:.1f} ms CPU ({per_check[1]:.1f} wall)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -100,6 +100,27 @@ def test_local_instance_keeps_its_sqlite_connections(tmp_path):
     assert opened <= 6, opened
 
 
+def test_local_instance_commits_without_an_fsync_each(tmp_path):
+    """Dagster's databases are in WAL mode; the kept connections commit with SQLite's WAL
+    setting (synchronous NORMAL = 1) instead of the default FULL (2), whose fsync per commit
+    every event of a run paid."""
+    write_instance_config(tmp_path, workspace=False)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        instance.get_runs(limit=1)
+        storages = {
+            "runs": instance.run_storage,
+            "index": instance.event_log_storage,
+            "schedules": instance.schedule_storage,
+        }
+        settings = {}
+        for name, storage in storages.items():
+            connect = storage.index_connection if name == "index" else storage.connect
+            with connect() as conn:
+                journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+                settings[name] = (journal, conn.exec_driver_sql("PRAGMA synchronous").scalar())
+    assert settings == {name: ("wal", 1) for name in storages}, settings
+
+
 def test_a_users_own_storage_section_replaces_the_pooled_storage(tmp_path):
     write_instance_config(tmp_path, workspace=False)
     with (tmp_path / "dagster.yaml").open("a") as out:

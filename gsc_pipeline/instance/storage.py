@@ -21,7 +21,8 @@ events, the daemon writes ~300 planned events to create each run (one after anot
 run is created after), and polls the run database every second. Here each database keeps one
 engine with a small connection pool: 4.7 ms per asset event (`scripts/measure_daemon_cpu.py`,
 docs/bench/ab-p20p20daemon.md). SQLite still locks per transaction across processes; an idle
-pooled connection holds no lock.
+pooled connection holds no lock. Commits do not fsync (`synchronous=NORMAL`, the WAL
+setting SQLite recommends; see `_commit_without_fsync`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ class PoolSafePostgresEventLogStorage(PostgresEventLogStorage):
         return ConcurrencySlotStatus.CLAIMED if claimed else ConcurrencySlotStatus.BLOCKED
 
 
+def _commit_without_fsync(dbapi_connection: Any, _record: object) -> None:
+    """Every Dagster SQLite database is in WAL mode (set when Dagster creates it); SQLite's
+    recommended `synchronous` there is NORMAL: a commit appends to the WAL without an fsync,
+    which happens at checkpoints instead. An application crash loses nothing; a power cut may
+    lose the last commits, never corrupt the file. Per check evaluation stored, paired runs of
+    `scripts/measure_event_storage.py --storage pooled --days 120`: CPU 2.9-3.2 -> 2.6-2.8 ms,
+    wall 3.4-3.7 -> 2.8-3.2 ms."""
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 class _Engines:
     """One engine per SQLite database file (an LRU of `size`: the daemon reads many runs'
     databases), each keeping up to `pool_size` connections open between queries."""
@@ -117,6 +128,7 @@ class _Engines:
                     max_overflow=8,
                     connect_args=connect_args,
                 )
+                db.event.listen(engine, "connect", _commit_without_fsync)
             self._engines[url] = engine
             while len(self._engines) > self._size:
                 self._engines.popitem(last=False)[1].dispose()
