@@ -34,15 +34,14 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
-import yaml
 from dagster._core.events import DagsterEventType as E
 
-from gsc_pipeline.config import CONFIG_ENV, load_config
+from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.run import _wait_idle
 from gsc_pipeline.tools.bench.sampler import TreeSampler
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set, write_scenario
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV
@@ -98,16 +97,12 @@ def measure(size: str) -> dict:
     scenario = SCENARIOS[size]
     with tempfile.TemporaryDirectory(prefix="gsc-daemon-cpu-") as tmp:
         workdir = Path(tmp)
-        config_file = workdir / "gsc.yaml"
-        config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
-        config = load_config(config_file)
-        emulator_file = workdir / "emulator.yaml"
-        emulator_file.write_text(yaml.safe_dump(scenario.emulator_config()))
-        home = (workdir / "dagster_home").resolve()
+        files = write_scenario(scenario, workdir)
+        config, home = files.config, files.home
         url = f"duckdb:///{workdir / 'warehouse.duckdb'}"
         with (
-            environ_set({CONFIG_ENV: str(config_file)}),
-            emulator_process("--config", str(emulator_file), log=workdir / "emu.log") as emu,
+            environ_set({CONFIG_ENV: str(files.config_file)}),
+            emulator_process("--config", str(files.emulator_file), log=workdir / "emu.log") as emu,
         ):
             env = {"DAGSTER_HOME": str(home), API_ENDPOINT_ENV: emu.base_url,
                    WAREHOUSE_URL_ENV: url}  # fmt: skip

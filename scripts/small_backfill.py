@@ -21,15 +21,14 @@ from dataclasses import fields
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
-from gsc_pipeline.config import CONFIG_ENV, load_config
+from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.command import _warehouse_url
 from gsc_pipeline.tools.bench.run import _wait_idle, small_backfill
 from gsc_pipeline.tools.bench.sampler import TreeSampler
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set, write_scenario
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV
@@ -45,15 +44,12 @@ def main() -> None:
     base = SCENARIOS["standard"]
     with tempfile.TemporaryDirectory(prefix="gsc-small-") as tmp:
         workdir = Path(tmp)
-        (workdir / "emulator.yaml").write_text(yaml.safe_dump(base.emulator_config()))
-        config_file = workdir / "gsc.yaml"
-        config_file.write_text(yaml.safe_dump(base.pipeline_config(), sort_keys=False))
-        config = load_config(config_file)
-        home = (workdir / "dagster_home").resolve()
+        files = write_scenario(base, workdir)
+        config, home = files.config, files.home
         with (
             _warehouse_url(args.warehouse, workdir) as url,
-            emulator_process("--config", str(workdir / "emulator.yaml")) as emu,
-            environ_set({CONFIG_ENV: str(config_file), "DAGSTER_HOME": str(home),
+            emulator_process("--config", str(files.emulator_file)) as emu,
+            environ_set({CONFIG_ENV: str(files.config_file), "DAGSTER_HOME": str(home),
                          API_ENDPOINT_ENV: emu.base_url, WAREHOUSE_URL_ENV: url}),
         ):  # fmt: skip
             init_instance(home, config)

@@ -31,7 +31,7 @@ from gsc_pipeline.config import CONFIG_ENV, load_config
 from gsc_pipeline.constants import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.sampler import TreeSampler
-from gsc_pipeline.tools.bench.scenario import Scenario, environ_set
+from gsc_pipeline.tools.bench.scenario import Scenario, environ_set, write_scenario
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 
@@ -178,13 +178,11 @@ def measure_plan(size: Size, workdir: Path, timeout: float = 1200) -> None:
 def measure_slice(workdir: Path) -> Slice:
     """1 day of `SLICE_PROPERTIES` properties, executed: one run, a step per asset."""
     sc = scenario(SLICE_PROPERTIES, 1)
-    config_file = _write_config(workdir, sc)
-    config = load_config(config_file)
-    emulator_file = workdir / "emulator.yaml"
-    emulator_file.write_text(yaml.safe_dump(sc.emulator_config()))
-    home = (workdir / "home").resolve()
-    with emulator_process("--config", str(emulator_file), log=workdir / "emulator.log") as emu:
-        env = {"DAGSTER_HOME": str(home), CONFIG_ENV: str(config_file),
+    files = write_scenario(sc, workdir)
+    config, home = files.config, files.home
+    emulator_log = workdir / "emulator.log"
+    with emulator_process("--config", str(files.emulator_file), log=emulator_log) as emu:
+        env = {"DAGSTER_HOME": str(home), CONFIG_ENV: str(files.config_file),
                API_ENDPOINT_ENV: emu.base_url,
                WAREHOUSE_URL_ENV: f"duckdb:///{workdir / 'warehouse.duckdb'}"}  # fmt: skip
         with environ_set(env):

@@ -25,12 +25,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import yaml
-
-from gsc_pipeline.config import CONFIG_ENV, PipelineConfig, load_config
+from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.tools.bench.report import write_report
 from gsc_pipeline.tools.bench.run import measure
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set
+from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set, write_scenario
 from gsc_pipeline.tools.bench.shards import shard_cost
 
 
@@ -69,11 +67,12 @@ def run_bench(
     scenario = SCENARIOS[size]
     with tempfile.TemporaryDirectory(prefix="gsc-bench-") as tmp:
         workdir = Path(tmp)
-        config_file = workdir / "gsc.yaml"
-        config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
-        config: PipelineConfig = load_config(config_file)
-        with _warehouse_url(warehouse, workdir) as url, environ_set({CONFIG_ENV: str(config_file)}):
-            result = measure(scenario, config, url, warehouse, workdir)
+        files = write_scenario(scenario, workdir)
+        with (
+            _warehouse_url(warehouse, workdir) as url,
+            environ_set({CONFIG_ENV: str(files.config_file)}),
+        ):
+            result = measure(scenario, files, url, warehouse, workdir)
     stem = f"{scenario.name}-{warehouse}"
     md = write_report(result, out / f"{stem}.md", out / f"{stem}.png")
     with md.open("a") as report:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import yaml
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
@@ -23,7 +22,7 @@ from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.tools.bench.floor import Floor, reference_path
 from gsc_pipeline.tools.bench.sampler import TreeSampler
-from gsc_pipeline.tools.bench.scenario import Scenario, environ_set
+from gsc_pipeline.tools.bench.scenario import Scenario, ScenarioFiles, environ_set
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, open_warehouse
@@ -214,11 +213,9 @@ def lifetime_refresh(
 
 
 def measure(
-    scenario: Scenario, config: PipelineConfig, warehouse_url: str, warehouse: str, workdir: Path
+    scenario: Scenario, files: ScenarioFiles, warehouse_url: str, warehouse: str, workdir: Path
 ) -> BenchResult:
-    emulator_file = workdir / "emulator.yaml"
-    emulator_file.write_text(yaml.safe_dump(scenario.emulator_config()))
-    home = (workdir / "dagster_home").resolve()
+    config, emulator_file, home = files.config, files.emulator_file, files.home
     print(f"bench {scenario.name} ({warehouse}) in {workdir}", flush=True)
     with emulator_process("--config", str(emulator_file), log=workdir / "emulator.log") as emu:
         slice_days = scenario.day_list[: scenario.sequential_days]

@@ -8,9 +8,12 @@ import datetime as dt
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from gsc_pipeline.config import GOOGLE_QPM_QUOTA
+import yaml
+
+from gsc_pipeline.config import GOOGLE_QPM_QUOTA, PipelineConfig, load_config
 from gsc_pipeline.reports import DEFAULT_REPORTS
 
 # The emulated "today" is fixed so every run serves identical data (the emulator's data depends
@@ -116,6 +119,28 @@ SCENARIOS = {
     # Same shape, small enough for CI: 3 days, latency and quota windows 10x faster.
     "smoke": Scenario("smoke", days=3, sequential_days=1, time_scale=10.0, daemon_tick_seconds=2),
 }
+
+
+@dataclass(frozen=True)
+class ScenarioFiles:
+    """A scenario written out in a work directory (see `write_scenario`)."""
+
+    config_file: Path
+    emulator_file: Path
+    config: PipelineConfig
+    # The Dagster home beside them (not created: `init_instance` does).
+    home: Path
+
+
+def write_scenario(scenario: Scenario, workdir: Path) -> ScenarioFiles:
+    """The scenario's pipeline declaration (gsc.yaml) and emulator config (emulator.yaml) in
+    `workdir`, the declaration loaded as the pipeline will, and the Dagster home's path."""
+    config_file, emulator_file = workdir / "gsc.yaml", workdir / "emulator.yaml"
+    config_file.write_text(yaml.safe_dump(scenario.pipeline_config(), sort_keys=False))
+    emulator_file.write_text(yaml.safe_dump(scenario.emulator_config()))
+    return ScenarioFiles(
+        config_file, emulator_file, load_config(config_file), (workdir / "dagster_home").resolve()
+    )
 
 
 @contextlib.contextmanager
