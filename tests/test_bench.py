@@ -45,7 +45,10 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     assert 0 < wall < 120
     cpu = float(re.search(r"\| \*\*total\*\* \| \*\*([\d.]+)\*\* \|", report)[1])
     assert cpu > 0
-    assert re.search(r"per run process \| [1-9]\d* MB \(fetch runs [1-9]\d* MB", report)
+    rss = re.search(r"per run process \| ([1-9]\d*) MB \(fetch runs [1-9]\d* MB.*"
+                    r"shared library and file pages: (\d+) MB\)", report)
+    # The private part (RSS less shared pages) is measured, and is a part.
+    assert rss and 0 < int(rss[2]) < int(rss[1]), report
     # CPU and RSS split by what each run did: the backfill's fetch runs are all sampled.
     fetch = re.search(r"\| backfill fetch \| (\d+) \((\d+)\) \| ([\d.]+) \|", report)
     assert fetch and int(fetch[1]) >= 1 and float(fetch[3]) > 0, report

@@ -64,6 +64,7 @@ class RunInfo:
     pid: int | None
     cpu_seconds: float = 0.0
     peak_rss: int = 0
+    peak_private: int = 0
     kind: str = OTHER_KIND
 
 
@@ -267,6 +268,7 @@ def measure(
             sample = next((p for p in sampler.processes.values() if p.pid == run.pid), None)
             if sample:
                 run.cpu_seconds, run.peak_rss = sample.cpu_seconds, sample.peak_rss
+                run.peak_private = sample.peak_private
         rows = _rows_written(warehouse_url, config) - small.rows
         lifetime, error = None, None
         try:

@@ -1,4 +1,4 @@
-"""Following the daemon's process tree (daemon, code server, run workers) for CPU and RSS."""
+"""Following the daemon's process tree (daemon, code server, run workers) for CPU and memory."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ class ProcessSample:
     cmdline: str
     cpu_seconds: float = 0.0
     peak_rss: int = 0
+    # RSS less its shared pages (library code and other file pages, which every run process
+    # maps and the kernel keeps once): what one more such process costs the machine.
+    peak_private: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
 
@@ -61,7 +64,7 @@ class TreeSampler:
                 with proc.oneshot():
                     key = (proc.pid, proc.create_time())
                     cpu = proc.cpu_times()
-                    rss = proc.memory_info().rss
+                    memory = proc.memory_info()
                     entry = self.processes.get(key)
                     if entry is None:
                         cmd = " ".join(proc.cmdline())
@@ -71,7 +74,8 @@ class TreeSampler:
             except psutil.Error:
                 continue
             entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
-            entry.peak_rss = max(entry.peak_rss, rss)
+            entry.peak_rss = max(entry.peak_rss, memory.rss)
+            entry.peak_private = max(entry.peak_private, memory.rss - memory.shared)
             entry.last_seen = now
 
     def cpu_by_role(self) -> dict[str, float]:
