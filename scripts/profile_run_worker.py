@@ -2,14 +2,17 @@
 
     .venv/bin/python scripts/profile_run_worker.py [--days 30] [--time-scale 10]
         [--warehouse duckdb|postgres] [--profile OUT.txt] [--rounds 1]
+        [--site sc-domain:large.example] [--report page_query]
 
 The standard scenario's 3 properties x 3 reports for the last `--days` of its days (30: one
 run, `backfill_days_per_run`), against the emulator at `--time-scale` (latency and quota
 windows that much faster: CPU, not wall, is what this measures), launched as the UI does and
 run by the real daemon. Prints the run worker's CPU s (psutil, sampled every 0.5 s), the rows
-stored, µs/row and the run's events by type. With `--profile`, py-spy (the `profile` extra)
-samples the run worker from its start and the file gets the functions by own and total
-samples. Each round is a fresh Dagster home and warehouse.
+stored, µs/row, the peak RSS and private memory (RSS less shared library and file pages) and
+the run's events by type; `--site` and `--report` narrow the backfill to one property or
+report. With `--profile`, py-spy (the `profile` extra) samples the run worker from its start
+and the file gets the functions by own and total samples. Each round is a fresh Dagster home
+and warehouse.
 """
 
 from __future__ import annotations
@@ -78,7 +81,10 @@ def _summarise_profile(raw: Path, out: Path, top: int = 60) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
-def one_round(days: int, time_scale: float, warehouse: str, profile: Path | None) -> None:
+def one_round(
+    days: int, time_scale: float, warehouse: str, profile: Path | None,
+    site: str | None = None, report: str | None = None,
+) -> None:  # fmt: skip
     base = SCENARIOS["standard"]
     scenario = dataclasses.replace(base, time_scale=time_scale, daemon_tick_seconds=2)
     day_keys = [d.isoformat() for d in scenario.day_list[-days:]]
@@ -93,12 +99,17 @@ def one_round(days: int, time_scale: float, warehouse: str, profile: Path | None
                          API_ENDPOINT_ENV: emu.base_url, WAREHOUSE_URL_ENV: url}),
         ):  # fmt: skip
             init_instance(home, config)
-            from gsc_pipeline.defs.keys import fetch_asset_keys
+            from gsc_pipeline.defs.keys import fetch_asset_key
 
+            keys = [
+                fetch_asset_key(config, p, r)
+                for p in config.properties if site in (None, p.site_url)
+                for r in p.report_objects() if report in (None, r.name)
+            ]  # fmt: skip
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 load = os.getloadavg()[0]
-                backfill = launch_backfill(instance, home / "workspace.yaml",
-                                           fetch_asset_keys(config), day_keys, "profile")
+                backfill = launch_backfill(instance, home / "workspace.yaml", keys, day_keys,
+                                           "profile")  # fmt: skip
                 with (
                     dagster_daemon(home, workdir / "daemon.log", 2) as daemon,
                     TreeSampler(daemon.pid) as sampler,
@@ -122,11 +133,12 @@ def one_round(days: int, time_scale: float, warehouse: str, profile: Path | None
     workers = [p for p in sampler.processes.values() if p.role == "run worker"]
     cpu = sum(p.cpu_seconds for p in workers)
     rss = max((p.peak_rss for p in workers), default=0)
-    print(f"{days} days x {len(config.properties)} properties, time scale {time_scale:g}, "
+    private = max((p.peak_private for p in workers), default=0)
+    print(f"{days} days x {len(keys)} asset(s), time scale {time_scale:g}, "
           f"{warehouse}: succeeded {progress.succeeded}, {len(runs)} run(s), load {load:.2f} -> "
           f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     print(f"  run worker CPU {cpu:.1f} s, {rows:,} rows, {cpu / max(rows, 1) * 1e6:.2f} us/row, "
-          f"peak RSS {rss / 2**20:.0f} MB; CPU by role "
+          f"peak RSS {rss / 2**20:.0f} MB (private {private / 2**20:.0f} MB); CPU by role "
           f"{ {k: round(v, 1) for k, v in sorted(sampler.cpu_by_role().items())} }")
     print(f"  events {sum(events.values())}: "
           + ", ".join(f"{k} {n}" for k, n in events.most_common()), flush=True)
@@ -142,11 +154,13 @@ def main() -> None:
     parser.add_argument("--warehouse", default="duckdb", choices=["duckdb", "postgres"])
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--site", help="only this property (e.g. sc-domain:large.example)")
+    parser.add_argument("--report", help="only this report (e.g. page_query)")
     args = parser.parse_args()
     if args.profile is not None:
         args.profile = args.profile.resolve()
     for _ in range(args.rounds):
-        one_round(args.days, args.time_scale, args.warehouse, args.profile)
+        one_round(args.days, args.time_scale, args.warehouse, args.profile, args.site, args.report)
 
 
 if __name__ == "__main__":
