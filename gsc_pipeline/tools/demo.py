@@ -339,11 +339,11 @@ def _run_demo(workdir: Path, days: int, timeout: float) -> int:
                     )
                     for backfill_id in backfill_ids
                 ]
-            elapsed = time.monotonic() - started
             runs_ended = last_run_ended(instance, backfill_ids) - started_at
             progress = next((o for o in outcomes if not o.succeeded), outcomes[0])
             checks = check_summary(instance, config)
         stats = emulator.stats()
+    elapsed = time.monotonic() - started
     print(
         f"\nBackfill {progress.status} in {elapsed:.0f} s (its last run ended at "
         f"{runs_ended:.0f} s; this daemon ticks every {LOCAL_BACKFILL_TICK_SECONDS} s, "
