@@ -21,15 +21,20 @@ SUITE_TODAY = "2026-12-01"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Pin Search Console's date (`GSC_TODAY`) for the pipeline and the emulator.
+    """Pin Search Console's date (`GSC_TODAY`) for the pipeline and the emulator, and let what
+    the tests start stop on SIGTERM.
 
     Fixed-date tests (start_date 2026-01-01; the bundled declaration's 2026-09-01) would
     otherwise fall out of Google's 16-month window as the real calendar moves on. The variable
     reaches every emulator, Dagster daemon, code server and run worker the tests start.
     """
     from gsc_pipeline.constants import TODAY_ENV
+    from gsc_pipeline.tools.daemon_host import stoppable_by_sigterm
 
     os.environ.setdefault(TODAY_ENV, SUITE_TODAY)
+    # The code servers, daemons and UIs the tests start and stop must stop on SIGTERM even when
+    # the suite itself was started with SIGINT ignored (in the background of a script, nohup).
+    stoppable_by_sigterm()
 
 
 POSTGRES_URL = os.environ.get(

@@ -19,6 +19,7 @@ workspace is passed to the daemon unchanged.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -80,7 +81,21 @@ def _grpc_workspace(
     return {"load_from": load_from}
 
 
+def stoppable_by_sigterm() -> None:
+    """Let the Dagster processes this one starts stop on SIGTERM.
+
+    Dagster's processes (`dagster api grpc`, `dagster-daemon`) handle SIGTERM as whatever SIGINT
+    does (`setup_interrupt_handlers`); an ignored SIGINT is inherited across exec, and a parent
+    that ignores it (`nohup`, a script's `&` background job) thereby made them ignore SIGTERM:
+    stopping them then waited for SIGKILL. Here SIGINT gets Python's own handler back (a
+    process started from here gets the default action).
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str]) -> None:
+    stoppable_by_sigterm()
     workspace = Path(argv[0]).resolve()
     # Beside the workspace, unless that path is too long for a Unix socket (~100 bytes).
     socket_dir = workspace.parent
