@@ -10,12 +10,10 @@ fetching asset yields per day with the same metadata sizes, and prints the proce
 the wall time) of: the run alone (no per-day events), + a materialization per day, + 4 check
 evaluations per day; the differences divided by the count are the cost per event.
 `--storage sqlite` is Dagster's own SQLite storage, `pooled` the local instance's
-(`GscInstance`: connections kept, commits without fsync).
-`--storage sqlite-tuned` measures a lever outside this project's code, not shipped: Dagster's
-SQLite event log with one engine per shard kept (Dagster creates and disposes an engine per
-connection) and `PRAGMA synchronous=NORMAL` (WAL: no fsync per commit; a power cut may lose the
-last transactions, never corrupt the file). `--storage postgres` uses Dagster's PostgreSQL
-storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's server (created anew).
+(`GscInstance`, gsc_pipeline/instance/storage.py: connections kept, commits without fsync;
+stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
+uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
+server (created anew).
 """
 
 import argparse
@@ -73,45 +71,16 @@ def _postgres_url() -> str:
     return server.rsplit("/", 1)[0] + "/p20cpu_events"
 
 
-def _tune_sqlite_event_log() -> None:
-    """The `sqlite-tuned` lever, patched into this process only."""
-    from contextlib import contextmanager
-
-    from dagster._core.storage.event_log.sqlite import sqlite_event_log as module
-
-    engines: dict[str, sa.Engine] = {}
-
-    def synchronous_normal(dbapi_connection: object, _record: object) -> None:
-        dbapi_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[attr-defined]
-
-    @contextmanager
-    def connect(self: module.SqliteEventLogStorage, shard: str) -> Iterator[sa.Connection]:
-        with self._db_lock:
-            key = self.conn_string_for_shard(shard)
-            if (engine := engines.get(key)) is None:
-                engine = engines[key] = sa.create_engine(
-                    key, poolclass=sa.pool.NullPool,
-                    connect_args={"timeout": module.SQLITE_BUSY_TIMEOUT_SECONDS},
-                )  # fmt: skip
-                sa.event.listen(engine, "connect", synchronous_normal)
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
-
-    module.SqliteEventLogStorage._connect = connect  # type: ignore[method-assign]
-
-
 def _cost_of_run(
     storage: str, days: int, materializations: bool, evaluations: bool
 ) -> tuple[float, float]:
     """(CPU s, wall s) of the second of two runs (the first warms imports and tables)."""
-    overrides = {
-        "postgres": {"storage": {"postgres": {"postgres_url": _postgres_url()}}},
-        "pooled": {"instance_class": {"module": "gsc_pipeline.instance.storage",
-                                      "class": "GscInstance"}},
-    }.get(storage) if storage in ("postgres", "pooled") else None  # fmt: skip
+    overrides = None
+    if storage == "postgres":
+        overrides = {"storage": {"postgres": {"postgres_url": _postgres_url()}}}
+    elif storage == "pooled":
+        overrides = {"instance_class": {"module": "gsc_pipeline.instance.storage",
+                                        "class": "GscInstance"}}  # fmt: skip
     keys = PARTITIONS.get_partition_keys()[:days]
     tags = {"dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1]}  # fmt: skip
@@ -127,13 +96,11 @@ def _cost_of_run(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--storage", default="sqlite", choices=["sqlite", "sqlite-tuned", "pooled", "postgres"]
+        "--storage", default="sqlite", choices=["sqlite", "pooled", "postgres"]
     )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    if args.storage == "sqlite-tuned":
-        _tune_sqlite_event_log()
     for _ in range(args.rounds):
         load = os.getloadavg()[0]
         bare, mats, checks = (
