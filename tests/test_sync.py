@@ -381,6 +381,82 @@ def test_days_fetched_during_a_slow_write_are_committed_together(emulator, clien
     assert count_rows(warehouse, WEB_IMAGE) == sum(r.rows for r in results)
 
 
+def test_duckdb_small_days_wait_for_the_fetches_running_to_share_a_commit(
+    emulator, client, duckdb_path
+):
+    """On DuckDB a commit under two row groups waits while days of the sync are still being
+    fetched, up to a quarter of the step's days (4 of 16): every group but the last holds 4
+    days, and every day is written exactly once."""
+    warehouse = open_warehouse(duckdb_path)
+    assert warehouse.group_commit_rows > 0
+    groups: list[list[dt.date]] = []
+    real_write = type(warehouse).write_partitions
+
+    def recording_write(self, batches):
+        real_write(self, batches)
+        groups.append([b.day for b in batches])
+
+    days = [DAY - dt.timedelta(days=i) for i in range(10)]
+    with mock.patch.object(type(warehouse), "write_partitions", recording_write):
+        results = sync_days(client, warehouse, SMALL, WEB_IMAGE, days, run_id="r1", concurrency=16)
+    assert sorted(r.day for r in results) == sorted(days)
+    assert sorted(d for g in groups for d in g) == sorted(days)
+    assert all(len(g) >= 4 for g in groups[:-1]), groups
+    assert count_rows(warehouse, WEB_IMAGE) == sum(r.rows for r in results)
+
+
+class _Rows:
+    def __init__(self, n: int) -> None:
+        self.num_rows = n
+
+
+class _Batch:
+    def __init__(self, rows: int) -> None:
+        self.rows = _Rows(rows)
+
+
+class _Day:
+    def __init__(self, rows: int) -> None:
+        self.batch = _Batch(rows)
+
+    def committed(self, _seconds: float) -> _Day:
+        return self
+
+
+class _RecordingWarehouse:
+    group_commit_rows = 100
+
+    def __init__(self) -> None:
+        self.groups: list[int] = []
+
+    def write_partitions(self, batches) -> None:
+        self.groups.append(len(batches))
+
+
+@pytest.mark.parametrize(
+    ("rows", "more_coming", "writes"),
+    [
+        ([10, 10], True, False),  # small, days still fetching: waits
+        ([10, 10], False, True),  # nothing fetching: written now
+        ([60, 50], True, True),  # the warehouse's rows reached
+        ([1, 1, 1, 1], True, True),  # linger_days reached
+    ],
+)
+def test_a_small_group_waits_only_while_days_are_fetching(rows, more_coming, writes):
+    from gsc_pipeline.sync.writer import GroupWriter
+
+    warehouse = _RecordingWarehouse()
+    writer = GroupWriter(warehouse, on_written=lambda _: None, on_error=pytest.fail)  # type: ignore[arg-type]
+    with writer:  # leaving waits for the write
+        for n in rows:
+            writer.add(_Day(n))  # type: ignore[arg-type]
+        writer.start_group(more_coming=more_coming, linger_days=4)
+        assert bool(writer.running) == writes
+        if not writes:  # the fetches ended: the same group goes now
+            writer.start_group(more_coming=False, linger_days=4)
+    assert warehouse.groups == [len(rows)]
+
+
 class ScriptedClient:
     """A stand-in client answering from a dict of day -> rows (for data the API must not send)."""
 

@@ -234,6 +234,9 @@ def _fetch_and_write(
     fetching: set[Future[PartitionResult]] = set()
     errors: list[BaseException] = []
     holder = object()  # this sync's days in `in_flight`'s count of the step's days held
+    # A group may wait for a quarter of the days the step may hold, no more: the days waiting
+    # count against that cap, so waiting longer would hold back the next fetches.
+    linger_days = max(1, in_flight.cap // 4)
 
     def start_day() -> bool:
         if not in_flight.try_hold(holder):
@@ -266,7 +269,11 @@ def _fetch_and_write(
                         future = pool.submit(fetch, todo.popleft())
                         future.add_done_callback(lambda _: in_flight.release())
                         fetching.add(future)
-                    writer.start_group()
+                    # Days still fetching may join a small group (`GroupWriter.start_group`).
+                    writer.start_group(
+                        more_coming=bool(fetching) and not stop_on_error_or_cancel.is_set(),
+                        linger_days=linger_days,
+                    )
                     if not fetching and not writer.busy:
                         if not todo or stop_on_error_or_cancel.is_set():
                             break

@@ -101,12 +101,25 @@ class GroupWriter:
     def add(self, day: PartitionResult) -> None:
         self._waiting.append(day)
 
-    def start_group(self) -> None:
-        """Write the days waiting, in one transaction, unless a write is running."""
-        if self._writing is None and self._waiting:
-            group, self._waiting = self._waiting, []
-            self._writing_days = len(group)
-            self._writing = self._thread.submit(self._write, group)
+    def start_group(self, *, more_coming: bool = False, linger_days: int = 1) -> None:
+        """Write the days waiting, in one transaction, unless a write is running.
+
+        While `more_coming` (days of this sync still fetching), a group under the warehouse's
+        `group_commit_rows` waits for them, up to `linger_days` days: the caller then writes it
+        when the fetches end, so a day never waits for a fetch that is not running.
+        """
+        if self._writing is not None or not self._waiting:
+            return
+        if (
+            more_coming
+            and len(self._waiting) < linger_days
+            and sum(day.batch.rows.num_rows for day in self._waiting if day.batch)
+            < self._warehouse.group_commit_rows
+        ):
+            return
+        group, self._waiting = self._waiting, []
+        self._writing_days = len(group)
+        self._writing = self._thread.submit(self._write, group)
 
     def collect(self, done: set[Future]) -> None:
         """Hand on the running write's days (or its error) if it is among `done`."""

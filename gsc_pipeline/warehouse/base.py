@@ -163,6 +163,10 @@ class Warehouse(abc.ABC):
     # seconds; a failover tens of them), and the first wait (doubling, jittered, <= 8 s).
     reconnect_for_seconds: float = 120.0
     reconnect_first_wait: float = 0.5
+    # Rows a group commit is worth waiting for while more days are being fetched (0: write
+    # whatever is ready). DuckDB sets it: a commit smaller than a row group pays a WAL write
+    # and a checkpoint that compresses the table's partial last row group again.
+    group_commit_rows: ClassVar[int] = 0
 
     @classmethod
     @abc.abstractmethod
