@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import random
 import threading
 
 import pyarrow as pa
@@ -202,6 +203,42 @@ def test_shards_merge_to_the_report_grain_with_weighted_position():
         "site_url": BIG, "search_type": "web", "date": DAY, "page": "p", "query": "q",
         "clicks": 4.0, "impressions": 40.0, "ctr": 0.1, "position": 5.0,
     }  # fmt: skip
+
+
+def test_shard_merge_sums_each_page_and_query_once_whatever_the_shards_overlap():
+    """Many rows over shards that share pages and queries: the same totals as a plain sum per
+    (page, query), the day's columns kept, every key once."""
+    rng = random.Random(7)
+    schema = report_schema(PAGE_QUERY)
+    shards = []
+    for _ in range(3):
+        keys = [(f"https://x/{rng.randrange(40)}", f"q{rng.randrange(30)}") for _ in range(300)]
+        keys = list(dict.fromkeys(keys))  # one request never repeats a key
+        impressions = [float(rng.randrange(1, 50)) for _ in keys]
+        shards.append(pa.Table.from_pydict(
+            {"site_url": [BIG] * len(keys), "search_type": ["web"] * len(keys),
+             "date": [DAY] * len(keys), "page": [k[0] for k in keys],
+             "query": [k[1] for k in keys], "clicks": [i // 3 for i in impressions],
+             "impressions": impressions, "ctr": [1 / 3] * len(keys),
+             "position": [float(rng.randrange(1, 20)) for _ in keys]},
+            schema=schema,
+        ))  # fmt: skip
+    expected: dict[tuple[str, str], list[float]] = {}
+    for row in pa.concat_tables(shards).to_pylist():
+        totals = expected.setdefault((row["page"], row["query"]), [0.0, 0.0, 0.0])
+        totals[0] += row["clicks"]
+        totals[1] += row["impressions"]
+        totals[2] += row["position"] * row["impressions"]
+    merged = merge_shards(shards, PAGE_QUERY)
+    assert merged.schema == schema
+    got = {(r["page"], r["query"]): r for r in merged.to_pylist()}
+    assert len(got) == merged.num_rows == len(expected)
+    for key, (clicks, impressions, weighted) in expected.items():
+        row = got[key]
+        assert (row["site_url"], row["search_type"], row["date"]) == (BIG, "web", DAY)
+        assert (row["clicks"], row["impressions"]) == (clicks, impressions)
+        assert row["position"] == pytest.approx(weighted / impressions)
+        assert row["ctr"] == pytest.approx(clicks / impressions)
 
 
 def test_uncovered_shards_names_the_missing_siblings():
