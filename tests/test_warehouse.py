@@ -23,7 +23,7 @@ from gsc_pipeline.warehouse import (
     report_schema,
 )
 from gsc_pipeline.warehouse import duckdb as gsc_duckdb
-from gsc_pipeline.warehouse.postgres import qmark_to_pyformat
+from gsc_pipeline.warehouse.postgres import PostgresConnection, qmark_to_pyformat
 
 DAY = dt.date(2026, 3, 1)
 SITE_URL = "sc-domain:example.com"
@@ -365,6 +365,49 @@ def test_two_processes_writing_at_once_leave_exactly_one_copy(warehouse_url, sam
     assert set(per_day["n"]) == {2000}
     assert set(per_day["keys"]) == {2000}
     assert set(ledger["n"]) == {1} and len(ledger) == expected_days
+
+
+@pytest.mark.postgres
+def test_postgres_writers_of_other_days_of_a_table_do_not_wait_for_each_other(
+    postgres_schema_url, monkeypatch
+):
+    """A group commit of one day, held open, does not hold back another writer's day of the
+    same table and site (the other runs of a backfill). The same day still waits:
+    test_two_processes_writing_at_once_leave_exactly_one_copy[same]."""
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    inside, release = threading.Event(), threading.Event()
+    real_insert = PostgresConnection.insert_arrow
+
+    def held_insert(self, table, data):
+        real_insert(self, table, data)
+        if table == PAGE_QUERY.table and data.column("date")[0].as_py() == DAY:
+            inside.set()
+            release.wait(60)
+
+    monkeypatch.setattr(PostgresConnection, "insert_arrow", held_insert)
+    holder = threading.Thread(target=wh.write_partitions, args=([make_batch(day=DAY)],))
+    holder.start()
+    try:
+        assert inside.wait(30)
+        other_day = threading.Thread(
+            target=open_warehouse(postgres_schema_url).write_partitions,
+            args=([make_batch(day=DAY + dt.timedelta(days=1), salt="b")],),
+        )
+        other_day.start()
+        other_day.join(30)
+        # Written while the first day's transaction is still open.
+        assert not other_day.is_alive()
+        assert holder.is_alive()
+    finally:
+        release.set()
+        holder.join(30)
+    per_day = wh.read_sql(
+        f"SELECT date, min(query) AS q, count(*) AS n FROM {PAGE_QUERY.table} GROUP BY date"
+    )
+    assert sorted(zip(per_day["date"], per_day["q"], per_day["n"], strict=True)) == [
+        (DAY, "query-a-0", 3), (DAY + dt.timedelta(days=1), "query-b-0", 3)
+    ]
 
 
 def _hold_duckdb_lock(path: str, locked, release) -> None:

@@ -307,9 +307,12 @@ class Warehouse(abc.ABC):
             return
 
         def replace(conn: Connection) -> None:
-            # Sorted: two writers locking overlapping (table, site) sets cannot deadlock.
-            for table, site_url in sorted({(b.report.table, b.site_url) for b in batches}):
-                self.lock(conn, table, site_url)
+            # One lock per partition: writers of other days of the same table and site (the
+            # other runs of a backfill) go on at once. Sorted: two writers locking overlapping
+            # sets cannot deadlock.
+            partitions = {(b.report.table, b.site_url, b.day) for b in batches}
+            for table, site_url, day in sorted(partitions):
+                self.lock(conn, table, f"{site_url} {day.isoformat()}")
             for batch in batches:
                 table = batch.report.table
                 conn.execute(
@@ -413,7 +416,7 @@ class Warehouse(abc.ABC):
     @abc.abstractmethod
     def lock(self, conn: Connection, name: str, key: str) -> None:
         """Until `conn`'s transaction ends, every other transaction locking the same (name,
-        key) waits: writers of one (table, site), refreshes of a derived table."""
+        key) waits: writers of one partition (table, "site day"), refreshes of a derived table."""
 
     @abc.abstractmethod
     def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:

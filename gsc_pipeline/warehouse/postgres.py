@@ -3,8 +3,9 @@
 Bulk loads go through COPY FROM STDIN in CSV, produced by Arrow's C++ CSV writer (strings are
 always quoted, so NULL — unquoted empty — and '' stay distinct). CSV rather than binary COPY:
 Arrow writes it at memory speed and the format needs no hand-written encoder to maintain.
-Writers of the same (table, site) serialise on `pg_advisory_xact_lock` at the start of their
-transaction, so two runs of one partition leave exactly one copy.
+Writers of the same partition (table, site, day) serialise on `pg_advisory_xact_lock` at the
+start of their transaction, so two runs of one partition leave exactly one copy; writers of other
+days do not wait for each other.
 """
 
 from __future__ import annotations
