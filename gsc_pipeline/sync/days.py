@@ -118,7 +118,9 @@ def sync_days(
     budget busy (`InFlight`), at most `concurrency` (the memory cap), and written by one writer
     thread: a day is written as soon as it is fetched, and the days that are fetched while a
     write is in progress (or waiting for another process's DuckDB lock) are written together in
-    the next transaction (group commit; still all-or-nothing per day). Fetching goes on
+    the next transaction (group commit; still all-or-nothing per day). Where the warehouse asks
+    for larger commits (DuckDB: `group_commit_rows`), a small group also waits for the days
+    still fetching, up to a quarter of the cap, never for a fetch not running. Fetching goes on
     meanwhile, but the step never holds more than `concurrency` days (the cap) fetching or
     fetched and not yet committed, which bounds memory: a lagging writer stops new fetches.
 
