@@ -1,0 +1,163 @@
+"""What a DuckDB group commit's size costs: the large property's page_query over `--days` days
+in `sync_days` (as a step runs it), against the emulator at `--time-scale`, with the warehouse's
+`group_commit_rows` set to each of `--rows` in turn (0: commit whatever is ready, as before
+stop 22).
+
+    .venv/bin/python scripts/measure_group_commit.py [--days 30] [--time-scale 1]
+        [--rows 0 122880 245760] [--rounds 2]
+
+Prints, per setting and round: the transactions, the process's CPU per row, and the thread CPU
+in DuckDB's detach (the checkpoint), inserts and the Arrow JSON parse. At real time scale the
+days arrive one by one, so `0` commits one day at a time. Then the same DuckDB cost without the
+pipeline: `INSERT` + commit + detach of 24 days of 60,000 synthetic rows, 1, 2, 4 and 6 days a
+commit. A measurement, not a test (docs/bench/README.md, stop 22).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from gsc_pipeline.emulator.testing import emulator_process
+from gsc_pipeline.gsc import GscClient
+from gsc_pipeline.gsc import client as client_module
+from gsc_pipeline.reports import PAGE_QUERY
+from gsc_pipeline.sync import sync_days
+from gsc_pipeline.warehouse import duckdb as warehouse_duckdb
+from gsc_pipeline.warehouse import open_warehouse
+
+LARGE = "sc-domain:large.example"
+
+
+def _config(time_scale: float) -> dict:
+    # The bench's large property (bench/scenario.py), alone.
+    return {
+        "today": "2026-06-30", "time_scale": time_scale, "max_rows_per_day": 50_000,
+        "latency": {"base_ms": 500, "per_row_us": 40, "jitter_sigma": 0.3},
+        "quotas": {"site_qpm": 1200, "user_qpm": 1200},
+        "properties": [{"site_url": LARGE, "page_query_rows_per_day": 60_000, "pages": 6_000,
+                        "search_types": ["web"]}],
+    }  # fmt: skip
+
+
+_thread_cpu: collections.Counter[str] = collections.Counter()
+_calls: collections.Counter[str] = collections.Counter()
+_lock = threading.Lock()
+
+
+def _timed(owner: object, name: str, label: str) -> None:
+    """Add the calling thread's CPU in `owner.name` to `_thread_cpu[label]`."""
+    inner = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        start = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with _lock:
+                _thread_cpu[label] += time.thread_time() - start
+                _calls[label] += 1
+
+    setattr(owner, name, timed)
+
+
+def _pipeline(endpoint: str, days: int, time_scale: float, rows: int) -> str:
+    warehouse_duckdb.DuckDBWarehouse.group_commit_rows = rows
+    _thread_cpu.clear()
+    _calls.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        warehouse = open_warehouse(f"duckdb:///{Path(tmp) / 'warehouse.duckdb'}")
+        client = GscClient(endpoint, qpm_budget=960.0 * time_scale)
+        day_list = [dt.date(2026, 6, 25) - dt.timedelta(days=i) for i in range(days)]
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        results = sync_days(client, warehouse, LARGE, PAGE_QUERY, day_list, run_id="measure",
+                            concurrency=16)  # fmt: skip
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    stored = sum(r.rows for r in results)
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(_thread_cpu.items()))
+    return (f"group_commit_rows {rows:>7,}: {_calls['write_partitions']} transactions, "
+            f"CPU {cpu:.2f} s = {cpu / stored * 1e6:.2f} µs/row, wall {wall:.1f} s; thread "
+            f"CPU: {parts}")  # fmt: skip
+
+
+def _synthetic_day(rng: np.random.Generator, n: int, day: int) -> pa.Table:
+    return pa.table({
+        "site_url": [LARGE] * n, "search_type": ["web"] * n,
+        "date": pa.array(np.full(n, np.datetime64("2026-01-01", "D") + day)),
+        "page": [f"https://large.example/p/{x}" for x in rng.integers(0, 6000, n)],
+        "query": [f"query {x} words" for x in rng.integers(0, 10**6, n)],
+        "clicks": rng.integers(0, 5, n), "impressions": rng.integers(5, 50, n),
+        "ctr": rng.random(n), "position": rng.random(n) * 20,
+    })  # fmt: skip
+
+
+def _duckdb_only(days_per_commit: int, tables: list[pa.Table]) -> str:
+    """Attach, delete + insert each day, commit, detach (the warehouse's transaction)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.duckdb")
+        host = duckdb.connect(":memory:")
+
+        def transaction(work) -> None:
+            con = host.cursor()
+            con.execute(f"ATTACH '{path}' AS w")
+            con.execute("USE w")
+            con.execute("BEGIN")
+            work(con)
+            con.execute("COMMIT")
+            con.execute("USE memory")
+            con.execute("DETACH w")
+            con.close()
+
+        transaction(lambda c: c.execute(
+            "CREATE TABLE t (site_url VARCHAR, search_type VARCHAR, date DATE, page VARCHAR, "
+            "query VARCHAR, clicks BIGINT, impressions BIGINT, ctr DOUBLE, position DOUBLE)"))
+        cpu0 = time.process_time()
+        for first in range(0, len(tables), days_per_commit):
+            def write(con, group=tables[first:first + days_per_commit]) -> None:
+                for table in group:
+                    con.execute("DELETE FROM t WHERE site_url = ? AND date = ?",
+                                (LARGE, table.column("date")[0].as_py()))
+                    con.register("day", table)
+                    con.execute("INSERT INTO t SELECT * FROM day")
+                    con.unregister("day")
+
+            transaction(write)
+        cpu = time.process_time() - cpu0
+    rows = sum(t.num_rows for t in tables)
+    return f"  {days_per_commit} day(s) a commit: {cpu / rows * 1e6:.2f} µs/row"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--rows", type=int, nargs="+", default=[0, 122_880, 245_760])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    _timed(warehouse_duckdb.DuckDBWarehouse, "_detach", "detach (checkpoint)")
+    _timed(warehouse_duckdb.DuckDBConnection, "insert_arrow", "insert")
+    _timed(client_module, "parse_rows_page", "JSON parse")
+    _timed(warehouse_duckdb.DuckDBWarehouse, "write_partitions", "write_partitions")
+    with emulator_process(_config(args.time_scale)) as endpoint:
+        for _ in range(args.rounds):
+            for rows in args.rows:  # alternating, so drift hits every setting alike
+                print(_pipeline(endpoint, args.days, args.time_scale, rows), flush=True)
+    rng = np.random.default_rng(1)
+    tables = [_synthetic_day(rng, 60_000, i) for i in range(24)]
+    print("DuckDB alone, 24 days of 60,000 rows:")
+    for days_per_commit in (1, 2, 4, 6):
+        print(_duckdb_only(days_per_commit, tables), flush=True)
+
+
+if __name__ == "__main__":
+    main()
