@@ -94,7 +94,8 @@ def test_a_registered_backend_is_opened_by_url_and_owns_its_types_and_locks(
     warehouse.ensure_schema([PAGE, PAGE_QUERY])
     warehouse.write_partitions([_batch(r, d) for r in (PAGE, PAGE_QUERY) for d in DAYS])
     assert _column_types(warehouse, PAGE.table)["clicks"] == "FLOAT"
-    assert (PAGE.table, SITE_URL) in toy_backend.locks
+    # One lock per partition written (table, "site day").
+    assert {(PAGE.table, f"{SITE_URL} {d.isoformat()}") for d in DAYS} <= set(toy_backend.locks)
 
     result = lifetime.refresh(warehouse, [SITE_URL])
     assert result.days_refreshed == len(DAYS)
