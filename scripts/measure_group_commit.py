@@ -4,13 +4,16 @@ in `sync_days` (as a step runs it), against the emulator at `--time-scale`, with
 stop 22).
 
     .venv/bin/python scripts/measure_group_commit.py [--days 30] [--time-scale 1]
-        [--rows 0 122880 245760] [--rounds 2]
+        [--rows 0 122880 245760] [--rounds 2] [--duckdb-setting "SET GLOBAL ..."]...
+        [--day-rows 60000]
 
 Prints, per setting and round: the transactions, the process's CPU per row, and the thread CPU
 in DuckDB's detach (the checkpoint), inserts and the Arrow JSON parse. At real time scale the
 days arrive one by one, so `0` commits one day at a time. Then the same DuckDB cost without the
-pipeline: `INSERT` + commit + detach of 24 days of 60,000 synthetic rows, 1, 2, 4 and 6 days a
-commit. A measurement, not a test (docs/bench/README.md, stop 22).
+pipeline: `INSERT` + commit + detach of 24 days of `--day-rows` synthetic rows, 1, 2, 4 and 6 days a
+commit, once with DuckDB's defaults and once per `--duckdb-setting` (a statement run on the
+host database first, e.g. "SET GLOBAL checkpoint_on_detach='DISABLED'"). A measurement, not a
+test (docs/bench/README.md, stop 22).
 """
 
 from __future__ import annotations
@@ -101,11 +104,13 @@ def _synthetic_day(rng: np.random.Generator, n: int, day: int) -> pa.Table:
     })  # fmt: skip
 
 
-def _duckdb_only(days_per_commit: int, tables: list[pa.Table]) -> str:
+def _duckdb_only(days_per_commit: int, tables: list[pa.Table], setting: str | None) -> str:
     """Attach, delete + insert each day, commit, detach (the warehouse's transaction)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "w.duckdb")
         host = duckdb.connect(":memory:")
+        if setting:
+            host.execute(setting)
 
         def transaction(work) -> None:
             con = host.cursor()
@@ -133,8 +138,11 @@ def _duckdb_only(days_per_commit: int, tables: list[pa.Table]) -> str:
 
             transaction(write)
         cpu = time.process_time() - cpu0
+        wal = Path(f"{path}.wal")
+        wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
     rows = sum(t.num_rows for t in tables)
-    return f"  {days_per_commit} day(s) a commit: {cpu / rows * 1e6:.2f} µs/row"
+    return (f"  {days_per_commit} day(s) a commit: {cpu / rows * 1e6:.2f} µs/row, "
+            f"WAL left {wal_mb:.1f} MB")  # fmt: skip
 
 
 def main() -> None:
@@ -143,6 +151,8 @@ def main() -> None:
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--rows", type=int, nargs="+", default=[0, 122_880, 245_760])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duckdb-setting", action="append", default=[])
+    parser.add_argument("--day-rows", type=int, default=60_000)
     args = parser.parse_args()
     _timed(warehouse_duckdb.DuckDBWarehouse, "_detach", "detach (checkpoint)")
     _timed(warehouse_duckdb.DuckDBConnection, "insert_arrow", "insert")
@@ -153,10 +163,11 @@ def main() -> None:
             for rows in args.rows:  # alternating, so drift hits every setting alike
                 print(_pipeline(endpoint, args.days, args.time_scale, rows), flush=True)
     rng = np.random.default_rng(1)
-    tables = [_synthetic_day(rng, 60_000, i) for i in range(24)]
-    print("DuckDB alone, 24 days of 60,000 rows:")
-    for days_per_commit in (1, 2, 4, 6):
-        print(_duckdb_only(days_per_commit, tables), flush=True)
+    tables = [_synthetic_day(rng, args.day_rows, i) for i in range(24)]
+    for setting in [None, *args.duckdb_setting]:
+        print(f"DuckDB alone, 24 days of {args.day_rows:,} rows, {setting or 'defaults'}:")
+        for days_per_commit in (1, 2, 4, 6):
+            print(_duckdb_only(days_per_commit, tables, setting), flush=True)
 
 
 if __name__ == "__main__":
