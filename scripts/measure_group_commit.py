@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import datetime as dt
-import os
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -36,21 +35,18 @@ from gsc_pipeline.gsc import GscClient
 from gsc_pipeline.gsc import client as client_module
 from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.sync import sync_days
+from gsc_pipeline.tools.bench.scenario import LARGE, SCENARIOS
 from gsc_pipeline.warehouse import duckdb as warehouse_duckdb
 from gsc_pipeline.warehouse import open_warehouse
-
-LARGE = "sc-domain:large.example"
+from gsc_pipeline.warehouse.base import report_schema
 
 
 def _config(time_scale: float) -> dict:
-    # The bench's large property (bench/scenario.py), alone.
-    return {
-        "today": "2026-06-30", "time_scale": time_scale, "max_rows_per_day": 50_000,
-        "latency": {"base_ms": 500, "per_row_us": 40, "jitter_sigma": 0.3},
-        "quotas": {"site_qpm": 1200, "user_qpm": 1200},
-        "properties": [{"site_url": LARGE, "page_query_rows_per_day": 60_000, "pages": 6_000,
-                        "search_types": ["web"]}],
-    }  # fmt: skip
+    """The bench's emulator with its large property alone (bench/scenario.py)."""
+    large = next(p for p in SCENARIOS["standard"].properties if p[0] == LARGE)
+    scenario = dataclasses.replace(SCENARIOS["standard"], properties=(large,),
+                                   time_scale=time_scale)  # fmt: skip
+    return scenario.emulator_config()
 
 
 _thread_cpu: collections.Counter[str] = collections.Counter()
@@ -105,40 +101,22 @@ def _synthetic_day(rng: np.random.Generator, n: int, day: int) -> pa.Table:
 
 
 def _duckdb_only(days_per_commit: int, tables: list[pa.Table], setting: str | None) -> str:
-    """Attach, delete + insert each day, commit, detach (the warehouse's transaction)."""
+    """The warehouse's own transactions (attach, delete + insert each day, commit, detach)."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "w.duckdb")
-        host = duckdb.connect(":memory:")
+        warehouse = open_warehouse(f"duckdb:///{Path(tmp) / 'w.duckdb'}")
         if setting:
-            host.execute(setting)
-
-        def transaction(work) -> None:
-            con = host.cursor()
-            con.execute(f"ATTACH '{path}' AS w")
-            con.execute("USE w")
-            con.execute("BEGIN")
-            work(con)
-            con.execute("COMMIT")
-            con.execute("USE memory")
-            con.execute("DETACH w")
-            con.close()
-
-        transaction(lambda c: c.execute(
-            "CREATE TABLE t (site_url VARCHAR, search_type VARCHAR, date DATE, page VARCHAR, "
-            "query VARCHAR, clicks BIGINT, impressions BIGINT, ctr DOUBLE, position DOUBLE)"))
+            warehouse._host_database().execute(setting)
+        with warehouse.transaction() as conn:
+            conn.execute(warehouse.create_table_sql("t", report_schema(PAGE_QUERY)))
         cpu0 = time.process_time()
         for first in range(0, len(tables), days_per_commit):
-            def write(con, group=tables[first:first + days_per_commit]) -> None:
-                for table in group:
-                    con.execute("DELETE FROM t WHERE site_url = ? AND date = ?",
-                                (LARGE, table.column("date")[0].as_py()))
-                    con.register("day", table)
-                    con.execute("INSERT INTO t SELECT * FROM day")
-                    con.unregister("day")
-
-            transaction(write)
+            with warehouse.transaction() as conn:
+                for table in tables[first : first + days_per_commit]:
+                    conn.execute("DELETE FROM t WHERE site_url = ? AND date = ?",
+                                 (LARGE, table.column("date")[0].as_py()))  # fmt: skip
+                    conn.insert_arrow("t", table)
         cpu = time.process_time() - cpu0
-        wal = Path(f"{path}.wal")
+        wal = Path(f"{warehouse.path}.wal")
         wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
     rows = sum(t.num_rows for t in tables)
     return (f"  {days_per_commit} day(s) a commit: {cpu / rows * 1e6:.2f} µs/row, "

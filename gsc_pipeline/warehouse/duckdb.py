@@ -100,7 +100,7 @@ class DuckDBWarehouse(Warehouse):
     # Two of DuckDB's row groups (122,880 rows each). A commit smaller than a row group goes
     # through the WAL, and the detach's checkpoint compresses the table's partial last row
     # group again, every commit. The large property's 60,000-row days (30, time scale 1): the
-    # checkpoints cost 0.67-1.04 CPU s committing whatever was ready, 0.03-0.09 waiting for two
+    # checkpoints cost 0.67-1.41 CPU s committing whatever was ready, 0.03-0.11 waiting for two
     # row groups (4 days, `linger_days`) (scripts/measure_group_commit.py; docs/bench/README.md,
     # stop 22).
     group_commit_rows = 2 * 122_880
