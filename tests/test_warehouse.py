@@ -410,6 +410,46 @@ def test_postgres_writers_of_other_days_of_a_table_do_not_wait_for_each_other(
     ]
 
 
+@pytest.mark.postgres
+def test_postgres_ensure_schema_does_not_queue_behind_a_writer_of_an_existing_table(
+    postgres_schema_url, monkeypatch
+):
+    """Every sync starts with ensure_schema. On tables and indexes that exist it must take no
+    table lock: a CREATE INDEX IF NOT EXISTS waits for SHARE on the table, behind every open
+    write, and every later writer then queues behind it (the standard bench's stalls)."""
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    inside, release = threading.Event(), threading.Event()
+    real_insert = PostgresConnection.insert_arrow
+
+    def held_insert(self, table, data):
+        real_insert(self, table, data)
+        if table == PAGE_QUERY.table:
+            inside.set()
+            release.wait(60)
+
+    monkeypatch.setattr(PostgresConnection, "insert_arrow", held_insert)
+    writer = threading.Thread(target=wh.write_partitions, args=([make_batch(day=DAY)],))
+    writer.start()
+    try:
+        assert inside.wait(30)
+        ensure = threading.Thread(target=open_warehouse(postgres_schema_url).ensure_schema,
+                                  args=([PAGE_QUERY],))  # fmt: skip
+        ensure.start()
+        ensure.join(30)
+        # Done while the write's transaction (ROW EXCLUSIVE on the table) is still open.
+        assert not ensure.is_alive()
+        assert writer.is_alive()
+    finally:
+        release.set()
+        writer.join(30)
+    indexes = wh.read_sql(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ?",
+        [PAGE_QUERY.table],
+    )
+    assert list(indexes["indexname"]) == [f"{PAGE_QUERY.table}_site_url_date_idx"]
+
+
 def _hold_duckdb_lock(path: str, locked, release) -> None:
     con = duckdb.connect(path)
     locked.set()

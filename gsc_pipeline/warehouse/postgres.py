@@ -140,7 +140,12 @@ class PostgresWarehouse(Warehouse):
 
     def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         name = f"{table}_{'_'.join(columns)}_idx"
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
+        # Looked up first: CREATE INDEX IF NOT EXISTS takes SHARE on the table before it sees
+        # the index, so it waits behind every open write, and every later write queues behind
+        # it. Every sync starts with ensure_schema, so on a busy warehouse that stalled all the
+        # writers of a backfill for seconds at a time (docs/bench, issue 14 stop 23).
+        if conn.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] is None:
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})")
 
     def __repr__(self) -> str:
         return f"PostgresWarehouse({self.url.split('@')[-1]!r})"
