@@ -6,6 +6,7 @@ import datetime as dt
 import multiprocessing
 import threading
 import uuid
+from urllib.parse import quote
 
 import duckdb
 import pyarrow as pa
@@ -448,6 +449,27 @@ def test_postgres_ensure_schema_does_not_queue_behind_a_writer_of_an_existing_ta
         [PAGE_QUERY.table],
     )
     assert list(indexes["indexname"]) == [f"{PAGE_QUERY.table}_site_url_date_idx"]
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_hash_proofs_in_memory_unless_the_url_says_otherwise(
+    postgres_schema_url,
+):
+    """The pipeline's session settings (`SESSION_OPTIONS`: a proof's GROUP BY hashed in one
+    process instead of a parallel sort spilled to disk); settings in the URL's `options` win."""
+
+    def settings(url: str) -> tuple[str, str, str]:
+        with open_warehouse(url).transaction() as conn:
+            return tuple(
+                conn.execute(f"SHOW {name}").fetchone()[0]
+                for name in ("work_mem", "max_parallel_workers_per_gather", "search_path")
+            )
+
+    work_mem, workers, search_path = settings(postgres_schema_url)
+    assert (work_mem, workers) == ("32MB", "0")
+    assert search_path.startswith("gsc_test_")  # the fixture's options still apply
+    overridden = postgres_schema_url.replace("options=", f"options={quote('-cwork_mem=8MB ')}")
+    assert settings(overridden)[:2] == ("8MB", "0")
 
 
 def _hold_duckdb_lock(path: str, locked, release) -> None:

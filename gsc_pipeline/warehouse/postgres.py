@@ -25,6 +25,13 @@ from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Wareho
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
 _SCHEMA_LOCK = 7_470_001
+# Session settings of the pipeline's connections (the URL's own `options` follow and win).
+# The proofs group a step's rows by their natural key (1.8 M rows for 30 days of a 60,000-row
+# property): with the default 4 MB the planner sorts them in parallel, spilling to disk, for
+# 12.7-15.1 s of server CPU; with 32 MB it hashes them in one process for 4.1 s
+# (scripts/measure_pg_proof_query.py). Parallel workers stay off so a proof never takes every
+# core of the server from the writers.
+SESSION_OPTIONS = "-c work_mem=32MB -c max_parallel_workers_per_gather=0"
 # SQLSTATEs of a connection the server ended: admin_shutdown (restart, pg_terminate_backend),
 # crash_shutdown, cannot_connect_now (starting up); class 08 is "connection exception".
 _SERVER_ENDED = ("57P01", "57P02", "57P03")
@@ -95,10 +102,12 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, url: str, schema: str | None = None) -> None:
         self.url = url
         self.schema = schema
+        url_options = psycopg2.extensions.parse_dsn(url).get("options", "")
+        self._session_options = {"options": f"{SESSION_OPTIONS} {url_options}".strip()}
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresConnection]:
-        con = psycopg2.connect(self.url)
+        con = psycopg2.connect(self.url, **self._session_options)
         try:
             conn = PostgresConnection(con)
             if self.schema:
