@@ -472,6 +472,40 @@ def test_postgres_sessions_hash_proofs_in_memory_unless_the_url_says_otherwise(
     assert settings(overridden)[:2] == ("8MB", "0")
 
 
+@pytest.mark.postgres
+def test_postgres_proofs_are_planned_on_the_rows_just_written(postgres_schema_url):
+    """A freshly bulk-loaded table has no statistics until autovacuum gets to it, and the
+    planner then sorts a step's rows by their text key as if it held a few dozen:
+    `refresh_statistics` analyzes the stale tables (only those), so the duplicate-rows proof
+    hashes them instead."""
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    wh.write_partitions([make_batch(day=DAY + dt.timedelta(days=i), n=2000) for i in range(5)])
+    proof_sql = (
+        f"EXPLAIN SELECT site_url, search_type, date, page, query, COUNT(*) FROM "
+        f"{PAGE_QUERY.table} WHERE site_url = ? GROUP BY site_url, search_type, date, page, query"
+    )
+
+    def plan() -> str:
+        return "\n".join(wh.read_sql(proof_sql, [SITE_URL])["QUERY PLAN"])
+
+    def analyzed() -> dict[str, object]:
+        stats = wh.read_sql(
+            "SELECT relname, last_analyze FROM pg_stat_user_tables "
+            "WHERE schemaname = current_schema()"
+        )
+        return dict(zip(stats["relname"], stats["last_analyze"], strict=True))
+
+    assert analyzed()[PAGE_QUERY.table] is None
+    wh.refresh_statistics([PAGE_QUERY.table, LEDGER_TABLE])
+    first = analyzed()
+    assert first[PAGE_QUERY.table] is not None and first[LEDGER_TABLE] is not None
+    assert "HashAggregate" in plan()
+    # Nothing written since: not analyzed again.
+    wh.refresh_statistics([PAGE_QUERY.table, LEDGER_TABLE])
+    assert analyzed() == first
+
+
 def _hold_duckdb_lock(path: str, locked, release) -> None:
     con = duckdb.connect(path)
     locked.set()

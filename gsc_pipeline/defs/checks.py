@@ -36,7 +36,7 @@ from gsc_pipeline.defs.keys import fetch_asset_key
 from gsc_pipeline.defs.names import ALL_DAYS_CRON, HISTORY
 from gsc_pipeline.defs.resources import warehouse_resource_key
 from gsc_pipeline.reports import Report
-from gsc_pipeline.warehouse import Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
 
 
 def in_run_check_keys(
@@ -95,6 +95,7 @@ def _outcomes(
     named `checks`, by history name) over the whole history (`days` None)."""
     scope = Scope.IN_RUN if subject.days is not None else None
     wanted = None if checks is None else set(checks)
+    subject.warehouse.refresh_statistics([subject.report.table, LEDGER_TABLE])
     return [
         c.judge(subject)
         for c in checks_of(subject.prop, subject.report, scope)

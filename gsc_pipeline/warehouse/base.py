@@ -405,6 +405,12 @@ class Warehouse(abc.ABC):
 
         return self.run_transaction(read, f"describing {table}")
 
+    def refresh_statistics(self, tables: Iterable[str]) -> None:
+        """Bring the query planner's statistics of `tables` up to date where writes since the
+        last analysis made them stale (before proofs read them); nothing where the backend
+        needs no statistics (DuckDB keeps its own as it writes)."""
+        return None
+
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Connection]:
         """A connection in a transaction: committed on normal exit, rolled back on error."""
