@@ -368,14 +368,10 @@ def test_two_processes_writing_at_once_leave_exactly_one_copy(warehouse_url, sam
     assert set(ledger["n"]) == {1} and len(ledger) == expected_days
 
 
-@pytest.mark.postgres
-def test_postgres_writers_of_other_days_of_a_table_do_not_wait_for_each_other(
-    postgres_schema_url, monkeypatch
-):
-    """A group commit of one day, held open, does not hold back another writer's day of the
-    same table and site (the other runs of a backfill). The same day still waits:
-    test_two_processes_writing_at_once_leave_exactly_one_copy[same]."""
-    wh = open_warehouse(postgres_schema_url)
+def _finishes_while_a_write_is_held_open(url: str, monkeypatch, work) -> bool:
+    """Run `work()` in a thread while another thread's write of DAY to PAGE_QUERY has inserted
+    its rows and holds its transaction open; whether `work` finished before the write ended."""
+    wh = open_warehouse(url)
     wh.ensure_schema([PAGE_QUERY])
     inside, release = threading.Event(), threading.Event()
     real_insert = PostgresConnection.insert_arrow
@@ -391,19 +387,30 @@ def test_postgres_writers_of_other_days_of_a_table_do_not_wait_for_each_other(
     holder.start()
     try:
         assert inside.wait(30)
-        other_day = threading.Thread(
-            target=open_warehouse(postgres_schema_url).write_partitions,
-            args=([make_batch(day=DAY + dt.timedelta(days=1), salt="b")],),
-        )
-        other_day.start()
-        other_day.join(30)
-        # Written while the first day's transaction is still open.
-        assert not other_day.is_alive()
-        assert holder.is_alive()
+        other = threading.Thread(target=work)
+        other.start()
+        other.join(30)
+        finished = not other.is_alive()
+        assert holder.is_alive()  # the write's transaction was open all along
     finally:
         release.set()
         holder.join(30)
-    per_day = wh.read_sql(
+    return finished
+
+
+@pytest.mark.postgres
+def test_postgres_writers_of_other_days_of_a_table_do_not_wait_for_each_other(
+    postgres_schema_url, monkeypatch
+):
+    """A group commit of one day, held open, does not hold back another writer's day of the
+    same table and site (the other runs of a backfill). The same day still waits:
+    test_two_processes_writing_at_once_leave_exactly_one_copy[same]."""
+    other_day = make_batch(day=DAY + dt.timedelta(days=1), salt="b")
+    assert _finishes_while_a_write_is_held_open(
+        postgres_schema_url, monkeypatch,
+        lambda: open_warehouse(postgres_schema_url).write_partitions([other_day]),
+    )  # fmt: skip
+    per_day = open_warehouse(postgres_schema_url).read_sql(
         f"SELECT date, min(query) AS q, count(*) AS n FROM {PAGE_QUERY.table} GROUP BY date"
     )
     assert sorted(zip(per_day["date"], per_day["q"], per_day["n"], strict=True)) == [
@@ -418,33 +425,11 @@ def test_postgres_ensure_schema_does_not_queue_behind_a_writer_of_an_existing_ta
     """Every sync starts with ensure_schema. On tables and indexes that exist it must take no
     table lock: a CREATE INDEX IF NOT EXISTS waits for SHARE on the table, behind every open
     write, and every later writer then queues behind it (the standard bench's stalls)."""
-    wh = open_warehouse(postgres_schema_url)
-    wh.ensure_schema([PAGE_QUERY])
-    inside, release = threading.Event(), threading.Event()
-    real_insert = PostgresConnection.insert_arrow
-
-    def held_insert(self, table, data):
-        real_insert(self, table, data)
-        if table == PAGE_QUERY.table:
-            inside.set()
-            release.wait(60)
-
-    monkeypatch.setattr(PostgresConnection, "insert_arrow", held_insert)
-    writer = threading.Thread(target=wh.write_partitions, args=([make_batch(day=DAY)],))
-    writer.start()
-    try:
-        assert inside.wait(30)
-        ensure = threading.Thread(target=open_warehouse(postgres_schema_url).ensure_schema,
-                                  args=([PAGE_QUERY],))  # fmt: skip
-        ensure.start()
-        ensure.join(30)
-        # Done while the write's transaction (ROW EXCLUSIVE on the table) is still open.
-        assert not ensure.is_alive()
-        assert writer.is_alive()
-    finally:
-        release.set()
-        writer.join(30)
-    indexes = wh.read_sql(
+    assert _finishes_while_a_write_is_held_open(
+        postgres_schema_url, monkeypatch,
+        lambda: open_warehouse(postgres_schema_url).ensure_schema([PAGE_QUERY]),
+    )  # fmt: skip
+    indexes = open_warehouse(postgres_schema_url).read_sql(
         "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ?",
         [PAGE_QUERY.table],
     )
