@@ -28,7 +28,7 @@ _SCHEMA_LOCK = 7_470_001
 # Session settings of the pipeline's connections (the URL's own `options` follow and win).
 # The proofs group a step's rows by their natural key (1.8 M rows for 30 days of a 60,000-row
 # property): with the default 4 MB the planner sorts them in parallel, spilling to disk, for
-# 12.7-15.1 s of server CPU; with 32 MB it hashes them in one process for 4.1 s
+# 12.75-12.99 s of server CPU; with 32 MB it hashes them in one process for 3.84-3.98 s
 # (scripts/measure_pg_proof_query.py). Parallel workers stay off so a proof never takes every
 # core of the server from the writers.
 SESSION_OPTIONS = "-c work_mem=32MB -c max_parallel_workers_per_gather=0"
@@ -161,7 +161,7 @@ class PostgresWarehouse(Warehouse):
 
         Autovacuum analyzes a table minutes after a bulk load, if at all while it goes on, so a
         backfill's proofs were planned on a freshly loaded table as if it held a few dozen rows:
-        a sort of 1.8 M rows by their text key, 12.4 s, instead of the 3.9-s hash a 0.3-s
+        a sort of 1.8 M rows by their text key, 12.4 s, instead of the 3.7-s hash a 0.3-s
         ANALYZE lets the planner choose (docs/bench, issue 14 stop 23).
         """
         names = list(dict.fromkeys(tables))
