@@ -1,12 +1,13 @@
 """Measure url_lifetime_stats: an incremental refresh after the daily window vs a full recompute.
 
-    .venv/bin/python scripts/measure_lifetime.py [--days 120] [--warehouse PATH] [--out FILE]
+    .venv/bin/python scripts/measure_lifetime.py [--days 120] [--warehouse PATH_OR_URL] [--out FILE]
 
 Benchmark size: three properties with ~50,000 (capped), ~5,000 and ~500 page x query rows a day
 over `--days` days, served by the emulator over HTTP and synced with `sync_days` into a DuckDB
-file. The last three days first arrive as fresh data; then the emulated clock moves three days
-on and the daily window (4 days per property) is re-fetched as final, which is what a daily
-schedule run does. Printed: rows read and written, and seconds, for both refreshes.
+file (or, given a postgresql:// URL, an empty PostgreSQL database). The last three days first
+arrive as fresh data; then the emulated clock moves three days on and the daily window (4 days
+per property) is re-fetched as final, which is what a daily schedule run does. Printed: rows
+read and written, and seconds, for both refreshes.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _sync(base_url: str, wh, site: str, days: list[dt.date], state: str, run: st
         sync_days(client, wh, site, report, days, run_id=run, data_state=state, concurrency=4)
 
 
-def measure(days: int, warehouse_path: pathlib.Path) -> dict[str, dict[str, float]]:
+def measure(days: int, warehouse_url: str) -> dict[str, dict[str, float]]:
     config = {
         "seed": 42,
         "today": TODAY.isoformat(),
@@ -50,7 +51,7 @@ def measure(days: int, warehouse_path: pathlib.Path) -> dict[str, dict[str, floa
     }
     all_days = [TODAY - dt.timedelta(days=i) for i in range(days - 1, -1, -1)]
     sites = [p["site_url"] for p in PROPERTIES]
-    wh = open_warehouse(f"duckdb:///{pathlib.Path(warehouse_path).resolve()}")
+    wh = open_warehouse(warehouse_url)
     wh.ensure_schema([PAGE, PAGE_QUERY])
     with running_emulator(config) as emulator:
         started = time.perf_counter()
@@ -83,12 +84,14 @@ def measure(days: int, warehouse_path: pathlib.Path) -> dict[str, dict[str, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=120)
-    parser.add_argument("--warehouse", type=pathlib.Path, default=None)
+    parser.add_argument("--warehouse", default=None, help="DuckDB path or postgresql:// URL")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.warehouse or pathlib.Path(tmp) / "lifetime_bench.duckdb"
-        result = measure(args.days, path)
+        url = args.warehouse or str(pathlib.Path(tmp) / "lifetime_bench.duckdb")
+        if not url.startswith("postgresql://"):
+            url = f"duckdb:///{pathlib.Path(url).resolve()}"
+        result = measure(args.days, url)
     print(f"{'refresh':<26}{'days':>6}{'source rows read':>18}{'state rows read':>17}"
           f"{'rows written':>14}{'seconds':>9}")  # fmt: skip
     for name in ("full_recompute", "incremental_daily_window"):

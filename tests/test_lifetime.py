@@ -15,7 +15,7 @@ import pytest
 from gsc_pipeline import lifetime
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
-from gsc_pipeline.lifetime import compute as lifetime_compute
+from gsc_pipeline.lifetime import sql as lifetime_sql
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.warehouse import Warehouse, open_warehouse
@@ -188,14 +188,25 @@ def test_incremental_cost_follows_changed_days(emulator, warehouse: Warehouse) -
     assert_equals_reference(warehouse, [ALPHA])
 
 
-def test_page_disappearing_from_its_last_day_is_rescanned(emulator, warehouse: Warehouse) -> None:
+@pytest.mark.parametrize(
+    "tables",
+    [
+        pytest.param(("gsc_page",), id="its-last-day"),
+        pytest.param(("gsc_page_query",), id="its-top-query-clicks"),
+        pytest.param(("gsc_page", "gsc_page_query"), id="both"),
+    ],
+)
+def test_page_losing_its_last_day_or_top_query_clicks_is_rescanned(
+    emulator, warehouse: Warehouse, tables: tuple[str, ...]
+) -> None:
     sync(emulator, warehouse, BETA, DAYS[:5], "final", "backfill")
     lifetime.refresh(warehouse, [BETA])
-    # A revision removes a page from the last day and its top query's clicks on that day.
+    # A revision removes a page from the last day (gsc_page: its last day moves back) or its
+    # queries' clicks on that day (gsc_page_query: its top query's total drops).
     stats = read_stats(warehouse, [BETA])
     victim = stats.sort_values("clicks", ascending=False)["page"].iloc[0]
     with warehouse.transaction() as conn:
-        for table in ("gsc_page", "gsc_page_query"):
+        for table in tables:
             conn.execute(f"DELETE FROM {table} WHERE page = ? AND date = ?", (victim, DAYS[4]))
         conn.execute("UPDATE gsc_fetch_ledger SET run_id = 'revised' WHERE date = ?", (DAYS[4],))
     result = lifetime.refresh(warehouse, [BETA])
@@ -210,21 +221,26 @@ def test_refresh_interleaved_with_another_refresh_stays_exact(
     sync(emulator, warehouse, BETA, DAYS[:4], "final", "backfill")
     lifetime.refresh(warehouse, [BETA])
     sync(emulator, warehouse, BETA, [DAYS[1]], "final", "rerun")
-    compute = lifetime_compute.new_page_stats
+    changed_days = lifetime_sql.changed_days
     interleaved = []
 
-    def with_another_refresh(*args, **kwargs):
-        # Between this refresh's read and its write, another refresh folds in a new day.
+    def then_another_refresh(*args, **kwargs):
+        # After this refresh listed its changed days, another refresh folds them in, and a new
+        # day too: this one then folds in days already applied, which must change nothing.
+        days = changed_days(*args, **kwargs)
         if not interleaved:
-            interleaved.append(True)
+            interleaved.append("the other refresh")
             sync(emulator, warehouse, BETA, [DAYS[4]], "final", "other")
             lifetime.refresh(warehouse, [BETA])
-        return compute(*args, **kwargs)
+            interleaved.append(read_stats(warehouse, [BETA]))
+        return days
 
-    monkeypatch.setattr(lifetime_compute, "new_page_stats", with_another_refresh)
+    monkeypatch.setattr(lifetime_sql, "changed_days", then_another_refresh)
     result = lifetime.refresh(warehouse, [BETA])
-    assert interleaved
     assert result.changed == [(BETA, DAYS[1])]
+    assert result.pages_touched > 0
+    _, after_the_other = interleaved
+    pd.testing.assert_frame_equal(read_stats(warehouse, [BETA]), after_the_other)
     assert_equals_reference(warehouse, [BETA])
 
 

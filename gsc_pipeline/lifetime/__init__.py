@@ -3,7 +3,7 @@
 Per (property, search type, page): first and last day seen, clicks, impressions, ctr,
 impression-weighted average position, active days (from the `page` report, which still counts
 anonymized queries), and the top query by lifetime clicks (from `page_query`; ties go to the
-alphabetically first query, and a page without any clicked query has none).
+query first in code-point order, as Python sorts text; a page without any clicked query has none).
 
 The fetch ledger is the change log: each (site, report, day) has a fingerprint (run id, last
 fetch time, page count) and `lifetime_applied` remembers the fingerprint folded in. A refresh
@@ -14,11 +14,12 @@ revision removes a page's first/last day or lowers its top query does that page 
 from the compact per-day rollups, never from the report tables. So a refresh after a few
 changed days reads and writes in proportion to those days.
 
-Each chunk of days is read in one short transaction, computed with no lock held, and written in
-another short transaction (on DuckDB the file's write lock is free in between, so fetch runs get
-their turn); a version per site makes a write notice a refresh that slipped in and start over.
-Only the lifetime tables are written; on Postgres ingestion never waits on them (a separate
-advisory lock serialises refreshes among themselves).
+Each chunk of days (30) is one short transaction of set-based SQL: the days' new rollups, the
+deltas against their old snapshot and the new stats are temporary tables the statements join,
+so no report row passes through Python. On DuckDB the file's write lock is free between chunks,
+so fetch runs get their turn; on Postgres ingestion never waits on a refresh (an advisory lock
+serialises refreshes among themselves, and each reads the state after taking it, so a refresh
+that ran meanwhile is seen, not undone).
 
 Every search type the property's `page` and `page_query` reports fetch is covered (a column);
 tables written before that column existed are derived state and are rebuilt from the report
@@ -26,10 +27,9 @@ tables on the next refresh.
 
 `scripts/measure_lifetime.py` prints the incremental-vs-full cost at a chosen size.
 
-The package by role: `tables` (the state tables and their schemas), `sql` (every read and write,
-through the warehouse's own SQL types and locks), `compute` (the pandas arithmetic, no I/O),
-`incremental` (refresh and full_recompute: the chunked read-compute-write loop), `cost`
-(what a refresh touched).
+The package by role: `tables` (the state tables and their schemas), `sql` (every read, delta
+and write, through the warehouse's own SQL types, locks and text order), `incremental` (refresh
+and full_recompute: the loop over chunks of changed days), `cost` (what a refresh touched).
 """
 
 from gsc_pipeline.lifetime.cost import RefreshStats
@@ -43,7 +43,6 @@ from gsc_pipeline.lifetime.tables import (
     SOURCE_REPORTS,
     STATS_COLUMNS,
     STATS_TABLE,
-    VERSION_TABLE,
     ensure_schema,
 )
 
@@ -55,7 +54,6 @@ __all__ = [
     "SOURCE_REPORTS",
     "STATS_COLUMNS",
     "STATS_TABLE",
-    "VERSION_TABLE",
     "RefreshStats",
     "changed_days",
     "ensure_schema",

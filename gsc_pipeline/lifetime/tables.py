@@ -12,7 +12,6 @@ APPLIED_TABLE = "lifetime_applied"
 PAGE_DAY_TABLE = "lifetime_page_day"
 QUERY_DAY_TABLE = "lifetime_query_day"
 QUERY_TOTAL_TABLE = "lifetime_page_query"
-VERSION_TABLE = "lifetime_site_version"
 SOURCE_REPORTS = (PAGE.name, PAGE_QUERY.name)
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -34,7 +33,6 @@ SCHEMAS: dict[str, pa.Schema] = {
         [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
          ("query", pa.string()), ("clicks", pa.float64())]
     ),
-    VERSION_TABLE: pa.schema([("site_url", pa.string()), ("version", pa.int32())]),
     STATS_TABLE: pa.schema(
         [("site_url", pa.string()), ("search_type", pa.string()), ("page", pa.string()),
          ("first_date", pa.date32()),
@@ -49,9 +47,8 @@ STATS_COLUMNS = [
     "avg_position", "active_days", "top_query", "top_query_clicks",
 ]  # fmt: skip
 
-# A page of one search type: the key of every per-page frame (compute, sql).
-PAGE_KEY = ["search_type", "page"]
-QUERY_KEY = [*PAGE_KEY, "query"]
+# A per-site version that refreshes kept while they read and wrote in separate transactions.
+_RETIRED_TABLES = ("lifetime_site_version",)
 
 
 def ensure_schema(warehouse: Warehouse) -> None:
@@ -62,6 +59,12 @@ def ensure_schema(warehouse: Warehouse) -> None:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
         for table, schema in SCHEMAS.items():
             conn.execute(warehouse.create_table_sql(table, schema))
+        # A refresh replaces its days' snapshots: without these, Postgres scanned each whole
+        # rollup table three times per chunk (docs/bench/README.md, issue 14 stop 24).
+        for table in (PAGE_DAY_TABLE, QUERY_DAY_TABLE, APPLIED_TABLE):
+            warehouse.index(conn, table, ("site_url", "date"))
+        for table in _RETIRED_TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def _has_search_type(conn: Connection) -> bool:

@@ -129,6 +129,9 @@ class Connection(abc.ABC):
     """A connection inside one transaction, the same on both backends (for proof, lifetime)."""
 
     dialect: str
+    # Appended to a text expression in ORDER BY so that it sorts by code point, as Python does.
+    # A Postgres database's collation may not (en_US puts "B" between "a" and "c").
+    code_point_order: ClassVar[str] = ""
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
@@ -196,10 +199,10 @@ class Warehouse(abc.ABC):
             self._lock_schema(conn)
             for report in reports:
                 conn.execute(self.create_table_sql(report.table, report_schema(report)))
-                self._index(conn, report.table, ("site_url", "date"))
+                self.index(conn, report.table, ("site_url", "date"))
             conn.execute(self.create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA))
             self._add_later_ledger_columns(conn)
-            self._index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
+            self.index(conn, LEDGER_TABLE, ("site_url", "report", "date"))
             conn.execute(self.create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA))
 
         self.run_transaction(create, "creating the tables")
@@ -425,5 +428,5 @@ class Warehouse(abc.ABC):
         key) waits: writers of one partition (table, "site day"), refreshes of a derived table."""
 
     @abc.abstractmethod
-    def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
+    def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         """Index the partition-delete columns where the backend needs it."""

@@ -226,7 +226,7 @@ class DuckDBWarehouse(Warehouse):
     def lock(self, conn: Connection, name: str, key: str) -> None:
         """Nothing to do: the file lock already makes a DuckDB writer exclusive."""
 
-    def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
+    def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         """None: zone maps on `date` prune the delete, and an ART index slows bulk inserts."""
 
     def __repr__(self) -> str:

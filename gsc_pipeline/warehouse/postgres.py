@@ -58,6 +58,7 @@ def qmark_to_pyformat(sql: str) -> str:
 
 class PostgresConnection(Connection):
     dialect = "postgres"
+    code_point_order = ' COLLATE "C"'
 
     def __init__(self, con: Any) -> None:
         self._con = con
@@ -147,7 +148,7 @@ class PostgresWarehouse(Warehouse):
     def lock(self, conn: Connection, name: str, key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (name, key))
 
-    def _index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
+    def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         name = f"{table}_{'_'.join(columns)}_idx"
         # Looked up first: CREATE INDEX IF NOT EXISTS takes SHARE on the table before it sees
         # the index, so it waits behind every open write, and every later write queues behind
