@@ -139,6 +139,27 @@ def test_duplicate_batch_and_duplicate_key_are_caught(good: Warehouse) -> None:
     assert proof.no_duplicate_batches(good, SITE_URL, PQ, [DAY2]).passed
 
 
+def test_rows_sharing_a_key_hash_are_told_apart_by_their_key(
+    good: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The duplicate-rows proof screens by a hash of each row's key; a collision (here every
+    # row hashes alike) sends the day to the exact comparison, which finds no duplicate.
+    compared = []
+    read_sql = good.read_sql
+
+    def watched(sql: str, params=None):
+        if "copies" in sql and "FROM gsc_page_query" in sql:
+            compared.append(sql)
+        return read_sql(sql, params)
+
+    monkeypatch.setattr(good, "row_hash_sql", lambda columns: "42")
+    monkeypatch.setattr(good, "read_sql", watched)
+    outcome = proof.no_duplicate_batches(good, SITE_URL, PQ, DAYS)
+    assert outcome.passed, outcome.summary()
+    assert outcome.metadata["duplicate_rows"] == 0
+    assert compared
+
+
 def test_rows_not_matching_the_ledger_are_caught(good: Warehouse) -> None:
     with good.transaction() as conn:
         conn.execute("DELETE FROM gsc_page_query WHERE date = ? AND query = 'q0'", (DAY1,))

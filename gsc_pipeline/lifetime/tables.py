@@ -59,8 +59,8 @@ def ensure_schema(warehouse: Warehouse) -> None:
                 conn.execute(f"DROP TABLE IF EXISTS {table}")
         for table, schema in SCHEMAS.items():
             conn.execute(warehouse.create_table_sql(table, schema))
-        # A refresh replaces its days' snapshots: without these, Postgres scanned each whole
-        # rollup table three times per chunk (docs/bench/README.md, issue 14 stop 24).
+        # Each chunk reads and then replaces its (site, day)s' snapshots: without these indexes
+        # Postgres scans the whole rollup tables, every property's history, for every chunk.
         for table in (PAGE_DAY_TABLE, QUERY_DAY_TABLE, APPLIED_TABLE):
             warehouse.index(conn, table, ("site_url", "date"))
         for table in _RETIRED_TABLES:

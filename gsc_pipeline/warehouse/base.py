@@ -408,6 +408,11 @@ class Warehouse(abc.ABC):
 
         return self.run_transaction(read, f"describing {table}")
 
+    @abc.abstractmethod
+    def row_hash_sql(self, columns: Sequence[str]) -> str:
+        """An SQL expression hashing `columns` (of any type) to 64 bits: rows equal on them
+        hash equal. A screen only: rows it groups together are compared column by column."""
+
     def refresh_statistics(self, tables: Iterable[str]) -> None:
         """Bring the query planner's statistics of `tables` up to date where writes since the
         last analysis made them stale (before proofs read them); nothing where the backend

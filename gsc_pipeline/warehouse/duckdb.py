@@ -226,6 +226,9 @@ class DuckDBWarehouse(Warehouse):
     def lock(self, conn: Connection, name: str, key: str) -> None:
         """Nothing to do: the file lock already makes a DuckDB writer exclusive."""
 
+    def row_hash_sql(self, columns: Sequence[str]) -> str:
+        return f"hash({', '.join(columns)})"
+
     def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         """None: zone maps on `date` prune the delete, and an ART index slows bulk inserts."""
 

@@ -148,6 +148,12 @@ class PostgresWarehouse(Warehouse):
     def lock(self, conn: Connection, name: str, key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (name, key))
 
+    def row_hash_sql(self, columns: Sequence[str]) -> str:
+        # Unit separator between the values; NULLs are skipped (a collision the caller's exact
+        # comparison sorts out).
+        values = ", ".join(f"CAST({c} AS TEXT)" for c in columns)
+        return f"hashtextextended(concat_ws(chr(31), {values}), 0)"
+
     def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         name = f"{table}_{'_'.join(columns)}_idx"
         # Looked up first: CREATE INDEX IF NOT EXISTS takes SHARE on the table before it sees
