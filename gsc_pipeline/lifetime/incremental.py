@@ -11,7 +11,7 @@ from gsc_pipeline.lifetime.tables import SCHEMAS, ensure_schema
 from gsc_pipeline.warehouse import Warehouse
 
 # (site, day)s per transaction, of any sites: short enough that an ingestion write waits at most
-# a moment for DuckDB. Each chunk costs some 20 statements whatever its size: 7 days of one site
+# a moment for DuckDB. Each chunk costs ~25 statements whatever its size: 7 days of one site
 # spent two thirds of a first build in them.
 DAYS_PER_CHUNK = 30
 

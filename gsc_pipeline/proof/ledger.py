@@ -210,7 +210,7 @@ def _duplicate_rows(
     First a screen groups each day's rows by a 64-bit hash of the rest of their key; only the
     days where two rows share a hash are grouped by the key itself, which is exact. On
     PostgreSQL, grouping a 30-day step of the standard bench's large property (1.7 M rows) by
-    its text key sorted them on disk: 3.9-4.8 s against 1.7-1.9 s for the screen
+    its text key sorted them on disk: 4.2-6.0 s against 1.7-1.9 s with the screen
     (docs/bench/README.md, issue 14 stop 24).
     """
     rest = [c for c in report.key_columns if c not in ("site_url", "date")]
