@@ -28,6 +28,7 @@ from gsc_pipeline.lifetime.tables import (
     STATS_COLUMNS,
     STATS_TABLE,
 )
+from gsc_pipeline.proof.outcome import as_day
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.warehouse import LEDGER_TABLE, Connection, Warehouse
 
@@ -37,14 +38,6 @@ _PAGE_ON = (
 )
 _QUERY_ON = _PAGE_ON + " AND {a}.query = {b}.query"
 _PAGE_KEY = "site_url, search_type, page"
-
-
-def date_of(value: object) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return pd.Timestamp(value).date()  # type: ignore[arg-type]
 
 
 def changed_days(warehouse: Warehouse, site_urls: Sequence[str]) -> list[tuple[str, dt.date]]:
@@ -72,11 +65,11 @@ def changed_days(warehouse: Warehouse, site_urls: Sequence[str]) -> list[tuple[s
         list(site_urls),
     )
     current = {
-        (r.site_url, r.report, date_of(r.date)): _fingerprint(r.run_id, r.fetched_at, r.pages)
+        (r.site_url, r.report, as_day(r.date)): _fingerprint(r.run_id, r.fetched_at, r.pages)
         for r in ledger.itertuples(index=False)
     }
     before = {
-        (r.site_url, r.report, date_of(r.date)): r.fingerprint
+        (r.site_url, r.report, as_day(r.date)): r.fingerprint
         for r in applied.itertuples(index=False)
     }
     moved = {key for key in current.keys() | before.keys() if current.get(key) != before.get(key)}
@@ -403,7 +396,7 @@ def _applied(fingerprints: pd.DataFrame) -> pd.DataFrame:
         {
             "site_url": fingerprints["site_url"],
             "report": fingerprints["report"],
-            "date": fingerprints["date"].map(date_of),
+            "date": fingerprints["date"].map(as_day),
             "fingerprint": [
                 _fingerprint(r.run_id, r.fetched_at, r.pages)
                 for r in fingerprints.itertuples(index=False)
