@@ -12,8 +12,9 @@ mallinfo2; fetched days not yet committed), the most Arrow and days held, the re
 achieved rate and the CPU per row. `--discard-writes`: the warehouse writes nothing (the step
 without the warehouse's own memory). Environment knobs for A/Bs: ARROW_DEFAULT_MEMORY_POOL,
 GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic
-mmap threshold instead of the step's fixed 1 MB). Run it with another checkout's python
-(e.g. /work/main/.venv/bin/python) to measure that checkout's code.
+mmap threshold instead of the step's fixed one), MEASURE_MMAP_THRESHOLD=BYTES (another fixed
+one). Run it with another checkout's python (e.g. /work/main/.venv/bin/python) to measure that
+checkout's code.
 
 A measurement, not a test: the peak depends on how far the writer lags the fetches, i.e.
 on the machine's load (measured +540-750 MB quiet, +1,886 MB in CI beside other tests), so
@@ -69,6 +70,8 @@ if os.environ.get("MEASURE_JEMALLOC_DECAY_MS"):  # jemalloc's purge delay, for t
     pa.jemalloc_set_decay_ms(int(os.environ["MEASURE_JEMALLOC_DECAY_MS"]))
 if os.environ.get("MEASURE_DEFAULT_MMAP_THRESHOLD"):  # glibc's dynamic threshold, for the A/B
     writer_module.map_large_blocks = lambda: None
+if os.environ.get("MEASURE_MMAP_THRESHOLD"):  # another fixed threshold (bytes), for the A/B
+    writer_module.MMAP_THRESHOLD_BYTES = int(os.environ["MEASURE_MMAP_THRESHOLD"])
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 def glibc_mb():
