@@ -30,6 +30,7 @@ from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_d
 from gsc_pipeline.sync.days import InFlight
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
+from gsc_pipeline.warehouse.base import batch_schema
 
 TODAY = "2026-08-18"
 SHOP = "sc-domain:shop.example"  # ~30,000 rows a day: two pages at rowLimit 25,000
@@ -521,6 +522,10 @@ def test_parse_rows_page_reads_bytes_straight_into_arrow():
             {**body["rows"][1], "clicks": 0.0, "impressions": 1.0, "position": None},
         ]
         table = page_from_rows(PAGE_QUERY, SHOP, "web", DAY, page.rows)
+        # The request's own columns are held dictionary-encoded: one value, a byte a row.
+        assert table.schema.equals(batch_schema(PAGE_QUERY))
+        assert table.column("site_url").to_pylist() == [SHOP, SHOP]
+        assert table.column("date").to_pylist() == [DAY, DAY]
         assert table.column("page").to_pylist() == ["https://s/é", "https://s/2"]
         assert table.column("query").to_pylist() == ['q "x"', "q2"]
     # No `rows` at all: what the API sends past the last row.

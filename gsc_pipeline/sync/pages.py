@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.errors import GscError
 from gsc_pipeline.reports import Report
 from gsc_pipeline.search_calendar import PACIFIC
-from gsc_pipeline.warehouse.base import INSTANT_TYPE, column_name, report_schema
+from gsc_pipeline.warehouse.base import INSTANT_TYPE, batch_schema, column_name
 
 
 class BadApiData(GscError):
@@ -23,7 +23,8 @@ class BadApiData(GscError):
 def page_from_rows(
     report: Report, site_url: str, search_type: str, day: dt.date, rows: pa.StructArray
 ) -> pa.Table:
-    """API rows (Arrow structs, `SEARCH_ROW_TYPE`) -> the report table's columns.
+    """API rows (Arrow structs, `SEARCH_ROW_TYPE`) -> the report table's columns (`batch_schema`:
+    the site, search type and day dictionary-encoded).
 
     Raises BadApiData on rows that cannot be right: keys of the wrong length, another day, no
     clicks or impressions, more clicks than impressions. Arrow compute only, no per-row Python.
@@ -52,12 +53,13 @@ def page_from_rows(
         raise BadApiData(f"{where}: a row has no clicks or no impressions")
     if n and pc.any(pc.greater(clicks, impressions)).as_py():
         raise BadApiData(f"{where}: a row has more clicks than impressions")
-    schema = report_schema(report)
-    everywhere = pa.array(np.zeros(n, np.int32))
+    schema = batch_schema(report)
+    # The request's own columns: one value each, dictionary-encoded (`batch_schema`).
+    everywhere = pa.array(np.zeros(n, np.int8))
     data: dict[str, Any] = {
-        "site_url": pa.array([site_url]).take(everywhere),
-        "search_type": pa.array([search_type]).take(everywhere),
-        "date": pa.array([day], pa.date32()).take(everywhere),
+        "site_url": pa.DictionaryArray.from_arrays(everywhere, pa.array([site_url])),
+        "search_type": pa.DictionaryArray.from_arrays(everywhere, pa.array([search_type])),
+        "date": pa.DictionaryArray.from_arrays(everywhere, pa.array([day], pa.date32())),
         **time_columns,
         **{column_name(d): c for d, c in zip(report.dimensions, dimension_columns, strict=True)},
         "clicks": clicks,

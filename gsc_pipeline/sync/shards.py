@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 import re2
 
 from gsc_pipeline.reports import DAILY_ROW_CAP, MAX_FILTER_EXPRESSION, Filter, Report
+from gsc_pipeline.warehouse.base import REQUEST_COLUMNS
 
 # Google's three device values (its documented enum: nothing else to catch).
 DEVICES = ("DESKTOP", "MOBILE", "TABLET")
@@ -353,20 +354,16 @@ def _prefix(url: str, depth: int) -> str | None:
     return match.group(1) + "".join(s + "/" for s in segments[:depth])
 
 
-# Columns one search-type day's rows all share (its request's): left out of the grouping.
-_DAY_COLUMNS = ("site_url", "search_type", "date")
-
-
 def merge_shards(tables: list[pa.Table], report: Report) -> pa.Table:
     """One search-type day's shard rows at the report's grain: clicks and impressions summed,
     position weighted by impressions, ctr recomputed; the schema and column order of one
-    request's rows. Grouped by the columns that vary only: the day's own (`_DAY_COLUMNS`) are
+    request's rows. Grouped by the columns that vary only: the day's own (`REQUEST_COLUMNS`) are
     the same on every row; not hashing them cut the merge's CPU by 35-50%
     (scripts/measure_shard_merge.py)."""
     rows = pa.concat_tables(tables)
     schema = rows.schema
     measures = ("clicks", "impressions", "ctr", "position")
-    same = [name for name in schema.names if name in _DAY_COLUMNS]
+    same = [name for name in schema.names if name in REQUEST_COLUMNS]
     keys = [name for name in schema.names if name not in measures and name not in same]
     weighted = pc.multiply(rows.column("position"), rows.column("impressions"))
     grouped = pa.table(

@@ -96,11 +96,30 @@ def report_schema(report: Report) -> pa.Schema:
     )
 
 
+# The columns every row of one request shares: its site, search type and day.
+REQUEST_COLUMNS = ("site_url", "search_type", "date")
+
+
+def batch_schema(report: Report) -> pa.Schema:
+    """`report_schema` as fetched rows hold it until they are written: the request's columns
+    dictionary-encoded, one byte a row instead of the site URL (or the day) on every row. A
+    quarter of a page x query row's bytes (docs/bench/README.md, stop 25); both backends write
+    them as the plain column."""
+    schema = report_schema(report)
+    for name in REQUEST_COLUMNS:
+        field = schema.field(name)
+        schema = schema.set(
+            schema.get_field_index(name), pa.field(name, pa.dictionary(pa.int8(), field.type))
+        )
+    return schema
+
+
 @dataclass(frozen=True)
 class PartitionBatch:
     """Everything fetched for one partition (site_url, report, day): all its search types.
 
-    `rows` follows `report_schema(report)`, `ledger` follows `LEDGER_SCHEMA` (one row per page).
+    `rows` follows `batch_schema(report)` (as fetched) or `report_schema(report)`, `ledger`
+    follows `LEDGER_SCHEMA` (one row per page).
     """
 
     site_url: str
@@ -111,7 +130,9 @@ class PartitionBatch:
 
     def __post_init__(self) -> None:
         expected = report_schema(self.report)
-        if not self.rows.schema.equals(expected):
+        if not (
+            self.rows.schema.equals(expected) or self.rows.schema.equals(batch_schema(self.report))
+        ):
             raise ValueError(
                 f"{self.report.table} rows have schema {self.rows.schema}, expected {expected}"
             )
