@@ -15,6 +15,7 @@ Each result is checked to hold the same rows as the pipeline's.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import io
 import statistics
@@ -26,7 +27,10 @@ import pyarrow as pa
 
 from gsc_pipeline.emulator.testing import emulator_process
 from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, parse_rows_page
+from gsc_pipeline.reports import PAGE_QUERY
+from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.tools.bench.floor import _RawApi
+from gsc_pipeline.warehouse.base import report_schema
 
 LARGE = "sc-domain:large.example"
 CONFIG = {
@@ -87,6 +91,14 @@ def main() -> None:
             best = min(seconds) / ROW_LIMIT * 1e6
             median = statistics.median(seconds) / ROW_LIMIT * 1e6
             print(f"  {name:<18} best {best:.2f} µs/row, median {median:.2f} µs/row")
+    # What the page costs held in memory as the pipeline holds it, and with plain columns.
+    day = dt.date(2026, 6, 1)
+    held = page_from_rows(PAGE_QUERY, LARGE, "web", day, expected)
+    plain = held.cast(report_schema(PAGE_QUERY))
+    print(
+        f"held as rows: {held.nbytes / ROW_LIMIT:.1f} bytes a row (site, search type and day "
+        f"dictionary-encoded, `batch_schema`); {plain.nbytes / ROW_LIMIT:.1f} as plain columns"
+    )
 
 
 if __name__ == "__main__":
