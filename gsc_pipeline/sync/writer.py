@@ -29,8 +29,9 @@ def _malloc_trim() -> Callable[[], object]:
 # Fixed at 1 MB the dynamic raise is off (docs/bench/ab-p20p20mem.md). Fixed at 64 KB, a page's
 # Arrow columns (100 KB-1 MB each at 25,000 rows: Arrow allocates with malloc here) are mapped
 # too, and the ~150 MB that still sat free in the arenas at a step's peak goes back: a 30-day
-# one-report run's peak RSS 583-594 -> 467-471 MB, for +8% of its CPU (the fresh pages' faults);
-# 128 KB: 562-566 -> 491-495 MB, +5-6% (docs/bench/README.md, stop 25).
+# one-report run's peak RSS 583-594 -> 467-471 MB (128 KB: 562-566 -> 491-495). The fresh
+# pages' faults cost up to 8% of that run's CPU in one pair, nothing beyond the machine's drift
+# in the standard benches (docs/bench/README.md, stop 25).
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 64 << 10
 _large_blocks_mapped = False
