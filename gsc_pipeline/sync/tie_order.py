@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.pages import BadApiData
+from gsc_pipeline.warehouse.base import REQUEST_COLUMNS
 
 # Re-fetch passes allowed when a day's pages disagree (ties in arbitrary order); the emulator
 # needs ~5 at 30,000 rows a day and ~7 at 50,000.
@@ -34,7 +35,7 @@ def settle_tie_order(
     them all, then cut it into pages again in the API's order (clicks, then impressions).
     """
     expected = sum(page.num_rows for page in pages)
-    keys = [c for c in report.key_columns if c not in ("site_url", "search_type", "date")]
+    keys = [c for c in report.key_columns if c not in REQUEST_COLUMNS]
     settled = _distinct_rows(pa.concat_tables(pages), keys)
     passes = 0
     while settled.num_rows < expected:
