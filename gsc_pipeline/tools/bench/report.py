@@ -8,11 +8,13 @@ from pathlib import Path
 
 from gsc_pipeline.tools.bench.run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
 
-# Targets of issue 11 (wall, rate, CPU per row, RSS, small backfill) and issue 5 (the rest).
+# Targets of issue 14 (wall, rate, CPU per row, RSS, small backfill; issue 11 set the same ones
+# but a path of 2.5 µs/row, still shown as its own row) and issue 5 (the rest).
 WALL_TARGET = 1.15  # x the API bound
 RATE_TARGET = 0.92
 ALL_IN_US_PER_ROW_TARGET = 6.0
-PATH_US_PER_ROW_TARGET = 2.5
+PATH_US_PER_ROW_TARGET = 4.0
+PATH_US_PER_ROW_TARGET_ISSUE_11 = 2.5
 RSS_TARGET_MB = 250
 SMALL_BACKFILL_TARGET_SECONDS = 10.0
 SPEEDUP_TARGET = 10.0
@@ -212,6 +214,9 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET:g} µs/row ({result.warehouse}) | "
         f"{path.cpu_us_per_row:.2f} µs/row (reference path {floor.cpu_us_per_row:.2f}) | "
         f"{_ok(path.cpu_us_per_row <= PATH_US_PER_ROW_TARGET)} |",
+        f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET_ISSUE_11:g} µs/row (issue 11) | "
+        f"{path.cpu_us_per_row:.2f} µs/row | "
+        f"{_ok(path.cpu_us_per_row <= PATH_US_PER_ROW_TARGET_ISSUE_11)} |",
         f"| peak RSS ≤ {RSS_TARGET_MB} MB per run process | {m.peak_rss_mb:.0f} MB (fetch runs "
         f"{m.fetch_rss_mb:.0f} MB, stats runs {m.stats_rss_mb:.0f} MB; private, i.e. less the "
         f"shared library and file pages: {m.peak_private_mb:.0f} MB) | "
