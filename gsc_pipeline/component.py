@@ -187,8 +187,9 @@ class GscComponent(dg.Component):
     - `properties` (required): list of `{site_url, name?, credential?, reports?, search_types?}`;
       site_url is `sc-domain:example.com` or `https://www.example.org/` (trailing slash).
     - `credentials`: name -> `{kind: none|service_account|oauth, key_env | key_file,
-      pool_limit, budget_fraction, step_concurrency}`. Secrets are never written here: `key_env`
-      names the environment variable holding the key, read when a step starts (never in the UI).
+      pool_limit, budget_fraction, step_concurrency, step_memory_mb}`. Secrets are never
+      written here: `key_env` names the environment variable holding the key, read when a step
+      starts (never in the UI).
     - `backfill_days_per_run`, `refresh_days`, `fresh_data`: batching and refresh knobs.
     - `prefix`: namespace for a second declaration in the same code location (asset keys,
       job, schedule, sensors, pools, resources, and a warehouse schema for its tables).

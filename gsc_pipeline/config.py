@@ -33,6 +33,7 @@ from gsc_pipeline.constants import (
     CONFIG_ENV,
     DEFAULT_POOL,
     DEFAULT_POOL_LIMIT,
+    DEFAULT_STEP_MEMORY_MB,
     GOOGLE_QPM_QUOTA,
     IDENTIFIER_PATTERN,
 )
@@ -146,6 +147,11 @@ class CredentialConfig(_Strict):
     # budget x latency in flight (Little's law, `sync.days.InFlight`): alone at 960/min with
     # 25,000-row pages at ~1 s that is ~17; see docs/bench/README.md.
     step_concurrency: int = Field(16, ge=1, le=64)
+    # Most MB of fetched rows one fetching step holds (its days not yet committed, each counted
+    # at the size of its report's recent days): a property of 60,000 rows a day holds ~8 days,
+    # a small one `step_concurrency`. A run process's peak is about twice this above what its
+    # imports take (pages and response bodies in flight); see docs/bench/README.md.
+    step_memory_mb: int = Field(DEFAULT_STEP_MEMORY_MB, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _secret_source(self) -> CredentialConfig:

@@ -26,3 +26,6 @@ TODAY_ENV = "GSC_TODAY"
 DEFAULT_POOL = "gsc_api"
 # Concurrent fetching steps per credential unless its config says otherwise.
 DEFAULT_POOL_LIMIT = 4
+# MB of fetched rows one fetching step holds unless its credential's config says otherwise
+# (`step_memory_mb`; measured in docs/bench/README.md, stop 26).
+DEFAULT_STEP_MEMORY_MB = 48

@@ -2,7 +2,7 @@
 cap (sharded), 16 days in flight, in a process of its own, with the emulator in another.
 
     .venv/bin/python scripts/measure_step_memory.py [--warehouse duckdb|postgres] [--days 16]
-        [--concurrency 16] [--discard-writes]
+        [--concurrency 16] [--memory-mb 48] [--discard-writes]
         [--postgres-url postgresql://postgres@127.0.0.1:5432/test]
 
 Prints the step process's RSS after its imports, its peak (ru_maxrss) and its RSS after the
@@ -33,6 +33,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+from gsc_pipeline.constants import DEFAULT_STEP_MEMORY_MB
 from gsc_pipeline.emulator.testing import emulator_process
 
 LARGE = "sc-domain:large.example"
@@ -112,7 +113,7 @@ def sample():
                            glibc_at_rss=glibc, glibc_used_at_rss=used)
 threading.Thread(target=sample, daemon=True).start()
 
-endpoint, warehouse_url, site, days, concurrency, discard = sys.argv[1:7]
+endpoint, warehouse_url, site, days, concurrency, memory_mb, discard = sys.argv[1:8]
 imports = rss_mb()
 warehouse = open_warehouse(warehouse_url)
 if discard == "discard":  # what the step holds without the warehouse's own memory
@@ -123,6 +124,7 @@ cpu0, wall0 = time.process_time(), time.perf_counter()
 results = sync_days(
     client, warehouse, site, PAGE_QUERY,
     day_list, run_id="memory", concurrency=int(concurrency),
+    memory_cap_bytes=int(memory_mb) << 20 if int(memory_mb) else None,
 )
 wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 done.set()
@@ -150,6 +152,12 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=DEFAULT_STEP_MEMORY_MB,
+        help="the step's memory cap (`step_memory_mb`); 0: none, the days cap alone",
+    )
+    parser.add_argument(
         "--discard-writes",
         action="store_true",
         help="the warehouse writes nothing: the step's memory without the warehouse's own",
@@ -165,7 +173,8 @@ def main() -> int:
         try:
             out = subprocess.run(  # noqa: PLW1510 - check=True below
                 [sys.executable, "-c", _CHILD, endpoint, url, LARGE, str(args.days),
-                 str(args.concurrency), "discard" if args.discard_writes else "write"],
+                 str(args.concurrency), str(args.memory_mb),
+                 "discard" if args.discard_writes else "write"],
                 capture_output=True, text=True, timeout=600, check=True,
             )  # fmt: skip
         finally:
@@ -181,7 +190,8 @@ def main() -> int:
     growth = figures["peak_mb"] - figures["imports_mb"]
     print(
         f"{args.warehouse}: {figures['rows']:,} rows in {args.days} days, "
-        f"{args.concurrency} in flight: imports {figures['imports_mb']:.0f} MB, peak "
+        f"{args.concurrency} days / {args.memory_mb or 'no'} MB cap: imports "
+        f"{figures['imports_mb']:.0f} MB, peak "
         f"{figures['peak_mb']:.0f} MB (+{growth:.0f} MB), after the step "
         f"{figures['end_mb']:.0f} MB"
     )

@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import threading
 import time
+from types import SimpleNamespace
 from unittest import mock
 
 import httplib2
@@ -556,8 +557,10 @@ def test_in_flight_is_rate_times_latency_within_the_cap():
 class _HeldDay:
     """A fetched day as the group writer sees it (its batch, and itself once committed)."""
 
-    def __init__(self, day: int) -> None:
-        self.day = self.batch = day
+    def __init__(self, day: int, held_bytes: int = 0) -> None:
+        self.day = day
+        self.batch = SimpleNamespace(rows=SimpleNamespace(num_rows=1))
+        self.held_bytes = held_bytes
 
     def committed(self, _seconds: float) -> _HeldDay:
         return self
@@ -568,8 +571,10 @@ class _LaggingWriter:
     was refused (the step holds its cap) or, on a sync without that bound, until the step has
     started one day more than the cap beyond the days committed (or every day)."""
 
-    def __init__(self, cap: int, total: int) -> None:
-        self.cap, self.total = cap, total
+    group_commit_rows = 0  # every group is written at once (none waits for more days)
+
+    def __init__(self, cap: int, total: int, day_bytes: int = 0) -> None:
+        self.cap, self.total, self.day_bytes = cap, total, day_bytes
         self.state = threading.Condition()
         self.started = self.committed = self.most_held = 0
         self.refused = False
@@ -579,7 +584,7 @@ class _LaggingWriter:
             self.started += 1
             self.most_held = max(self.most_held, self.started - self.committed)
             self.state.notify_all()
-        return _HeldDay(day)
+        return _HeldDay(day, self.day_bytes)
 
     def write_partitions(self, batches: list[int]) -> None:
         with self.state:
@@ -639,6 +644,63 @@ def test_a_lagging_writer_stops_new_fetches_at_the_cap(monkeypatch, reports):
     assert errors == [None] * reports
     assert sorted(written) == [i * 100 + d for i in range(reports) for d in range(days_each)]
     assert writer.most_held <= cap
+
+
+@pytest.mark.parametrize(("day_mb", "most_held"), [(10, 3), (1, 8)])
+def test_the_days_held_stay_within_the_memory_cap(monkeypatch, day_mb, most_held):
+    """Large days: the step holds as many as fit in its memory cap (30 MB: 3 of 10 MB), after
+    at most a quarter of its day cap before the first day's size is known; small days: its day
+    cap (8), as without a memory cap. Checked while the writer lags, so days pile up."""
+    from gsc_pipeline.sync.days import _fetch_and_write
+
+    cap = 8
+    writer = _LaggingWriter(cap, 24, day_bytes=day_mb << 20)
+    try_hold = InFlight.try_hold
+    held_when_refused: list[int] = []
+
+    def spy_try_hold(self, holder):
+        taken = try_hold(self, holder)
+        if not taken:
+            held_when_refused.append(sum(self._held.values()))
+            with writer.state:
+                writer.refused = True
+                writer.state.notify_all()
+        return taken
+
+    monkeypatch.setattr(InFlight, "try_hold", spy_try_hold)
+    written: list[int] = []
+    error = _fetch_and_write(
+        list(range(24)),
+        writer.fetch,
+        writer,  # type: ignore[arg-type]
+        in_flight=InFlight(qpm=960, cap=cap, memory_cap_bytes=30 << 20),
+        stop_event=None,
+        stop_on_error_or_cancel=threading.Event(),
+        on_written=lambda day: written.append(day.day),
+    )
+    assert error is None
+    assert sorted(written) == list(range(24))
+    # Every write waited for a refusal: the first at a quarter of the day cap (size unknown),
+    # the rest where the caps bind.
+    assert held_when_refused[0] == cap // 4
+    assert max(held_when_refused) == most_held
+    assert writer.most_held <= most_held
+
+
+def test_a_step_of_small_and_large_reports_counts_each_at_its_own_size():
+    """Sizes are per sync: a report of 1-MB days fills what a 10-MB report leaves, and a sync
+    that stopped is forgotten (its days given back, its size no longer counted)."""
+    in_flight = InFlight(qpm=960, cap=16, memory_cap_bytes=30 << 20)
+    large, small = object(), object()
+    assert [in_flight.try_hold(large) for _ in range(5)] == [True] * 4 + [False]  # size unknown
+    in_flight.observe_day_bytes(large, 10 << 20)
+    in_flight.set_held(large, 2)  # two of its days committed: 20 MB held
+    in_flight.observe_day_bytes(small, 1 << 20)
+    held_small = sum(in_flight.try_hold(small) for _ in range(16))
+    assert held_small == 10  # 20 MB + 10 x 1 MB = the 30-MB cap
+    assert not in_flight.try_hold(large)
+    in_flight.forget(small)
+    assert in_flight.try_hold(large)  # 30 MB with the small report's days given back
 
 
 _MMAP_PROBE = """

@@ -86,7 +86,8 @@ def _step_of(context: dg.AssetExecutionContext, props: GscAssetProps) -> FetchSt
     gsc = getattr(context.resources, gsc_resource_key(props.config, props.prop.credential))
     stop_event = threading.Event()
     client = gsc.client(stop_event, log=context.log.warning)
-    return FetchStep(client, SharedInFlight(client.limiter.qpm, gsc.step_concurrency), stop_event)
+    in_flight = SharedInFlight(client.limiter.qpm, gsc.step_concurrency, gsc.step_memory_mb << 20)
+    return FetchStep(client, in_flight, stop_event)
 
 
 def fetch_partitions(

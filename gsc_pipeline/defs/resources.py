@@ -14,6 +14,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from gsc_pipeline.config import CredentialConfig, PipelineConfig
+from gsc_pipeline.constants import DEFAULT_STEP_MEMORY_MB
 from gsc_pipeline.gsc import API_ENDPOINT_ENV, GscClient, load_credentials
 from gsc_pipeline.gsc.errors import AuthError
 from gsc_pipeline.gsc.rate_limit import quota_store
@@ -39,6 +40,7 @@ class GscApiResource(dg.ConfigurableResource):
     # reaches the same quota store (`gsc.rate_limit.quota_store`); the pool only caps steps.
     qpm_budget: float
     step_concurrency: int
+    step_memory_mb: int = DEFAULT_STEP_MEMORY_MB
     timeout_seconds: float = 120.0
 
     def client(
@@ -99,6 +101,7 @@ def gsc_resource(credential: CredentialConfig) -> GscApiResource:
         credential_file=credential.key_file,
         qpm_budget=credential.qpm_budget,
         step_concurrency=credential.step_concurrency,
+        step_memory_mb=credential.step_memory_mb,
     )
 
 

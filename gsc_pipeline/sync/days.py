@@ -34,28 +34,60 @@ class InFlight:
     The slowest recent days set the latency (their p95), so a burst of slow pages does not
     leave the budget idle; too many in flight only waits in the rate limiter.
 
-    `cap` bounds memory: it is the most days the step holds at once, fetching or fetched and
-    not yet committed (waiting for the writer or in its transaction), whichever sync of the
-    step holds them (`try_hold`, `set_held`). A writer that lags therefore stops new fetches
-    instead of letting fetched days pile up.
+    `cap` and `memory_cap_bytes` bound memory: `cap` is the most days the step holds at once,
+    fetching or fetched and not yet committed (waiting for the writer or in its transaction),
+    whichever sync of the step holds them (`try_hold`, `set_held`). A writer that lags therefore
+    stops new fetches instead of letting fetched days pile up. Days differ a thousandfold in size
+    (500 rows to 60,000 a day), so the days held also stay within `memory_cap_bytes` of fetched
+    rows, each sync's days counted at the size of its recent days (`observe_day_bytes`): a
+    large property holds a few days, a small one `cap`. A sync whose days' size is not known
+    yet holds at most a quarter of `cap` (its first day tells); a step holding nothing may
+    always start one day.
     """
 
-    def __init__(self, qpm: float, cap: int) -> None:
+    def __init__(self, qpm: float, cap: int, memory_cap_bytes: int | None = None) -> None:
         self.rate_per_second = qpm / 60.0
         self.cap = max(1, cap)
+        self.memory_cap_bytes = memory_cap_bytes
         self.limit = self.cap
         self._latency_s: float | None = None
         self._slots = threading.Lock()
         self.taken = 0
         self._held: dict[object, int] = {}  # days held, per sync holding any
+        self._day_bytes: dict[object, float] = {}  # per sync: the size of its recent days
 
     def try_hold(self, holder: object) -> bool:
-        """One more day for `holder` (a sync) if the step holds fewer than `cap`."""
+        """One more day for `holder` (a sync) if the step holds fewer than `cap` and the day
+        fits in `memory_cap_bytes` beside the days held."""
         with self._slots:
-            if sum(self._held.values()) >= self.cap:
+            held = sum(self._held.values())
+            if held >= self.cap or (held and not self._fits(holder)):
                 return False
             self._held[holder] = self._held.get(holder, 0) + 1
             return True
+
+    def _fits(self, holder: object) -> bool:
+        if self.memory_cap_bytes is None:
+            return True
+        size = self._day_bytes.get(holder)
+        if size is None:
+            return self._held.get(holder, 0) < max(1, self.cap // 4)
+        # A sync whose size is not known yet counts at this one's.
+        held_bytes = sum(days * self._day_bytes.get(h, size) for h, days in self._held.items())
+        return held_bytes + size <= self.memory_cap_bytes
+
+    def observe_day_bytes(self, holder: object, nbytes: int) -> None:
+        """A day `holder` fetched took `nbytes` (its rows and ledger as held until written)."""
+        with self._slots:
+            size = self._day_bytes.get(holder)
+            # Weighted to the recent days, as the latency (a property's days drift in size).
+            self._day_bytes[holder] = nbytes if size is None else 0.7 * size + 0.3 * nbytes
+
+    def forget(self, holder: object) -> None:
+        """`holder` has stopped: nothing held, its days' size forgotten."""
+        with self._slots:
+            self._held.pop(holder, None)
+            self._day_bytes.pop(holder, None)
 
     def set_held(self, holder: object, days: int) -> None:
         """`holder` now holds `days` days (its days committed or dropped are given back)."""
@@ -107,6 +139,7 @@ def sync_days(
     run_id: str,
     data_state: str = "final",
     concurrency: int = 4,
+    memory_cap_bytes: int | None = None,
     stop_event: threading.Event | None = None,
     on_partition: Callable[[PartitionResult], None] | None = None,
     on_plan: Callable[[str], None] | None = None,
@@ -115,7 +148,8 @@ def sync_days(
     """Sync each day (one partition each); results in the order they were written.
 
     Days are fetched concurrently, as many as the measured latency needs to keep the client's
-    budget busy (`InFlight`), at most `concurrency` (the memory cap), and written by one writer
+    budget busy (`InFlight`), at most `concurrency` and `memory_cap_bytes` of fetched rows (the
+    memory caps), and written by one writer
     thread: a day is written as soon as it is fetched, and the days that are fetched while a
     write is in progress (or waiting for another process's DuckDB lock) are written together in
     the next transaction (group commit; still all-or-nothing per day). Where the warehouse asks
@@ -162,7 +196,7 @@ def sync_days(
     if on_plan is not None:
         on_plan(shard_planner.describe(site_url, all_days))
 
-    in_flight = in_flight or InFlight(client.limiter.qpm, concurrency)
+    in_flight = in_flight or InFlight(client.limiter.qpm, concurrency, memory_cap_bytes)
     for latency_ms in client.stats.snapshot()["latencies_ms"][-1:]:
         in_flight.observe(latency_ms)  # the probe's latency, before the first day starts
 
@@ -288,7 +322,9 @@ def _fetch_and_write(
                     for future in done & fetching:
                         error = future.exception()
                         if error is None:
-                            writer.add(future.result())
+                            result = future.result()
+                            in_flight.observe_day_bytes(holder, result.held_bytes)
+                            writer.add(result)
                         elif not (
                             isinstance(error, Cancelled) and stop_on_error_or_cancel.is_set()
                         ):
@@ -301,7 +337,7 @@ def _fetch_and_write(
                 stop_on_error_or_cancel.set()
                 raise
     finally:
-        in_flight.set_held(holder, 0)  # given back once the pool and the writer have stopped
+        in_flight.forget(holder)  # its days given back once the pool and the writer have stopped
     return errors[0] if errors else None
 
 

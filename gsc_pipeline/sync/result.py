@@ -49,6 +49,13 @@ class PartitionResult:
     # The fetched rows and ledger until they are written; None once written.
     batch: PartitionBatch | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def held_bytes(self) -> int:
+        """The memory the fetched rows and ledger hold until written (0 once written)."""
+        if self.batch is None:
+            return 0
+        return self.batch.rows.get_total_buffer_size() + self.batch.ledger.get_total_buffer_size()
+
     def committed(self, write_seconds: float) -> PartitionResult:
         """This day once its group commit is done (`write_seconds`: the commit's duration)."""
         return replace(self, write_seconds=round(write_seconds, 3), batch=None)

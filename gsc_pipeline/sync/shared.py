@@ -5,7 +5,8 @@ N of them would keep N times what the credential's budget needs (the surplus onl
 rate limiter, holding memory) and pass the step's memory cap. `SharedInFlight` sizes the step as
 a whole, once, from every report's latencies, and gives each report running an equal share of it
 (at least one day); a report that finishes hands its share to the others. The days the
-reports hold (fetching, or fetched and not yet committed) count against one cap for the step.
+reports hold (fetching, or fetched and not yet committed) count against the step's caps (days
+and bytes of fetched rows), each report's days at its own days' size.
 Reports start only while fewer are running than the step's limit, so the step never has more
 than `cap` days in flight: with `step_concurrency: 1` its reports run one after another, one
 request at a time.
@@ -25,10 +26,11 @@ _STOP_POLL_SECONDS = 0.05
 
 
 class SharedInFlight:
-    """One `InFlight` (budget `qpm`, memory cap `cap` days) for every report of a step."""
+    """One `InFlight` (budget `qpm`, memory caps `cap` days and `memory_cap_bytes`) for every
+    report of a step."""
 
-    def __init__(self, qpm: float, cap: int) -> None:
-        self._whole = InFlight(qpm, cap)
+    def __init__(self, qpm: float, cap: int, memory_cap_bytes: int | None = None) -> None:
+        self._whole = InFlight(qpm, cap, memory_cap_bytes)
         self._turn = threading.Condition()
         self._active = 0
 
@@ -86,9 +88,15 @@ class _Share(InFlight):
     def observe(self, latency_ms: float) -> None:
         self._shared.observe(latency_ms)
 
-    # Days held count against the step's cap, whichever report holds them.
+    # Days held count against the step's caps, whichever report holds them.
     def try_hold(self, holder: object) -> bool:
         return self._shared._whole.try_hold(holder)
 
     def set_held(self, holder: object, days: int) -> None:
         self._shared._whole.set_held(holder, days)
+
+    def observe_day_bytes(self, holder: object, nbytes: int) -> None:
+        self._shared._whole.observe_day_bytes(holder, nbytes)
+
+    def forget(self, holder: object) -> None:
+        self._shared._whole.forget(holder)

@@ -194,7 +194,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
            "emulated minutes, so ratios are preserved)" if sc.time_scale != 1 else
            " (real time)"),
         f"- pipeline defaults: pool limit {cred.pool_limit} (limits {result.pool_limits}), step "
-        f"concurrency {cred.step_concurrency}, {result.config.backfill_days_per_run} days per "
+        f"concurrency {cred.step_concurrency} (memory {cred.step_memory_mb} MB), "
+        f"{result.config.backfill_days_per_run} days per "
         f"backfill run -> {len(backfill_runs)} runs; one budget of {cred.qpm_budget:,.0f}/min "
         "shared by every step",
         "",
@@ -258,7 +259,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "| Measure | Wall s | CPU s | CPU µs/row |",
         "|---|---|---|---|",
         f"| fetch → parse → write path: `sync_days` as a step runs it ({cred.step_concurrency} "
-        f"days in flight, group commit, validation and ledger) | {path.seconds:.1f} | "
+        f"days / {cred.step_memory_mb} MB in flight, group commit, validation and ledger) | "
+        f"{path.seconds:.1f} | "
         f"{path.cpu_seconds:.2f} | {path.cpu_us_per_row:.2f} |",
         f"| sequential baseline: `sync_days`, one request at a time, a transaction per day | "
         f"{seq.seconds:.1f} | {seq.cpu_seconds:.2f} | {seq.cpu_us_per_row:.2f} |",

@@ -144,7 +144,8 @@ def sync_slice(
     for prop in config.properties:
         for report in prop.report_objects():
             for result in sync_days(client, warehouse, prop.site_url, report, days,
-                                    run_id="bench-slice", concurrency=concurrency):
+                                    run_id="bench-slice", concurrency=concurrency,
+                                    memory_cap_bytes=credential.step_memory_mb << 20):
                 rows += result.rows
     return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
                       time.process_time() - cpu0)
