@@ -150,7 +150,10 @@ class CredentialConfig(_Strict):
     # Most MB of fetched rows one fetching step holds (its days not yet committed, each counted
     # at the size of its report's recent days): a property of 60,000 rows a day holds ~8 days,
     # a small one `step_concurrency`. A run process's peak is about twice this above what its
-    # imports take (pages and response bodies in flight); see docs/bench/README.md.
+    # imports take (pages and response bodies in flight); see docs/bench/README.md. Days of one
+    # unsharded request fetch their pages one after another, so a step alone on a property of
+    # 50,000-row days keeps ~9 requests in flight: raise it where such a step must use the
+    # whole budget alone.
     step_memory_mb: int = Field(DEFAULT_STEP_MEMORY_MB, ge=1, le=4096)
 
     @model_validator(mode="after")

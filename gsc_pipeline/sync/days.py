@@ -148,15 +148,15 @@ def sync_days(
     """Sync each day (one partition each); results in the order they were written.
 
     Days are fetched concurrently, as many as the measured latency needs to keep the client's
-    budget busy (`InFlight`), at most `concurrency` and `memory_cap_bytes` of fetched rows (the
-    memory caps), and written by one writer
-    thread: a day is written as soon as it is fetched, and the days that are fetched while a
-    write is in progress (or waiting for another process's DuckDB lock) are written together in
-    the next transaction (group commit; still all-or-nothing per day). Where the warehouse asks
-    for larger commits (DuckDB: `group_commit_rows`), a small group also waits for the days
-    still fetching, up to a quarter of the cap, never for a fetch not running. Fetching goes on
-    meanwhile, but the step never holds more than `concurrency` days (the cap) fetching or
-    fetched and not yet committed, which bounds memory: a lagging writer stops new fetches.
+    budget busy (`InFlight`), within the memory caps (`concurrency` days, `memory_cap_bytes` of
+    fetched rows), and written by one writer thread: a day is written as soon as it is fetched,
+    and the days that are fetched while a write is in progress (or waiting for another
+    process's DuckDB lock) are written together in the next transaction (group commit; still
+    all-or-nothing per day). Where the warehouse asks for larger commits (DuckDB:
+    `group_commit_rows`), a small group also waits for the days still fetching, up to a quarter
+    of the days cap, never for a fetch not running. Fetching goes on meanwhile, but the step
+    never holds more days than its caps allow, fetching or fetched and not yet committed, which
+    bounds memory: a lagging writer stops new fetches.
 
     On the first error no further day starts, days in flight stop at their next API call and are
     not written, the days already fetched completely are still written, and the error is raised
