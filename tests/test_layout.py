@@ -225,6 +225,8 @@ print(json.dumps(sorted(sys.modules)))
     assert "gsc_pipeline.defs.assets" in loaded  # it did load the pipeline
     forbidden = (*TOOLING_DEPENDENCIES, "gsc_pipeline.tools", "gsc_pipeline.emulator")
     assert [m for m in loaded if _within(m, forbidden)] == []
+    # The DuckDB backend imports duckdb on first use: a run writing to PostgreSQL never does.
+    assert "duckdb" not in loaded
 
 
 def _show(cycles: list[list[str]]) -> str:

@@ -14,14 +14,19 @@ import pathlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-import pandas as pd
 import pyarrow as pa
 import tenacity
 
 from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Warehouse
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+# `duckdb` is imported on first use, not with this module: every process registers this backend
+# (the registry), and one writing to PostgreSQL would carry DuckDB's ~16 MB for nothing.
 
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
@@ -49,6 +54,8 @@ def _file_lock(path: str) -> threading.Lock:
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
+    import duckdb
+
     return isinstance(exc, duckdb.IOException) and "Could not set lock" in str(exc)
 
 
@@ -131,6 +138,8 @@ class DuckDBWarehouse(Warehouse):
         can be attached under its own name.
         """
         if self._host is None:
+            import duckdb
+
             host = duckdb.connect(":memory:", config=dict(CONNECT_CONFIG))
             host.execute(f"ATTACH ':memory:' AS {_HOST}")
             host.execute(f"USE {_HOST}")
