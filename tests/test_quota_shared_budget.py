@@ -10,7 +10,6 @@ Two judges, neither of them the limiter's view of itself:
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from gsc_pipeline.emulator.stats import _SlidingCount
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc.rate_limit import FileStore, PostgresStore, quota_store
 
@@ -67,12 +67,6 @@ print(json.dumps(granted), flush=True)
 """
 
 
-def _peak(moments: list[float], window: float) -> int:
-    """The most moments inside any half-open window of `window` seconds."""
-    moments = sorted(moments)
-    return max(bisect.bisect_left(moments, t + window) - i for i, t in enumerate(moments))
-
-
 def _spend(
     store_target: str, processes: int, requests: int, tmp_path: Path
 ) -> tuple[dict, int]:
@@ -110,7 +104,11 @@ def _spend(
             assert worker.returncode == 0, err
             granted += json.loads(out.splitlines()[-1])
         assert len(granted) == processes * requests
-        return gsc.stats(), _peak(granted, 60.0 / TIME_SCALE)
+        # Counted as the emulator counts arrivals: the most inside any emulated minute.
+        grants = _SlidingCount(60.0 / TIME_SCALE)
+        for moment in sorted(granted):
+            grants.add(moment)
+        return gsc.stats(), grants.peak
 
 
 @pytest.fixture(params=["file", "postgres"])
