@@ -19,15 +19,18 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.proof.outcome import CheckOutcome, judged, not_evaluated
 from gsc_pipeline.reports import MAX_ROW_LIMIT, Report
 from gsc_pipeline.search_calendar import oldest_available_day
-from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse, as_day
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AUDIT_TOTALS_TABLE = "gsc_audit_totals"
 RESTATEMENTS_TABLE = "gsc_restatements"
@@ -79,10 +82,6 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _day(value: object) -> dt.date:
-    return pd.Timestamp(value).date()
-
-
 @dataclass(frozen=True)
 class GoogleTotals:
     """One date-grouped answer: per day clicks and impressions, and Google's first incomplete
@@ -102,6 +101,8 @@ def google_daily_totals(
     stop_event: threading.Event | None = None,
 ) -> GoogleTotals:
     """One request grouped by date (dataState=all, so metadata says which days are not final)."""
+    import pandas as pd
+
     body = {
         "startDate": first.isoformat(),
         "endDate": last.isoformat(),
@@ -114,7 +115,7 @@ def google_daily_totals(
     rows = page.rows
     totals = pd.DataFrame(
         {
-            "date": [_day(keys[0]) for keys in rows.field("keys").to_pylist()],
+            "date": [as_day(keys[0]) for keys in rows.field("keys").to_pylist()],
             "clicks": rows.field("clicks").to_pylist(),
             "impressions": rows.field("impressions").to_pylist(),
         }
@@ -140,6 +141,8 @@ def _stored_totals(
 ) -> pd.DataFrame:
     """The stored daily totals to compare with: a date-only report's final ledger totals where
     one is stored, else what the last audit saw. Columns date, clicks, impressions."""
+    import pandas as pd
+
     frames = []
     totals_report = next(
         (r.name for r in reports if r.api_dimensions == ["date"] and not r.filters), None
@@ -167,7 +170,7 @@ def _stored_totals(
     if not frames:
         return pd.DataFrame({"date": [], "clicks": [], "impressions": []})
     stored = pd.concat(frames, ignore_index=True)
-    stored["date"] = stored["date"].map(_day)
+    stored["date"] = stored["date"].map(as_day)
     # The ledger first: it is what the warehouse holds.
     return stored.drop_duplicates("date", keep="first")
 
@@ -188,6 +191,8 @@ def audit_property(
     appended to `gsc_restatements` (before/after) and returned; Google's totals then become
     the audit's baseline, and its first incomplete day is recorded as Google's clock.
     """
+    import pandas as pd
+
     now = _now()
     first = oldest_available_day(today)
     final_before = today + dt.timedelta(days=1)
@@ -271,7 +276,7 @@ def _restatements(warehouse: Warehouse, site_url: str, report: Report) -> pd.Dat
         """,
         [site_url, *report.search_types, site_url, report.name],
     )
-    frame["date"] = frame["date"].map(_day)
+    frame["date"] = frame["date"].map(as_day)
     frame["pending"] = frame["pending"].astype(bool)
     return frame
 
@@ -294,7 +299,7 @@ def _audited_days(warehouse: Warehouse, site_url: str, report: Report) -> list[d
         f"WHERE site_url = ? AND search_type IN ({types})",
         [site_url, *report.search_types],
     )
-    return [_day(d) for d in frame["date"]]
+    return [as_day(d) for d in frame["date"]]
 
 
 def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckOutcome:
@@ -324,6 +329,8 @@ def restated_days(warehouse: Warehouse, site_url: str, report: Report) -> CheckO
 def fresh_days_finalized(warehouse: Warehouse, site_url: str, report: Report) -> CheckOutcome:
     """Fresh (dataState=all) days of this report that Google has called final for more than
     `FINALIZE_GRACE_DAYS` days: the finalization sensor should have replaced them."""
+    import pandas as pd
+
     if warehouse.missing_tables([LEDGER_TABLE]):
         return not_evaluated(FRESH_DAYS_FINALIZED, "nothing fetched yet")
     known = warehouse.read_sql(
@@ -334,7 +341,7 @@ def fresh_days_finalized(warehouse: Warehouse, site_url: str, report: Report) ->
         known += warehouse.read_sql(
             f"SELECT final_before AS d FROM {GOOGLE_CLOCK_TABLE} WHERE site_url = ?", [site_url]
         )["d"].tolist()
-    known = [_day(d) for d in known if not pd.isna(d)]
+    known = [as_day(d) for d in known if not pd.isna(d)]
     if not known:
         return not_evaluated(FRESH_DAYS_FINALIZED, "Google's first incomplete day is not known yet")
     # Hourly reports store 'hourly_all' (never final): only dataState=all days are fresh.
@@ -343,7 +350,7 @@ def fresh_days_finalized(warehouse: Warehouse, site_url: str, report: Report) ->
         f"FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? GROUP BY date",
         [site_url, report.name],
     )
-    fresh = sorted(_day(d) for d in stored.loc[stored["fresh"] == 1, "date"])
+    fresh = sorted(as_day(d) for d in stored.loc[stored["fresh"] == 1, "date"])
     final_before = max(known)
     late = [d for d in fresh if d < final_before - dt.timedelta(days=FINALIZE_GRACE_DAYS)]
     return judged(

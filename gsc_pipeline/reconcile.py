@@ -20,12 +20,11 @@ from gsc_pipeline.proof.outcome import (
     NOTHING_FETCHED,
     CheckOutcome,
     DaySpan,
-    as_day,
     judged,
     not_evaluated,
 )
 from gsc_pipeline.reports import DAILY_ROW_CAP, PAGE, PAGE_QUERY, SITE
-from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse, as_day
 
 REMAINDER_VIEW = "gsc_remainder"
 CAPPED_REMAINDER = "capped_remainder"

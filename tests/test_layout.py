@@ -36,6 +36,7 @@ PLAIN_LAYERS = (
     "gsc_pipeline.sitemaps",
     "gsc_pipeline.constants",
     "gsc_pipeline.search_calendar",
+    "gsc_pipeline.pandas_on_demand",
 )
 # Above the plain layers: nothing below may import these.
 UPPER = (

@@ -145,15 +145,15 @@ def test_rows_sharing_a_key_hash_are_told_apart_by_their_key(
     # The duplicate-rows proof screens by a hash of each row's key; a collision (here every
     # row hashes alike) sends the day to the exact comparison, which finds no duplicate.
     compared = []
-    read_sql = good.read_sql
+    read_rows = good.read_rows
 
     def watched(sql: str, params=None):
         if "copies" in sql and "FROM gsc_page_query" in sql:
             compared.append(sql)
-        return read_sql(sql, params)
+        return read_rows(sql, params)
 
     monkeypatch.setattr(good, "row_hash_sql", lambda columns: "42")
-    monkeypatch.setattr(good, "read_sql", watched)
+    monkeypatch.setattr(good, "read_rows", watched)
     outcome = proof.no_duplicate_batches(good, SITE_URL, PQ, DAYS)
     assert outcome.passed, outcome.summary()
     assert outcome.metadata["duplicate_rows"] == 0

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 
 from gsc_pipeline.lifetime.cost import RefreshStats
@@ -28,9 +28,11 @@ from gsc_pipeline.lifetime.tables import (
     STATS_COLUMNS,
     STATS_TABLE,
 )
-from gsc_pipeline.proof.outcome import as_day
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
-from gsc_pipeline.warehouse import LEDGER_TABLE, Connection, Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Connection, Warehouse, as_day
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Join conditions on the page key (site, search type, page) and the query key, between aliases.
 _PAGE_ON = (
@@ -77,6 +79,8 @@ def changed_days(warehouse: Warehouse, site_urls: Sequence[str]) -> list[tuple[s
 
 
 def _fingerprint(run_id: object, fetched_at: object, pages: object) -> str:
+    import pandas as pd
+
     return f"{run_id}|{pd.Timestamp(fetched_at).isoformat()}|{int(pages)}"  # type: ignore[arg-type]
 
 
@@ -392,6 +396,8 @@ def _rescan(work: _Chunk) -> int:
 
 def _applied(fingerprints: pd.DataFrame) -> pd.DataFrame:
     """The `lifetime_applied` rows for the ledger's fingerprints of the chunk's partitions."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "site_url": fingerprints["site_url"],

@@ -13,12 +13,11 @@ from gsc_pipeline.proof.outcome import (
     NOTHING_FETCHED,
     CheckOutcome,
     DaySpan,
-    as_day,
     judged,
     not_evaluated,
 )
 from gsc_pipeline.reports import SITE, Report
-from gsc_pipeline.warehouse import Warehouse
+from gsc_pipeline.warehouse import Warehouse, as_day
 
 ANONYMIZED_SHARE = "anonymized_share"
 # Ahrefs measured ~46% of clicks hidden on average across 146k sites; above half is unusual

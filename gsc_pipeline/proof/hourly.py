@@ -1,22 +1,27 @@
-"""Hourly proofs: hours in their (Pacific) day, stored once, replaced once Google completes them."""
+"""Hourly proofs: hours in their (Pacific) day, stored once, replaced once Google completes them.
+
+These read DataFrames: pandas is imported by the functions, not with the module (only processes
+that judge an hourly report load it; `gsc_pipeline.pandas_on_demand`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from gsc_pipeline.proof.outcome import (
     CheckOutcome,
     DaySpan,
-    as_day,
     judged,
     not_evaluated,
     problems,
 )
 from gsc_pipeline.reports import GOOGLE_TIMEZONE, Report
-from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse, as_day
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HOURS_OF_DAY = "hours_of_day"
 INCOMPLETE_HOURS_REPLACED = "incomplete_hours_replaced"
@@ -59,6 +64,8 @@ def hours_of_day(
     """
     if absent := warehouse.missing_tables([LEDGER_TABLE, report.table]):
         return not_evaluated(HOURS_OF_DAY, f"{', '.join(absent)} does not exist yet")
+    import pandas as pd
+
     ledger = _hourly_days(warehouse, site_url, report, days)
     where, params = DaySpan.of(days).where()
     hours = warehouse.read_sql(
@@ -95,6 +102,8 @@ def hours_of_day(
 
 
 def _hours_in_day(day: dt.date) -> int:
+    import pandas as pd
+
     start = pd.Timestamp(day).tz_localize(GOOGLE_TIMEZONE)
     end = pd.Timestamp(day + dt.timedelta(days=1)).tz_localize(GOOGLE_TIMEZONE)
     return int((end - start) / pd.Timedelta(hours=1))
@@ -112,6 +121,8 @@ def incomplete_hours_replaced(
     """
     if absent := warehouse.missing_tables([LEDGER_TABLE]):
         return not_evaluated(INCOMPLETE_HOURS_REPLACED, f"{absent[0]} does not exist yet")
+    import pandas as pd
+
     ledger = _hourly_days(warehouse, site_url, report, days)
     known = warehouse.read_sql(
         f"SELECT MAX(first_incomplete_date) AS latest FROM {LEDGER_TABLE} WHERE site_url = ?",

@@ -2,28 +2,30 @@
 
 Every query is plain SQL that runs the same on DuckDB and Postgres (`?` parameters, no
 backend-specific functions), and every outcome names the exact bad days so a repair can
-re-fetch exactly those.
+re-fetch exactly those. Results are read as rows, not DataFrames: a fetch run evaluates these
+checks without importing pandas (`gsc_pipeline.pandas_on_demand`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from gsc_pipeline.proof.outcome import (
     NOTHING_FETCHED,
     CheckOutcome,
     DaySpan,
-    as_day,
     judged,
     not_evaluated,
     problems,
 )
 from gsc_pipeline.reports import DAILY_ROW_CAP, Report
 from gsc_pipeline.sync.shards import uncovered_shards
-from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse, as_day
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NO_MISSING_BATCHES = "no_missing_batches"
 NO_DUPLICATE_BATCHES = "no_duplicate_batches"
@@ -68,7 +70,7 @@ def no_missing_batches(
     """
     span = DaySpan.of(days)
     where, params = span.where()
-    ledger = warehouse.read_sql(
+    ledger = warehouse.read_rows(
         f"""
         SELECT search_type, date, shard,
                COUNT(*) AS pages,
@@ -95,12 +97,12 @@ def no_missing_batches(
     gaps = 0
     # An empty final day is complete only with Google's word that the day was final when it
     # was fetched (firstIncompleteDate after it): a short first page alone proves nothing.
-    empty = ledger[ledger["rows_total"] == 0]
-    unproven = empty[empty["unproven_final_pages"] > 0]
-    bad |= {as_day(d) for d in unproven["date"]}
+    empty = [r for r in ledger if int(r.rows_total) == 0]
+    unproven = {as_day(r.date) for r in empty if int(r.unproven_final_pages) > 0}
+    bad |= unproven
     # Per request shape (the whole day, or each shard of a day over the cap) the pages run
     # 0, L, 2L, ... and end on a short page.
-    for row in ledger.itertuples(index=False):
+    for row in ledger:
         limit = int(row.max_limit)
         contiguous = (
             int(row.min_start) == 0
@@ -110,20 +112,19 @@ def no_missing_batches(
         )
         ends_short = (
             int(row.short_pages) == 1
-            and not pd.isna(row.short_start)
+            and row.short_start is not None
             and int(row.short_start) == int(row.max_start)
         )
         if not (contiguous and ends_short):
             bad.add(as_day(row.date))
             gaps += 1
     # A sharded day's shards must cover it: every split's shards 1..n all present.
-    uncovered = {
-        as_day(day)
-        for (_, day), shards in ledger.groupby(["search_type", "date"])["shard"]
-        if uncovered_shards(set(shards))
-    }
+    shards: dict[tuple[str, dt.date], set[str]] = {}
+    for r in ledger:
+        shards.setdefault((r.search_type, as_day(r.date)), set()).add(r.shard)
+    uncovered = {day for (_, day), labels in shards.items() if uncovered_shards(labels)}
     bad |= uncovered
-    present = {(r.search_type, as_day(r.date)) for r in ledger.itertuples(index=False)}
+    present = set(shards)
     wanted = set(days or ()) | set(expected_days or ())
     if days is None and expected_days is None:
         wanted = {d for _, d in present}
@@ -134,7 +135,7 @@ def no_missing_batches(
         if (search_type, day) not in present
     }
     bad |= {day for _, day in unfetched}
-    unproven_days = int(unproven["date"].nunique())
+    unproven_days = len(unproven)
     return judged(
         NO_MISSING_BATCHES,
         bad,
@@ -158,9 +159,9 @@ def no_missing_batches(
         uncovered_sharded_days=len(uncovered),
         empty_unproven_days=unproven_days,
         # Days Google called final and returned no rows for: the property had no traffic.
-        no_traffic_days=int(empty.loc[empty["unproven_final_pages"] == 0, "date"].nunique()),
+        no_traffic_days=len({as_day(r.date) for r in empty if int(r.unproven_final_pages) == 0}),
         # Days still holding fresh (dataState=all) data: the finalization sensor replaces them.
-        fresh_data_days=int(ledger.loc[ledger["fresh_pages"] > 0, "date"].nunique()),
+        fresh_data_days=len({as_day(r.date) for r in ledger if int(r.fresh_pages) > 0}),
     )
 
 
@@ -169,7 +170,7 @@ def no_duplicate_batches(
 ) -> CheckOutcome:
     """No batch key twice in the ledger and no natural key twice in the report table."""
     where, params = DaySpan.of(days).where()
-    batches = warehouse.read_sql(
+    batches = warehouse.read_rows(
         f"""
         SELECT date, SUM(copies - 1) AS extra
         FROM (SELECT date, search_type, shard, start_row, COUNT(*) AS copies
@@ -182,17 +183,17 @@ def no_duplicate_batches(
         [site_url, report.name, *params],
     )
     rows = _duplicate_rows(warehouse, site_url, report, where, params)
-    checked = warehouse.read_sql(
+    checked = warehouse.read_rows(
         f"SELECT DISTINCT date FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}",
         [site_url, report.name, *params],
     )
-    bad = [as_day(d) for d in batches["date"]] + [as_day(d) for d in rows["date"]]
-    duplicate_batches = int(batches["extra"].sum()) if len(batches) else 0
-    duplicate_rows = int(rows["extra"].sum()) if len(rows) else 0
+    bad = [as_day(r.date) for r in (*batches, *rows)]
+    duplicate_batches = sum(int(r.extra) for r in batches)
+    duplicate_rows = sum(int(r.extra) for r in rows)
     return judged(
         NO_DUPLICATE_BATCHES,
         bad,
-        checked=checked["date"],
+        checked=[r.date for r in checked],
         problem=problems(
             (duplicate_batches, "page fetched twice", "pages fetched twice"),
             (duplicate_rows, "row stored twice", "rows stored twice"),
@@ -204,8 +205,8 @@ def no_duplicate_batches(
 
 def _duplicate_rows(
     warehouse: Warehouse, site_url: str, report: Report, where: str, params: list[object]
-) -> pd.DataFrame:
-    """Per day with a natural key stored twice, the extra rows (`date`, `extra`).
+) -> list[Any]:
+    """Per day with a natural key stored twice, the extra rows (rows of `date`, `extra`).
 
     First a screen groups each day's rows by a 64-bit hash of the rest of their key; only the
     days where two rows share a hash are grouped by the key itself, which is exact. On
@@ -214,7 +215,7 @@ def _duplicate_rows(
     (docs/bench/README.md, issue 14 stop 24).
     """
     rest = [c for c in report.key_columns if c not in ("site_url", "date")]
-    suspects = warehouse.read_sql(
+    suspects = warehouse.read_rows(
         f"""
         SELECT DISTINCT date
         FROM (SELECT date, {warehouse.row_hash_sql(rest)} AS key_hash
@@ -225,11 +226,11 @@ def _duplicate_rows(
         """,
         [site_url, *params],
     )
-    days = [as_day(d) for d in suspects["date"]]
+    days = [as_day(r.date) for r in suspects]
     if not days:
-        return pd.DataFrame({"date": [], "extra": []})
+        return []
     keys = ", ".join(report.key_columns)
-    return warehouse.read_sql(
+    return warehouse.read_rows(
         f"""
         SELECT date, SUM(copies - 1) AS extra
         FROM (SELECT {keys}, COUNT(*) AS copies
@@ -252,7 +253,7 @@ def truncated_days(
     (passes); a shard still capped (the shard budget ran out) fails its day.
     """
     where, params = DaySpan.of(days).where()
-    per_shard = warehouse.read_sql(
+    per_shard = warehouse.read_rows(
         f"""
         SELECT search_type, date, shard, SUM(rows_returned) AS rows_fetched
         FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ?{where}
@@ -260,18 +261,17 @@ def truncated_days(
         """,
         [site_url, report.name, *params],
     )
-    capped = per_shard[per_shard["rows_fetched"] >= DAILY_ROW_CAP]
-    sharded = per_shard[per_shard["shard"] != ""]
+    capped = [r for r in per_shard if int(r.rows_fetched) >= DAILY_ROW_CAP]
     return judged(
         TRUNCATED_DAYS,
-        (as_day(d) for d in capped["date"]),
-        checked=per_shard["date"],
+        (as_day(r.date) for r in capped),
+        checked=[r.date for r in per_shard],
         problem=f"hit Google's {DAILY_ROW_CAP:,} rows/day cap (rows beyond it are not served)",
-        truncated_search_type_days=len(capped.drop_duplicates(["search_type", "date"])),
+        truncated_search_type_days=len({(r.search_type, as_day(r.date)) for r in capped}),
         capped_shards=len(capped),
-        sharded_days=sharded["date"].nunique(),
+        sharded_days=len({as_day(r.date) for r in per_shard if r.shard != ""}),
         daily_row_cap=DAILY_ROW_CAP,
-        max_rows_per_day=int(per_shard["rows_fetched"].max()) if len(per_shard) else 0,
+        max_rows_per_day=max((int(r.rows_fetched) for r in per_shard), default=0),
     )
 
 
@@ -283,6 +283,8 @@ def fresh_partitions(warehouse: Warehouse) -> pd.DataFrame:
     site reports a firstIncompleteDate after that day. Columns: site_url, report, date,
     fetched_at, ready.
     """
+    import pandas as pd
+
     if warehouse.missing_tables([LEDGER_TABLE]):
         # A new warehouse: nothing fetched, so nothing fresh (a sensor tick must not fail on it).
         return pd.DataFrame(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
+from gsc_pipeline.warehouse import as_day
 
 # Why a check measured nothing: it says so (Dagster shows it skipped), it never passes.
 NOTHING_FETCHED = "nothing fetched for these days yet"
@@ -80,15 +80,6 @@ class DaySpan:
         if self.first is None or self.last is None:
             return "", []
         return f" AND {column} >= ? AND {column} <= ?", [self.first, self.last]
-
-
-def as_day(value: Any) -> dt.date:
-    """A day as the warehouse returns it (date, timestamp or text, by backend) as a date."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return pd.Timestamp(value).date()
 
 
 def judged(

@@ -20,9 +20,9 @@ from gsc_pipeline.proof.ledger import (
     truncated_days,
     unfetched_tables,
 )
-from gsc_pipeline.proof.outcome import CheckOutcome, DaySpan, as_day, judged, problems
+from gsc_pipeline.proof.outcome import CheckOutcome, DaySpan, judged, problems
 from gsc_pipeline.reports import Report
-from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse import LEDGER_TABLE, Warehouse, as_day
 
 ROWS_MATCH_LEDGER = "rows_match_ledger"
 
@@ -40,14 +40,14 @@ def rows_match_ledger(
     the `merged_rows` the ledger recorded, its clicks and impressions the shards' sums.
     """
     where, params = DaySpan.of(days).where()
-    table = warehouse.read_sql(
+    table = warehouse.read_rows(
         f"""
         SELECT date, COUNT(*) AS rows_stored, SUM(clicks) AS clicks, SUM(impressions) AS impressions
         FROM {report.table} WHERE site_url = ?{where} GROUP BY date
         """,
         [site_url, *params],
     )
-    ledger = warehouse.read_sql(
+    ledger = warehouse.read_rows(
         f"""
         SELECT date, SUM(rows_fetched) AS rows_fetched, SUM(clicks) AS clicks,
                SUM(impressions) AS impressions
@@ -60,32 +60,43 @@ def rows_match_ledger(
         """,
         [site_url, report.name, *params],
     )
-    table["date"] = table["date"].map(as_day)
-    ledger["date"] = ledger["date"].map(as_day)
-    both = table.merge(ledger, on="date", how="outer", suffixes=("_table", "_ledger")).fillna(0)
-    bad = [
-        r.date
-        for r in both.itertuples(index=False)
-        if int(r.rows_stored) != int(r.rows_fetched)
-        or not _close(float(r.clicks_table), float(r.clicks_ledger))
-        or not _close(float(r.impressions_table), float(r.impressions_ledger))
-    ]
-    bad_rows = both[both["date"].isin(bad)]
-    missing = int((bad_rows["rows_fetched"] - bad_rows["rows_stored"]).clip(lower=0).sum())
-    extra = int((bad_rows["rows_stored"] - bad_rows["rows_fetched"]).clip(lower=0).sum())
+    # Per day: (rows, clicks, impressions) stored, then as the ledger recorded; a day only one
+    # side has counts zero on the other.
+    zero = (0, 0.0, 0.0)
+    stored = {
+        as_day(r.date): (int(r.rows_stored), _num(r.clicks), _num(r.impressions)) for r in table
+    }
+    fetched = {
+        as_day(r.date): (int(r.rows_fetched), _num(r.clicks), _num(r.impressions)) for r in ledger
+    }
+    both = {day: (stored.get(day, zero), fetched.get(day, zero)) for day in stored | fetched}
+    bad = sorted(
+        day
+        for day, ((rows, clicks, impressions), (rows_f, clicks_f, impressions_f)) in both.items()
+        if rows != rows_f or not _close(clicks, clicks_f) or not _close(impressions, impressions_f)
+    )
+    missing = sum(max(both[d][1][0] - both[d][0][0], 0) for d in bad)
+    extra = sum(max(both[d][0][0] - both[d][1][0], 0) for d in bad)
+    rows_stored = sum(s[0] for s, _ in both.values())
+    rows_fetched = sum(f[0] for _, f in both.values())
     return judged(
         ROWS_MATCH_LEDGER,
         bad,
-        checked=both["date"],
+        checked=both,
         problem=problems(
             (missing, "row missing", "rows missing"),
             (extra, "row more than fetched", "rows more than fetched"),
         )
         or "clicks or impressions differ from the ledger",
-        rows_stored=int(both["rows_stored"].sum()),
-        rows_fetched=int(both["rows_fetched"].sum()),
-        row_difference=int((both["rows_stored"] - both["rows_fetched"]).abs().sum()),
+        rows_stored=rows_stored,
+        rows_fetched=rows_fetched,
+        row_difference=sum(abs(s[0] - f[0]) for s, f in both.values()),
     )
+
+
+def _num(value: object) -> float:
+    """A SUM as read: a number, or None (NULL) for a day without any."""
+    return 0.0 if value is None else float(value)  # type: ignore[arg-type]
 
 
 def report_checks(

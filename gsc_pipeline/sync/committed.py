@@ -3,10 +3,8 @@ commit and its callback still wrote (plain SQL, no Dagster)."""
 
 from __future__ import annotations
 
-import pandas as pd
-
 from gsc_pipeline.reports import Report
-from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse, as_day
 
 
 def committed_days(
@@ -14,7 +12,7 @@ def committed_days(
 ) -> dict[str, dict[str, object]]:
     """Day (ISO) -> what its ledger says (rows, clicks, impressions, data state), for every day
     of (site, report) whose stored version this run wrote."""
-    frame = warehouse.read_sql(
+    rows = warehouse.read_rows(
         f"""
         SELECT date, SUM(rows_returned) AS rows_returned, SUM(clicks) AS clicks,
                SUM(impressions) AS impressions, MIN(data_state) AS data_state
@@ -24,11 +22,11 @@ def committed_days(
         [site_url, report.name, run_id],
     )
     return {
-        pd.Timestamp(row.date).date().isoformat(): {
+        as_day(row.date).isoformat(): {
             "dagster/row_count": int(row.rows_returned),
             "clicks": float(row.clicks),
             "impressions": float(row.impressions),
             "data_state": str(row.data_state),
         }
-        for row in frame.itertuples(index=False)
+        for row in rows
     }

@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
+from gsc_pipeline.pandas_on_demand import spare_pandas
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.fetch import fetch_day, plan_days
 from gsc_pipeline.sync.result import PartitionResult
@@ -173,6 +174,8 @@ def sync_days(
     """
     if data_state not in ("final", "all"):
         raise ValueError(f"data_state must be 'final' or 'all', not {data_state!r}")
+    # Before the first Arrow conversion: a process that only fetches never loads pandas.
+    spare_pandas()
     all_days = list(days)
     # The probe is the first API call: a bad credential or endpoint fails it before any table
     # is created in the user's warehouse.

@@ -42,7 +42,9 @@ def page_from_rows(
                 f"{where}: rows carry keys of the wrong length (expected {width}: "
                 f"{report.api_dimensions}); the report definition and the API disagree"
             )
-    columns = [pc.list_element(keys, i) for i in range(width)]
+    # Typed scalars and arrays throughout: pyarrow imports pandas to infer the type of a Python
+    # value (`gsc_pipeline.pandas_on_demand`; tests/test_pandas_on_demand.py).
+    columns = [pc.list_element(keys, pa.scalar(i, pa.int32())) for i in range(width)]
     time_columns: dict[str, Any] = {}
     if report.time_dimension == "date":
         _check_same_day(where, columns[0], day)
@@ -57,8 +59,10 @@ def page_from_rows(
     # The request's own columns: one value each, dictionary-encoded (`batch_schema`).
     everywhere = pa.array(np.zeros(n, np.int8))
     data: dict[str, Any] = {
-        "site_url": pa.DictionaryArray.from_arrays(everywhere, pa.array([site_url])),
-        "search_type": pa.DictionaryArray.from_arrays(everywhere, pa.array([search_type])),
+        "site_url": pa.DictionaryArray.from_arrays(everywhere, pa.array([site_url], pa.string())),
+        "search_type": pa.DictionaryArray.from_arrays(
+            everywhere, pa.array([search_type], pa.string())
+        ),
         "date": pa.DictionaryArray.from_arrays(everywhere, pa.array([day], pa.date32())),
         **time_columns,
         **{column_name(d): c for d, c in zip(report.dimensions, dimension_columns, strict=True)},
@@ -72,9 +76,9 @@ def page_from_rows(
 
 
 def _check_same_day(where: str, dates: pa.Array, day: dt.date) -> None:
-    same_day = pc.equal(dates, day.isoformat())
+    same_day = pc.equal(dates, pa.scalar(day.isoformat(), pa.string()))
     if (pc.sum(same_day).as_py() or 0) != len(dates):  # a null date counts as wrong too
-        wrong = dates[pc.index(pc.fill_null(same_day, False), False).as_py()]
+        wrong = dates[pc.index(pc.fill_null(same_day, _false()), _false()).as_py()]
         raise BadApiData(f"{where}: a row is dated {wrong.as_py()}, not the requested day")
 
 
@@ -89,6 +93,10 @@ def _hours_of_day(where: str, keys: pa.Array, day: dt.date) -> pa.Array:
         pc.less(hours, pa.scalar(end, INSTANT_TYPE)),
     )
     if (pc.sum(inside).as_py() or 0) != len(keys):  # an unparsable hour counts as wrong too
-        wrong = keys[pc.index(pc.fill_null(inside, False), False).as_py()]
+        wrong = keys[pc.index(pc.fill_null(inside, _false()), _false()).as_py()]
         raise BadApiData(f"{where}: a row is for hour {wrong.as_py()}, not an hour of the day")
     return hours
+
+
+def _false() -> pa.Scalar:
+    return pa.scalar(False, pa.bool_())  # typed: see page_from_rows

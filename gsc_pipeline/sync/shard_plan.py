@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from gsc_pipeline.reports import DAILY_ROW_CAP, Report
 from gsc_pipeline.sync.shards import (
@@ -26,7 +27,7 @@ from gsc_pipeline.sync.shards import (
     SplitTree,
     tree_from_labels,
 )
-from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse
+from gsc_pipeline.warehouse.base import LEDGER_TABLE, Warehouse, as_day
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,6 @@ class DayShape:
     # Fetched in this step (any distance counts: what the first days learn applies to the
     # later ones), not read from the ledger (only days within RECENT_WINDOW_DAYS count).
     in_step: bool = False
-
-
-def _date(value: object) -> dt.date:
-    """A ledger date as read (a date, a pandas Timestamp or a string) as a `datetime.date`."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
 
 
 def _big(rows: int, sharded: bool) -> bool:
@@ -79,7 +73,7 @@ class ShardPlanner:
         shapes: dict[str, dict[dt.date, DayShape]] = {t: {} for t in report.search_types}
         if days and report.shard:
             window = dt.timedelta(days=RECENT_WINDOW_DAYS)
-            ledger = warehouse.read_sql(
+            ledger = warehouse.read_rows(
                 f"""
                 SELECT search_type, date, shard, COUNT(*) AS pages,
                        SUM(rows_returned) AS rows_returned, MAX(merged_rows) AS merged_rows
@@ -89,20 +83,24 @@ class ShardPlanner:
                 """,
                 [site_url, report.name, min(days) - window, max(days) + window],
             )
-            for (search_type, day), group in ledger.groupby(["search_type", "date"]):
+            groups: dict[tuple[str, dt.date], list[Any]] = {}
+            for row in ledger:
+                groups.setdefault((row.search_type, as_day(row.date)), []).append(row)
+            for (search_type, day), group in groups.items():
                 if search_type not in shapes:
                     continue
-                labels = list(group["shard"])
-                pages = int(group["pages"].sum())
+                labels = [r.shard for r in group]
+                pages = sum(int(r.pages) for r in group)
                 if labels == [""]:
-                    rows = int(group["rows_returned"].sum())
+                    rows = sum(int(r.rows_returned) for r in group)
                     tree: SplitTree | None = {"": None} if _big(rows, False) else {}
                     big = _big(rows, False)
                 else:
-                    rows = int(group["merged_rows"].max())
+                    merged = [int(r.merged_rows) for r in group if r.merged_rows is not None]
+                    rows = max(merged, default=sum(int(r.rows_returned) for r in group))
                     tree, big = tree_from_labels(labels, report), _big(rows, True)
                 if tree is not None:
-                    shapes[search_type][_date(day)] = DayShape(tree, pages, rows, big)
+                    shapes[search_type][day] = DayShape(tree, pages, rows, big)
         planner = cls(report, shapes)
         planner._planned = {
             (t, d): planner._estimate(t, d) for t in report.search_types for d in days

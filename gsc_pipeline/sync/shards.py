@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import re2
 
+from gsc_pipeline.pandas_on_demand import group_by
 from gsc_pipeline.reports import DAILY_ROW_CAP, MAX_FILTER_EXPRESSION, Filter, Report
 from gsc_pipeline.warehouse.base import REQUEST_COLUMNS
 
@@ -366,11 +367,13 @@ def merge_shards(tables: list[pa.Table], report: Report) -> pa.Table:
     same = [name for name in schema.names if name in REQUEST_COLUMNS]
     keys = [name for name in schema.names if name not in measures and name not in same]
     weighted = pc.multiply(rows.column("position"), rows.column("impressions"))
-    grouped = pa.table(
-        {**{name: rows.column(name) for name in keys}, "clicks": rows.column("clicks"),
-         "impressions": rows.column("impressions"), "weighted": weighted}
-    ).group_by(keys, use_threads=False).aggregate(
-        [("clicks", "sum"), ("impressions", "sum"), ("weighted", "sum")]
+    grouped = group_by(
+        pa.table(
+            {**{name: rows.column(name) for name in keys}, "clicks": rows.column("clicks"),
+             "impressions": rows.column("impressions"), "weighted": weighted}
+        ),
+        keys,
+        [("clicks", "sum"), ("impressions", "sum"), ("weighted", "sum")],
     )  # fmt: skip
     n = grouped.num_rows
     clicks = grouped.column("clicks_sum")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from gsc_pipeline.pandas_on_demand import group_by
 from gsc_pipeline.reports import Report
 from gsc_pipeline.sync.pages import BadApiData
 from gsc_pipeline.warehouse.base import REQUEST_COLUMNS
@@ -20,7 +21,7 @@ MAX_TIE_PASSES = 12
 def _distinct_rows(table: pa.Table, keys: list[str]) -> pa.Table:
     """Each natural key once (its first occurrence)."""
     indexed = table.append_column("_row", pa.array(np.arange(table.num_rows)))
-    first = indexed.group_by(keys, use_threads=False).aggregate([("_row", "min")])
+    first = group_by(indexed, keys, [("_row", "min")])
     return table.take(first.column("_row_min"))
 
 

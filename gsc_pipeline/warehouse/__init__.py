@@ -16,6 +16,7 @@ from gsc_pipeline.warehouse.base import (
     TableDescription,
     Warehouse,
     WarehouseUrlError,
+    as_day,
     column_name,
     report_schema,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "TableDescription",
     "Warehouse",
     "WarehouseUrlError",
+    "as_day",
     "backend_for_url",
     "column_name",
     "default_warehouse_url",

@@ -1,7 +1,8 @@
 """The warehouse interface and the schema every backend shares, derived from the report table.
 
-Parameters in SQL given to `read_sql` / `execute` use the qmark style (`?`, positional) on both
-backends; Postgres gets them rewritten to `%s` (and literal `%` doubled) outside quoted text.
+Parameters in SQL given to `read_rows` / `read_sql` / `execute` use the qmark style (`?`,
+positional) on both backends; Postgres gets them rewritten to `%s` (and literal `%` doubled)
+outside quoted text.
 """
 
 from __future__ import annotations
@@ -9,17 +10,20 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import logging
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-import pandas as pd
 import pyarrow as pa
 import tenacity
 
 from gsc_pipeline.reports import Report, column_name
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LEDGER_TABLE = "gsc_fetch_ledger"
 # What each (site, report) table holds: the report's identity when its rows were first written.
@@ -140,7 +144,20 @@ class PartitionBatch:
             raise ValueError(f"ledger rows have schema {self.ledger.schema}")
 
 
+def as_day(value: Any) -> dt.date:
+    """A day as a backend or a DataFrame returns it (date, timestamp, text, numpy.datetime64)
+    as a date."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
 class Cursor(Protocol):
+    # DB-API: one sequence per result column, its name first.
+    description: Sequence[Sequence[Any]] | None
+
     def fetchall(self) -> list[tuple[Any, ...]]: ...
 
     def fetchone(self) -> tuple[Any, ...] | None: ...
@@ -158,8 +175,17 @@ class Connection(abc.ABC):
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         """Run one statement with `?` parameters; the result has fetchall()/fetchone()."""
 
+    def read_rows(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+        """A query's result as named tuples (`row.date`), the columns named as the query names
+        them. No pandas: what a fetch run reads (`gsc_pipeline.pandas_on_demand`)."""
+        cur = self.execute(sql, params)
+        columns = [d[0] for d in cur.description or ()]
+        row = namedtuple("Row", columns)  # type: ignore[misc]  # noqa: PYI024  named by the query
+        return [row._make(values) for values in cur.fetchall()]
+
     @abc.abstractmethod
-    def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame: ...
+    def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        """A query's result as a DataFrame (imports pandas)."""
 
     @abc.abstractmethod
     def insert_arrow(self, table: str, data: pa.Table) -> None:
@@ -392,6 +418,10 @@ class Warehouse(abc.ABC):
 
         self.run_transaction(append, f"appending {rows.num_rows} row(s) to {table}")
 
+    def read_rows(self, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+        """Run a query with `?` parameters; its rows as named tuples (no pandas)."""
+        return self.run_transaction(lambda conn: conn.read_rows(sql, params), "reading")
+
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """Run a query with `?` parameters and return its result as a DataFrame."""
         return self.run_transaction(lambda conn: conn.read_sql(sql, params), "reading")
@@ -399,11 +429,11 @@ class Warehouse(abc.ABC):
     def missing_tables(self, tables: Iterable[str]) -> list[str]:
         """Which of `tables` do not exist yet (nothing fetched for that report or warehouse)."""
         wanted = list(dict.fromkeys(tables))
-        present = self.read_sql(
+        present = self.read_rows(
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = current_schema()"
         )
-        existing = set(present["table_name"])
+        existing = {row.table_name for row in present}
         return [table for table in wanted if table not in existing]
 
     def describe_table(self, table: str) -> TableDescription:

@@ -13,14 +13,16 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import psycopg2
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Warehouse
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
@@ -72,6 +74,8 @@ class PostgresConnection(Connection):
         return cur
 
     def read_sql(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+        import pandas as pd
+
         cur = self.execute(sql, params)
         columns = [d.name for d in cur.description]
         return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
