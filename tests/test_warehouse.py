@@ -24,7 +24,7 @@ from gsc_pipeline.warehouse import (
     report_schema,
 )
 from gsc_pipeline.warehouse import duckdb as gsc_duckdb
-from gsc_pipeline.warehouse.postgres import PostgresConnection, qmark_to_pyformat
+from gsc_pipeline.warehouse.postgres import PostgresConnection, _CsvStream, qmark_to_pyformat
 
 DAY = dt.date(2026, 3, 1)
 SITE_URL = "sc-domain:example.com"
@@ -268,6 +268,41 @@ def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
         assert all("INSERT" not in s for s in statements)
     count = wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")
     assert int(count["n"].iloc[0]) == 50_000
+
+
+def test_a_day_whose_first_chunk_is_empty_is_stored_exactly(warehouse_url):
+    """A day's rows are its pages and search types concatenated; the first may hold no row (a
+    search type without traffic). pyarrow 26's CSV writer turns a leading 0-row chunk into NUL
+    bytes, which PostgreSQL's COPY refused: COPY's input is now written a slice at a time."""
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    batch = make_batch(n=6)
+    rows = pa.concat_tables([batch.rows.slice(0, 0), batch.rows])
+    wh.write_partitions([PartitionBatch(SITE_URL, PAGE_QUERY, DAY, rows, batch.ledger)])
+    assert len(table_rows(wh, PAGE_QUERY.table)) == 6
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 1 << 20, -1])
+def test_copy_input_is_the_whole_csv_written_a_slice_at_a_time(read_size):
+    """COPY's input (PostgreSQL) is written a slice of rows at a time as it is read; read to the
+    end it is the whole table's CSV, empty chunks included (a 0-row slice ends nothing)."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from gsc_pipeline.warehouse.postgres import _CSV_OPTIONS
+
+    rows = make_batch(n=8).rows
+    table = pa.concat_tables([rows.slice(0, 0), rows.slice(0, 5), rows.slice(5, 0), rows.slice(5)])
+    whole = io.BytesIO()
+    pacsv.write_csv(table.combine_chunks(), whole, _CSV_OPTIONS)  # one chunk: no NUL bytes
+    stream = _CsvStream(table, rows_per_slice=2)
+    chunks = []
+    while chunk := stream.read(read_size):
+        assert read_size < 0 or len(chunk) <= read_size
+        chunks.append(chunk)
+    assert b"".join(chunks) == whole.getvalue()
+    assert whole.getvalue().count(b"\n") == 8
 
 
 def test_transaction_execute_and_params_on_both_backends(warehouse_url):

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="needed")
+# COPY's input is written this many rows at a time (~1.2 MB of CSV) and read 1 MB at a time.
+_CSV_SLICE_ROWS = 8192
+_COPY_READ_BYTES = 1 << 20
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
 _SCHEMA_LOCK = 7_470_001
 # Session settings of the pipeline's connections (the URL's own `options` follow and win).
@@ -81,12 +84,36 @@ class PostgresConnection(Connection):
         return pd.DataFrame.from_records(cur.fetchall(), columns=columns)
 
     def insert_arrow(self, table: str, data: pa.Table) -> None:
-        buffer = io.BytesIO()
-        pacsv.write_csv(data, buffer, _CSV_OPTIONS)
-        buffer.seek(0)
         columns = ", ".join(data.column_names)
         with self._con.cursor() as cur:
-            cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+            cur.copy_expert(
+                f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)",
+                _CsvStream(data),
+                size=_COPY_READ_BYTES,
+            )
+
+
+class _CsvStream:
+    """`data` as CSV for COPY, written a slice of rows at a time as COPY reads it: the whole
+    group's CSV (~150 bytes a row: ~9 MB per day of the standard bench's large property) is
+    never held at once. psycopg2's `copy_expert` calls `read(size)` until it returns b"".
+    """
+
+    def __init__(self, data: pa.Table, rows_per_slice: int = _CSV_SLICE_ROWS) -> None:
+        self._batches = iter(data.to_batches(max_chunksize=rows_per_slice))
+        self._pending = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._pending) < size:
+            if (batch := next(self._batches, None)) is None:  # not falsy: 0-row batches go on
+                break
+            out = io.BytesIO()
+            pacsv.write_csv(batch, out, _CSV_OPTIONS)
+            self._pending += out.getbuffer()
+        cut = len(self._pending) if size < 0 else min(size, len(self._pending))
+        chunk = bytes(self._pending[:cut])
+        del self._pending[:cut]
+        return chunk
 
 
 class PostgresWarehouse(Warehouse):
