@@ -13,7 +13,12 @@ import pyarrow.compute as pc
 from gsc_pipeline.gsc.errors import GscError
 from gsc_pipeline.reports import Report
 from gsc_pipeline.search_calendar import PACIFIC
-from gsc_pipeline.warehouse.base import INSTANT_TYPE, batch_schema, column_name
+from gsc_pipeline.warehouse.base import (
+    INSTANT_TYPE,
+    batch_schema,
+    column_name,
+    repeated_columns,
+)
 
 
 class BadApiData(GscError):
@@ -24,7 +29,7 @@ def page_from_rows(
     report: Report, site_url: str, search_type: str, day: dt.date, rows: pa.StructArray
 ) -> pa.Table:
     """API rows (Arrow structs, `SEARCH_ROW_TYPE`) -> the report table's columns (`batch_schema`:
-    the site, search type and day dictionary-encoded).
+    the site, search type and day dictionary-encoded, and a page repeated per query).
 
     Raises BadApiData on rows that cannot be right: keys of the wrong length, another day, no
     clicks or impressions, more clicks than impressions. Arrow compute only, no per-row Python.
@@ -72,6 +77,8 @@ def page_from_rows(
         # discover/googleNews rows may have no position at all: null.
         "position": position,
     }
+    for name in repeated_columns(report):
+        data[name] = pc.dictionary_encode(data[name])
     return pa.Table.from_pydict(data, schema=schema)
 
 

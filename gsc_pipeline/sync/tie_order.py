@@ -20,6 +20,8 @@ MAX_TIE_PASSES = 12
 
 def _distinct_rows(table: pa.Table, keys: list[str]) -> pa.Table:
     """Each natural key once (its first occurrence)."""
+    # One dictionary per column (`repeated_columns`): Acero groups by no differing ones.
+    table = table.unify_dictionaries()
     indexed = table.append_column("_row", pa.array(np.arange(table.num_rows)))
     first = group_by(indexed, keys, [("_row", "min")])
     return table.take(first.column("_row_min"))
