@@ -115,6 +115,7 @@ threading.Thread(target=sample, daemon=True).start()
 
 endpoint, warehouse_url, site, days, concurrency, memory_mb, discard = sys.argv[1:8]
 imports = rss_mb()
+glibc_used_at_imports = glibc_mb()[1]
 warehouse = open_warehouse(warehouse_url)
 if discard == "discard":  # what the step holds without the warehouse's own memory
     type(warehouse).write_partitions = lambda self, batches: None
@@ -131,6 +132,7 @@ done.set()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 calls = client.stats.snapshot()["api_calls"]
 print(json.dumps({"imports_mb": imports, "peak_mb": peak, "end_mb": rss_mb(),
+                  "glibc_used_at_imports": glibc_used_at_imports,
                   "rows": sum(r.rows for r in results), "wall_s": wall, "cpu_s": cpu,
                   "api_calls": calls, "held_max": held["max"], **samples}))
 """
@@ -199,7 +201,8 @@ def main() -> int:
     print(
         f"  at the sampled peak ({figures['rss']:.0f} MB): Arrow {figures['arrow_at_rss']:.0f} MB,"
         f" glibc malloc {figures['glibc_at_rss']:.0f} MB"
-        f" ({figures['glibc_used_at_rss']:.0f} in use),"
+        f" ({figures['glibc_used_at_rss']:.0f} in use; "
+        f"{figures['glibc_used_at_imports']:.0f} after the imports),"
         f" {figures['held_at_rss']} fetched day(s) not yet committed; max Arrow "
         f"{figures['arrow']:.0f} MB, max days held {figures['held_max']}; "
         f"{figures['api_calls']} requests in {figures['wall_s']:.1f} s "

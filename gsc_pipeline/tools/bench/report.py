@@ -349,6 +349,12 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "|---|---|---|---|---|",
         *[_kind_row(result.runs, kind) for kind in sorted({r.kind for r in result.runs})],
         "",
+        *[
+            f"- run {r.run_id[:8]} ({r.kind}, {r.status}, {r.cpu_seconds:.1f} CPU s, "
+            f"{r.peak_rss / 2**20:.0f} MB): {r.what}"
+            for r in other_runs
+        ],
+        "",
         "## 5. Lifetime stats",
         "",
     ]

@@ -66,6 +66,21 @@ class RunInfo:
     peak_rss: int = 0
     peak_private: int = 0
     kind: str = OTHER_KIND
+    # What a run outside the backfill was: its assets and what launched it (a sensor's name).
+    what: str = ""
+
+
+def _run_what(run: Any) -> str:
+    keys = sorted(key.to_user_string() for key in (run.asset_selection or ()))
+    shown = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    launcher = run.tags.get("dagster/sensor_name") or run.tags.get("dagster/schedule_name")
+    partitions = run.tags.get("dagster/partition") or "..".join(
+        filter(None, (run.tags.get("dagster/asset_partition_range_start"),
+                      run.tags.get("dagster/asset_partition_range_end")))
+    )  # fmt: skip
+    return "; ".join(
+        filter(None, (shown or run.job_name, partitions, launcher and f"launched by {launcher}"))
+    )
 
 
 def _run_kind(run: Any, backfill_id: str) -> str:
@@ -180,6 +195,7 @@ def _run_infos(instance: dg.DagsterInstance, backfill_id: str) -> list[RunInfo]:
             # Steps run in the run's own process (in_process executor): its pid.
             pid=step.dagster_event.pid if step else None,
             kind=_run_kind(run, backfill_id),
+            what=_run_what(run),
         ))  # fmt: skip
     return sorted(infos, key=lambda r: r.created)
 
