@@ -100,7 +100,7 @@ class _TellPyarrow(importlib.abc.MetaPathFinder):
         spec = next(
             (
                 s
-                for finder in sys.meta_path
+                for finder in list(sys.meta_path)  # a copy: a finder may remove itself
                 if (find := getattr(finder, "find_spec", None))
                 and (s := find(fullname, path, target)) is not None
             ),
