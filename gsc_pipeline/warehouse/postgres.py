@@ -97,6 +97,8 @@ class _CsvStream:
     """`data` as CSV for COPY, written a slice of rows at a time as COPY reads it: the whole
     group's CSV (~150 bytes a row: ~9 MB per day of the standard bench's large property) is
     never held at once. psycopg2's `copy_expert` calls `read(size)` until it returns b"".
+    Slice by slice also keeps clear of pyarrow 26's CSV writer writing NUL bytes for a table
+    whose first chunk is empty (a day whose first search type had no rows), which COPY refused.
     """
 
     def __init__(self, data: pa.Table, rows_per_slice: int = _CSV_SLICE_ROWS) -> None:
