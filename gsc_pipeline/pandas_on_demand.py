@@ -70,11 +70,6 @@ def group_by(table: pa.Table, keys: list[str], aggregations: list[tuple[str, str
     return plan.to_table(use_threads=False)
 
 
-def pyarrow_sees_pandas() -> bool:
-    """Whether pyarrow's pandas support is on (it imports pandas to find out, if it has not)."""
-    return bool(pa.lib._pandas_api.have_pandas)
-
-
 class _HidePandas(importlib.abc.MetaPathFinder):
     """`import pandas` fails while this is first in `sys.meta_path` (and pandas not imported).
     Not `sys.modules["pandas"] = None`: pyarrow's compiled import takes that None as pandas."""

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL
+from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL, pipeline_config
 
 # Prints who imported pandas (the stack), if anything does: the failure then names the culprit.
 _WATCH = """
@@ -47,7 +47,7 @@ def test_pyarrow_converts_without_pandas_then_finds_it_when_imported():
         """
         import datetime as dt, json, sys
         import pyarrow as pa, pyarrow.compute as pc
-        from gsc_pipeline.pandas_on_demand import spare_pandas, pyarrow_sees_pandas
+        from gsc_pipeline.pandas_on_demand import spare_pandas
         spare_pandas()
         pa.array(["a"], pa.string()); pa.scalar(3, pa.int64())
         pc.add(pa.array([1, 2], pa.int64()), pa.scalar(1, pa.int64()))
@@ -55,7 +55,7 @@ def test_pyarrow_converts_without_pandas_then_finds_it_when_imported():
         before = "pandas" in sys.modules
         import pandas as pd
         table = pa.table(pd.DataFrame({"a": [1, 2]}))  # only with pyarrow's pandas support
-        print(json.dumps({"before": before, "sees": pyarrow_sees_pandas(),
+        print(json.dumps({"before": before, "sees": bool(pa.lib._pandas_api.have_pandas),
                           "rows": table.num_rows, "back": table.to_pandas()["a"].tolist()}))
         """
     )
@@ -89,6 +89,9 @@ def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, req
         if backend == "duckdb"
         else request.getfixturevalue("postgres_schema_url")
     )
+    # The shared test config, as JSON: tests.pipeline_env itself imports pandas.
+    config = pipeline_config(SMALL, MEDIUM)
+    declared = json.dumps(config.model_dump(mode="json", exclude_unset=True))
     found = _run(
         f"""
         import json, os, sys
@@ -99,12 +102,7 @@ def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, req
         from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
         from gsc_pipeline.emulator.testing import running_emulator
 
-        config = parse_config({{
-            "start_date": "2026-01-01",
-            "backfill_days_per_run": 3,
-            "credentials": {{"default": {{"pool_limit": 2, "step_concurrency": 2}}}},
-            "properties": [{{"site_url": {SMALL!r}}}, {{"site_url": {MEDIUM!r}}}],
-        }})
+        config = parse_config(json.loads({declared!r}))
         loaded_by_setup = "pandas" in sys.modules
         with running_emulator(json.loads({json.dumps(EMULATOR_CONFIG)!r})) as gsc:
             os.environ[API_ENDPOINT_ENV] = gsc.base_url
