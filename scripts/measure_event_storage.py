@@ -1,6 +1,7 @@
 """What one Dagster event costs the run worker, by event kind and instance storage.
 
-    .venv/bin/python scripts/measure_event_storage.py [--storage sqlite|pooled|postgres]
+    .venv/bin/python scripts/measure_event_storage.py
+        [--storage sqlite|pooled|postgres|pooled-postgres]
         [--days 30] [--rounds 2]
 
 A fetch run writes per day: a materialization (with the table metadata) and one check
@@ -13,7 +14,8 @@ evaluations per day; the differences divided by the count are the cost per event
 (`GscInstance`, gsc_pipeline/instance/storage.py: connections kept, commits without fsync;
 stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
 uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
-server (created anew).
+server (created anew); `pooled-postgres` the same database with the project's event log class
+(`PoolSafePostgresEventLogStorage`, as gsc_pipeline/instance/dagster-postgres.yaml).
 """
 
 import argparse
@@ -78,6 +80,18 @@ def _cost_of_run(
     overrides = None
     if storage == "postgres":
         overrides = {"storage": {"postgres": {"postgres_url": _postgres_url()}}}
+    elif storage == "pooled-postgres":  # the project's event log class (dagster-postgres.yaml)
+        url = _postgres_url()
+        overrides = {
+            "run_storage": {"module": "dagster_postgres.run_storage",
+                            "class": "PostgresRunStorage", "config": {"postgres_url": url}},
+            "event_log_storage": {"module": "gsc_pipeline.instance.storage",
+                                  "class": "PoolSafePostgresEventLogStorage",
+                                  "config": {"postgres_url": url}},
+            "schedule_storage": {"module": "dagster_postgres.schedule_storage",
+                                 "class": "PostgresScheduleStorage",
+                                 "config": {"postgres_url": url}},
+        }  # fmt: skip
     elif storage == "pooled":
         overrides = {"instance_class": {"module": "gsc_pipeline.instance.storage",
                                         "class": "GscInstance"}}  # fmt: skip
@@ -96,7 +110,7 @@ def _cost_of_run(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
-        "--storage", default="sqlite", choices=["sqlite", "pooled", "postgres"]
+        "--storage", default="sqlite", choices=["sqlite", "pooled", "postgres", "pooled-postgres"]
     )
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)

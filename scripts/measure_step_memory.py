@@ -11,7 +11,7 @@ step; then, sampled every 20 ms, what the RSS was made of at its highest sample 
 mallinfo2; fetched days not yet committed), the most Arrow and days held, the requests, the
 achieved rate and the CPU per row. `--discard-writes`: the warehouse writes nothing (the step
 without the warehouse's own memory). Environment knobs for A/Bs: ARROW_DEFAULT_MEMORY_POOL,
-GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic
+GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DUCKDB_CONFIG (JSON of DuckDB settings), MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic
 mmap threshold instead of the step's fixed one), MEASURE_MMAP_THRESHOLD=BYTES (another fixed
 one). Run it with another checkout's python (e.g. /work/main/.venv/bin/python) to measure that
 checkout's code.
@@ -73,6 +73,9 @@ if os.environ.get("MEASURE_DEFAULT_MMAP_THRESHOLD"):  # glibc's dynamic threshol
     writer_module.map_large_blocks = lambda: None
 if os.environ.get("MEASURE_MMAP_THRESHOLD"):  # another fixed threshold (bytes), for the A/B
     writer_module.MMAP_THRESHOLD_BYTES = int(os.environ["MEASURE_MMAP_THRESHOLD"])
+if os.environ.get("MEASURE_DUCKDB_CONFIG"):  # DuckDB settings (JSON), for the A/B
+    from gsc_pipeline.warehouse import duckdb as duckdb_module
+    duckdb_module.CONNECT_CONFIG.update(json.loads(os.environ["MEASURE_DUCKDB_CONFIG"]))
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 def glibc_mb():
@@ -132,6 +135,7 @@ done.set()
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 calls = client.stats.snapshot()["api_calls"]
 print(json.dumps({"imports_mb": imports, "peak_mb": peak, "end_mb": rss_mb(),
+                  "glibc_at_end": glibc_mb(),
                   "glibc_used_at_imports": glibc_used_at_imports,
                   "rows": sum(r.rows for r in results), "wall_s": wall, "cpu_s": cpu,
                   "api_calls": calls, "held_max": held["max"], **samples}))
@@ -195,7 +199,7 @@ def main() -> int:
         f"{args.concurrency} days / {args.memory_mb or 'no'} MB cap: imports "
         f"{figures['imports_mb']:.0f} MB, peak "
         f"{figures['peak_mb']:.0f} MB (+{growth:.0f} MB), after the step "
-        f"{figures['end_mb']:.0f} MB"
+        f"{figures['end_mb']:.0f} MB (glibc malloc {figures['glibc_at_end'][0]:.0f}, in use {figures['glibc_at_end'][1]:.0f})"
     )
     rows = figures["rows"] or 1
     print(

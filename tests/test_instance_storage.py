@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import sqlalchemy as db
 from dagster._utils.concurrency import ConcurrencySlotStatus
@@ -128,3 +131,64 @@ def test_a_users_own_storage_section_replaces_the_pooled_storage(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert (tmp_path / "theirs").is_dir()
+
+
+
+@contextmanager
+def _catalog_lookups() -> Iterator[list[str]]:
+    """The catalog lookups (SQLAlchemy's has_table: PRAGMA table_info on SQLite, pg_class on
+    PostgreSQL) run inside the block."""
+    asked: list[str] = []
+
+    def count(conn, cursor, statement, params, context, executemany) -> None:
+        if "table_info" in statement or "pg_class" in statement:
+            asked.append(statement)
+
+    db.event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield asked
+    finally:
+        db.event.remove(Engine, "before_cursor_execute", count)
+
+
+def _lookups_storing_evaluations(instance: dg.DagsterInstance, evaluations: int) -> int:
+    """Catalog lookups while `evaluations` check evaluations are stored, after a first one
+    (which creates the databases and their tables, looking each table up)."""
+    check = dg.AssetCheckKey(dg.AssetKey(["gsc", "example", "page"]), "no_missing_batches")
+
+    def store(day: int) -> None:
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(
+                asset_key=check.asset_key, check_name=check.name, passed=True,
+                metadata={"day": day},
+            )
+        )  # fmt: skip
+
+    store(0)
+    with _catalog_lookups() as asked:
+        for day in range(1, evaluations + 1):
+            store(day)
+    stored = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
+    assert len(stored) == evaluations + 1
+    return len(asked)
+
+
+def test_local_instance_looks_a_table_up_once(tmp_path):
+    """Dagster asks has_table before storing every check evaluation (and before other writes):
+    on SQLite each ask opens a new engine. A table found stays known; one missing (a migration
+    may add it) is looked up again."""
+    write_instance_config(tmp_path, workspace=False)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        # Stock storage: one lookup per evaluation.
+        assert _lookups_storing_evaluations(instance, evaluations=20) == 0
+        for _ in range(2):
+            with _catalog_lookups() as asked:
+                assert not instance.event_log_storage.has_table("gsc_no_such_table")
+            assert asked
+
+
+def test_postgres_instance_looks_a_table_up_once(postgres_schema_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_schema_url)
+    write_instance_config(tmp_path, postgres=True)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert _lookups_storing_evaluations(instance, evaluations=20) == 0

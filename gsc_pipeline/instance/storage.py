@@ -56,7 +56,30 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 
-class PoolSafePostgresEventLogStorage(PostgresEventLogStorage):
+class _TablesStay:
+    """Dagster asks the event log `has_table` before many writes: every asset check evaluation
+    and planned check (`supports_asset_checks`), every asset event with tags, every pool slot
+    query. Each ask is a catalog query (SQLite: on a new engine and connection each time). A
+    run stores ~1,100 check events, so the asks cost ~3% of its CPU (py-spy, docs/bench/README.md,
+    issue 14 stop 28). Migrations add tables and never drop them, so a table found stays
+    known; a missing one is asked again (a migration may add it)."""
+
+    _tables_present: set[str]
+
+    def has_table(self, table_name: str) -> bool:
+        known = self.__dict__.setdefault("_tables_present", set())
+        if table_name in known:
+            return True
+        if super().has_table(table_name):  # type: ignore[misc]
+            known.add(table_name)
+            return True
+        return False
+
+    def _forget_tables(self) -> None:
+        self.__dict__.pop("_tables_present", None)
+
+
+class PoolSafePostgresEventLogStorage(_TablesStay, PostgresEventLogStorage):
     """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
 
     @classmethod
@@ -141,7 +164,7 @@ class _Engines:
             self._engines.clear()
 
 
-class PooledSqliteEventLogStorage(SqliteEventLogStorage):
+class PooledSqliteEventLogStorage(_TablesStay, SqliteEventLogStorage):
     """`SqliteEventLogStorage` (a database per run, and an index) keeping its connections."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
@@ -164,6 +187,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def wipe(self) -> None:
         # The parent deletes the databases' files: no connection may stay open on them.
         self._engines.dispose()
+        self._forget_tables()
         super().wipe()
 
     def delete_events(self, run_id: str) -> None:
