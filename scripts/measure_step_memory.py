@@ -13,8 +13,8 @@ achieved rate and the CPU per row. `--discard-writes`: the warehouse writes noth
 without the warehouse's own memory). Environment knobs for A/Bs: ARROW_DEFAULT_MEMORY_POOL,
 GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DUCKDB_CONFIG (JSON of DuckDB settings),
 MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic mmap threshold instead of the step's fixed
-one), MEASURE_MMAP_THRESHOLD=BYTES (another fixed one). Run it with another checkout's python (e.g. /work/main/.venv/bin/python) to measure that
-checkout's code.
+one), MEASURE_MMAP_THRESHOLD=BYTES (another fixed one). Run it with another checkout's python
+(e.g. /work/main/.venv/bin/python) to measure that checkout's code.
 
 A measurement, not a test: the peak depends on how far the writer lags the fetches, i.e.
 on the machine's load (measured +540-750 MB quiet, +1,886 MB in CI beside other tests), so
