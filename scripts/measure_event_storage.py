@@ -15,7 +15,7 @@ evaluations per day; the differences divided by the count are the cost per event
 stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
 uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
 server (created anew); `pooled-postgres` the same database with the project's event log class
-(`PoolSafePostgresEventLogStorage`, as gsc_pipeline/instance/dagster-postgres.yaml).
+(as gsc_pipeline/instance/dagster-postgres.yaml).
 """
 
 import argparse
@@ -83,8 +83,8 @@ def _cost_of_run(
     elif storage == "pooled-postgres":  # the project's event log class (dagster-postgres.yaml)
         url = _postgres_url()
         overrides = {
-            "run_storage": {"module": "dagster_postgres.run_storage",
-                            "class": "PostgresRunStorage", "config": {"postgres_url": url}},
+            "run_storage": {"module": "gsc_pipeline.instance.storage",
+                            "class": "GscPostgresRunStorage", "config": {"postgres_url": url}},
             "event_log_storage": {"module": "gsc_pipeline.instance.storage",
                                   "class": "PoolSafePostgresEventLogStorage",
                                   "config": {"postgres_url": url}},

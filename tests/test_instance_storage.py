@@ -13,7 +13,7 @@ from dagster_postgres.event_log import PostgresEventLogStorage
 from sqlalchemy.engine import Engine
 
 from gsc_pipeline.instance import write_instance_config
-from gsc_pipeline.instance.storage import PoolSafePostgresEventLogStorage
+from gsc_pipeline.instance.storage import GscPostgresRunStorage, PoolSafePostgresEventLogStorage
 
 
 def _claim_while_another_claims(storage_class, url: str) -> list[ConcurrencySlotStatus]:
@@ -134,14 +134,18 @@ def test_a_users_own_storage_section_replaces_the_pooled_storage(tmp_path):
 
 
 
+_SCHEMA_QUERIES = ("table_info", "table_xinfo", "pg_class", "secondary_indexes")
+
+
 @contextmanager
-def _catalog_lookups() -> Iterator[list[str]]:
-    """The catalog lookups (SQLAlchemy's has_table: PRAGMA table_info on SQLite, pg_class on
-    PostgreSQL) run inside the block."""
+def _schema_lookups() -> Iterator[list[str]]:
+    """The storages' questions about their own schema inside the block: SQLAlchemy's has_table
+    and get_columns (PRAGMA table_info on SQLite, pg_class / pg_attribute on PostgreSQL) and
+    Dagster's built-index lookups (its secondary_indexes table)."""
     asked: list[str] = []
 
     def count(conn, cursor, statement, params, context, executemany) -> None:
-        if "table_info" in statement or "pg_class" in statement:
+        if any(s in statement for s in _SCHEMA_QUERIES):
             asked.append(statement)
 
     db.event.listen(Engine, "before_cursor_execute", count)
@@ -151,44 +155,52 @@ def _catalog_lookups() -> Iterator[list[str]]:
         db.event.remove(Engine, "before_cursor_execute", count)
 
 
-def _lookups_storing_evaluations(instance: dg.DagsterInstance, evaluations: int) -> int:
-    """Catalog lookups while `evaluations` check evaluations are stored, after a first one
-    (which creates the databases and their tables, looking each table up)."""
-    check = dg.AssetCheckKey(dg.AssetKey(["gsc", "example", "page"]), "no_missing_batches")
+def _lookups_storing_events(instance: dg.DagsterInstance, days: int) -> int:
+    """Schema lookups while a check evaluation and a materialization per day are stored and the
+    runs queried as the daemon's run queue does, after a first day (which creates the databases
+    and their tables, looking each table up)."""
+    asset_key = dg.AssetKey(["gsc", "example", "page"])
+    check = dg.AssetCheckKey(asset_key, "no_missing_batches")
 
     def store(day: int) -> None:
         instance.report_runless_asset_event(
             dg.AssetCheckEvaluation(
-                asset_key=check.asset_key, check_name=check.name, passed=True,
-                metadata={"day": day},
+                asset_key=asset_key, check_name=check.name, passed=True, metadata={"day": day}
             )
-        )  # fmt: skip
+        )
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key, partition=f"2026-10-{day + 1:02d}")
+        )
+        instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]), limit=5)
 
     store(0)
-    with _catalog_lookups() as asked:
-        for day in range(1, evaluations + 1):
+    with _schema_lookups() as asked:
+        for day in range(1, days + 1):
             store(day)
     stored = instance.event_log_storage.get_asset_check_execution_history(check, limit=100)
-    assert len(stored) == evaluations + 1
+    assert len(stored) == days + 1
+    assert len(instance.fetch_materializations(asset_key, 100).records) == days + 1
     return len(asked)
 
 
-def test_local_instance_looks_a_table_up_once(tmp_path):
-    """Dagster asks has_table before storing every check evaluation (and before other writes):
-    on SQLite each ask opens a new engine. A table found stays known; one missing (a migration
-    may add it) is looked up again."""
+def test_local_instance_looks_its_schema_up_once(tmp_path):
+    """Dagster's storages ask about their own schema before every check evaluation (has_table),
+    every asset event (the asset keys table's columns) and every runs query (the runs table's
+    columns), and on SQLite each has_table opens a new engine. Stock: 3 lookups or more a day
+    here (9056179: 60 for 20 days, PostgreSQL 40). A yes stays known; a no (a migration may add the table
+    later) is asked again."""
     write_instance_config(tmp_path, workspace=False)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        # Stock storage: one lookup per evaluation.
-        assert _lookups_storing_evaluations(instance, evaluations=20) == 0
+        assert _lookups_storing_events(instance, days=20) == 0
         for _ in range(2):
-            with _catalog_lookups() as asked:
+            with _schema_lookups() as asked:
                 assert not instance.event_log_storage.has_table("gsc_no_such_table")
             assert asked
 
 
-def test_postgres_instance_looks_a_table_up_once(postgres_schema_url, tmp_path, monkeypatch):
+def test_postgres_instance_looks_its_schema_up_once(postgres_schema_url, tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_schema_url)
     write_instance_config(tmp_path, postgres=True)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-        assert _lookups_storing_evaluations(instance, evaluations=20) == 0
+        assert type(instance.run_storage) is GscPostgresRunStorage
+        assert _lookups_storing_events(instance, days=20) == 0

@@ -23,13 +23,17 @@ engine with a small connection pool: 4.7 ms per asset event (`scripts/measure_da
 docs/bench/ab-p20p20daemon.md). SQLite still locks per transaction across processes; an idle
 pooled connection holds no lock. Commits do not fsync (`synchronous=NORMAL`, the WAL
 setting SQLite recommends; see `_commit_without_fsync`).
+
+**Both**: Dagster's storages ask about their own schema (a table, a column, a built index)
+before many writes and queries, with a catalog query each time; here a yes is remembered
+(`_SchemaFactsStay`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -51,35 +55,71 @@ from dagster._core.storage.sqlite_storage import (
 from dagster._serdes import ConfigurableClassData
 from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_postgres.event_log import PostgresEventLogStorage
+from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
 
-class _TablesStay:
-    """Dagster asks the event log `has_table` before many writes: every asset check evaluation
-    and planned check (`supports_asset_checks`), every asset event with tags, every pool slot
-    query. Each ask is a catalog query (SQLite: on a new engine and connection each time). A
-    run stores ~1,100 check events, so the asks cost ~3% of its CPU (py-spy, docs/bench/README.md,
-    issue 14 stop 28). Migrations add tables and never drop them, so a table found stays
-    known; a missing one is asked again (a migration may add it)."""
+class _SchemaFactsStay:
+    """Dagster asks its storages about their own schema before many reads and writes, each time
+    with a catalog query (on SQLite on a new engine and connection): `has_table` before every
+    check evaluation and planned check stored, the asset keys table's columns before every
+    asset event, the runs table's columns before every run status event and every runs query
+    (the daemon's run queue asks every second). A fetch run stores ~1,100 check events: the
+    `has_table` asks alone cost ~3% of its CPU (py-spy, docs/bench/README.md, issue 14 stop 28).
+    Migrations add tables, columns and built indexes and never take them away, so a yes is
+    remembered for the storage's life; a no is asked again (a migration may add it)."""
 
-    _tables_present: set[str]
-
-    def has_table(self, table_name: str) -> bool:
-        known = self.__dict__.setdefault("_tables_present", set())
-        if table_name in known:
+    def _known_yes(self, fact: object, ask: Callable[[], bool]) -> bool:
+        known = self.__dict__.setdefault("_schema_facts", set())
+        if fact in known:
             return True
-        if super().has_table(table_name):  # type: ignore[misc]
-            known.add(table_name)
+        if ask():
+            known.add(fact)
             return True
         return False
 
-    def _forget_tables(self) -> None:
-        self.__dict__.pop("_tables_present", None)
+    def _forget_schema_facts(self) -> None:
+        self.__dict__.pop("_schema_facts", None)
 
 
-class PoolSafePostgresEventLogStorage(_TablesStay, PostgresEventLogStorage):
+class _EventLogSchemaFactsStay(_SchemaFactsStay):
+    def has_table(self, table_name: str) -> bool:
+        ask = super().has_table  # type: ignore[misc]
+        return self._known_yes(("table", table_name), lambda: ask(table_name))
+
+    def has_secondary_index(self, name: str) -> bool:
+        ask = super().has_secondary_index  # type: ignore[misc]
+        return self._known_yes(("index", name), lambda: ask(name))
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        ask = super()._has_asset_key_col_on_connection  # type: ignore[misc]
+        return self._known_yes(("asset_keys", column_name), lambda: ask(conn, column_name))
+
+
+class _RunSchemaFactsStay(_SchemaFactsStay):
+    def has_built_index(self, migration_name: str) -> bool:
+        ask = super().has_built_index  # type: ignore[misc]
+        return self._known_yes(("index", migration_name), lambda: ask(migration_name))
+
+    def has_run_stats_index_cols(self) -> bool:
+        return self._known_yes("run_stats_cols", super().has_run_stats_index_cols)  # type: ignore[misc]
+
+    def has_bulk_actions_selector_cols(self) -> bool:
+        return self._known_yes("selector_cols", super().has_bulk_actions_selector_cols)  # type: ignore[misc]
+
+    def has_backfill_id_column(self) -> bool:
+        return self._known_yes("backfill_id", super().has_backfill_id_column)  # type: ignore[misc]
+
+    def has_bulk_action_job_name_column(self) -> bool:
+        return self._known_yes("job_name", super().has_bulk_action_job_name_column)  # type: ignore[misc]
+
+    def has_backfill_tags_table(self) -> bool:
+        return self._known_yes("backfill_tags", super().has_backfill_tags_table)  # type: ignore[misc]
+
+
+class PoolSafePostgresEventLogStorage(_EventLogSchemaFactsStay, PostgresEventLogStorage):
     """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
 
     @classmethod
@@ -119,6 +159,22 @@ class PoolSafePostgresEventLogStorage(_TablesStay, PostgresEventLogStorage):
                 .where(db.and_(slots.id == row[0], slots.step_key == None))  # noqa: E711
             ).rowcount
         return ConcurrencySlotStatus.CLAIMED if claimed else ConcurrencySlotStatus.BLOCKED
+
+
+class GscPostgresRunStorage(_RunSchemaFactsStay, PostgresRunStorage):
+    """`PostgresRunStorage` that asks about its own schema once (`_SchemaFactsStay`)."""
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> GscPostgresRunStorage:
+        # The parent builds a `PostgresRunStorage` by name, not `cls`.
+        return cls(
+            inst_data=inst_data,
+            postgres_url=pg_url_from_config(config_value),
+            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
+            token_provider=get_token_provider_from_config(config_value),
+        )
 
 
 def _commit_without_fsync(dbapi_connection: Any, _record: object) -> None:
@@ -164,7 +220,7 @@ class _Engines:
             self._engines.clear()
 
 
-class PooledSqliteEventLogStorage(_TablesStay, SqliteEventLogStorage):
+class PooledSqliteEventLogStorage(_EventLogSchemaFactsStay, SqliteEventLogStorage):
     """`SqliteEventLogStorage` (a database per run, and an index) keeping its connections."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
@@ -187,7 +243,7 @@ class PooledSqliteEventLogStorage(_TablesStay, SqliteEventLogStorage):
     def wipe(self) -> None:
         # The parent deletes the databases' files: no connection may stay open on them.
         self._engines.dispose()
-        self._forget_tables()
+        self._forget_schema_facts()
         super().wipe()
 
     def delete_events(self, run_id: str) -> None:
@@ -218,7 +274,7 @@ class _KeepsConnections:
         self._engines.dispose()
 
 
-class PooledSqliteRunStorage(_KeepsConnections, SqliteRunStorage):
+class PooledSqliteRunStorage(_RunSchemaFactsStay, _KeepsConnections, SqliteRunStorage):
     """`SqliteRunStorage` keeping its connections (the daemon queries it every second)."""
 
 
