@@ -186,9 +186,9 @@ def _lookups_storing_events(instance: dg.DagsterInstance, days: int) -> int:
 def test_local_instance_looks_its_schema_up_once(tmp_path):
     """Dagster's storages ask about their own schema before every check evaluation (has_table),
     every asset event (the asset keys table's columns) and every runs query (the runs table's
-    columns), and on SQLite each has_table opens a new engine. Stock: 3 lookups or more a day
-    here (9056179: 60 for 20 days, PostgreSQL 40). A yes stays known; a no (a migration may add the table
-    later) is asked again."""
+    columns), and on SQLite each has_table opens a new engine. Stock storages (9056179): 60
+    lookups for these 20 days, 40 on PostgreSQL. A yes stays known; a no (a migration may add
+    the table later) is asked again."""
     write_instance_config(tmp_path, workspace=False)
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert _lookups_storing_events(instance, days=20) == 0
