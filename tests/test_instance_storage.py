@@ -71,8 +71,8 @@ def test_postgres_instance_uses_the_pool_safe_storage(postgres_schema_url, tmp_p
         assert type(instance.event_log_storage) is PoolSafePostgresEventLogStorage
 
 
-def _sqlite_connections_opened(home, events: int) -> tuple[int, int]:
-    """(SQLite connections opened, events read back) for `events` asset events stored and as
+def _connections_opened(home, events: int) -> tuple[int, int]:
+    """(Database connections opened, events read back) for `events` asset events stored and as
     many run queries, on the instance of `home`."""
     opened = []
 
@@ -97,10 +97,21 @@ def test_local_instance_keeps_its_sqlite_connections(tmp_path):
     """Dagster's SQLite storages open a new engine and connection per query (two per asset
     event: the run's database and the index); the local instance keeps them open."""
     write_instance_config(tmp_path, workspace=False)
-    opened, stored = _sqlite_connections_opened(tmp_path, events=20)
+    opened, stored = _connections_opened(tmp_path, events=20)
     assert stored == 20
     # Stock storage: 60 (20 x (run database + index + runs)); kept: a few per database.
     assert opened <= 6, opened
+
+
+def test_postgres_instance_keeps_a_connection(postgres_schema_url, tmp_path, monkeypatch):
+    """Dagster's PostgreSQL storages connect anew for every query (a new server process each):
+    the event log and the run storage keep one connection each."""
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_schema_url)
+    write_instance_config(tmp_path, postgres=True)
+    opened, stored = _connections_opened(tmp_path, events=20)
+    assert stored == 20
+    # Stock storages: 40 or more (20 x (event log + runs)); kept: one per storage.
+    assert opened <= 3, opened
 
 
 def test_local_instance_commits_without_an_fsync_each(tmp_path):

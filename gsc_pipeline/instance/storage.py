@@ -56,7 +56,11 @@ from dagster._serdes import ConfigurableClassData
 from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
-from dagster_postgres.utils import get_token_provider_from_config, pg_url_from_config
+from dagster_postgres.utils import (
+    create_pg_engine,
+    get_token_provider_from_config,
+    pg_url_from_config,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 
@@ -119,20 +123,53 @@ class _RunSchemaFactsStay(_SchemaFactsStay):
         return self._known_yes("backfill_tags", super().has_backfill_tags_table)  # type: ignore[misc]
 
 
-class PoolSafePostgresEventLogStorage(_EventLogSchemaFactsStay, PostgresEventLogStorage):
-    """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
+class _KeepsAPostgresConnection:
+    """A dagster-postgres storage built from its config as this class (the parents build
+    themselves by name), keeping one connection open between queries.
+
+    Dagster's PostgreSQL storages connect anew for every query (NullPool: no connection held
+    per instance). A run stores ~1,800 events, each a new connection and a new server process:
+    per check evaluation stored 12-15 ms of wall and ~5 ms of the run's CPU, of which opening the
+    connection ~40% (py-spy; `scripts/measure_event_storage.py --storage pooled-postgres`,
+    docs/bench/README.md, issue 14 stop 28). One kept connection per storage and process (more
+    only while threads query at once, closed after), checked before use (a server restart
+    drops it) and renewed hourly (IAM tokens expire). The event log and the run storage keep
+    one each: a run worker or the daemon holds 2 idle connections, not 0; count them against
+    PostgreSQL's `max_connections` (the webserver already keeps its own, as Dagster does)."""
+
+    postgres_url: str
+    _token_provider: Any
+    _engine: Engine
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        stateless, self._engine = self._engine, create_pg_engine(
+            self.postgres_url,
+            self._token_provider,
+            isolation_level="AUTOCOMMIT",
+            pool_size=1,
+            max_overflow=16,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+        )
+        stateless.dispose()
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> PoolSafePostgresEventLogStorage:
-        # The parent builds a `PostgresEventLogStorage` by name, not `cls`.
+    ) -> Any:
         return cls(
             inst_data=inst_data,
             postgres_url=pg_url_from_config(config_value),
             should_autocreate_tables=config_value.get("should_autocreate_tables", True),
             token_provider=get_token_provider_from_config(config_value),
         )
+
+
+class PoolSafePostgresEventLogStorage(
+    _KeepsAPostgresConnection, _EventLogSchemaFactsStay, PostgresEventLogStorage
+):
+    """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
 
     def _claim_concurrency_slot(
         self, concurrency_key: str, run_id: str, step_key: str
@@ -161,20 +198,8 @@ class PoolSafePostgresEventLogStorage(_EventLogSchemaFactsStay, PostgresEventLog
         return ConcurrencySlotStatus.CLAIMED if claimed else ConcurrencySlotStatus.BLOCKED
 
 
-class GscPostgresRunStorage(_RunSchemaFactsStay, PostgresRunStorage):
-    """`PostgresRunStorage` that asks about its own schema once (`_SchemaFactsStay`)."""
-
-    @classmethod
-    def from_config_value(  # type: ignore[override]
-        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
-    ) -> GscPostgresRunStorage:
-        # The parent builds a `PostgresRunStorage` by name, not `cls`.
-        return cls(
-            inst_data=inst_data,
-            postgres_url=pg_url_from_config(config_value),
-            should_autocreate_tables=config_value.get("should_autocreate_tables", True),
-            token_provider=get_token_provider_from_config(config_value),
-        )
+class GscPostgresRunStorage(_KeepsAPostgresConnection, _RunSchemaFactsStay, PostgresRunStorage):
+    """`PostgresRunStorage` keeping a connection and asking about its own schema once."""
 
 
 def _commit_without_fsync(dbapi_connection: Any, _record: object) -> None:
