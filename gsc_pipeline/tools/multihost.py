@@ -225,10 +225,19 @@ def tcp_forward(listen: tuple[str, int], target: tuple[str, int]) -> Iterator[No
     thread = threading.Thread(target=run, name="pg-forward", daemon=True)
     thread.start()
     server = started.result(timeout=120)
+    async def stop() -> None:
+        # Connections still open (a host's kept PostgreSQL connections) are closed here, in
+        # the loop, not left to the garbage collector after the loop has closed.
+        server.close()
+        open_ = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in open_:
+            task.cancel()
+        await asyncio.gather(*open_, return_exceptions=True)
+
     try:
         yield
     finally:
-        loop.call_soon_threadsafe(server.close)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
 
