@@ -112,6 +112,11 @@ def test_postgres_instance_keeps_a_connection(postgres_schema_url, tmp_path, mon
     assert stored == 20
     # Stock storages: 40 or more (20 x (event log + runs)); kept: one per storage.
     assert opened <= 3, opened
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        instance.get_runs(limit=1)
+        kept = instance.run_storage._engine.pool
+        assert kept.checkedin() == 1
+    assert kept.checkedin() == 0  # closed with the instance
 
 
 def test_local_instance_commits_without_an_fsync_each(tmp_path):

@@ -154,6 +154,16 @@ class _KeepsAPostgresConnection:
         )
         stateless.dispose()
 
+    def optimize_for_webserver(self, *args: Any, **kwargs: Any) -> None:
+        # Dagster's webserver swaps in an engine of its own; the kept connection is closed.
+        kept = self._engine
+        super().optimize_for_webserver(*args, **kwargs)  # type: ignore[misc]
+        kept.dispose()
+
+    def dispose(self) -> None:
+        super().dispose()  # type: ignore[misc]
+        self._engine.dispose()
+
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
