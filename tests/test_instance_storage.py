@@ -1,5 +1,6 @@
-"""The instance storages: on PostgreSQL a pool slot row is never granted to two steps; on SQLite
-(the local instance) the databases' connections are kept, not opened per event or query."""
+"""The instance storages: on PostgreSQL a pool slot row is never granted to two steps; on both
+PostgreSQL and SQLite (the local instance) the databases' connections are kept, not opened per
+event or query, and a storage looks its own schema up once, not before every event."""
 
 from __future__ import annotations
 
@@ -147,7 +148,6 @@ def test_a_users_own_storage_section_replaces_the_pooled_storage(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.event_log_storage).__name__ == "SqliteEventLogStorage"
         assert (tmp_path / "theirs").is_dir()
-
 
 
 _SCHEMA_QUERIES = ("table_info", "table_xinfo", "pg_class", "secondary_indexes")

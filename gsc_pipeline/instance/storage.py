@@ -129,8 +129,8 @@ class _KeepsAPostgresConnection:
 
     Dagster's PostgreSQL storages connect anew for every query (NullPool: no connection held
     per instance). A run stores ~1,800 events, each a new connection and a new server process:
-    per check evaluation stored 12-15 ms of wall and ~5 ms of the run's CPU, of which opening the
-    connection ~40% (py-spy; `scripts/measure_event_storage.py --storage pooled-postgres`,
+    per check evaluation stored 15-23 ms of wall and 5-7 ms of the run's CPU, of which opening
+    the connection ~40% (py-spy; `scripts/measure_event_storage.py --storage pooled-postgres`,
     docs/bench/README.md, issue 14 stop 28). One kept connection per storage and process (more
     only while threads query at once, closed after), checked before use (a server restart
     drops it) and renewed hourly (IAM tokens expire). The event log and the run storage keep

@@ -225,6 +225,7 @@ def tcp_forward(listen: tuple[str, int], target: tuple[str, int]) -> Iterator[No
     thread = threading.Thread(target=run, name="pg-forward", daemon=True)
     thread.start()
     server = started.result(timeout=120)
+
     async def stop() -> None:
         # Connections still open (a host's kept PostgreSQL connections) are closed here, in
         # the loop, not left to the garbage collector after the loop has closed.
