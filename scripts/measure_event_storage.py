@@ -14,8 +14,8 @@ evaluations per day; the differences divided by the count are the cost per event
 (`GscInstance`, gsc_pipeline/instance/storage.py: connections kept, commits without fsync;
 stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
 uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
-server (created anew); `pooled-postgres` the same database with the project's event log class
-(as gsc_pipeline/instance/dagster-postgres.yaml).
+server (created anew); `pooled-postgres` the same database with the storages of the project's
+template, gsc_pipeline/instance/dagster-postgres.yaml.
 """
 
 import argparse
@@ -26,6 +26,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 import sqlalchemy as sa
+import yaml
+
+from gsc_pipeline.instance import _TEMPLATES
 
 CHECKS = [f"check_{i}" for i in range(4)]
 PARTITIONS = dg.DailyPartitionsDefinition("2026-01-01")
@@ -73,6 +76,13 @@ def _postgres_url() -> str:
     return server.rsplit("/", 1)[0] + "/p20cpu_events"
 
 
+def _project_postgres_storages() -> dict:
+    """The three storage sections of the project's PostgreSQL instance template (its classes,
+    the URL from $DAGSTER_POSTGRES_URL), without its run queue and pool settings."""
+    template = yaml.safe_load((_TEMPLATES / "dagster-postgres.yaml").read_text())
+    return {key: template[key] for key in ("run_storage", "event_log_storage", "schedule_storage")}
+
+
 def _cost_of_run(
     storage: str, days: int, materializations: bool, evaluations: bool
 ) -> tuple[float, float]:
@@ -80,18 +90,9 @@ def _cost_of_run(
     overrides = None
     if storage == "postgres":
         overrides = {"storage": {"postgres": {"postgres_url": _postgres_url()}}}
-    elif storage == "pooled-postgres":  # the project's event log class (dagster-postgres.yaml)
-        url = _postgres_url()
-        overrides = {
-            "run_storage": {"module": "gsc_pipeline.instance.storage",
-                            "class": "GscPostgresRunStorage", "config": {"postgres_url": url}},
-            "event_log_storage": {"module": "gsc_pipeline.instance.storage",
-                                  "class": "PoolSafePostgresEventLogStorage",
-                                  "config": {"postgres_url": url}},
-            "schedule_storage": {"module": "dagster_postgres.schedule_storage",
-                                 "class": "PostgresScheduleStorage",
-                                 "config": {"postgres_url": url}},
-        }  # fmt: skip
+    elif storage == "pooled-postgres":
+        os.environ["DAGSTER_POSTGRES_URL"] = _postgres_url()
+        overrides = _project_postgres_storages()
     elif storage == "pooled":
         overrides = {"instance_class": {"module": "gsc_pipeline.instance.storage",
                                         "class": "GscInstance"}}  # fmt: skip
