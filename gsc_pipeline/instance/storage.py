@@ -40,7 +40,7 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as db
-from dagster._core.events import ASSET_EVENTS, DagsterEventType
+from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -158,8 +158,9 @@ class _PlansStoredTogether:
 
     Here a batch of planned events (`GscInstance` turns Dagster's event batching on) is stored
     in one transaction per database, with the same rows Dagster writes for each event; and a
-    planned check's rows share one serialization and one statement (`executemany`). Every
-    other batch (a ranged step's materializations) goes to the parent unchanged.
+    planned check's rows share one serialization and one statement (`executemany`). On SQLite
+    a ranged step's materializations (one batch per asset, an event per day) go the same way;
+    on PostgreSQL Dagster's own batch insert takes them.
     """
 
     def _store_asset_check_evaluation_planned(
@@ -188,17 +189,19 @@ class _PlansStoredTogether:
         )
 
     def _store_in_index(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
-        """What `store_event` writes to the index for one planned event, on `conn`."""
+        """What `store_event` writes to the index for one asset or planned check event, on
+        `conn` (the event itself is already there, as `event_id`)."""
         if event.dagster_event_type in ASSET_EVENTS:
             self._store_asset_event_tags(conn, [event], [event_id])  # type: ignore[attr-defined]
             self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
         else:
             self._insert_check_plan(conn, event, event_id)
 
-    def _plans_of_one_run(self, events: Sequence[EventLogEntry]) -> bool:
+    def _one_runs(self, events: Sequence[EventLogEntry], kinds: frozenset | set) -> bool:
+        """Whether `events` are all of one run and of `kinds` (and checks can be stored)."""
         return (
             len({e.run_id for e in events}) == 1
-            and all(e.is_dagster_event and e.dagster_event_type in _PLANNED for e in events)
+            and all(e.is_dagster_event and e.dagster_event_type in kinds for e in events)
             and self.supports_asset_checks  # type: ignore[attr-defined]
         )
 
@@ -271,7 +274,7 @@ class PoolSafePostgresEventLogStorage(
             for event in events:
                 self.store_event(event)
             return
-        if not self._plans_of_one_run(events):
+        if not self._one_runs(events, _PLANNED):
             super().store_event_batch(events)
             return
         with self.index_transaction() as conn:
@@ -367,11 +370,11 @@ class PooledSqliteEventLogStorage(
     """`SqliteEventLogStorage` (a database per run, and an index) keeping its connections."""
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if not self._plans_of_one_run(events):
+        if not self._one_runs(events, BATCH_WRITABLE_EVENTS):
             super().store_event_batch(events)
             return
-        # As the parent's store_event for each: the run's database, then the index (planned
-        # events are asset and check events: each mirrored there, and its id indexed).
+        # As the parent's store_event for each: the run's database, then the index (these are
+        # asset and planned check events: each mirrored there, and its id indexed).
         rows = [self._event_to_row(event) for event in events]
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(SqlEventLogStorageTable.insert(), rows)
