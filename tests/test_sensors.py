@@ -374,3 +374,27 @@ def test_restated_days_found_by_the_daily_audit_are_refetched_without_a_person(
             warehouse_rows(wh, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
             direct_fetch(emulator.base_url, SMALL, PAGE_QUERY, dt.date.fromisoformat(day)),
         )
+
+
+def test_a_ranged_run_in_flight_is_looked_up_once_a_tick(defs, monkeypatch) -> None:
+    """A 30-day run not finished yet has a planned record per check and day: the repair tick
+    reads that run once, not once per record (90 reads on 5b5c641), and repairs nothing."""
+    days = ["2026-03-01", "2026-03-30"]
+    with dg.instance_for_test() as instance:
+        first = tick(defs, instance, REPAIR_SENSOR, None)
+        checks = [k for k in defs.resolve_job_def(FETCH_JOB).asset_layer.asset_graph
+                  .asset_check_keys if k.asset_key == SMALL_PQ]  # fmt: skip
+        job = defs.resolve_job_def(FETCH_JOB).get_subset(
+            asset_selection={SMALL_PQ}, asset_check_selection=set(checks)
+        )
+        started = instance.create_run_for_job(
+            job, tags={RANGE_START_TAG: days[0], RANGE_END_TAG: days[-1]}
+        )
+        reads: list[str] = []
+        read = instance.get_run_by_id
+        monkeypatch.setattr(
+            instance, "get_run_by_id", lambda run_id: reads.append(run_id) or read(run_id)
+        )
+        second = tick(defs, instance, REPAIR_SENSOR, first.cursor)
+        assert second.run_requests == []
+        assert reads == [started.run_id], len(reads)
