@@ -392,3 +392,64 @@ def test_local_instance_stores_a_ranged_steps_materializations_together(tmp_path
     # The run's planned events, its steps' events and the materializations. Measured: 38
     # commits in all batched, 390 one by one (5b5c641 too).
     assert commits_batched * 4 < commits_each, (commits_batched, commits_each)
+
+
+def _check_records(instance: dg.DagsterInstance) -> list[tuple]:
+    """The check records a run left, as the UI reads them: status, day, the evaluation's
+    verdict and metadata, and whether its stored event is the event log's row of it."""
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable as T
+    from dagster._core.storage.event_log.schema import SqlEventLogStorageTable as E
+
+    with instance.event_log_storage.index_connection() as conn:
+        rows = conn.execute(
+            db.select(T.c.check_name, T.c.partition, T.c.execution_status, T.c.evaluation_event,
+                      E.c.event)
+            .select_from(T.outerjoin(E, E.c.id == T.c.evaluation_event_storage_id))
+            .order_by(T.c.check_name, T.c.partition)
+        ).fetchall()  # fmt: skip
+    out = []
+    for name, day, status, stored, logged in rows:
+        data = dg.deserialize_value(stored).dagster_event.event_specific_data
+        verdict = getattr(data, "passed", None)
+        out.append((name, day, status, verdict, dict(getattr(data, "metadata", {})),
+                    stored == logged))  # fmt: skip
+    return out
+
+
+def test_check_records_are_dagsters(tmp_path, monkeypatch):
+    """A ranged run's per-day check evaluations leave the same check records on the local
+    instance as on Dagster's own SQLite storage, each holding the event its log row holds
+    (serialized once, not twice)."""
+    daily = dg.DailyPartitionsDefinition("2026-01-01")
+    spec = dg.AssetSpec("report", partitions_def=daily)
+
+    @dg.multi_asset(specs=[spec], check_specs=[dg.AssetCheckSpec("rows", asset="report")],
+                    can_subset=True)
+    def fetch(context):  # noqa: ANN001, ANN202
+        yield dg.MaterializeResult(asset_key=spec.key)
+        for day in context.partition_keys:
+            yield dg.AssetCheckEvaluation(asset_key=spec.key, check_name="rows",
+                                          passed=day != "2026-01-02", metadata={"day": day},
+                                          partition=day)  # fmt: skip
+
+    job = dg.Definitions(assets=[fetch]).resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": _DAYS[0],
+            "dagster/asset_partition_range_end": "2026-01-05"}  # fmt: skip
+    records = []
+    for home in (tmp_path / "stock", tmp_path / "local"):
+        home.mkdir()
+        if home.name == "local":
+            write_instance_config(home, workspace=False)
+            instance_cm = dg.DagsterInstance.from_config(str(home))
+        else:
+            instance_cm = dg.instance_for_test(temp_dir=str(home))
+        with instance_cm as instance:
+            assert type(instance).__name__ == ("GscInstance" if home.name == "local"
+                                               else "DagsterInstance")  # fmt: skip
+            assert job.execute_in_process(instance=instance, tags=tags).success
+            records.append(_check_records(instance))
+    stock, local = records
+    assert local == stock
+    assert [r[:4] for r in local][:2] == [("rows", "2026-01-01", "SUCCEEDED", True),
+                                          ("rows", "2026-01-02", "FAILED", False)]  # fmt: skip
+    assert len(local) == 5 and all(r[5] for r in local)

@@ -35,11 +35,13 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import dagster as dg
 import sqlalchemy as db
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
@@ -50,7 +52,10 @@ from dagster._core.storage.event_log.schema import (
     ConcurrencySlotsTable,
     SqlEventLogStorageTable,
 )
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SQLITE_BUSY_TIMEOUT_SECONDS,
+)
 from dagster._core.storage.runs import SqliteRunStorage
 from dagster._core.storage.schedules import SqliteScheduleStorage
 from dagster._core.storage.sqlalchemy_compat import db_select
@@ -132,7 +137,6 @@ class _RunSchemaFactsStay(_SchemaFactsStay):
         return self._known_yes("backfill_tags", super().has_backfill_tags_table)  # type: ignore[misc]
 
 
-
 # What Dagster logs in one batch when a run is created (`_log_asset_planned_events`): a planned
 # event per asset and partition of the run, and one per check with the run's partitions.
 _PLANNED = frozenset(
@@ -141,13 +145,22 @@ _PLANNED = frozenset(
         DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
     }
 )
+
+
+def _is_check_evaluation(event: EventLogEntry) -> bool:
+    return (
+        event.is_dagster_event
+        and event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    )
+
+
 # Flush a batch of planned events at this many (a run's last event flushes it anyway); one
 # transaction holds the index database this long on SQLite.
 EVENT_BATCH_SIZE = 500
 
 
-class _PlansStoredTogether:
-    """A run's planned events in one transaction, each planned check serialized once.
+class _LeanerEventWrites:
+    """A run's planned events in one transaction, each check record's event serialized once.
 
     Creating a run (the backfill daemon, a sensor, the UI) logs one planned event per asset and
     partition and one per check; a 30-day run of 9 assets with 4 checks each logs 306. Dagster
@@ -160,8 +173,13 @@ class _PlansStoredTogether:
     in one transaction per database, with the same rows Dagster writes for each event; and a
     planned check's rows share one serialization and one statement (`executemany`). On SQLite
     a ranged step's materializations (one batch per asset, an event per day) go the same way;
-    on PostgreSQL Dagster's own batch insert takes them.
+    on PostgreSQL Dagster's own batch insert takes them. A check evaluation (1,080 in a 30-day
+    run) updates its check's record with the serialization of its own row, not a second one.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._serialized = threading.local()
+        super().__init__(*args, **kwargs)
 
     def _store_asset_check_evaluation_planned(
         self, event: EventLogEntry, event_id: int | None
@@ -187,6 +205,58 @@ class _PlansStoredTogether:
         conn.execute(
             AssetCheckExecutionsTable.insert(), [{**common, "partition": p} for p in partitions]
         )
+
+    def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
+        row = super()._event_to_row(event)  # type: ignore[misc]
+        self._serialized.last = (event, row["event"])
+        return row
+
+    def _update_asset_check_evaluation(self, event: EventLogEntry, event_id: int | None) -> None:
+        """Dagster's (its check's record: the planned one updated, or a new one), with the
+        event serialized once: store_event serialized it for its own row a moment before and
+        Dagster serializes it again here (a quarter of a check evaluation's storing CPU)."""
+        last = getattr(self._serialized, "last", None)
+        serialized = last[1] if last is not None and last[0] is event else serialize_value(event)
+        evaluation = event.get_dagster_event().asset_check_evaluation_data
+        status = (
+            AssetCheckExecutionRecordStatus.SUCCEEDED.value
+            if evaluation.passed
+            else AssetCheckExecutionRecordStatus.FAILED.value
+        )
+        target = evaluation.target_materialization_data
+        values = {
+            "execution_status": status,
+            "evaluation_event": serialized,
+            "evaluation_event_timestamp": self._event_insert_timestamp(event),  # type: ignore[attr-defined]
+            "evaluation_event_storage_id": event_id,
+            "materialization_event_storage_id": target.storage_id if target else None,
+            "partition": evaluation.partition,
+        }
+        t = AssetCheckExecutionsTable.c
+        with self.index_connection() as conn:  # type: ignore[attr-defined]
+            updated = conn.execute(
+                AssetCheckExecutionsTable.update()
+                .where(
+                    db.and_(
+                        t.asset_key == evaluation.asset_key.to_string(),
+                        t.check_name == evaluation.check_name,
+                        t.run_id == event.run_id,
+                        self._get_asset_check_partition_filter_clause(  # type: ignore[attr-defined]
+                            PartitionKeyFilter(key=evaluation.partition)
+                        ),
+                    )
+                )
+                .values(**values)
+            ).rowcount
+            if updated == 0:
+                conn.execute(
+                    AssetCheckExecutionsTable.insert().values(
+                        asset_key=evaluation.asset_key.to_string(),
+                        check_name=evaluation.check_name,
+                        run_id=event.run_id,
+                        **values,
+                    )
+                )
 
     def _store_in_index(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
         """What `store_event` writes to the index for one asset or planned check event, on
@@ -261,11 +331,32 @@ class _KeepsAPostgresConnection:
 
 class PoolSafePostgresEventLogStorage(
     _KeepsAPostgresConnection,
-    _PlansStoredTogether,
+    _LeanerEventWrites,
     _EventLogSchemaFactsStay,
     PostgresEventLogStorage,
 ):
     """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._held = threading.local()
+        super().__init__(*args, **kwargs)
+
+    def _connect(self) -> ContextManager[Connection]:
+        held = getattr(self._held, "conn", None)
+        return nullcontext(held) if held is not None else super()._connect()
+
+    def store_event(self, event: EventLogEntry) -> None:
+        """A check evaluation's writes on one connection taken from the pool (the parent takes
+        two: mirroring the event, then its check's record; each taking pings the server)."""
+        if not _is_check_evaluation(event):
+            super().store_event(event)
+            return
+        with super()._connect() as conn:
+            self._held.conn = conn
+            try:
+                super().store_event(event)
+            finally:
+                self._held.conn = None
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if any(e.get_dagster_event().is_asset_failed_to_materialize for e in events):
@@ -365,9 +456,46 @@ class _Engines:
 
 
 class PooledSqliteEventLogStorage(
-    _PlansStoredTogether, _EventLogSchemaFactsStay, SqliteEventLogStorage
+    _LeanerEventWrites, _EventLogSchemaFactsStay, SqliteEventLogStorage
 ):
     """`SqliteEventLogStorage` (a database per run, and an index) keeping its connections."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines = _Engines()
+        self._held = threading.local()
+        super().__init__(base_dir, inst_data)
+        # store_event writes the run's database inside the index's transaction (one thread).
+        self._db_lock = threading.RLock()
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:
+        held = getattr(self._held, "index", None)
+        if held is not None and shard == INDEX_SHARD_NAME:
+            yield held
+            return
+        # As the parent: one transaction per connection, under the storage's lock.
+        with self._db_lock:
+            engine = self._engines.get(
+                self.conn_string_for_shard(shard), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
+            )
+            if shard not in self._initialized_dbs:
+                self._initdb(engine)
+                self._initialized_dbs.add(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def store_event(self, event: EventLogEntry) -> None:
+        """A check evaluation's two writes to the index in one transaction (the parent commits
+        each: mirroring the event, then its check's record), the run's database as before."""
+        if not _is_check_evaluation(event):
+            super().store_event(event)
+            return
+        with self.index_transaction() as conn:
+            self._held.index = conn
+            try:
+                super().store_event(event)
+            finally:
+                self._held.index = None
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not self._one_runs(events, BATCH_WRITABLE_EVENTS):
@@ -382,23 +510,6 @@ class PooledSqliteEventLogStorage(
             for event, row in zip(events, rows, strict=True):
                 inserted = conn.execute(SqlEventLogStorageTable.insert(), row)
                 self._store_in_index(conn, event, inserted.inserted_primary_key[0])
-
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self._engines = _Engines()
-        super().__init__(base_dir, inst_data)
-
-    @contextmanager
-    def _connect(self, shard: str) -> Iterator[Connection]:
-        # As the parent: one transaction per connection, under the storage's lock.
-        with self._db_lock:
-            engine = self._engines.get(
-                self.conn_string_for_shard(shard), timeout=SQLITE_BUSY_TIMEOUT_SECONDS
-            )
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
 
     def wipe(self) -> None:
         # The parent deletes the databases' files: no connection may stay open on them.
@@ -474,7 +585,7 @@ class GscInstance(dg.DagsterInstance):
 
     def _get_event_batch_size(self) -> int:
         # Dagster batches events only when DAGSTER_EVENT_BATCH_SIZE is set (Dagster+ sets it);
-        # here by default, for the planned events of a run created (`_PlansStoredTogether`).
+        # here by default, for the planned events of a run created (`_LeanerEventWrites`).
         return int(os.environ.get("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE))
 
     @staticmethod
