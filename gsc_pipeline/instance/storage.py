@@ -154,8 +154,9 @@ def _is_check_evaluation(event: EventLogEntry) -> bool:
     )
 
 
-# Flush a batch of planned events at this many (a run's last event flushes it anyway); one
-# transaction holds the index database this long on SQLite.
+# Dagster flushes a batch at its last event (a run's planned events, a ranged step's
+# materializations of one asset) or at this many. A batch is one transaction: on SQLite the
+# index database's write lock is held for it.
 EVENT_BATCH_SIZE = 500
 
 
@@ -267,7 +268,7 @@ class _LeanerEventWrites:
         else:
             self._insert_check_plan(conn, event, event_id)
 
-    def _one_runs(self, events: Sequence[EventLogEntry], kinds: frozenset | set) -> bool:
+    def _of_one_run(self, events: Sequence[EventLogEntry], kinds: frozenset | set) -> bool:
         """Whether `events` are all of one run and of `kinds` (and checks can be stored)."""
         return (
             len({e.run_id for e in events}) == 1
@@ -365,7 +366,7 @@ class PoolSafePostgresEventLogStorage(
             for event in events:
                 self.store_event(event)
             return
-        if not self._one_runs(events, _PLANNED):
+        if not self._of_one_run(events, _PLANNED):
             super().store_event_batch(events)
             return
         with self.index_transaction() as conn:
@@ -498,7 +499,7 @@ class PooledSqliteEventLogStorage(
                 self._held.index = None
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        if not self._one_runs(events, BATCH_WRITABLE_EVENTS):
+        if not self._of_one_run(events, BATCH_WRITABLE_EVENTS):
             super().store_event_batch(events)
             return
         # As the parent's store_event for each: the run's database, then the index (these are
