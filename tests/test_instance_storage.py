@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import sqlalchemy as db
@@ -285,6 +286,24 @@ def _create_ranged_run(instance: dg.DagsterInstance, run_id: str) -> tuple[dict,
     return counted, [tuple(r) for r in rows]
 
 
+def _batching(monkeypatch, batch_size: str | None) -> None:
+    """Dagster's event batching as DAGSTER_EVENT_BATCH_SIZE sets it ("0": off, each event
+    stored on its own), or (None) the project's instance default (on)."""
+    if batch_size is None:
+        monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+
+
+def _batching_off_then_on(tmp_path, monkeypatch) -> Iterator[tuple[str, Path]]:
+    """(mode, a fresh local instance's home) with batching off, then on."""
+    for mode, batch_size in (("one by one", "0"), ("batched", None)):
+        _batching(monkeypatch, batch_size)
+        home = tmp_path / mode.replace(" ", "_")
+        write_instance_config(home, workspace=False)
+        yield mode, home
+
+
 def _planned_events(instance: dg.DagsterInstance, run_id: str) -> list[tuple]:
     records = instance.get_records_for_run(run_id, of_type=_PLANNED_TYPES).records
     return [(r.storage_id, r.event_log_entry.dagster_event_type,
@@ -298,13 +317,7 @@ def test_local_instance_stores_a_runs_plans_in_one_transaction(tmp_path, monkeyp
     with the event serialized per day. The local instance stores the batch in one transaction
     per database, and the same rows: the events, their index ids, the checks' planned rows."""
     stored = {}
-    for mode, batch_size in (("one by one", "0"), ("batched", None)):
-        if batch_size is None:
-            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-        else:
-            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
-        home = tmp_path / mode.replace(" ", "_")
-        write_instance_config(home, workspace=False)
+    for mode, home in _batching_off_then_on(tmp_path, monkeypatch):
         with dg.DagsterInstance.from_config(str(home)) as instance:
             counted, check_rows = _create_ranged_run(instance, _RUN_A)
             events = _planned_events(instance, _RUN_A)
@@ -336,10 +349,7 @@ def test_postgres_instance_stores_a_runs_plans_in_one_transaction(
     stored = {}
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         for run_id, batch_size in ((_RUN_B, "0"), (_RUN_A, None)):
-            if batch_size is None:
-                monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-            else:
-                monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
+            _batching(monkeypatch, batch_size)
             counted, check_rows = _create_ranged_run(instance, run_id)
             events = _planned_events(instance, run_id)
             checks = {e[0] for e in events if e[1] == _CHECK_PLANNED}
@@ -371,13 +381,7 @@ def test_local_instance_stores_a_ranged_steps_materializations_together(tmp_path
     tags = {"dagster/asset_partition_range_start": _DAYS[0],
             "dagster/asset_partition_range_end": _DAYS[1]}  # fmt: skip
     stored = {}
-    for mode, batch_size in (("one by one", "0"), ("batched", None)):
-        if batch_size is None:
-            monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE", raising=False)
-        else:
-            monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", batch_size)
-        home = tmp_path / mode.replace(" ", "_")
-        write_instance_config(home, workspace=False)
+    for mode, home in _batching_off_then_on(tmp_path, monkeypatch):
         with dg.DagsterInstance.from_config(str(home)) as instance:
             with _transactions() as counted:
                 assert job.execute_in_process(instance=instance, tags=tags).success
