@@ -175,12 +175,35 @@ class _LeanerEventWrites:
     planned check's rows share one serialization and one statement (`executemany`). On SQLite
     a ranged step's materializations (one batch per asset, an event per day) go the same way;
     on PostgreSQL Dagster's own batch insert takes them. A check evaluation (1,080 in a 30-day
-    run) updates its check's record with the serialization of its own row, not a second one.
+    run) writes the index on one connection (`store_event`), and updates its check's record
+    with the serialization of its own row, not a second one.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._serialized = threading.local()
+        # The index connection a check evaluation's writes share (`store_event`), per thread.
+        self._held = threading.local()
         super().__init__(*args, **kwargs)
+
+    def _index_for_one_event(self) -> ContextManager[Connection]:
+        raise NotImplementedError
+
+    def _held_index(self) -> Connection | None:
+        return getattr(self._held, "index", None)
+
+    def store_event(self, event: EventLogEntry) -> None:
+        """A check evaluation's writes to the index on one connection: the parent takes one
+        for each (mirroring the event, then its check's record), which on SQLite is a commit
+        each and on PostgreSQL a connection taken from the pool and pinged each."""
+        if not _is_check_evaluation(event):
+            super().store_event(event)  # type: ignore[misc]
+            return
+        with self._index_for_one_event() as conn:
+            self._held.index = conn
+            try:
+                super().store_event(event)  # type: ignore[misc]
+            finally:
+                self._held.index = None
 
     def _store_asset_check_evaluation_planned(
         self, event: EventLogEntry, event_id: int | None
@@ -338,26 +361,12 @@ class PoolSafePostgresEventLogStorage(
 ):
     """`PostgresEventLogStorage` whose pool slots are a true semaphore (see the module doc)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._held = threading.local()
-        super().__init__(*args, **kwargs)
-
     def _connect(self) -> ContextManager[Connection]:
-        held = getattr(self._held, "conn", None)
+        held = self._held_index()
         return nullcontext(held) if held is not None else super()._connect()
 
-    def store_event(self, event: EventLogEntry) -> None:
-        """A check evaluation's writes on one connection taken from the pool (the parent takes
-        two: mirroring the event, then its check's record; each taking pings the server)."""
-        if not _is_check_evaluation(event):
-            super().store_event(event)
-            return
-        with super()._connect() as conn:
-            self._held.conn = conn
-            try:
-                super().store_event(event)
-            finally:
-                self._held.conn = None
+    def _index_for_one_event(self) -> ContextManager[Connection]:
+        return super()._connect()  # autocommit, as the parent's writes
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if any(e.get_dagster_event().is_asset_failed_to_materialize for e in events):
@@ -463,14 +472,13 @@ class PooledSqliteEventLogStorage(
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines = _Engines()
-        self._held = threading.local()
         super().__init__(base_dir, inst_data)
         # store_event writes the run's database inside the index's transaction (one thread).
         self._db_lock = threading.RLock()
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
-        held = getattr(self._held, "index", None)
+        held = self._held_index()
         if held is not None and shard == INDEX_SHARD_NAME:
             yield held
             return
@@ -485,18 +493,8 @@ class PooledSqliteEventLogStorage(
             with engine.connect() as conn, conn.begin():
                 yield conn
 
-    def store_event(self, event: EventLogEntry) -> None:
-        """A check evaluation's two writes to the index in one transaction (the parent commits
-        each: mirroring the event, then its check's record), the run's database as before."""
-        if not _is_check_evaluation(event):
-            super().store_event(event)
-            return
-        with self.index_transaction() as conn:
-            self._held.index = conn
-            try:
-                super().store_event(event)
-            finally:
-                self._held.index = None
+    def _index_for_one_event(self) -> ContextManager[Connection]:
+        return self.index_transaction()  # the run's database is written inside it
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not self._of_one_run(events, BATCH_WRITABLE_EVENTS):
