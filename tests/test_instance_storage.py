@@ -34,7 +34,7 @@ def _claim_while_another_claims(storage_class, url: str) -> list[ConcurrencySlot
 
     db.event.listen(a._engine, "after_cursor_execute", between)
     try:
-        outcomes.insert(0, a._claim_concurrency_slot("gsc_api", _RUN_A, "step_a"))
+        outcomes.insert(0, a._claim_concurrency_slot("gsc_api", "run-a", "step_a"))
     finally:
         db.event.remove(a._engine, "after_cursor_execute", between)
         a.dispose()
@@ -57,9 +57,9 @@ def test_pool_safe_storage_claims_and_frees_through_the_queue(postgres_schema_ur
     storage = PoolSafePostgresEventLogStorage(postgres_schema_url)
     try:
         storage.set_concurrency_slots("gsc_api", 1)
-        assert storage.claim_concurrency_slot("gsc_api", _RUN_A, "step").is_claimed
+        assert storage.claim_concurrency_slot("gsc_api", "run-a", "step").is_claimed
         assert not storage.claim_concurrency_slot("gsc_api", "run-b", "step").is_claimed
-        storage.free_concurrency_slot_for_step(_RUN_A, "step")
+        storage.free_concurrency_slot_for_step("run-a", "step")
         assert storage.claim_concurrency_slot("gsc_api", "run-b", "step").is_claimed
         assert storage.get_concurrency_info("gsc_api").active_slot_count == 1
     finally:
@@ -420,7 +420,7 @@ def _check_records(instance: dg.DagsterInstance) -> list[tuple]:
     return out
 
 
-def test_check_records_are_dagsters(tmp_path, monkeypatch):
+def test_check_records_are_dagsters(tmp_path):
     """A ranged run's per-day check evaluations leave the same check records on the local
     instance as on Dagster's own SQLite storage, each holding the event its log row holds
     (serialized once, not twice)."""
