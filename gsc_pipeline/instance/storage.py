@@ -168,7 +168,7 @@ class _LeanerEventWrites:
     stores them one by one: on SQLite three transactions on two databases per event, and for a
     planned check a multi-row INSERT compiled anew with the whole event serialized once per
     partition (30 times). py-spy of the daemon over the standard bench: creating the 4 runs was
-    6-7 of its 11-14 CPU s (docs/bench/README.md, issue 14 stop 29).
+    6.0-7.4 of its 11-15 CPU s (docs/bench/README.md, issue 14 stop 29).
 
     Here a batch of planned events (`GscInstance` turns Dagster's event batching on) is stored
     in one transaction per database, with the same rows Dagster writes for each event; and a
