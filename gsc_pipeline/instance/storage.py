@@ -68,7 +68,6 @@ from dagster._core.storage.sqlite_storage import (
 from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster._utils.concurrency import ConcurrencySlotStatus
 from dagster_postgres.event_log import PostgresEventLogStorage
-from dagster_postgres.event_log.event_log import CHANNEL_NAME
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.utils import (
     create_pg_engine,
@@ -198,10 +197,16 @@ class _LeanerEventWrites:
         if not _is_check_evaluation(event):
             super().store_event(event)  # type: ignore[misc]
             return
-        with self._index_for_one_event() as conn:
+        with self._on_one_index_connection(self._index_for_one_event()):
+            super().store_event(event)  # type: ignore[misc]
+
+    @contextmanager
+    def _on_one_index_connection(self, connection: ContextManager[Connection]) -> Iterator[None]:
+        """Inside, this thread's index writes go to `connection` (entered here)."""
+        with connection as conn:
             self._held.index = conn
             try:
-                super().store_event(event)  # type: ignore[misc]
+                yield
             finally:
                 self._held.index = None
 
@@ -281,15 +286,6 @@ class _LeanerEventWrites:
                         **values,
                     )
                 )
-
-    def _store_in_index(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
-        """What `store_event` writes to the index for one asset or planned check event, on
-        `conn` (the event itself is already there, as `event_id`)."""
-        if event.dagster_event_type in ASSET_EVENTS:
-            self._store_asset_event_tags(conn, [event], [event_id])  # type: ignore[attr-defined]
-            self._store_asset_event(conn, event, event_id)  # type: ignore[attr-defined]
-        else:
-            self._insert_check_plan(conn, event, event_id)
 
     def _of_one_run(self, events: Sequence[EventLogEntry], kinds: frozenset | set) -> bool:
         """Whether `events` are all of one run and of `kinds` (and checks can be stored)."""
@@ -378,18 +374,10 @@ class PoolSafePostgresEventLogStorage(
         if not self._of_one_run(events, _PLANNED):
             super().store_event_batch(events)
             return
-        with self.index_transaction() as conn:
+        # The parent's store_event for each (one database here), all in one transaction.
+        with self._on_one_index_connection(self.index_transaction()):
             for event in events:
-                row = conn.execute(
-                    self.prepare_insert_event(event).returning(SqlEventLogStorageTable.c.id)
-                ).fetchone()
-                event_id = int(row[0])
-                # As the parent's store_event: a NOTIFY per event, for readers of older versions.
-                conn.execute(
-                    db.text(f"NOTIFY {CHANNEL_NAME}, :notify_id"),
-                    {"notify_id": f"{event.run_id}_{event_id}"},
-                )
-                self._store_in_index(conn, event, event_id)
+                self.store_event(event)
 
     def _claim_concurrency_slot(
         self, concurrency_key: str, run_id: str, step_key: str
@@ -495,6 +483,15 @@ class PooledSqliteEventLogStorage(
 
     def _index_for_one_event(self) -> ContextManager[Connection]:
         return self.index_transaction()  # the run's database is written inside it
+
+    def _store_in_index(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
+        """What `store_event` writes to the index for one asset or planned check event, on
+        `conn` (the event itself is already there, as `event_id`)."""
+        if event.dagster_event_type in ASSET_EVENTS:
+            self._store_asset_event_tags(conn, [event], [event_id])
+            self._store_asset_event(conn, event, event_id)
+        else:
+            self._insert_check_plan(conn, event, event_id)
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         if not self._of_one_run(events, BATCH_WRITABLE_EVENTS):
