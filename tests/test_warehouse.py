@@ -667,6 +667,50 @@ def test_a_lost_connection_shows_in_the_runs_log(
     assert [m for m in messages if "connection lost while writing 1 partition(s)" in m], messages
 
 
+def _backend_pid(wh) -> int:
+    with wh.transaction() as conn:
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_postgres_transactions_keep_their_connection(postgres_schema_url):
+    """A transaction takes a kept connection: the server forks no backend per write (~300 a
+    30-day run before). A transaction that failed on its SQL leaves it reusable too."""
+    import psycopg2
+
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    first = _backend_pid(wh)
+    for i in range(5):
+        wh.write_partitions([make_batch(day=DAY + dt.timedelta(days=i), n=3)])
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        wh.write_partitions([make_batch(report=SITE)])
+    assert _backend_pid(wh) == first
+    assert wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")["n"].iloc[0] == 15
+
+
+@pytest.mark.postgres
+def test_a_kept_connection_the_server_ended_is_replaced(postgres_url, postgres_schema_url, caplog):
+    """The server ends the idle kept connection (a restart, an idle timeout): the next write
+    retries on a new connection, whole, and the data is complete."""
+    import psycopg2
+
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    kept = _backend_pid(wh)
+    killer = psycopg2.connect(postgres_url)
+    killer.autocommit = True
+    with killer.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s, 5000)", (kept,))
+        assert cur.fetchone() == (True,)
+    killer.close()
+    with caplog.at_level("WARNING", logger="gsc_pipeline.warehouse.base"):
+        wh.write_partitions([make_batch(day=DAY, n=4, salt="new", run_id="new")])
+    assert _backend_pid(wh) != kept
+    assert wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")["n"].iloc[0] == 4
+    assert [r for r in caplog.records if "connection lost while writing 1 partition" in r.message]
+
+
 @pytest.mark.postgres
 def test_sql_errors_are_not_retried_as_connection_errors(postgres_schema_url):
     wh = open_warehouse(postgres_schema_url)

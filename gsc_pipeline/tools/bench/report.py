@@ -6,7 +6,13 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from gsc_pipeline.tools.bench.run import FETCH_KIND, STATS_KIND, BenchResult, RunInfo
+from gsc_pipeline.tools.bench.run import (
+    FETCH_KIND,
+    STATS_KIND,
+    BenchResult,
+    RunInfo,
+    SmallBackfill,
+)
 
 # Targets of issue 14 (wall, rate, CPU per row, RSS, small backfill; issue 11 set the same ones
 # but a path of 2.5 µs/row, still shown as its own row) and issue 5 (the rest).
@@ -136,6 +142,14 @@ def _ok(met: bool) -> str:
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
+
+
+def _small_phases(small: SmallBackfill) -> str:
+    """The 1-day run's phases, as far as they were recorded."""
+    phases = [f"{name} {seconds:.1f} s" for name, seconds in (
+        ("queue", small.queue_seconds), ("process start and plan", small.start_seconds),
+        ("steps and teardown", small.steps_seconds)) if seconds is not None]  # fmt: skip
+    return f" ({', '.join(phases)})" if phases else ""
 
 
 def _run_rows(result: BenchResult) -> list[str]:
@@ -319,7 +333,7 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         lines.append(
             f"- a 1-day backfill of `{sm.site_url}` ({sm.day}) launched while the daemon runs: "
             f"launch → run created {sm.pickup_seconds:.1f} s (the backfill tick), run created → "
-            f"ended {sm.after_pickup_seconds:.1f} s"
+            f"ended {sm.after_pickup_seconds:.1f} s{_small_phases(sm)}"
         )
     lines += [
         "",

@@ -112,6 +112,11 @@ class SmallBackfill:
     # First run created -> last run ended: what the user waits for once the daemon has it.
     after_pickup_seconds: float
     runs: int
+    # The first run's phases: created -> launched (the run queue), launched -> first step (the
+    # run process's start, code load and plan), first step -> ended (the steps and teardown).
+    queue_seconds: float | None = None
+    start_seconds: float | None = None
+    steps_seconds: float | None = None
 
 
 @dataclass
@@ -332,8 +337,17 @@ def small_backfill(
                                "date = ?", (prop.site_url, day))["n"].iloc[0])
         for r in prop.report_objects()
     )  # fmt: skip
-    return _Small(SmallBackfill(prop.site_url, day, progress.succeeded, created - launched,
-                                ended - created, len(runs)), rows)
+    first = min(runs, key=lambda r: r.created, default=None)
+
+    def gap(a: float | None, b: float | None) -> float | None:
+        return b - a if a is not None and b is not None else None
+
+    return _Small(SmallBackfill(
+        prop.site_url, day, progress.succeeded, created - launched, ended - created, len(runs),
+        queue_seconds=first and gap(first.created, first.launching),
+        start_seconds=first and gap(first.launching, first.first_step),
+        steps_seconds=first and gap(first.first_step, first.ended),
+    ), rows)  # fmt: skip
 
 
 def _rows_written(warehouse_url: str, config: PipelineConfig) -> int:
