@@ -24,7 +24,7 @@ from gsc_pipeline.warehouse import (
     report_schema,
 )
 from gsc_pipeline.warehouse import duckdb as gsc_duckdb
-from gsc_pipeline.warehouse.postgres import PostgresConnection, _CsvStream, qmark_to_pyformat
+from gsc_pipeline.warehouse.postgres import PostgresConnection, _CopyStream, qmark_to_pyformat
 
 DAY = dt.date(2026, 3, 1)
 SITE_URL = "sc-domain:example.com"
@@ -178,7 +178,7 @@ def test_write_is_a_replace_and_idempotent(warehouse_url):
         [DAY],
     )
     assert list(day_rows["page"]) == ["page-b-0", "page-b-1", "page-b-2"]
-    # Doubles survive the bulk path bit for bit (COPY CSV on Postgres).
+    # Doubles survive the bulk path bit for bit (binary COPY on Postgres).
     assert list(day_rows["ctr"]) == replacement.rows.column("ctr").to_pylist()
     assert list(day_rows["position"]) == replacement.rows.column("position").to_pylist()
     ledger = wh.read_sql(f"SELECT date, run_id, rows_returned FROM {LEDGER_TABLE} ORDER BY date")
@@ -272,8 +272,7 @@ def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
 
 def test_a_day_whose_first_chunk_is_empty_is_stored_exactly(warehouse_url):
     """A day's rows are its pages and search types concatenated; the first may hold no row (a
-    search type without traffic). pyarrow 26's CSV writer turns a leading 0-row chunk into NUL
-    bytes, which PostgreSQL's COPY refused: COPY's input is now written a slice at a time."""
+    search type without traffic)."""
     wh = open_warehouse(warehouse_url)
     wh.ensure_schema([PAGE_QUERY])
     batch = make_batch(n=6)
@@ -283,26 +282,27 @@ def test_a_day_whose_first_chunk_is_empty_is_stored_exactly(warehouse_url):
 
 
 @pytest.mark.parametrize("read_size", [1, 7, 1 << 20, -1])
-def test_copy_input_is_the_whole_csv_written_a_slice_at_a_time(read_size):
-    """COPY's input (PostgreSQL) is written a slice of rows at a time as it is read; read to the
-    end it is the whole table's CSV, empty chunks included (a 0-row slice ends nothing)."""
-    import io
+def test_copy_input_is_the_whole_table_encoded_a_slice_at_a_time(read_size):
+    """COPY's input (PostgreSQL) is encoded a slice of rows at a time as it is read; read to
+    the end it is the whole table's binary COPY input, empty chunks included (a 0-row slice
+    ends nothing), dictionary-encoded columns as their values."""
+    import pgpq
 
-    import pyarrow.csv as pacsv
-
-    from gsc_pipeline.warehouse.postgres import _CSV_OPTIONS
-
-    rows = make_batch(n=8).rows
+    plain = make_batch(n=8).rows
+    page = plain.schema.get_field_index("page")
+    rows = plain.set_column(page, "page", plain["page"].dictionary_encode())  # as a day holds it
     table = pa.concat_tables([rows.slice(0, 0), rows.slice(0, 5), rows.slice(5, 0), rows.slice(5)])
-    whole = io.BytesIO()
-    pacsv.write_csv(table.combine_chunks(), whole, _CSV_OPTIONS)  # one chunk: no NUL bytes
-    stream = _CsvStream(table, rows_per_slice=2)
+    encoder = pgpq.ArrowToPostgresBinaryEncoder(plain.schema)
+    whole = encoder.write_header()
+    for batch in plain.to_batches():
+        whole += encoder.write_batch(batch)
+    whole += encoder.finish()
+    stream = _CopyStream(table, rows_per_slice=2)
     chunks = []
     while chunk := stream.read(read_size):
         assert read_size < 0 or len(chunk) <= read_size
         chunks.append(chunk)
-    assert b"".join(chunks) == whole.getvalue()
-    assert whole.getvalue().count(b"\n") == 8
+    assert b"".join(chunks) == bytes(whole)
 
 
 def test_transaction_execute_and_params_on_both_backends(warehouse_url):
