@@ -10,9 +10,11 @@ windows that much faster: CPU, not wall, is what this measures), launched as the
 run by the real daemon. Prints the run worker's CPU s (psutil, sampled every 0.5 s), the rows
 stored, µs/row, the peak RSS and private memory (RSS less shared library and file pages) and
 the run's events by type; `--site` and `--report` narrow the backfill to one property or
-report. With `--profile`, py-spy (the `profile` extra) samples the run worker from its start
-and the file gets the functions by own and total samples. Each round is a fresh Dagster home
-and warehouse.
+report. With `--warehouse postgres` it also prints the PostgreSQL server's CPU over the
+backfill (every backend, ended ones included: the postmaster's reaped children; the server must
+run on this machine) and the sessions the warehouse database saw. With `--profile`, py-spy
+(the `profile` extra) samples the run worker from its start and the file gets the functions by
+own and total samples. Each round is a fresh Dagster home and warehouse.
 """
 
 from __future__ import annotations
@@ -81,6 +83,39 @@ def _summarise_profile(raw: Path, out: Path, top: int = 60) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def _postgres_server_cpu() -> float | None:
+    """CPU seconds of this machine's PostgreSQL so far: the postmaster with its reaped children
+    (ended backends) plus its live children. None without a local server to read."""
+    try:
+        pids = subprocess.run(["pgrep", "-o", "-f", "bin/postgres"], capture_output=True,
+                              text=True, check=True).stdout.split()  # fmt: skip
+        postmaster = int(pids[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True,
+                                  text=True).stdout.split()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(pid: int, fields: slice) -> float:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended in between: the postmaster's reaped children count it
+            return 0.0
+        return sum(int(v) for v in stat[fields]) / tick
+
+    # utime, stime, cutime, cstime are fields 14-17 of stat (11-14 after the name's ")").
+    return times(postmaster, slice(11, 15)) + sum(times(int(c), slice(11, 13)) for c in children)
+
+
+def _sessions(url: str) -> int | None:
+    import psycopg2
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg2.connect(url) as con, con.cursor() as cur:
+        cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,))
+        return cur.fetchone()[0]
+
+
 def one_round(
     days: int, time_scale: float, warehouse: str, profile: Path | None,
     site: str | None = None, report: str | None = None,
@@ -108,6 +143,7 @@ def one_round(
             ]  # fmt: skip
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 load = os.getloadavg()[0]
+                server_before = _postgres_server_cpu() if warehouse == "postgres" else None
                 backfill = launch_backfill(instance, home / "workspace.yaml", keys, day_keys,
                                            "profile")  # fmt: skip
                 with (
@@ -129,6 +165,10 @@ def one_round(
                         kind = entry.dagster_event.event_type_value if entry.dagster_event \
                             else "log line"  # fmt: skip
                         events[kind] += 1
+            server = None
+            if server_before is not None:
+                time.sleep(1)  # the postmaster reaps the run's ended backends
+                server = (_postgres_server_cpu() or 0.0) - server_before, _sessions(url)
             rows = _rows_written(url, config)
     workers = [p for p in sampler.processes.values() if p.role == "run worker"]
     cpu = sum(p.cpu_seconds for p in workers)
@@ -140,6 +180,9 @@ def one_round(
     print(f"  run worker CPU {cpu:.1f} s, {rows:,} rows, {cpu / max(rows, 1) * 1e6:.2f} us/row, "
           f"peak RSS {rss / 2**20:.0f} MB (private {private / 2**20:.0f} MB); CPU by role "
           f"{ {k: round(v, 1) for k, v in sorted(sampler.cpu_by_role().items())} }")
+    if server is not None:
+        print(f"  PostgreSQL server CPU {server[0]:.1f} s over the backfill; warehouse database "
+              f"sessions {server[1]}")  # fmt: skip
     print(f"  events {sum(events.values())}: "
           + ", ".join(f"{k} {n}" for k, n in events.most_common()), flush=True)
     if profile is not None and profile.with_suffix(".raw").exists():

@@ -40,11 +40,11 @@ _SCHEMA_LOCK = 7_470_001
 # (scripts/measure_pg_proof_query.py). Parallel workers stay off so a proof never takes every
 # core of the server from the writers.
 SESSION_OPTIONS = "-c work_mem=32MB -c max_parallel_workers_per_gather=0"
-# Connections kept between transactions, per warehouse object (a process's threads share it).
-# A new one was a backend forked and initialized on the server for every transaction: 3.7 ms
-# of wall against 0.3 on a kept one (0.55 against 0.06 ms of the client's CPU), ~300 a 30-day
-# run (docs/bench, issue 14 stop 30). At most this many wait idle; one idle longer than
-# `_IDLE_SECONDS` is closed instead of used (a server or pooler may have dropped it).
+# Connections kept between transactions, per warehouse object (a step's threads share it). A new
+# one per transaction was a backend forked and initialized on the server each time: ~300 a
+# 30-day run, 13 now (`scripts/profile_run_worker.py --warehouse postgres`; docs/bench, issue
+# 14 stop 30). At most this many wait idle; one idle longer than `_IDLE_SECONDS` is closed
+# instead of used (a server or pooler may have dropped it).
 _MAX_IDLE = 8
 _IDLE_SECONDS = 60.0
 # SQLSTATEs of a connection the server ended: admin_shutdown (restart, pg_terminate_backend),
