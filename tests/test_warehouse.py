@@ -689,6 +689,25 @@ def test_postgres_transactions_keep_their_connection(postgres_schema_url):
     assert wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")["n"].iloc[0] == 15
 
 
+def _write_in_forked_child(wh) -> None:
+    wh.write_partitions([make_batch(day=DAY + dt.timedelta(days=9), n=2, salt="child")])
+
+
+@pytest.mark.postgres
+def test_a_forked_child_leaves_its_parents_kept_connection_alone(postgres_schema_url):
+    """A child forked with the warehouse writes on a connection of its own, and exiting does not
+    end the parent's kept one (their socket is shared: closing it in the child would)."""
+    wh = open_warehouse(postgres_schema_url)
+    wh.ensure_schema([PAGE_QUERY])
+    kept = _backend_pid(wh)
+    child = multiprocessing.get_context("fork").Process(target=_write_in_forked_child, args=(wh,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert _backend_pid(wh) == kept
+    assert wh.read_sql(f"SELECT count(*) AS n FROM {PAGE_QUERY.table}")["n"].iloc[0] == 2
+
+
 @pytest.mark.postgres
 def test_a_kept_connection_the_server_ended_is_replaced(postgres_url, postgres_schema_url, caplog):
     """The server ends the idle kept connection (a restart, an idle timeout): the next write

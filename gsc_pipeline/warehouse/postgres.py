@@ -195,7 +195,9 @@ class PostgresWarehouse(Warehouse):
     def _take(self) -> Any:
         now = time.monotonic()
         with self._idle_lock:
-            if self._idle_pid != os.getpid():  # a forked child never shares its parent's
+            if self._idle_pid != os.getpid():
+                # A forked child forgets its parent's connections, never closing one: that
+                # would end the parent's session on their shared socket (tests/test_warehouse.py).
                 self._idle, self._idle_pid = [], os.getpid()
             while self._idle:
                 returned, con = self._idle.pop()
