@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -111,7 +112,7 @@ def _sessions(url: str) -> int | None:
     import psycopg2
 
     name = url.rsplit("/", 1)[1]
-    with psycopg2.connect(url) as con, con.cursor() as cur:
+    with contextlib.closing(psycopg2.connect(url)) as con, con.cursor() as cur:
         cur.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,))
         return cur.fetchone()[0]
 
