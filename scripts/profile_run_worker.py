@@ -38,7 +38,7 @@ from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.bench.command import _warehouse_url
 from gsc_pipeline.tools.bench.run import _rows_written, _run_infos, _wait_idle
-from gsc_pipeline.tools.bench.sampler import TreeSampler
+from gsc_pipeline.tools.bench.sampler import TreeSampler, postgres_server_cpu
 from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set, write_scenario
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import launch_backfill, wait_for_backfill
@@ -84,30 +84,6 @@ def _summarise_profile(raw: Path, out: Path, top: int = 60) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
-def _postgres_server_cpu() -> float | None:
-    """CPU seconds of this machine's PostgreSQL so far: the postmaster with its reaped children
-    (ended backends) plus its live children. None without a local server to read."""
-    try:
-        pids = subprocess.run(["pgrep", "-o", "-f", "bin/postgres"], capture_output=True,
-                              text=True, check=True).stdout.split()  # fmt: skip
-        postmaster = int(pids[0])
-        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True,
-                                  text=True).stdout.split()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError, IndexError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def times(pid: int, fields: slice) -> float:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended in between: the postmaster's reaped children count it
-            return 0.0
-        return sum(int(v) for v in stat[fields]) / tick
-
-    # utime, stime, cutime, cstime are fields 14-17 of stat (11-14 after the name's ")").
-    return times(postmaster, slice(11, 15)) + sum(times(int(c), slice(11, 13)) for c in children)
-
-
 def _sessions(url: str) -> int | None:
     import psycopg2
 
@@ -144,7 +120,7 @@ def one_round(
             ]  # fmt: skip
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 load = os.getloadavg()[0]
-                server_before = _postgres_server_cpu() if warehouse == "postgres" else None
+                server_before = postgres_server_cpu() if warehouse == "postgres" else None
                 backfill = launch_backfill(instance, home / "workspace.yaml", keys, day_keys,
                                            "profile")  # fmt: skip
                 with (
@@ -169,7 +145,7 @@ def one_round(
             server = None
             if server_before is not None:
                 time.sleep(1)  # the postmaster reaps the run's ended backends
-                server = (_postgres_server_cpu() or 0.0) - server_before, _sessions(url)
+                server = (postgres_server_cpu() or 0.0) - server_before, _sessions(url)
             rows = _rows_written(url, config)
     workers = [p for p in sampler.processes.values() if p.role == "run worker"]
     cpu = sum(p.cpu_seconds for p in workers)

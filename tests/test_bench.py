@@ -32,6 +32,9 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     # The 1-day backfill launched while the daemon runs is measured and succeeded.
     assert re.search(r"1-day, 1-property backfill ≤ 10 s after pickup \| [\d.]+ s \(1 run, "
                      r"succeeded\)", report)
+    # ... with its run's phases: where a user's wait goes.
+    assert re.search(r"run created → ended [\d.]+ s \(queue [\d.]+ s, process start and plan "
+                     r"[\d.]+ s, steps and teardown [\d.]+ s\)", report), report
     # 3 days x (small 1 + medium 1 + large 4 requests of page_query: the pages of its 3 device
     # shards, every day starting at the device split that the in-process slice's first day,
     # fetched into the same warehouse before, left in the ledger; plus page and site each),
@@ -54,3 +57,35 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     fetch = re.search(r"\| backfill fetch \| (\d+) \((\d+)\) \| ([\d.]+) \|", report)
     assert fetch and int(fetch[1]) >= 1 and float(fetch[3]) > 0, report
     assert "of the backfill's CPU" in report
+
+
+def test_a_postgres_bench_reports_the_servers_cpu():
+    """The PostgreSQL server's CPU is its own line (DuckDB's report has none): it is not the
+    pipeline's, but it takes the same cores."""
+    from types import SimpleNamespace
+
+    from gsc_pipeline.tools.bench.report import _server_cpu_line
+
+    assert _server_cpu_line(SimpleNamespace(postgres_server_cpu=None, rows_written=10)) == []
+    (line,) = _server_cpu_line(SimpleNamespace(postgres_server_cpu=12.5, rows_written=5_000_000))
+    assert "12.5 CPU s, 2.50 µs per row stored" in line
+
+
+@pytest.mark.postgres
+def test_the_postgres_servers_cpu_is_read_on_this_machine(postgres_url):
+    """`postgres_server_cpu` counts the work of a backend serving this process."""
+    import psycopg2
+
+    from gsc_pipeline.tools.bench.sampler import postgres_server_cpu
+
+    before = postgres_server_cpu()
+    if before is None:
+        pytest.skip("the PostgreSQL server does not run on this machine")
+    con = psycopg2.connect(postgres_url)
+    try:
+        with con.cursor() as cur:  # ~0.5 s of the server's CPU
+            cur.execute("SELECT sum(i * 2 % 7) FROM generate_series(1, 5000000) AS i")
+        used = postgres_server_cpu() - before
+    finally:
+        con.close()
+    assert used >= 0.1, used

@@ -21,7 +21,7 @@ from gsc_pipeline.instance import init_instance
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.tools.bench.floor import Floor, reference_path
-from gsc_pipeline.tools.bench.sampler import TreeSampler
+from gsc_pipeline.tools.bench.sampler import TreeSampler, postgres_server_cpu
 from gsc_pipeline.tools.bench.scenario import Scenario, ScenarioFiles, environ_set
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
@@ -143,6 +143,9 @@ class BenchResult:
     # takes cores from the pipeline, and the report says so.
     load: tuple[float, float] = (0.0, 0.0)
     small: SmallBackfill | None = None
+    # A PostgreSQL warehouse's server CPU over the backfill (same window as `cpu_by_role`), when
+    # the server runs on this machine: not the pipeline's, but on the same cores.
+    postgres_server_cpu: float | None = None
     cpu_count: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
@@ -267,6 +270,7 @@ def measure(
                       f"days, pool limits {limits}", flush=True)
                 cpu_before = _rusage_children()
                 load_before = os.getloadavg()[0]
+                server_before = postgres_server_cpu() if warehouse == "postgres" else None
                 with dagster_daemon(home, workdir / "daemon.log",
                                     scenario.daemon_tick_seconds) as daemon:
                     daemon_started = time.time()
@@ -280,6 +284,9 @@ def measure(
                         _wait_idle(instance, timeout=180)
                         # The backfill's numbers, before the small backfill adds to them.
                         cpu_by_role = sampler.cpu_by_role()
+                        server_cpu = None
+                        if server_before is not None:
+                            server_cpu = (postgres_server_cpu() or server_before) - server_before
                         cpu_children = _rusage_children() - cpu_before
                         load_after = os.getloadavg()[0]
                         stats = emu.stats()
@@ -303,7 +310,7 @@ def measure(
         backfill_launched=launched, daemon_started=daemon_started, runs=runs, emulator=stats,
         cpu_by_role=cpu_by_role, cpu_rusage_children=cpu_children, rows_written=rows,
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
-        small=small.result,
+        small=small.result, postgres_server_cpu=server_cpu,
     )  # fmt: skip
 
 

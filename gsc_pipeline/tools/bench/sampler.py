@@ -9,6 +9,33 @@ from dataclasses import dataclass, field
 import psutil
 
 
+def postgres_server_cpu() -> float | None:
+    """CPU seconds of this machine's PostgreSQL server so far: the postmaster, its ended
+    backends (its reaped children) and its live processes. None without a local server.
+
+    Not part of the pipeline's CPU, but on one machine it takes the same cores: a PostgreSQL
+    warehouse's COPY, index upkeep and proofs run in the server's backends.
+    """
+    for proc in psutil.process_iter(["name", "ppid"]):
+        try:
+            if proc.info["name"] != "postgres" or psutil.Process(proc.info["ppid"]).name() == (
+                "postgres"
+            ):
+                continue
+            times = proc.cpu_times()
+            total = times.user + times.system + times.children_user + times.children_system
+            for child in proc.children():
+                try:
+                    child_times = child.cpu_times()
+                except psutil.NoSuchProcess:  # ended in between: now a reaped child
+                    continue
+                total += child_times.user + child_times.system
+            return total
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return None
+
+
 @dataclass
 class ProcessSample:
     pid: int
