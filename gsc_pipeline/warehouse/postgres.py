@@ -44,7 +44,8 @@ SESSION_OPTIONS = "-c work_mem=32MB -c max_parallel_workers_per_gather=0"
 # one per transaction was a backend forked and initialized on the server each time: ~300 a
 # 30-day run, 13 now (`scripts/profile_run_worker.py --warehouse postgres`; docs/bench, issue
 # 14 stop 30). At most this many wait idle; one idle longer than `_IDLE_SECONDS` is closed
-# instead of used (a server or pooler may have dropped it).
+# instead of used (a server or pooler may have dropped it). Not psycopg2.pool: its pools raise
+# when every connection is taken, where a busy step should open one more.
 _MAX_IDLE = 8
 _IDLE_SECONDS = 60.0
 # SQLSTATEs of a connection the server ended: admin_shutdown (restart, pg_terminate_backend),
@@ -207,9 +208,13 @@ class PostgresWarehouse(Warehouse):
         return psycopg2.connect(self.url, **self._session_options)
 
     def _give_back(self, con: Any) -> None:
-        idle = con.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        # Closed first: asking a closed connection its status raises, hiding the caller's error.
+        idle = (
+            not con.closed
+            and con.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        )
         with self._idle_lock:
-            if idle and not con.closed and len(self._idle) < _MAX_IDLE:
+            if idle and len(self._idle) < _MAX_IDLE:
                 self._idle.append((time.monotonic(), con))
                 return
         con.close()

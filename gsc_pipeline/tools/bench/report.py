@@ -145,10 +145,15 @@ def _median(values: list[float]) -> float:
 
 
 def _small_phases(small: SmallBackfill) -> str:
-    """The 1-day run's phases, as far as they were recorded."""
-    phases = [f"{name} {seconds:.1f} s" for name, seconds in (
-        ("queue", small.queue_seconds), ("process start and plan", small.start_seconds),
-        ("steps and teardown", small.steps_seconds)) if seconds is not None]  # fmt: skip
+    """The 1-day run's phases, as far as they were recorded: created -> launched (the run
+    queue), -> first step (the run process's start, code load and plan), -> ended."""
+    run = small.first_run
+    if run is None:
+        return ""
+    marks = [("queue", run.created, run.launching),
+             ("process start and plan", run.launching, run.first_step),
+             ("steps and teardown", run.first_step, run.ended)]  # fmt: skip
+    phases = [f"{name} {b - a:.1f} s" for name, a, b in marks if a is not None and b is not None]
     return f" ({', '.join(phases)})" if phases else ""
 
 

@@ -112,11 +112,8 @@ class SmallBackfill:
     # First run created -> last run ended: what the user waits for once the daemon has it.
     after_pickup_seconds: float
     runs: int
-    # The first run's phases: created -> launched (the run queue), launched -> first step (the
-    # run process's start, code load and plan), first step -> ended (the steps and teardown).
-    queue_seconds: float | None = None
-    start_seconds: float | None = None
-    steps_seconds: float | None = None
+    # Its first run, whose phases the report shows (queue, process start, steps).
+    first_run: RunInfo | None = None
 
 
 @dataclass
@@ -344,16 +341,9 @@ def small_backfill(
                                "date = ?", (prop.site_url, day))["n"].iloc[0])
         for r in prop.report_objects()
     )  # fmt: skip
-    first = min(runs, key=lambda r: r.created, default=None)
-
-    def gap(a: float | None, b: float | None) -> float | None:
-        return b - a if a is not None and b is not None else None
-
     return _Small(SmallBackfill(
         prop.site_url, day, progress.succeeded, created - launched, ended - created, len(runs),
-        queue_seconds=first and gap(first.created, first.launching),
-        start_seconds=first and gap(first.launching, first.first_step),
-        steps_seconds=first and gap(first.first_step, first.ended),
+        first_run=min(runs, key=lambda r: r.created, default=None),
     ), rows)  # fmt: skip
 
 
