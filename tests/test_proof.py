@@ -139,6 +139,36 @@ def test_duplicate_batch_and_duplicate_key_are_caught(good: Warehouse) -> None:
     assert proof.no_duplicate_batches(good, SITE_URL, PQ, [DAY2]).passed
 
 
+def test_a_row_stored_twice_is_caught_where_a_key_column_is_null(
+    good: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The screen hashes each key column on its own (PostgreSQL) or together (DuckDB): a NULL in
+    # the key must neither hide a duplicate nor send a day of distinct rows to the exact
+    # comparison (COUNT(DISTINCT) skips a NULL hash).
+    compared = []
+    read_rows = good.read_rows
+
+    def watched(sql: str, params=None):
+        if "copies" in sql and "FROM gsc_page_query" in sql:
+            compared.append(sql)
+        return read_rows(sql, params)
+
+    monkeypatch.setattr(good, "read_rows", watched)
+    with good.transaction() as conn:
+        conn.execute("UPDATE gsc_page_query SET page = NULL WHERE date = ?", (DAY2,))
+    assert proof.no_duplicate_batches(good, SITE_URL, PQ, [DAY2]).passed
+    assert not compared
+    with good.transaction() as conn:
+        conn.execute(
+            "INSERT INTO gsc_page_query SELECT * FROM gsc_page_query "
+            "WHERE date = ? AND query = 'q3'",
+            (DAY2,),
+        )
+    outcome = proof.no_duplicate_batches(good, SITE_URL, PQ, DAYS)
+    assert outcome.bad_partitions == ["2026-03-02"]
+    assert outcome.metadata["duplicate_rows"] == 1
+
+
 def test_rows_sharing_a_key_hash_are_told_apart_by_their_key(
     good: Warehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

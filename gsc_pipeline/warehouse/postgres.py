@@ -250,10 +250,13 @@ class PostgresWarehouse(Warehouse):
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (name, key))
 
     def row_hash_sql(self, columns: Sequence[str]) -> str:
-        # Unit separator between the values; NULLs are skipped (a collision the caller's exact
-        # comparison sorts out).
-        values = ", ".join(f"CAST({c} AS TEXT)" for c in columns)
-        return f"hashtextextended(concat_ws(chr(31), {values}), 0)"
+        # Each column hashed with its own seed, the hashes XORed: no text concatenated per row
+        # (0.86 -> 0.66 s of server CPU for 1.8 M rows, docs/bench issue 14 stop 31). A NULL
+        # hashes as its seed; collisions are the caller's exact comparison's to sort out.
+        return " # ".join(
+            f"coalesce(hashtextextended(CAST({c} AS TEXT), {seed}), {seed})"
+            for seed, c in enumerate(columns)
+        )
 
     def index(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
         name = f"{table}_{'_'.join(columns)}_idx"
