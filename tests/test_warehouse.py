@@ -191,35 +191,55 @@ def test_write_partitions_is_one_transaction_per_group(warehouse_url, monkeypatc
     wh.ensure_schema([PAGE_QUERY])
     days = [DAY + dt.timedelta(days=i) for i in range(3)]
     wh.write_partitions([make_batch(day=days[0], n=2, salt="old")])
+
+    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
+    from gsc_pipeline.warehouse.postgres import PostgresConnection
+
+    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
+    real_insert = cls.insert_arrow
+    inserted: list[tuple[str, int]] = []
+    fail_on: set[str] = set()
+
+    def watched_insert(self, table, data):
+        inserted.append((table, data.num_rows))
+        if table in fail_on:
+            raise RuntimeError("disk full")
+        return real_insert(self, table, data)
+
+    monkeypatch.setattr(cls, "insert_arrow", watched_insert)
     wh.write_partitions([make_batch(day=d, n=4, salt="new") for d in days])
+    # One insert per table for the whole group, not one per partition.
+    assert inserted == [(PAGE_QUERY.table, 12), (LEDGER_TABLE, 3)]
     counts = wh.read_sql(
         f"SELECT date, count(*) AS n FROM {PAGE_QUERY.table} GROUP BY date ORDER BY date"
     )
     assert list(counts["n"]) == [4, 4, 4]  # the old copy of days[0] was replaced
     assert len(table_rows(wh, LEDGER_TABLE)) == 3
     before = table_rows(wh, PAGE_QUERY.table)
+    before_ledger = table_rows(wh, LEDGER_TABLE)
 
-    # A failure on the third day's insert rolls back the whole group: no day is half-written.
-    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
-    from gsc_pipeline.warehouse.postgres import PostgresConnection
-
-    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
-    real_insert = cls.insert_arrow
-    inserted: list[int] = []
-
-    def failing_insert(self, table, data):
-        if table == PAGE_QUERY.table:
-            inserted.append(data.num_rows)
-            if len(inserted) == 3:
-                raise RuntimeError("disk full")
-        return real_insert(self, table, data)
-
-    monkeypatch.setattr(cls, "insert_arrow", failing_insert)
+    # A failure on the ledger's insert, after the group's rows went in, rolls back the whole
+    # group: no day is half-written, none lost its old copy.
+    fail_on.add(LEDGER_TABLE)
     with pytest.raises(RuntimeError, match="disk full"):
         wh.write_partitions([make_batch(day=d, n=6, salt="bad") for d in days])
     monkeypatch.undo()
     assert table_rows(wh, PAGE_QUERY.table) == before
+    assert table_rows(wh, LEDGER_TABLE) == before_ledger
     wh.write_partitions([])  # nothing to do, no transaction needed
+
+
+def test_a_partition_given_twice_in_a_group_is_written_once_as_its_last_batch(warehouse_url):
+    wh = open_warehouse(warehouse_url)
+    wh.ensure_schema([PAGE_QUERY])
+    first, last = make_batch(n=3, salt="first"), make_batch(n=2, salt="last", run_id="run-2")
+    wh.write_partitions([first, make_batch(day=DAY + dt.timedelta(days=1), n=1), last])
+    day_rows = wh.read_sql(
+        f"SELECT page FROM {PAGE_QUERY.table} WHERE date = ? ORDER BY page", [DAY]
+    )
+    assert list(day_rows["page"]) == ["page-last-0", "page-last-1"]
+    ledger = wh.read_sql(f"SELECT run_id FROM {LEDGER_TABLE} WHERE date = ?", [DAY])
+    assert list(ledger["run_id"]) == ["run-2"]
 
 
 def test_null_and_empty_strings_stay_distinct(warehouse_url):

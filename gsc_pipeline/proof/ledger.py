@@ -214,8 +214,9 @@ def _duplicate_rows(
     its text key sorted them on disk: 4.2-6.0 s against 1.7-1.9 s with the screen (issue 14
     stop 24). The screen counts per day (the days come in order from the (site_url, date)
     index, each day's hashes sorted on their own) instead of grouping every (day, hash) pair
-    in one hash table: 1.8 M rows, 2.0-2.2 -> 0.66-0.73 s of server CPU; DuckDB 0.17-0.34 ->
-    0.16-0.18 s (docs/bench/README.md, issue 14 stop 31).
+    in one hash table: the whole proof of 1.8 M rows took 2.14-2.30 s of PostgreSQL's CPU
+    before, 0.72-0.73 after (scripts/measure_pg_proof_query.py; docs/bench/README.md, issue 14
+    stop 31).
     """
     rest = [c for c in report.key_columns if c not in ("site_url", "date")]
     suspects = warehouse.read_rows(

@@ -250,9 +250,8 @@ class PostgresWarehouse(Warehouse):
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", (name, key))
 
     def row_hash_sql(self, columns: Sequence[str]) -> str:
-        # Each column hashed with its own seed, the hashes XORed: no text concatenated per row
-        # (0.86 -> 0.66 s of server CPU for 1.8 M rows, docs/bench issue 14 stop 31). A NULL
-        # hashes as its seed; collisions are the caller's exact comparison's to sort out.
+        # Each column hashed with its own seed and the hashes XORed, so no text is built per
+        # row. A NULL hashes as its seed; collisions are the caller's exact comparison's.
         return " # ".join(
             f"coalesce(hashtextextended(CAST({c} AS TEXT), {seed}), {seed})"
             for seed, c in enumerate(columns)
