@@ -1,6 +1,6 @@
 """CPU per row of parsing one searchAnalytics.query page, by parser, on a page the emulator served.
 
-    .venv/bin/python scripts/measure_parse.py [--rounds 15]
+    .venv/bin/python scripts/measure_parse.py [--rounds 15] [--mmap-threshold]
 
 Starts the emulator (the bench's large property, 60,000 page x query rows a day), fetches one
 full 25,000-row page over HTTP, compact and pretty-printed as Google sends it, and times each
@@ -9,11 +9,17 @@ the median are printed):
 - `polars`: `gsc_pipeline.gsc.client.parse_rows_page`, the pipeline's parser;
 - `arrow`: pyarrow's C++ JSON reader with the same schema, the parser before stop 25;
 - `orjson`: orjson to Python dicts, without even building Arrow columns.
-Each result is checked to hold the same rows as the pipeline's.
+Each result is checked to hold the same rows as the pipeline's. `--mmap-threshold` first fixes
+glibc's mmap threshold at 64 KB, as a fetching step does (`sync.writer.map_large_blocks`).
 """
 
 from __future__ import annotations
 
+# First: the package sets Arrow's memory pool (the system allocator) before pyarrow loads, as
+# in the pipeline's processes; imported after pyarrow, Arrow would parse into jemalloc.
+import gsc_pipeline  # noqa: F401
+
+# isort: split
 import argparse
 import datetime as dt
 import importlib.util
@@ -29,6 +35,7 @@ from gsc_pipeline.emulator.testing import emulator_process
 from gsc_pipeline.gsc.client import SEARCH_ROW_TYPE, parse_rows_page
 from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.sync.pages import page_from_rows
+from gsc_pipeline.sync.writer import map_large_blocks
 from gsc_pipeline.tools.bench.floor import _RawApi
 from gsc_pipeline.warehouse.base import report_schema
 
@@ -61,7 +68,10 @@ def orjson_rows(content: bytes) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--mmap-threshold", action="store_true")
     args = parser.parse_args()
+    if args.mmap_threshold:
+        map_large_blocks()
     with emulator_process(CONFIG) as endpoint:
         body = {"startDate": "2026-06-01", "endDate": "2026-06-01",
                 "dimensions": ["date", "page", "query"], "type": "web",

@@ -139,21 +139,27 @@ def test_duplicate_batch_and_duplicate_key_are_caught(good: Warehouse) -> None:
     assert proof.no_duplicate_batches(good, SITE_URL, PQ, [DAY2]).passed
 
 
-def test_a_row_stored_twice_is_caught_where_a_key_column_is_null(
-    good: Warehouse, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The screen hashes each key column on its own (PostgreSQL) or together (DuckDB): a NULL in
-    # the key must neither hide a duplicate nor send a day of distinct rows to the exact
-    # comparison (COUNT(DISTINCT) skips a NULL hash).
-    compared = []
-    read_rows = good.read_rows
+def exact_comparisons(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The duplicate-rows proof's exact comparisons by key on `wh`, as they are made."""
+    compared: list[str] = []
+    read_rows = wh.read_rows
 
     def watched(sql: str, params=None):
         if "copies" in sql and "FROM gsc_page_query" in sql:
             compared.append(sql)
         return read_rows(sql, params)
 
-    monkeypatch.setattr(good, "read_rows", watched)
+    monkeypatch.setattr(wh, "read_rows", watched)
+    return compared
+
+
+def test_a_row_stored_twice_is_caught_where_a_key_column_is_null(
+    good: Warehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The screen hashes each key column on its own (PostgreSQL) or together (DuckDB): a NULL in
+    # the key must neither hide a duplicate nor send a day of distinct rows to the exact
+    # comparison (COUNT(DISTINCT) skips a NULL hash).
+    compared = exact_comparisons(good, monkeypatch)
     with good.transaction() as conn:
         conn.execute("UPDATE gsc_page_query SET page = NULL WHERE date = ?", (DAY2,))
     assert proof.no_duplicate_batches(good, SITE_URL, PQ, [DAY2]).passed
@@ -174,16 +180,8 @@ def test_rows_sharing_a_key_hash_are_told_apart_by_their_key(
 ) -> None:
     # The duplicate-rows proof screens by a hash of each row's key; a collision (here every
     # row hashes alike) sends the day to the exact comparison, which finds no duplicate.
-    compared = []
-    read_rows = good.read_rows
-
-    def watched(sql: str, params=None):
-        if "copies" in sql and "FROM gsc_page_query" in sql:
-            compared.append(sql)
-        return read_rows(sql, params)
-
     monkeypatch.setattr(good, "row_hash_sql", lambda columns: "42")
-    monkeypatch.setattr(good, "read_rows", watched)
+    compared = exact_comparisons(good, monkeypatch)
     outcome = proof.no_duplicate_batches(good, SITE_URL, PQ, DAYS)
     assert outcome.passed, outcome.summary()
     assert outcome.metadata["duplicate_rows"] == 0
