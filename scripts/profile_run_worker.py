@@ -145,7 +145,7 @@ def one_round(
             server = None
             if server_before is not None:
                 time.sleep(1)  # the postmaster reaps the run's ended backends
-                server = (postgres_server_cpu() or 0.0) - server_before, _sessions(url)
+                server = (postgres_server_cpu() or server_before) - server_before, _sessions(url)
             rows = _rows_written(url, config)
     workers = [p for p in sampler.processes.values() if p.role == "run worker"]
     cpu = sum(p.cpu_seconds for p in workers)
