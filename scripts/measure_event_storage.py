@@ -14,8 +14,8 @@ evaluations per day; the differences divided by the count are the cost per event
 (`GscInstance`, gsc_pipeline/instance/storage.py: connections kept, commits without fsync;
 stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
 uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
-server (created anew); `pooled-postgres` the same database with the storages of the project's
-template, gsc_pipeline/instance/dagster-postgres.yaml.
+server (created anew); `pooled-postgres` the same database with the instance class and storages of
+the project's template, gsc_pipeline/instance/dagster-postgres.yaml.
 """
 
 import argparse
@@ -77,10 +77,12 @@ def _postgres_url() -> str:
 
 
 def _project_postgres_storages() -> dict:
-    """The three storage sections of the project's PostgreSQL instance template (its classes,
-    the URL from $DAGSTER_POSTGRES_URL), without its run queue and pool settings."""
+    """The instance class and the three storage sections of the project's PostgreSQL instance
+    template (its classes, the URL from $DAGSTER_POSTGRES_URL), without its run queue and pool
+    settings."""
     template = yaml.safe_load((_TEMPLATES / "dagster-postgres.yaml").read_text())
-    return {key: template[key] for key in ("run_storage", "event_log_storage", "schedule_storage")}
+    keys = ("instance_class", "run_storage", "event_log_storage", "schedule_storage")
+    return {key: template[key] for key in keys}
 
 
 def _cost_of_run(

@@ -84,6 +84,16 @@ def _summarise_profile(raw: Path, out: Path, top: int = 60) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
+def _maps_by_package(maps: dict[str, int]) -> collections.Counter[str]:
+    """Mapped RSS keyed by site-packages package (or the path outside site-packages)."""
+    out: collections.Counter[str] = collections.Counter()
+    for name, size in maps.items():
+        if "site-packages/" in name:
+            name = "site-packages/" + name.split("site-packages/", 1)[1].split("/", 1)[0]
+        out[name] += size
+    return out
+
+
 def _sessions(url: str) -> int | None:
     import psycopg2
 
@@ -95,7 +105,7 @@ def _sessions(url: str) -> int | None:
 
 def one_round(
     days: int, time_scale: float, warehouse: str, profile: Path | None,
-    site: str | None = None, report: str | None = None,
+    site: str | None = None, report: str | None = None, maps: bool = False,
 ) -> None:  # fmt: skip
     base = SCENARIOS["standard"]
     scenario = dataclasses.replace(base, time_scale=time_scale, daemon_tick_seconds=2)
@@ -125,7 +135,7 @@ def one_round(
                                            "profile")  # fmt: skip
                 with (
                     dagster_daemon(home, workdir / "daemon.log", 2) as daemon,
-                    TreeSampler(daemon.pid) as sampler,
+                    TreeSampler(daemon.pid, maps_at_peak=maps) as sampler,
                 ):
                     spy = None
                     if profile is not None:
@@ -137,11 +147,16 @@ def one_round(
                         spy.wait(timeout=60)
                 runs = [r for r in _run_infos(instance, backfill) if r.backfill]
                 events: collections.Counter[str] = collections.Counter()
+                timeline: list[tuple[float, str]] = []
                 for run in runs:
                     for entry in instance.all_logs(run.run_id):
                         kind = entry.dagster_event.event_type_value if entry.dagster_event \
                             else "log line"  # fmt: skip
                         events[kind] += 1
+                        label = entry.dagster_event.asset_key.to_user_string() if (
+                            entry.dagster_event and entry.dagster_event.asset_key
+                        ) else (entry.user_message or "")[:60]  # fmt: skip
+                        timeline.append((entry.timestamp, f"{kind} {label}"))
             server = None
             if server_before is not None:
                 time.sleep(1)  # the postmaster reaps the run's ended backends
@@ -162,6 +177,18 @@ def one_round(
               f"sessions {server[1]}")  # fmt: skip
     print(f"  events {sum(events.values())}: "
           + ", ".join(f"{k} {n}" for k, n in events.most_common()), flush=True)
+    if maps:
+        peak = max(workers, key=lambda p: p.peak_rss, default=None)
+        if peak is not None and peak.peak_maps:
+            before = [t for t in sorted(timeline) if t[0] <= peak.peak_at][-3:]
+            after = [t for t in sorted(timeline) if t[0] > peak.peak_at][:2]
+            print(f"  peak {peak.peak_at - peak.first_seen:.1f} s after the run worker started; "
+                  "the run's events around it:")
+            for at, what in before + [(peak.peak_at, "<- peak")] + after:
+                print(f"    {at - peak.first_seen:7.1f} {what}")
+            print("  RSS at the peak by mapping (MB; libraries of one package summed):")
+            for name, size in _maps_by_package(peak.peak_maps).most_common(25):
+                print(f"    {size / 2**20:7.1f} {name}")
     if profile is not None and profile.with_suffix(".raw").exists():
         _summarise_profile(profile.with_suffix(".raw"), profile)
         print(f"  profile: {profile} (raw stacks {profile.with_suffix('.raw')})")
@@ -176,11 +203,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--site", help="only this property (e.g. sc-domain:large.example)")
     parser.add_argument("--report", help="only this report (e.g. page_query)")
+    parser.add_argument("--maps", action="store_true",
+                        help="print the largest run worker's RSS by mapping at its peak")
     args = parser.parse_args()
     if args.profile is not None:
         args.profile = args.profile.resolve()
     for _ in range(args.rounds):
-        one_round(args.days, args.time_scale, args.warehouse, args.profile, args.site, args.report)
+        one_round(args.days, args.time_scale, args.warehouse, args.profile, args.site, args.report,
+                  args.maps)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,10 @@ class ProcessSample:
     peak_private: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
+    # RSS in bytes by mapping (a file's path, [heap], [anon]...) when RSS peaked; only kept for
+    # run workers when the sampler was asked to (TreeSampler.maps_at_peak).
+    peak_maps: dict[str, int] = field(default_factory=dict)
+    peak_at: float = 0.0  # when RSS peaked (time.time())
 
 
 @dataclass
@@ -60,6 +64,9 @@ class TreeSampler:
 
     root_pid: int
     interval: float = 0.5
+    # Read /proc/PID/smaps whenever a run worker's RSS reaches a new peak (a diagnostic: a few
+    # ms per read).
+    maps_at_peak: bool = False
     processes: dict[tuple[int, float], ProcessSample] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -101,6 +108,10 @@ class TreeSampler:
             except psutil.Error:
                 continue
             entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
+            if self.maps_at_peak and entry.role == "run worker" and memory.rss > entry.peak_rss:
+                entry.peak_maps = rss_by_mapping(proc.pid) or entry.peak_maps
+            if memory.rss > entry.peak_rss:
+                entry.peak_at = now
             entry.peak_rss = max(entry.peak_rss, memory.rss)
             entry.peak_private = max(entry.peak_private, memory.rss - memory.shared)
             entry.last_seen = now
@@ -110,6 +121,25 @@ class TreeSampler:
         for p in self.processes.values():
             out[p.role] = out.get(p.role, 0.0) + p.cpu_seconds
         return out
+
+
+def rss_by_mapping(pid: int) -> dict[str, int]:
+    """A process's RSS in bytes by what is mapped: a file's path, `[heap]`, `[stack]`, or
+    `[anon]` for anonymous memory (malloc's arenas and mmaps, Arrow's and DuckDB's buffers)."""
+    out: dict[str, int] = {}
+    name = "[anon]"
+    try:
+        with open(f"/proc/{pid}/smaps") as smaps:
+            for line in smaps:
+                head, _, rest = line.partition(" ")
+                if head == "Rss:":
+                    out[name] = out.get(name, 0) + int(rest.split()[0]) * 1024
+                elif "-" in head and not head.endswith(":"):
+                    fields = line.split(None, 5)
+                    name = fields[5].strip() if len(fields) > 5 and fields[5].strip() else "[anon]"
+    except OSError:
+        return {}
+    return out
 
 
 def _role(is_root: bool, cmdline: str) -> str:
