@@ -529,6 +529,10 @@ def test_parse_rows_page_reads_bytes_straight_into_arrow():
         assert table.column("date").to_pylist() == [DAY, DAY]
         assert table.column("page").to_pylist() == ["https://s/é", "https://s/2"]
         assert table.column("query").to_pylist() == ['q "x"', "q2"]
+        # A slice of the rows (its keys start mid-array): that row's own keys.
+        second = page_from_rows(PAGE_QUERY, SHOP, "web", DAY, page.rows.slice(1))
+        assert second.column("page").to_pylist() == ["https://s/2"]
+        assert second.column("query").to_pylist() == ["q2"]
     # No `rows` at all: what the API sends past the last row.
     empty = parse_rows_page(b'{"responseAggregationType": "byPage"}')
     assert len(empty.rows) == 0 and empty.first_incomplete_date is None

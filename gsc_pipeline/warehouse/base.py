@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import functools
 import logging
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -194,8 +195,7 @@ class Connection(abc.ABC):
         """A query's result as named tuples (`row.date`), the columns named as the query names
         them. No pandas: what a fetch run reads (`gsc_pipeline.pandas_on_demand`)."""
         cur = self.execute(sql, params)
-        columns = [d[0] for d in cur.description or ()]
-        row = namedtuple("Row", columns)  # type: ignore[misc]  # noqa: PYI024  named by the query
+        row = _row_type(tuple(d[0] for d in cur.description or ()))
         return [row._make(values) for values in cur.fetchall()]
 
     @abc.abstractmethod
@@ -206,6 +206,14 @@ class Connection(abc.ABC):
     def insert_arrow(self, table: str, data: pa.Table) -> None:
         """Bulk-append an Arrow table whose column names match `table`'s (DuckDB: Arrow scan;
         Postgres: COPY)."""
+
+
+@functools.lru_cache(maxsize=512)
+def _row_type(columns: tuple[str, ...]) -> type:
+    """The named tuple of a query's columns, made once per column list: building the class
+    (`namedtuple` compiles its methods) took ~1% of a fetch run's samples when every read
+    built one (py-spy, docs/bench/README.md, issue 14 stop 32)."""
+    return namedtuple("Row", columns)  # type: ignore[misc]  # noqa: PYI024  named by the query
 
 
 class Warehouse(abc.ABC):
