@@ -612,7 +612,9 @@ class GscInstance(dg.DagsterInstance):
         PostgreSQL a transaction each. The step's next event (its outputs, success or failure)
         comes right after them, so the evaluations are stored before it, in the order they
         came, with the same rows (tests/test_instance_storage.py). Runless evaluations (a
-        sensor's, the UI's report) and Dagster's own batches pass through.
+        sensor's, the UI's report) and Dagster's own batches pass through. A process killed
+        before its next event loses the ones it held: their checks then read as planned, never
+        run, not as passed (the whole-history checks run daily regardless).
         """
         hold = (
             batch_metadata is None
