@@ -14,8 +14,8 @@ evaluations per day; the differences divided by the count are the cost per event
 (`GscInstance`, gsc_pipeline/instance/storage.py: connections kept, commits without fsync;
 stop 20's `sqlite-tuned` patch measured the same lever before it shipped). `--storage postgres`
 uses Dagster's PostgreSQL storage in database `p20cpu_events` at $GSC_TEST_POSTGRES_URL's
-server (created anew); `pooled-postgres` the same database with the instance class and storages of
-the project's template, gsc_pipeline/instance/dagster-postgres.yaml.
+server (created anew); `pooled-postgres` the same database with the instance class and
+storages of the project's template, gsc_pipeline/instance/dagster-postgres.yaml.
 """
 
 import argparse

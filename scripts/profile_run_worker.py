@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/profile_run_worker.py [--days 30] [--time-scale 10]
         [--warehouse duckdb|postgres] [--profile OUT.txt] [--rounds 1]
-        [--site sc-domain:large.example] [--report page_query]
+        [--site sc-domain:large.example] [--report page_query] [--maps]
 
 The standard scenario's 3 properties x 3 reports for the last `--days` of its days (30: one
 run, `backfill_days_per_run`), against the emulator at `--time-scale` (latency and quota
@@ -14,7 +14,9 @@ report. With `--warehouse postgres` it also prints the PostgreSQL server's CPU o
 backfill (every backend, ended ones included: the postmaster's reaped children; the server must
 run on this machine) and the sessions the warehouse database saw. With `--profile`, py-spy
 (the `profile` extra) samples the run worker from its start and the file gets the functions by
-own and total samples. Each round is a fresh Dagster home and warehouse.
+own and total samples. With `--maps`, the largest run worker's RSS by mapping (anonymous
+memory, heap, each package's libraries) as it was at its peak, and the run's events around
+that moment. Each round is a fresh Dagster home and warehouse.
 """
 
 from __future__ import annotations
