@@ -592,6 +592,12 @@ class GscInstance(dg.DagsterInstance):
     defaults, with `PooledSqliteStorage` as the default storage under the instance's directory.
     A `storage:` (or `run_storage:` ...) section in dagster.yaml still replaces it."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A run's check evaluations not stored yet (`handle_new_event`).
+        self._held_checks: list[EventLogEntry] = []
+        self._held_lock = threading.Lock()
+
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
         return {}
@@ -631,19 +637,6 @@ class GscInstance(dg.DagsterInstance):
         self._store_held(held)
         if not hold:
             super().handle_new_event(event, batch_metadata=batch_metadata)
-
-    @property
-    def _held_lock(self) -> threading.Lock:
-        # Not in __init__: Dagster builds instances through several constructors.
-        return self.__dict__.setdefault("_held_checks_lock", threading.Lock())
-
-    @property
-    def _held_checks(self) -> list[EventLogEntry]:
-        return self.__dict__.setdefault("_held_check_events", [])
-
-    @_held_checks.setter
-    def _held_checks(self, events: list[EventLogEntry]) -> None:
-        self.__dict__["_held_check_events"] = events
 
     def _store_held(self, events: list[EventLogEntry]) -> None:
         """The events as one Dagster batch: stored together, then announced each."""

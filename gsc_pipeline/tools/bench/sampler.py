@@ -108,11 +108,10 @@ class TreeSampler:
             except psutil.Error:
                 continue
             entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
-            if self.maps_at_peak and entry.role == "run worker" and memory.rss > entry.peak_rss:
-                entry.peak_maps = rss_by_mapping(proc.pid) or entry.peak_maps
             if memory.rss > entry.peak_rss:
-                entry.peak_at = now
-            entry.peak_rss = max(entry.peak_rss, memory.rss)
+                entry.peak_rss, entry.peak_at = memory.rss, now
+                if self.maps_at_peak and entry.role == "run worker":
+                    entry.peak_maps = rss_by_mapping(proc.pid) or entry.peak_maps
             entry.peak_private = max(entry.peak_private, memory.rss - memory.shared)
             entry.last_seen = now
 
