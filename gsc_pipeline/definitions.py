@@ -16,6 +16,7 @@ from dagster.components.core.component_tree import ComponentTree
 import gsc_pipeline.defs
 from gsc_pipeline.component import build_definitions
 from gsc_pipeline.config import CONFIG_ENV, load_config
+from gsc_pipeline.instance.run_start import fork_runs_from_warm_server
 
 __all__ = ["build_definitions", "defs", "load_definitions"]
 
@@ -37,3 +38,5 @@ def load_definitions() -> dg.Definitions:
 
 
 defs = load_definitions()
+# In a code server: its runs start as forks of one warm process (gsc_pipeline.instance.run_start).
+fork_runs_from_warm_server()

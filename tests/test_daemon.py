@@ -7,7 +7,9 @@ import datetime as dt
 import time
 
 import dagster as dg
+import psutil
 import pytest
+from dagster._core.events import DagsterEventType
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
 
 from gsc_pipeline.config import CONFIG_ENV
@@ -105,6 +107,10 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
     medium = [k for k in deployment["keys"] if k.path[1] == "www_medium_example"]
     backfill_id = launch_backfill(instance, deployment["home"] / "workspace.yaml", medium, days)
     run = wait_for(lambda: _started_run(instance, backfill_id, emulator), timeout=120)
+    # The run is a fork of the code server's warm fork server (gsc_pipeline.instance.run_start),
+    # not a fresh interpreter; terminating it below goes the same way as a spawned run's.
+    fork_server = " ".join(_run_process(instance, run).parent().cmdline())
+    assert "gsc_pipeline.instance.warm_run" in fork_server
     terminated_at = time.time()
     assert instance.run_launcher.terminate(run.run_id)
     final = wait_for(
@@ -144,10 +150,13 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
         assert materialized == stored, key
 
 
+def _run_process(instance, run) -> psutil.Process:
+    (start,) = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START).records
+    return psutil.Process(start.event_log_entry.dagster_event.pid)
+
+
 def _started_run(instance, backfill_id, emulator):
     runs = instance.get_runs(
         filters=RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=[DagsterRunStatus.STARTED])
     )
     return runs[0] if runs and emulator.stats()["in_flight"] else None
-
-

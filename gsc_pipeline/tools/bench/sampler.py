@@ -102,8 +102,9 @@ class TreeSampler:
                     entry = self.processes.get(key)
                     if entry is None:
                         cmd = " ".join(proc.cmdline())
+                        role = _role(proc.pid == self.root_pid, cmd, self._role_of(proc.ppid()))
                         entry = self.processes[key] = ProcessSample(
-                            proc.pid, _role(proc.pid == self.root_pid, cmd), cmd, first_seen=now
+                            proc.pid, role, cmd, first_seen=now
                         )
             except psutil.Error:
                 continue
@@ -114,6 +115,10 @@ class TreeSampler:
                     entry.peak_maps = rss_by_mapping(proc.pid) or entry.peak_maps
             entry.peak_private = max(entry.peak_private, memory.rss - memory.shared)
             entry.last_seen = now
+
+    def _role_of(self, pid: int) -> str | None:
+        roles = [p.role for (p_pid, _), p in self.processes.items() if p_pid == pid]
+        return roles[-1] if roles else None
 
     def cpu_by_role(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -141,12 +146,16 @@ def rss_by_mapping(pid: int) -> dict[str, int]:
     return out
 
 
-def _role(is_root: bool, cmdline: str) -> str:
+def _role(is_root: bool, cmdline: str, parent: str | None = None) -> str:
     if is_root:
         return "daemon"
-    # The code server starts each run in a multiprocessing child (DefaultRunLauncher).
-    if "spawn_main" in cmdline or "execute_run" in cmdline:
+    # The code server starts each run in a multiprocessing child (DefaultRunLauncher): spawned,
+    # or forked from its run fork server (gsc_pipeline.instance.run_start), whose command line
+    # the forks keep.
+    if "spawn_main" in cmdline or "execute_run" in cmdline or parent == "run fork server":
         return "run worker"
+    if "multiprocessing.forkserver" in cmdline:
+        return "run fork server"
     if "api grpc" in cmdline:
         return "code server"
     if "watch_orphans" in cmdline or cmdline.startswith("tail "):
