@@ -10,7 +10,15 @@ import gc
 import logging
 
 try:
-    import dagster._grpc.impl  # noqa: F401  (the run's entry point: start_run_in_subprocess)
+    # The run's entry point (start_run_in_subprocess), and what every run imports after it: its
+    # instance, compute-log manager and executor (found by listing a run's new modules).
+    import dagster._core.execution.plan.active  # noqa: F401
+    import dagster._core.executor.in_process  # noqa: F401
+    import dagster._core.instance.factory  # noqa: F401
+    import dagster._core.secrets.env_file  # noqa: F401
+    import dagster._core.storage.local_compute_log_manager  # noqa: F401
+    import dagster._grpc.impl  # noqa: F401
+    import googleapiclient.discovery_cache  # noqa: F401
 
     import gsc_pipeline.definitions  # noqa: F401
     import gsc_pipeline.instance.storage  # noqa: F401
