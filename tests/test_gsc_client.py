@@ -225,6 +225,21 @@ def test_many_threads_share_one_client(client, emulator):
     assert len(client.stats.latencies_ms) == client.stats.api_calls
 
 
+def test_threads_that_come_and_go_reuse_the_clients_services(client, emulator, monkeypatch):
+    """A step's pools of fetch threads end with each report: the next pool's threads take the
+    services (and connections) the last one gave back instead of building their own."""
+    import gsc_pipeline.gsc.client as client_module
+
+    built = []
+    build = client_module.build
+    monkeypatch.setattr(client_module, "build", lambda *a, **k: built.append(1) or build(*a, **k))
+    for day in ("2026-07-01", "2026-07-02", "2026-07-03"):
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(client.query, SITE, body(day, rowLimit=50)).result()
+    assert len(built) == 1
+    assert emulator.stats()["requests_total"] == 3
+
+
 def test_stop_event_prevents_calls(client, emulator):
     stop_event = threading.Event()
     stop_event.set()

@@ -43,11 +43,11 @@ endpoint, site, qpm, requests, threads, go = json.loads(sys.argv[1])
 client = GscClient(endpoint, qpm_budget=qpm, quota_store=quota_store(),
                    retry_policy=RetryPolicy(max_attempts=1))
 granted = []
-service = client._service
+service = client._take_service
 def granted_then_service():
     granted.append(time.time())
     return service()
-client._service = granted_then_service
+client._take_service = granted_then_service
 print("ready", flush=True)
 while not Path(go).exists():
     threading.Event().wait(0.01)
