@@ -357,15 +357,17 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "## 4. CPU and memory",
         "",
         "Pipeline CPU is sampled with psutil every 0.5 s over the daemon's process tree "
-        "(daemon, code server, run workers as they come and go; the emulator and this bench "
-        "process are excluded). Cross-check: CPU of reaped child processes (getrusage) "
+        "(daemon, code server, its run fork server, run workers as they come and go; the "
+        "emulator and this bench process are excluded). Cross-check: CPU of reaped child "
+        "processes (getrusage) "
         f"{result.cpu_rusage_children:.1f} s.",
         "",
-        "| Process role | CPU s | µs per row stored |",
-        "|---|---|---|",
-        *[f"| {role} | {cpu:.1f} | {cpu / max(1, result.rows_written) * 1e6:.2f} |"
+        "| Process role | CPU s | µs per row stored | largest peak RSS MB |",
+        "|---|---|---|---|",
+        *[f"| {role} | {cpu:.1f} | {cpu / max(1, result.rows_written) * 1e6:.2f} | "
+          f"{result.peak_rss_by_role.get(role, 0) / 2**20:.0f} |"
           for role, cpu in sorted(result.cpu_by_role.items())],
-        f"| **total** | **{m.pipeline_cpu:.1f}** | **{all_in:.2f}** |",
+        f"| **total** | **{m.pipeline_cpu:.1f}** | **{all_in:.2f}** | |",
         "",
         *_server_cpu_line(result),
         f"- Dagster's share of the backfill: its CPU (total {m.pipeline_cpu:.1f} s minus the "

@@ -143,6 +143,9 @@ class BenchResult:
     # A PostgreSQL warehouse's server CPU over the backfill (same window as `cpu_by_role`), when
     # the server runs on this machine: not the pipeline's, but on the same cores.
     postgres_server_cpu: float | None = None
+    # The largest peak RSS of each role's processes (the code server and the run fork server
+    # live through the backfill; run workers come and go).
+    peak_rss_by_role: dict[str, int] = field(default_factory=dict)
     cpu_count: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
 
@@ -281,6 +284,7 @@ def measure(
                         _wait_idle(instance, timeout=180)
                         # The backfill's numbers, before the small backfill adds to them.
                         cpu_by_role = sampler.cpu_by_role()
+                        rss_by_role = sampler.peak_rss_by_role()
                         server_cpu = None
                         if server_before is not None:
                             server_cpu = (postgres_server_cpu() or server_before) - server_before
@@ -307,7 +311,7 @@ def measure(
         backfill_launched=launched, daemon_started=daemon_started, runs=runs, emulator=stats,
         cpu_by_role=cpu_by_role, cpu_rusage_children=cpu_children, rows_written=rows,
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
-        small=small.result, postgres_server_cpu=server_cpu,
+        small=small.result, postgres_server_cpu=server_cpu, peak_rss_by_role=rss_by_role,
     )  # fmt: skip
 
 

@@ -120,6 +120,13 @@ class TreeSampler:
         roles = [p.role for (p_pid, _), p in self.processes.items() if p_pid == pid]
         return roles[-1] if roles else None
 
+    def peak_rss_by_role(self) -> dict[str, int]:
+        """The largest peak RSS (bytes) of any process of each role."""
+        out: dict[str, int] = {}
+        for p in self.processes.values():
+            out[p.role] = max(out.get(p.role, 0), p.peak_rss)
+        return out
+
     def cpu_by_role(self) -> dict[str, float]:
         out: dict[str, float] = {}
         for p in self.processes.values():
