@@ -6,7 +6,8 @@ Runs the standard bench's path slice (`tools.bench.run.sync_slice`: `sync_days` 
 it, over the first days of every property and report, against the emulator at real-time
 latency) `--rounds` times, each into a fresh warehouse, and prints each round's CPU per row and
 then the thread CPU (`time.thread_time`, so waiting is not counted) spent inside each part of
-the path, summed over the rounds. Parts nest: `GscClient._call` includes `parse_rows_page`,
+the path, summed over the rounds. Parts nest: `GscClient._call` includes `parse_rows_page` and
+building or taking a Google service object (`GscClient._take_service`),
 `Warehouse.run_transaction` includes `write_partitions`, `ensure_schema` and `claim_report`.
 A measurement, not a test (docs/bench/README.md, stop 26).
 """
@@ -58,6 +59,11 @@ def _instrument() -> None:
     ]:
         setattr(module, name, _timed(name, getattr(module, name)))
     client_module.GscClient._call = _timed("GscClient._call", client_module.GscClient._call)
+    # Building a Google service object (once per thread before stop 33, `_service`).
+    for name in ("_take_service", "_service"):
+        if hasattr(client_module.GscClient, name):
+            method = getattr(client_module.GscClient, name)
+            setattr(client_module.GscClient, name, _timed(f"GscClient.{name}", method))
     for name in ("run_transaction", "write_partitions", "ensure_schema", "claim_report"):
         setattr(Warehouse, name, _timed(f"Warehouse.{name}", getattr(Warehouse, name)))
 
