@@ -60,25 +60,20 @@ def fork_runs_from_warm_server() -> bool:
     server = _server_being_built()
     if server is None:
         return False
-    if getattr(server, "_mp_ctx", None) is _forkserver_context():
-        return True
     if not hasattr(server, "_mp_ctx"):
         _LOG.warning(
             "this Dagster's code server has no _mp_ctx: runs start by Dagster's own method"
         )
         return False
-    server._mp_ctx = _forkserver_context()
-    # Warm it now, so the first run does not wait for its imports.
-    threading.Thread(
-        target=multiprocessing.forkserver.ensure_running, name="gsc-forkserver", daemon=True
-    ).start()
-    return True
-
-
-def _forkserver_context() -> Any:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([WARM_MODULE])
-    return context
+    if server._mp_ctx is not context:
+        context.set_forkserver_preload([WARM_MODULE])
+        server._mp_ctx = context
+        # Warm it now, so the first run does not wait for its imports.
+        threading.Thread(
+            target=multiprocessing.forkserver.ensure_running, name="gsc-forkserver", daemon=True
+        ).start()
+    return True
 
 
 def _server_being_built() -> Any:
