@@ -5,12 +5,13 @@ by the "spawn" method: a new interpreter that imports Dagster, pyarrow, the Goog
 these definitions again, ~1-1.5 CPU s and a second or two before the run's first step, and that
 maps most of pyarrow's libraries while they initialise.
 
-With the "forkserver" method (`GSC_RUN_START`, the default on Linux) the code server starts one
-server process that imports all of that once (`gsc_pipeline.instance.warm_run`); each run is a
-fork of it. The fork shares the server's memory copy-on-write and maps only the library pages
-the run touches, and the run starts at the job, not at the imports. Only how the process is made
-changes: the run gets the same arguments, the same `start_run_in_subprocess`, the same
-termination event and the same exit-code checks.
+With the "forkserver" method (`GSC_RUN_START`, the default on Linux) the code server starts,
+with its first run, one server process that imports all of that once
+(`gsc_pipeline.instance.warm_run`); each run is a fork of it. The fork shares the server's
+memory copy-on-write and maps only the library pages the run touches, and the run starts at the
+job, not at the imports. Only how the process is made changes: the run gets the same
+arguments, the same `start_run_in_subprocess`, the same termination event and the same exit-code
+checks.
 
 Dagster fixes its code server's start method when the server is built (`DagsterApiServer`,
 Dagster 1.13) and loads the code inside that constructor, so the definitions module calls
@@ -23,10 +24,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import sys
-import threading
 from typing import Any
 
 RUN_START_ENV = "GSC_RUN_START"
@@ -52,8 +51,8 @@ def run_start_method() -> str:
 def fork_runs_from_warm_server() -> bool:
     """If a Dagster code server is loading this code, make it start runs from the fork server.
 
-    True when the server was switched (or already was); False where no code server is loading
-    (nothing to do) or `GSC_RUN_START=spawn`.
+    True when the server was switched; False where no code server is loading (nothing to do)
+    or `GSC_RUN_START=spawn`.
     """
     if run_start_method() != "forkserver" or "dagster._grpc.server" not in sys.modules:
         return False
@@ -65,14 +64,12 @@ def fork_runs_from_warm_server() -> bool:
             "this Dagster's code server has no _mp_ctx: runs start by Dagster's own method"
         )
         return False
+    # The fork server starts with the first run this server launches (that run waits for its
+    # imports, as a spawned run waits for its own): a code server whose runs another launcher
+    # starts (Kubernetes pods) never starts one.
     context = multiprocessing.get_context("forkserver")
-    if server._mp_ctx is not context:
-        context.set_forkserver_preload([WARM_MODULE])
-        server._mp_ctx = context
-        # Warm it now, so the first run does not wait for its imports.
-        threading.Thread(
-            target=multiprocessing.forkserver.ensure_running, name="gsc-forkserver", daemon=True
-        ).start()
+    context.set_forkserver_preload([WARM_MODULE])
+    server._mp_ctx = context
     return True
 
 
