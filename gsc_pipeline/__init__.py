@@ -1,12 +1,27 @@
 """gsc_pipeline: a complete, verified copy of Google Search Console search analytics."""
 
 import os
+import sys
 from typing import Any
 
-# Arrow's default allocator keeps freed memory per thread; with several days of 25,000-row pages
-# parsed on fetch threads that held run processes ~150 MB above what they use (measured by the
-# benchmark). The system allocator returns it. Set before pyarrow allocates; users may override.
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+# Arrow's memory pool, set before pyarrow allocates (users may set either variable themselves).
+# Arrow's default (mimalloc) keeps freed memory per thread: with several days of 25,000-row pages
+# parsed on fetch threads, run processes sat ~150 MB above what they used (stop 25). The system
+# allocator returned it, but with glibc mapping blocks from 64 KB up (`sync.writer`) every
+# page's parse buffers, takes and group-bys were fresh mappings: 1.2 million page faults in a
+# 30-day PostgreSQL run, a third of its CPU in the kernel. Arrow's bundled jemalloc (pyarrow's
+# Linux wheels have it) with one arena, no thread caches and freed pages handed back after
+# 0.3 s reuses them on any thread: 0.67 million faults, the run 13.6 -> 11.5 and 15.1 -> 12.4
+# CPU s, its peak RSS 260 -> 248 and 267 -> 258 MB (docs/bench/README.md, issue 14 stop 34).
+# jemalloc's defaults (an arena per core, thread caches) held 70-90 MB more (stop 25).
+os.environ.setdefault(
+    "ARROW_DEFAULT_MEMORY_POOL", "jemalloc" if sys.platform == "linux" else "system"
+)
+# jemalloc's options (its MALLOC_CONF under the prefix pyarrow builds it with), read when it
+# first allocates.
+os.environ.setdefault(
+    "JE_ARROW_MALLOC_CONF", "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0"
+)
 
 # `gsc_pipeline.GscComponent` for dg (the dagster_dg_cli.registry_modules entry point names this
 # package), imported on first use so `gsc-pipeline emulator` and the domain layers stay free of

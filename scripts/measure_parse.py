@@ -15,8 +15,8 @@ glibc's mmap threshold at 64 KB, as a fetching step does (`sync.writer.map_large
 
 from __future__ import annotations
 
-# First: the package sets Arrow's memory pool (the system allocator) before pyarrow loads, as
-# in the pipeline's processes; imported after pyarrow, Arrow would parse into jemalloc.
+# First: the package sets Arrow's memory pool (its configured jemalloc) before pyarrow loads, as
+# in the pipeline's processes; imported after pyarrow, Arrow would parse into mimalloc.
 import gsc_pipeline  # noqa: F401
 
 # isort: split

@@ -11,9 +11,10 @@ step; then, sampled every 20 ms, what the RSS was made of at its highest sample 
 mallinfo2; fetched days not yet committed), the most Arrow and days held, the requests, the
 achieved rate and the CPU per row. `--discard-writes`: the warehouse writes nothing (the step
 without the warehouse's own memory). Environment knobs for A/Bs: ARROW_DEFAULT_MEMORY_POOL,
-GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS, MEASURE_DUCKDB_CONFIG (JSON of DuckDB settings),
-MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's dynamic mmap threshold instead of the step's fixed
-one), MEASURE_MMAP_THRESHOLD=BYTES (another fixed one). Run it with another checkout's python
+JE_ARROW_MALLOC_CONF (jemalloc's options), GLIBC_TUNABLES, MEASURE_JEMALLOC_DECAY_MS,
+MEASURE_DUCKDB_CONFIG (JSON of DuckDB settings), MEASURE_DEFAULT_MMAP_THRESHOLD=1 (glibc's
+dynamic mmap threshold instead of the step's fixed one), MEASURE_MMAP_THRESHOLD=BYTES (another
+fixed one). Run it with another checkout's python
 (e.g. /work/main/.venv/bin/python) to measure that checkout's code.
 
 A measurement, not a test: the peak depends on how far the writer lags the fetches, i.e.

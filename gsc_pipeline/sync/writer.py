@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import pyarrow as pa
+
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.warehouse.base import Warehouse
 
@@ -26,12 +28,11 @@ def _malloc_trim() -> Callable[[], object]:
 # (up to 32 MB), so after the first 4 MB response body every body and every multi-MB buffer
 # came from a thread's arena instead, where the freed ones stayed resident: ~150-400 MB of a
 # step's peak was free memory in glibc's arenas (scripts/measure_step_memory.py, mallinfo2).
-# Fixed at 1 MB the dynamic raise is off (docs/bench/ab-p20p20mem.md). Fixed at 64 KB, a page's
-# Arrow columns (100 KB-1 MB each at 25,000 rows: Arrow allocates with malloc here) are mapped
-# too, and the ~150 MB that still sat free in the arenas at a step's peak goes back: a 30-day
-# one-report run's peak RSS 583-594 -> 467-471 MB (128 KB: 562-566 -> 491-495). The fresh
-# pages' faults cost up to 8% of that run's CPU in one pair, nothing beyond the machine's drift
-# in the standard benches (docs/bench/README.md, stop 25).
+# Fixed at 1 MB the dynamic raise is off (docs/bench/ab-p20p20mem.md). Fixed at 64 KB, the
+# ~150 MB that still sat free in the arenas at a step's peak goes back: a 30-day one-report run's
+# peak RSS 583-594 -> 467-471 MB (128 KB: 562-566 -> 491-495) (docs/bench/README.md, stop 25).
+# Arrow's buffers no longer come from malloc (`gsc_pipeline/__init__.py`: jemalloc); the bodies,
+# the warehouses' drivers and DuckDB still do.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 64 << 10
 _large_blocks_mapped = False
@@ -51,7 +52,13 @@ def map_large_blocks() -> None:
 # thread's arena, so a run process kept ~100-300 MB after a step that it no longer used (the next
 # step's pages did not always land in it). Trimmed once a step's writes are done: after every
 # group commit it cost CPU and did not lower the peak (docs/bench/ab-p14path.md).
-_release_freed_memory = _malloc_trim()
+_malloc_trim_now = _malloc_trim()
+
+
+def _release_freed_memory() -> None:
+    """Hand what the allocators hold free back to the system (glibc's arenas, Arrow's pool)."""
+    _malloc_trim_now()
+    pa.default_memory_pool().release_unused()
 
 
 class GroupWriter:

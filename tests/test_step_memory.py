@@ -1,0 +1,44 @@
+"""Arrow's memory pool as `gsc_pipeline/__init__.py` sets it, in fresh processes (the pool is
+chosen when pyarrow first allocates)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import json, os
+import gsc_pipeline
+import pyarrow as pa
+buffer = pa.allocate_buffer(1 << 20)
+print(json.dumps({"pool": pa.default_memory_pool().backend_name,
+                  "conf": os.environ.get("JE_ARROW_MALLOC_CONF")}))
+"""
+
+
+def _probe(**env: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF")}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+        check=True, timeout=120,
+    )  # fmt: skip
+    assert "Unsupported backend" not in out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pyarrow bundles jemalloc on Linux")
+def test_arrow_allocates_from_jemalloc_with_one_arena_and_a_short_decay() -> None:
+    assert _probe() == {
+        "pool": "jemalloc",
+        "conf": "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0",
+    }
+
+
+def test_a_pool_the_user_chose_is_kept() -> None:
+    seen = _probe(ARROW_DEFAULT_MEMORY_POOL="system", JE_ARROW_MALLOC_CONF="narenas:2")
+    assert seen == {"pool": "system", "conf": "narenas:2"}
