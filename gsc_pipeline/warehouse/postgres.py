@@ -28,9 +28,10 @@ from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Wareho
 if TYPE_CHECKING:
     import pandas as pd
 
-# COPY's input is encoded this many rows at a time (~1 MB) and read 1 MB at a time.
+# COPY's input is encoded this many rows at a time (~1-2 MB), and read in chunks of up to 8 MB:
+# each slice's encoding goes to the server whole, as pgpq returned it.
 _COPY_SLICE_ROWS = 8192
-_COPY_READ_BYTES = 1 << 20
+_COPY_READ_BYTES = 8 << 20
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.
 _SCHEMA_LOCK = 7_470_001
 # Session settings of the pipeline's connections (the URL's own `options` follow and win).
@@ -116,6 +117,10 @@ class _CopyStream:
     """`data` in COPY's binary format, encoded a slice of rows at a time as COPY reads it: the
     whole group's input (~100 bytes a row: ~6 MB per day of the standard bench's large property)
     is never held at once. psycopg2's `copy_expert` calls `read(size)` until it returns b"".
+
+    What the encoder hands out (~1 MB) is returned as pgpq made it when it fits in `size`, without
+    a copy. Gathered in a bytearray and cut to 1 MB reads, each megabyte was copied three more
+    times into fresh pages (docs/bench/README.md, issue 14 stop 34).
     """
 
     def __init__(self, data: pa.Table, rows_per_slice: int = _COPY_SLICE_ROWS) -> None:
@@ -125,19 +130,31 @@ class _CopyStream:
         except ValueError as exc:
             raise TypeError(f"columns PostgreSQL's binary COPY cannot take: {exc}") from exc
         self._batches = iter(data.to_batches(max_chunksize=rows_per_slice))
-        self._pending = bytearray(self._encoder.write_header())
+        self._pending: bytes = self._encoder.write_header()  # what is left of the last encoding
         self._finished = False
 
-    def read(self, size: int = -1) -> bytes:
-        while not self._finished and (size < 0 or len(self._pending) < size):
+    def _next_encoding(self) -> bytes:
+        """What the encoder hands out next (it holds slices back until it has ~1 MB), what it
+        held with the trailer after the last slice, then b""."""
+        while not self._finished:
             if (batch := next(self._batches, None)) is None:
-                self._pending += self._encoder.finish()
                 self._finished = True
-            elif batch.num_rows:
-                self._pending += self._encoder.write_batch(batch.cast(self._schema))
-        cut = len(self._pending) if size < 0 else min(size, len(self._pending))
-        chunk = bytes(self._pending[:cut])
-        del self._pending[:cut]
+                return self._encoder.finish()
+            if batch.num_rows and (encoded := self._encoder.write_batch(batch.cast(self._schema))):
+                return encoded
+        return b""
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            rest = [self._pending, *iter(self._next_encoding, b"")]
+            self._pending = b""
+            return b"".join(rest)
+        if not self._pending:
+            self._pending = self._next_encoding()
+        if len(self._pending) <= size:
+            chunk, self._pending = self._pending, b""
+        else:
+            chunk, self._pending = self._pending[:size], self._pending[size:]
         return chunk
 
 
