@@ -8,11 +8,12 @@ The standard scenario's 3 properties x 3 reports for the last `--days` of its da
 run, `backfill_days_per_run`), against the emulator at `--time-scale` (latency and quota
 windows that much faster: CPU, not wall, is what this measures), launched as the UI does and
 run by the real daemon. Prints the run worker's CPU s (psutil, sampled every 0.5 s), the rows
-stored, µs/row, the peak RSS and private memory (RSS less shared library and file pages) and
-the run's events by type; `--site` and `--report` narrow the backfill to one property or
-report. With `--warehouse postgres` it also prints the PostgreSQL server's CPU over the
-backfill (every backend, ended ones included: the postmaster's reaped children; the server must
-run on this machine) and the sessions the warehouse database saw. With `--profile`, py-spy
+stored, µs/row, the peak RSS and private memory (RSS less shared library and file pages), its
+kernel CPU and minor page faults (a fresh page's first touch) and the run's events by type;
+`--site` and `--report` narrow the backfill to one property or report. With `--warehouse
+postgres` it also prints the PostgreSQL server's CPU over the backfill (every backend, ended
+ones included: the postmaster's reaped children; the server must run on this machine) and the
+sessions the warehouse database saw. With `--profile`, py-spy
 (the `profile` extra) samples the run worker from its start and the file gets the functions by
 own and total samples. With `--maps`, the largest run worker's RSS by mapping (anonymous
 memory, heap, each package's libraries) as it was at its peak, and the run's events around
@@ -168,12 +169,15 @@ def one_round(
     cpu = sum(p.cpu_seconds for p in workers)
     rss = max((p.peak_rss for p in workers), default=0)
     private = max((p.peak_private for p in workers), default=0)
+    kernel = sum(p.system_seconds for p in workers)
+    faults = sum(p.minor_faults for p in workers)
     print(f"{days} days x {len(keys)} asset(s), time scale {time_scale:g}, "
           f"{warehouse}: succeeded {progress.succeeded}, {len(runs)} run(s), load {load:.2f} -> "
           f"{os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     print(f"  run worker CPU {cpu:.1f} s, {rows:,} rows, {cpu / max(rows, 1) * 1e6:.2f} us/row, "
           f"peak RSS {rss / 2**20:.0f} MB (private {private / 2**20:.0f} MB); CPU by role "
           f"{ {k: round(v, 1) for k, v in sorted(sampler.cpu_by_role().items())} }")
+    print(f"  run worker kernel CPU {kernel:.1f} s of it, minor page faults {faults:,}")
     if server is not None:
         print(f"  PostgreSQL server CPU {server[0]:.1f} s over the backfill; warehouse database "
               f"sessions {server[1]}")  # fmt: skip

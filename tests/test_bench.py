@@ -5,6 +5,7 @@ No time is asserted: CI machines vary; the committed standard reports carry the 
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -89,3 +90,30 @@ def test_the_postgres_servers_cpu_is_read_on_this_machine(postgres_url):
     finally:
         con.close()
     assert used >= 0.1, used
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc (Linux only)")
+def test_the_sampler_counts_a_processs_page_faults_and_kernel_cpu():
+    """A child that touches 256 MB of fresh pages shows at least one minor fault per 4 KB page
+    and its kernel CPU (the faults), as `scripts/profile_run_worker.py` reports them."""
+    import subprocess
+    import sys
+
+    from gsc_pipeline.tools.bench.sampler import TreeSampler
+
+    touch = (
+        "import sys; b = bytearray(256 << 20); b[::4096] = b'x' * len(b[::4096]); "
+        "print('touched', flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", touch], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline() == "touched\n"
+        sampler = TreeSampler(os.getpid())
+        sampler.sample()
+        (seen,) = [p for p in sampler.processes.values() if p.pid == child.pid]
+    finally:
+        child.communicate("")
+    assert seen.minor_faults >= (256 << 20) // 4096
+    assert 0 < seen.system_seconds <= seen.cpu_seconds

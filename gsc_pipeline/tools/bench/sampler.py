@@ -36,6 +36,16 @@ def postgres_server_cpu() -> float | None:
     return None
 
 
+def _minor_faults(pid: int) -> int:
+    """A process's minor page faults so far (Linux's /proc/PID/stat), or 0."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The fields after the command name's closing parenthesis: minflt is the 8th.
+            return int(stat.read().rpartition(")")[2].split()[7])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 @dataclass
 class ProcessSample:
     pid: int
@@ -52,6 +62,9 @@ class ProcessSample:
     # run workers when the sampler was asked to (TreeSampler.maps_at_peak).
     peak_maps: dict[str, int] = field(default_factory=dict)
     peak_at: float = 0.0  # when RSS peaked (time.time())
+    system_seconds: float = 0.0  # the part of cpu_seconds spent in the kernel
+    # Minor page faults (a fresh page's first touch), from /proc/PID/stat; 0 where there is none.
+    minor_faults: int = 0
 
 
 @dataclass
@@ -109,6 +122,8 @@ class TreeSampler:
             except psutil.Error:
                 continue
             entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
+            entry.system_seconds = max(entry.system_seconds, cpu.system)
+            entry.minor_faults = max(entry.minor_faults, _minor_faults(proc.pid))
             if memory.rss > entry.peak_rss:
                 entry.peak_rss, entry.peak_at = memory.rss, now
                 if self.maps_at_peak and entry.role == "run worker":
