@@ -35,7 +35,7 @@ def _probe(**env: str) -> dict[str, str]:
 def test_arrow_allocates_from_jemalloc_with_one_arena_and_a_short_decay() -> None:
     assert _probe() == {
         "pool": "jemalloc",
-        "conf": "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0",
+        "conf": "narenas:1,tcache:false,dirty_decay_ms:100,muzzy_decay_ms:0",
     }
 
 
