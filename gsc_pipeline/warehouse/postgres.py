@@ -28,8 +28,8 @@ from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Wareho
 if TYPE_CHECKING:
     import pandas as pd
 
-# COPY's input is encoded this many rows at a time (~1-2 MB), and read in chunks of up to 8 MB:
-# each slice's encoding goes to the server whole, as pgpq returned it.
+# COPY's input is encoded this many rows at a time (~1 MB); pgpq hands its output out in pieces
+# of ~1 MB, which reads of up to 8 MB pass on whole.
 _COPY_SLICE_ROWS = 8192
 _COPY_READ_BYTES = 8 << 20
 # Two-key advisory lock namespaces (the first key); the second is a hash of the names.

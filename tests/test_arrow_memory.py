@@ -20,7 +20,8 @@ print(json.dumps({"pool": pa.default_memory_pool().backend_name,
 """
 
 
-def _probe(**env: str) -> dict[str, str]:
+def _probe(**env: str) -> tuple[dict[str, str], str]:
+    """What a fresh process importing gsc_pipeline allocates from, and its stderr."""
     clean = {k: v for k, v in os.environ.items()
              if k not in ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF")}  # fmt: skip
     out = subprocess.run(
@@ -28,17 +29,22 @@ def _probe(**env: str) -> dict[str, str]:
         check=True, timeout=120,
     )  # fmt: skip
     assert "Unsupported backend" not in out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="pyarrow bundles jemalloc on Linux")
 def test_arrow_allocates_from_jemalloc_with_one_arena_and_a_short_decay() -> None:
-    assert _probe() == {
+    seen, stderr = _probe()
+    assert seen == {
         "pool": "jemalloc",
         "conf": "narenas:1,tcache:false,dirty_decay_ms:100,muzzy_decay_ms:0",
     }
+    assert "<jemalloc>" not in stderr  # every option taken (a bad one is complained about)
+    # ... and pyarrow's jemalloc reads that variable: an option it does not know is refused.
+    _, stderr = _probe(JE_ARROW_MALLOC_CONF="no_such_option:1")
+    assert "<jemalloc>: Invalid conf pair: no_such_option:1" in stderr
 
 
 def test_a_pool_the_user_chose_is_kept() -> None:
-    seen = _probe(ARROW_DEFAULT_MEMORY_POOL="system", JE_ARROW_MALLOC_CONF="narenas:2")
+    seen, _ = _probe(ARROW_DEFAULT_MEMORY_POOL="system", JE_ARROW_MALLOC_CONF="narenas:2")
     assert seen == {"pool": "system", "conf": "narenas:2"}
