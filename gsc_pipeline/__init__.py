@@ -11,10 +11,9 @@ from typing import Any
 # page's parse buffers, takes and group-bys were fresh mappings: 1.2 million page faults in a
 # 30-day PostgreSQL run, a third of its CPU in the kernel. Arrow's bundled jemalloc (pyarrow's
 # Linux wheels have it) with one arena and no thread caches reuses freed pages on any thread
-# and hands them back within 0.1 s. Handing back within 0.3 s: 0.67 million faults, the run
-# 13.6 -> 11.5 and 15.1 -> 12.4 CPU s, its peak RSS 260 -> 248 and 267 -> 258 MB; but a DuckDB
-# one-report run peaked 10-50 MB above the system allocator's, and 5 within 0.1 s, for the same
-# CPU (docs/bench/README.md, issue 14 stop 34). jemalloc's defaults (an arena per core, thread
+# and hands them back within 0.3 s: 0.67 million faults, the run 13.6 -> 11.5 and 15.1 -> 12.4
+# CPU s, its peak RSS 260 -> 248 and 267 -> 258 MB (docs/bench/README.md, issue 14 stop 34;
+# within 0.1 s the same RSS and more CPU). jemalloc's defaults (an arena per core, thread
 # caches) held 70-90 MB more (stop 25).
 os.environ.setdefault(
     "ARROW_DEFAULT_MEMORY_POOL", "jemalloc" if sys.platform == "linux" else "system"
@@ -22,7 +21,7 @@ os.environ.setdefault(
 # jemalloc's options (its MALLOC_CONF under the prefix pyarrow builds it with), read when it
 # first allocates.
 os.environ.setdefault(
-    "JE_ARROW_MALLOC_CONF", "narenas:1,tcache:false,dirty_decay_ms:100,muzzy_decay_ms:0"
+    "JE_ARROW_MALLOC_CONF", "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0"
 )
 
 # `gsc_pipeline.GscComponent` for dg (the dagster_dg_cli.registry_modules entry point names this

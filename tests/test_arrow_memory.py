@@ -37,7 +37,7 @@ def test_arrow_allocates_from_jemalloc_with_one_arena_and_a_short_decay() -> Non
     seen, stderr = _probe()
     assert seen == {
         "pool": "jemalloc",
-        "conf": "narenas:1,tcache:false,dirty_decay_ms:100,muzzy_decay_ms:0",
+        "conf": "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0",
     }
     assert "<jemalloc>" not in stderr  # every option taken (a bad one is complained about)
     # ... and pyarrow's jemalloc reads that variable: an option it does not know is refused.
