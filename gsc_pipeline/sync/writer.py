@@ -31,8 +31,8 @@ def _malloc_trim() -> Callable[[], object]:
 # Fixed at 1 MB the dynamic raise is off (docs/bench/ab-p20p20mem.md). Fixed at 64 KB, the
 # ~150 MB that still sat free in the arenas at a step's peak goes back: a 30-day one-report run's
 # peak RSS 583-594 -> 467-471 MB (128 KB: 562-566 -> 491-495) (docs/bench/README.md, stop 25).
-# Arrow's buffers no longer come from malloc (`gsc_pipeline/__init__.py`: jemalloc); the bodies,
-# the warehouses' drivers and DuckDB still do.
+# On Linux Arrow's buffers no longer come from malloc (`gsc_pipeline/__init__.py`: jemalloc); the
+# bodies, the warehouses' drivers and DuckDB still do.
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 64 << 10
 _large_blocks_mapped = False
