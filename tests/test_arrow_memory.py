@@ -48,3 +48,42 @@ def test_arrow_allocates_from_jemalloc_with_one_arena_and_a_short_decay() -> Non
 def test_a_pool_the_user_chose_is_kept() -> None:
     seen, _ = _probe(ARROW_DEFAULT_MEMORY_POOL="system", JE_ARROW_MALLOC_CONF="narenas:2")
     assert seen == {"pool": "system", "conf": "narenas:2"}
+
+
+DUCKDB_PROBE = """
+import gsc_pipeline
+import duckdb
+duckdb.connect().execute("SELECT 1").fetchall()
+"""
+
+
+def _duckdb_stderr(**env: str) -> str:
+    """What DuckDB's jemalloc says on stderr in a fresh process importing gsc_pipeline first."""
+    clean = {k: v for k, v in os.environ.items() if k != "DUCKDB_JE_MALLOC_CONF"}
+    out = subprocess.run(
+        [sys.executable, "-c", DUCKDB_PROBE], env={**clean, **env}, capture_output=True,
+        text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return out.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="DuckDB links its own jemalloc on Linux")
+def test_duckdb_allocates_with_the_same_jemalloc_options() -> None:
+    # What gsc_pipeline sets, plus a request to print the options in force at exit.
+    options = "narenas:1,tcache:false,dirty_decay_ms:300,muzzy_decay_ms:0"
+    stderr = _duckdb_stderr(DUCKDB_JE_MALLOC_CONF=f"{options},stats_print:true")
+    assert "<jemalloc>" not in stderr  # every option taken
+    for line in ("opt.narenas: 1", "opt.tcache: false", "opt.dirty_decay_ms: 300",
+                 "opt.muzzy_decay_ms: 0"):  # fmt: skip
+        assert line in stderr, f"DuckDB's jemalloc did not take {line!r}"
+    # ... gsc_pipeline's own setting is exactly those options, and a user's is kept.
+    probe = "import gsc_pipeline, os; print(os.environ['DUCKDB_JE_MALLOC_CONF'])"
+    clean = {k: v for k, v in os.environ.items() if k != "DUCKDB_JE_MALLOC_CONF"}
+    for env, expected in (({}, options), ({"DUCKDB_JE_MALLOC_CONF": "narenas:2"}, "narenas:2")):
+        out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env},
+                             capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+        assert out.stdout.strip() == expected
+    # ... and that variable is the one DuckDB's jemalloc reads: an unknown option is refused.
+    assert "<jemalloc>: Invalid conf pair: no_such_option:1" in _duckdb_stderr(
+        DUCKDB_JE_MALLOC_CONF="no_such_option:1"
+    )

@@ -131,6 +131,32 @@ def test_schema_matches_report(warehouse_url):
     assert set(site_cols["column_name"]) == set(report_schema(SITE).names)
 
 
+def test_ensure_schema_asks_the_catalog_once_per_table(warehouse_url, monkeypatch):
+    """A step ensures its property's tables, then each report's sync its own: only a table this
+    object has not made sure of yet costs a transaction."""
+    wh = open_warehouse(warehouse_url)
+    transactions = []
+    real = wh.transaction
+
+    def counted():
+        transactions.append(1)
+        return real()
+
+    monkeypatch.setattr(wh, "transaction", counted)
+    wh.ensure_schema([PAGE_QUERY])
+    assert len(transactions) == 1
+    wh.ensure_schema([PAGE_QUERY])
+    wh.ensure_schema([])
+    assert len(transactions) == 1
+    wh.ensure_schema([PAGE_QUERY, SITE])  # a table it has not seen: created
+    assert len(transactions) == 2
+    assert wh.missing_tables([PAGE_QUERY.table, SITE.table, LEDGER_TABLE]) == []
+    # Another object (another process, a later run) asks again, and finds them.
+    other = open_warehouse(warehouse_url)
+    other.ensure_schema([SITE])
+    assert other.missing_tables([SITE.table]) == []
+
+
 def test_describe_table_reads_the_qualified_name_and_columns_from_the_catalog(warehouse_url):
     wh = open_warehouse(warehouse_url)
     with pytest.raises(ValueError, match=r"gsc_page_query does not exist"):

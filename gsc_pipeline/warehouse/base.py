@@ -263,11 +263,19 @@ class Warehouse(abc.ABC):
         return f"CREATE TABLE IF NOT EXISTS {table} ({columns})"
 
     def ensure_schema(self, reports: Iterable[Report]) -> None:
-        """Create the report tables and the ledger if missing (safe to run concurrently)."""
+        """Create the report tables and the ledger if missing (safe to run concurrently).
+
+        Once per table for this object: a fetch step asks for its property's tables and then
+        each report's sync for its own, and each time cost a transaction of catalog queries
+        (DuckDB: ~10 ms, 6% of the bench's path; docs/bench/README.md, issue 14 stop 35).
+        """
+        wanted = [report for report in reports if report.table not in self._tables_ensured]
+        if not wanted and LEDGER_TABLE in self._tables_ensured:
+            return
 
         def create(conn: Connection) -> None:
             self._lock_schema(conn)
-            for report in reports:
+            for report in wanted:
                 conn.execute(self.create_table_sql(report.table, report_schema(report)))
                 self.index(conn, report.table, ("site_url", "date"))
             conn.execute(self.create_table_sql(LEDGER_TABLE, LEDGER_SCHEMA))
@@ -276,6 +284,12 @@ class Warehouse(abc.ABC):
             conn.execute(self.create_table_sql(DEFINITIONS_TABLE, DEFINITIONS_SCHEMA))
 
         self.run_transaction(create, "creating the tables")
+        self._tables_ensured.update([LEDGER_TABLE, *(report.table for report in wanted)])
+
+    @functools.cached_property
+    def _tables_ensured(self) -> set[str]:
+        """The tables `ensure_schema` has made sure of, for this object."""
+        return set()
 
     def _add_later_ledger_columns(self, conn: Connection) -> None:
         """A ledger created by an older release gains the newer columns (checked first: an
