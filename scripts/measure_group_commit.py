@@ -11,9 +11,10 @@ Prints, per setting and round: the transactions, the process's CPU per row, and 
 in DuckDB's detach (the checkpoint), inserts and the Arrow JSON parse. At real time scale the
 days arrive one by one, so `0` commits one day at a time. Then the same DuckDB cost without the
 pipeline: `INSERT` + commit + detach of 24 days of `--day-rows` synthetic rows, 1, 2, 4 and 6 days a
-commit, once with DuckDB's defaults and once per `--duckdb-setting` (a statement run on the
-host database first, e.g. "SET GLOBAL checkpoint_on_detach='DISABLED'"). A measurement, not a
-test (docs/bench/README.md, stop 22).
+commit, and the file's size after them, once with DuckDB's defaults and once per
+`--duckdb-setting` (a statement run on the host database first, e.g. "SET GLOBAL
+disabled_compression_methods='dict_fsst'"). A measurement, not a test (docs/bench/README.md,
+stops 22 and 35).
 """
 
 from __future__ import annotations
@@ -118,9 +119,10 @@ def _duckdb_only(days_per_commit: int, tables: list[pa.Table], setting: str | No
         cpu = time.process_time() - cpu0
         wal = Path(f"{warehouse.path}.wal")
         wal_mb = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+        file_mb = Path(warehouse.path).stat().st_size / 2**20
     rows = sum(t.num_rows for t in tables)
     return (f"  {days_per_commit} day(s) a commit: {cpu / rows * 1e6:.2f} µs/row, "
-            f"WAL left {wal_mb:.1f} MB")  # fmt: skip
+            f"file {file_mb:.0f} MB, WAL left {wal_mb:.1f} MB")  # fmt: skip
 
 
 def main() -> None:
