@@ -1,5 +1,6 @@
-"""Arrow's memory pool as `gsc_pipeline/__init__.py` sets it, in fresh processes (the pool is
-chosen when pyarrow first allocates)."""
+"""Arrow's memory pool and DuckDB's jemalloc as `gsc_pipeline/__init__.py` sets them, in fresh
+processes (the pool is chosen when pyarrow first allocates, jemalloc's options when it first
+allocates)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,21 @@ print(json.dumps({"pool": pa.default_memory_pool().backend_name,
 """
 
 
-def _probe(**env: str) -> tuple[dict[str, str], str]:
-    """What a fresh process importing gsc_pipeline allocates from, and its stderr."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF")}  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
+ALLOCATOR_VARIABLES = ("ARROW_DEFAULT_MEMORY_POOL", "JE_ARROW_MALLOC_CONF", "DUCKDB_JE_MALLOC_CONF")
+
+
+def _fresh_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a new interpreter whose allocator variables are only `env`'s."""
+    clean = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_VARIABLES}
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
         check=True, timeout=120,
     )  # fmt: skip
+
+
+def _probe(**env: str) -> tuple[dict[str, str], str]:
+    """What a fresh process importing gsc_pipeline allocates from, and its stderr."""
+    out = _fresh_python(PROBE, **env)
     assert "Unsupported backend" not in out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
 
@@ -59,12 +67,7 @@ duckdb.connect().execute("SELECT 1").fetchall()
 
 def _duckdb_stderr(**env: str) -> str:
     """What DuckDB's jemalloc says on stderr in a fresh process importing gsc_pipeline first."""
-    clean = {k: v for k, v in os.environ.items() if k != "DUCKDB_JE_MALLOC_CONF"}
-    out = subprocess.run(
-        [sys.executable, "-c", DUCKDB_PROBE], env={**clean, **env}, capture_output=True,
-        text=True, check=True, timeout=120,
-    )  # fmt: skip
-    return out.stderr
+    return _fresh_python(DUCKDB_PROBE, **env).stderr
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="DuckDB links its own jemalloc on Linux")
@@ -77,12 +80,9 @@ def test_duckdb_allocates_with_the_same_jemalloc_options() -> None:
                  "opt.muzzy_decay_ms: 0"):  # fmt: skip
         assert line in stderr, f"DuckDB's jemalloc did not take {line!r}"
     # ... gsc_pipeline's own setting is exactly those options, and a user's is kept.
-    probe = "import gsc_pipeline, os; print(os.environ['DUCKDB_JE_MALLOC_CONF'])"
-    clean = {k: v for k, v in os.environ.items() if k != "DUCKDB_JE_MALLOC_CONF"}
-    for env, expected in (({}, options), ({"DUCKDB_JE_MALLOC_CONF": "narenas:2"}, "narenas:2")):
-        out = subprocess.run([sys.executable, "-c", probe], env={**clean, **env},
-                             capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
-        assert out.stdout.strip() == expected
+    setting = "import gsc_pipeline, os; print(os.environ['DUCKDB_JE_MALLOC_CONF'])"
+    assert _fresh_python(setting).stdout.strip() == options
+    assert _fresh_python(setting, DUCKDB_JE_MALLOC_CONF="narenas:2").stdout.strip() == "narenas:2"
     # ... and that variable is the one DuckDB's jemalloc reads: an unknown option is refused.
     assert "<jemalloc>: Invalid conf pair: no_such_option:1" in _duckdb_stderr(
         DUCKDB_JE_MALLOC_CONF="no_such_option:1"
