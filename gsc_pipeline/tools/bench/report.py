@@ -195,6 +195,7 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
     m = compute(result)
     sc, seq, emu = result.scenario, result.sequential, result.emulator
     path, floor = result.path, result.floor
+    with_setup = (path.cpu_seconds + path.setup_cpu_seconds) / max(1, path.rows) * 1e6
     cred = result.config.credentials["default"]
     backfill_runs = [r for r in result.runs if r.backfill]
     other_runs = [r for r in result.runs if not r.backfill]
@@ -244,7 +245,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"run workers) | {all_in:.2f} µs/row ({m.pipeline_cpu:.1f} CPU s / "
         f"{result.rows_written:,} rows) | {_ok(all_in <= ALL_IN_US_PER_ROW_TARGET)} |",
         f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET:g} µs/row ({result.warehouse}) | "
-        f"{path.cpu_us_per_row:.2f} µs/row (reference path {floor.cpu_us_per_row:.2f}) | "
+        f"{path.cpu_us_per_row:.2f} µs/row (reference path {floor.cpu_us_per_row:.2f}; "
+        f"{with_setup:.2f} with the warehouse's one-time setup) | "
         f"{_ok(path.cpu_us_per_row <= PATH_US_PER_ROW_TARGET)} |",
         f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET_ISSUE_11:g} µs/row (issue 11) | "
         f"{path.cpu_us_per_row:.2f} µs/row | "
@@ -293,6 +295,9 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"days / {cred.step_memory_mb} MB in flight, group commit, validation and ledger) | "
         f"{path.seconds:.1f} | "
         f"{path.cpu_seconds:.2f} | {path.cpu_us_per_row:.2f} |",
+        f"| the warehouse's one-time setup before the path, not in it (its driver's import, "
+        f"first connection, the report tables; the reference path's DDL is outside its figure "
+        f"too) | | {path.setup_cpu_seconds:.2f} | |",
         f"| sequential baseline: `sync_days`, one request at a time, a transaction per day | "
         f"{seq.seconds:.1f} | {seq.cpu_seconds:.2f} | {seq.cpu_us_per_row:.2f} |",
         f"| reference path (`bench/floor.py`): raw HTTP + Arrow JSON parse + one bulk insert per "

@@ -37,6 +37,9 @@ class Sequential:
     requests: int
     rows: int
     cpu_seconds: float
+    # The warehouse's one-time setup before it (its driver's import, first connection, the
+    # report tables): CPU s, outside `cpu_seconds` as the reference path keeps its DDL out.
+    setup_cpu_seconds: float = 0.0
 
     @property
     def cpu_us_per_row(self) -> float:
@@ -157,12 +160,19 @@ def sync_slice(
 
     concurrency 1 is the sequential baseline (one request at a time, a transaction per day);
     the step's concurrency is the fetch -> parse -> write path as a step runs it, no Dagster.
+    The warehouse's one-time setup (its driver's import, first connection, CREATE TABLE) is
+    measured apart, as the reference path keeps its tables' DDL out of its figure: a cost per
+    process, not per row (0.07-0.08 CPU s on DuckDB, 0.25 µs a row of this slice; it stays in
+    the all-in figure, as every run pays it).
     """
     credential = config.credentials["default"]
     client = GscClient(endpoint, None, qpm_budget=credential.qpm_budget)
     warehouse = open_warehouse(warehouse_url)
     days = scenario.day_list[: scenario.sequential_days]
     rows = 0
+    setup0 = time.process_time()
+    warehouse.ensure_schema([r for p in config.properties for r in p.report_objects()])
+    setup = time.process_time() - setup0
     cpu0, t0 = time.process_time(), time.perf_counter()
     for prop in config.properties:
         for report in prop.report_objects():
@@ -171,7 +181,7 @@ def sync_slice(
                                     memory_cap_bytes=credential.step_memory_mb << 20):
                 rows += result.rows
     return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
-                      time.process_time() - cpu0)
+                      time.process_time() - cpu0, setup)
 
 
 def _rusage_children() -> float:
