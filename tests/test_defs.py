@@ -150,3 +150,30 @@ def test_the_ui_shows_readable_targets_and_descriptions():
     assert repo.get_job("gsc_fetch").description
     for instigator in [*repo.sensor_defs, *repo.schedule_defs]:
         assert instigator.description, instigator.name
+
+
+def test_the_warehouse_resource_opens_one_warehouse_per_process(tmp_path):
+    """Threads share the object `open()` made; a forked process (a run forked from the warm
+    server) makes its own: a DuckDB host's threads and a connection do not survive a fork."""
+    import os
+    import threading
+
+    from gsc_pipeline.defs.resources import WarehouseResource
+
+    resource = WarehouseResource(url=f"duckdb:///{tmp_path / 'wh.duckdb'}")
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(resource.open())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 4 and all(w is seen[0] for w in seen)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer whether it got the parent's object, then leave at once
+        os.write(write, b"same" if resource.open() is seen[0] else b"own")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 8) == b"own"
+    assert os.waitpid(pid, 0)[1] == 0
+    assert resource.open() is seen[0]

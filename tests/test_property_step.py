@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from gsc_pipeline import GscComponent
+from gsc_pipeline.defs import resources
 from gsc_pipeline.defs.resources import API_ENDPOINT_ENV, WAREHOUSE_URL_ENV
 from gsc_pipeline.defs.schedules import FETCH_JOB, RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.emulator.testing import running_emulator
@@ -59,6 +60,13 @@ def _steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 def test_a_property_is_one_step_fetching_every_report_at_once(monkeypatch, warehouse_url):
     _AllAtOnce.barrier.reset()
+    opened = []
+
+    def counted_open(*args, **kwargs):
+        opened.append(open_warehouse(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(resources, "open_warehouse", counted_open)
     with running_emulator(EMULATOR_CONFIG) as emulator:
         monkeypatch.setenv(API_ENDPOINT_ENV, emulator.base_url)
         monkeypatch.setenv(WAREHOUSE_URL_ENV, warehouse_url)
@@ -69,6 +77,9 @@ def test_a_property_is_one_step_fetching_every_report_at_once(monkeypatch, wareh
             )
             assert result.success
             assert _steps(instance, result.run_id) == ["gsc__small_example"]
+            # The reports' threads and their checks share the run's one warehouse object (its
+            # connections; on DuckDB its host database and the tables it made sure of).
+            assert len(opened) == 1, opened
             for report in REPORTS:
                 # Each report keeps its own asset, per-day materializations and checks.
                 assert instance.get_materialized_partitions(_key(report)) == set(DAYS), report
