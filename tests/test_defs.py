@@ -156,6 +156,7 @@ def test_the_warehouse_resource_opens_one_warehouse_per_process(tmp_path):
     """Threads share the object `open()` made; a forked process (a run forked from the warm
     server) makes its own: a DuckDB host's threads and a connection do not survive a fork."""
     import os
+    import select
     import threading
 
     from gsc_pipeline.defs.resources import WarehouseResource
@@ -174,6 +175,7 @@ def test_the_warehouse_resource_opens_one_warehouse_per_process(tmp_path):
         os.write(write, b"same" if resource.open() is seen[0] else b"own")
         os._exit(0)
     os.close(write)
+    assert select.select([read], [], [], 60)[0], "the forked child did not answer in 60 s"
     assert os.read(read, 8) == b"own"
     assert os.waitpid(pid, 0)[1] == 0
     assert resource.open() is seen[0]

@@ -162,7 +162,7 @@ def sync_slice(
     the step's concurrency is the fetch -> parse -> write path as a step runs it, no Dagster.
     The warehouse's one-time setup (its driver's import, first connection, CREATE TABLE) is
     measured apart, as the reference path keeps its tables' DDL out of its figure: a cost per
-    process, not per row (0.07-0.08 CPU s on DuckDB, 0.25 µs a row of this slice; it stays in
+    process, not per row (0.07-0.11 CPU s on DuckDB, 0.23-0.35 µs a row of this slice; it stays in
     the all-in figure, as every run pays it).
     """
     credential = config.credentials["default"]
