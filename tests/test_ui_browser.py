@@ -325,7 +325,7 @@ def test_a_bad_day_is_named_on_its_check_page_then_repaired(backfilled_ui, brows
     history = f"{ASSET}/history"
     page.goto(f"{ui.base}/assets/{history}?view=checks")
     page.get_by_role("button", name="Execute all").click()
-    _wait_for_runs(ui.home, 2)
+    _wait_for_runs(ui.home, 2, selecting=dg.AssetKey(history.split("/")))
     assert _check_statuses(page, ui.base, history)["rows_match_ledger_all_days"] == "Failed"
     text = _check_page(page, ui.base, history, "rows_match_ledger_all_days", wait_for=bad_day)
     assert "1 day: 5 rows missing" in text, text
