@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +15,7 @@ import pytest
 from gsc_pipeline import audit
 from gsc_pipeline.config import load_config, parse_config
 from gsc_pipeline.definitions import build_definitions, defs
+from gsc_pipeline.defs.resources import WarehouseResource
 
 
 def _fetch_assets(definitions: dg.Definitions) -> dict[dg.AssetKey, dg.AssetsDefinition]:
@@ -155,12 +159,6 @@ def test_the_ui_shows_readable_targets_and_descriptions():
 def test_the_warehouse_resource_opens_one_warehouse_per_process(tmp_path):
     """Threads share the object `open()` made; a forked process (a run forked from the warm
     server) makes its own: a DuckDB host's threads and a connection do not survive a fork."""
-    import os
-    import select
-    import threading
-
-    from gsc_pipeline.defs.resources import WarehouseResource
-
     resource = WarehouseResource(url=f"duckdb:///{tmp_path / 'wh.duckdb'}")
     seen = []
     threads = [threading.Thread(target=lambda: seen.append(resource.open())) for _ in range(4)]

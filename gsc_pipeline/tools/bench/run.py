@@ -45,6 +45,10 @@ class Sequential:
     def cpu_us_per_row(self) -> float:
         return self.cpu_seconds / max(1, self.rows) * 1e6
 
+    @property
+    def cpu_us_per_row_with_setup(self) -> float:
+        return (self.cpu_seconds + self.setup_cpu_seconds) / max(1, self.rows) * 1e6
+
 
 # What a run did, for splitting CPU and RSS: the backfill's fetch runs, the lifetime-stats
 # refreshes the automation sensor starts (by the asset in the run's selection), anything else.
