@@ -1,6 +1,7 @@
 """Where the bench's fetch -> parse -> write path spends its CPU, part by part.
 
     .venv/bin/python scripts/measure_path_parts.py [--warehouse duckdb|postgres] [--rounds 2]
+        [--duckdb-setting NAME=JSON ...]
 
 Runs the standard bench's path slice (`tools.bench.run.sync_slice`: `sync_days` as a step runs
 it, over the first days of every property and report, against the emulator at real-time
@@ -9,13 +10,21 @@ then the thread CPU (`time.thread_time`, so waiting is not counted) spent inside
 the path, summed over the rounds. Parts nest: `GscClient._call` includes `parse_rows_page` and
 building or taking a Google service object (`GscClient._take_service`),
 `Warehouse.run_transaction` includes `write_partitions`, `ensure_schema` and `claim_report`.
-A measurement, not a test (docs/bench/README.md, stop 26).
+Each round's line also splits the process's CPU by thread: the calling thread (the one-time
+setup left out), the sync's Python threads (`gsc-sync` fetches, `gsc-write` the group writer)
+and what remains, the native threads Python did not start (DuckDB's and Arrow's workers,
+jemalloc's). `--duckdb-setting threads=1` (repeatable) adds a setting to the DuckDB host
+database's `duckdb.connect(config=...)` for an A/B. A measurement, not a test
+(docs/bench/README.md, stops 26 and 37).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import json
+import os
 import tempfile
 import threading
 import time
@@ -30,10 +39,48 @@ from gsc_pipeline.tools.bench.command import _warehouse_url
 from gsc_pipeline.tools.bench.run import sync_slice
 from gsc_pipeline.tools.bench.scenario import SCENARIOS, write_scenario
 from gsc_pipeline.tools.demo import emulator_process
+from gsc_pipeline.warehouse import duckdb as duckdb_module
 from gsc_pipeline.warehouse.base import Warehouse
 
 _spent: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
 _lock = threading.Lock()
+# CPU of the Python threads that ended, by name prefix (`gsc-sync_3` -> `gsc-sync`); those still
+# running (a pool kept between syncs) are read from /proc.
+_thread_cpu: collections.Counter[str] = collections.Counter()
+_thread_run = threading.Thread.run
+
+
+def _counted_run(self: threading.Thread) -> None:
+    try:
+        _thread_run(self)
+    finally:
+        with _lock:
+            _thread_cpu[_kind(self.name)] += time.thread_time()
+
+
+def _kind(thread_name: str) -> str:
+    return thread_name.rsplit("_", 1)[0]
+
+
+def _task_cpu() -> dict[int, float]:
+    """CPU seconds of each of this process's threads now, by native id (/proc, clock ticks)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def _live_python_threads(before: dict[int, float]) -> collections.Counter[str]:
+    """CPU since `before` of the Python threads still running, but the calling one."""
+    after = _task_cpu()
+    out: collections.Counter[str] = collections.Counter()
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.native_id in after:
+            out[_kind(thread.name)] += after[thread.native_id] - before.get(thread.native_id, 0.0)
+    return out
 
 
 def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,14 +113,33 @@ def _instrument() -> None:
             setattr(client_module.GscClient, name, _timed(f"GscClient.{name}", method))
     for name in ("run_transaction", "write_partitions", "ensure_schema", "claim_report"):
         setattr(Warehouse, name, _timed(f"Warehouse.{name}", getattr(Warehouse, name)))
+    threading.Thread.run = _counted_run  # type: ignore[method-assign]
+
+
+def _duckdb_setting(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE, e.g. threads=1")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--duckdb-setting",
+        type=_duckdb_setting,
+        action="append",
+        default=[],
+        help="NAME=VALUE for the DuckDB host's connect config (repeatable)",
+    )
     args = parser.parse_args()
     _instrument()
+    duckdb_module.CONNECT_CONFIG.update(dict(args.duckdb_setting))
     scenario = SCENARIOS["standard"]
     total_cpu = 0.0
     with tempfile.TemporaryDirectory(prefix="gsc-path-parts-") as tmp:
@@ -86,14 +152,25 @@ def main() -> None:
             for round_no in range(args.rounds):
                 roundir = workdir / f"round{round_no}"
                 roundir.mkdir()
+                _thread_cpu.clear()
+                tasks0 = _task_cpu()
+                main0 = time.thread_time()
                 with _warehouse_url(args.warehouse, roundir) as url:
                     path = sync_slice(
                         scenario, files.config, emu.base_url, url, credential.step_concurrency
                     )
+                main = time.thread_time() - main0 - path.setup_cpu_seconds
                 total_cpu += path.cpu_seconds
+                threads = _thread_cpu + _live_python_threads(tasks0)
+                python_threads = sum(threads.values())
+                by_thread = ", ".join(
+                    [f"calling thread {main:.2f}"]
+                    + [f"{name} {cpu:.2f}" for name, cpu in sorted(threads.items())]
+                    + [f"native threads {path.cpu_seconds - main - python_threads:.2f}"]
+                )
                 print(
                     f"round {round_no + 1}: {path.cpu_seconds:.2f} CPU s, {path.rows:,} rows, "
-                    f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s",
+                    f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s; {by_thread}",
                     flush=True,
                 )
     print(f"thread CPU by part, {args.rounds} round(s), of {total_cpu:.2f} process CPU s:")
