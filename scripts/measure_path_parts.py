@@ -1,7 +1,7 @@
 """Where the bench's fetch -> parse -> write path spends its CPU, part by part.
 
     .venv/bin/python scripts/measure_path_parts.py [--warehouse duckdb|postgres] [--rounds 2]
-        [--duckdb-setting NAME=JSON ...]
+        [--duckdb-setting NAME=VALUE ...]
 
 Runs the standard bench's path slice (`tools.bench.run.sync_slice`: `sync_days` as a step runs
 it, over the first days of every property and report, against the emulator at real-time
@@ -152,16 +152,15 @@ def main() -> None:
             for round_no in range(args.rounds):
                 roundir = workdir / f"round{round_no}"
                 roundir.mkdir()
-                _thread_cpu.clear()
-                tasks0 = _task_cpu()
-                main0 = time.thread_time()
                 with _warehouse_url(args.warehouse, roundir) as url:
+                    _thread_cpu.clear()
+                    tasks0, main0 = _task_cpu(), time.thread_time()
                     path = sync_slice(
                         scenario, files.config, emu.base_url, url, credential.step_concurrency
                     )
-                main = time.thread_time() - main0 - path.setup_cpu_seconds
+                    main = time.thread_time() - main0 - path.setup_cpu_seconds
+                    threads = _thread_cpu + _live_python_threads(tasks0)
                 total_cpu += path.cpu_seconds
-                threads = _thread_cpu + _live_python_threads(tasks0)
                 python_threads = sum(threads.values())
                 by_thread = ", ".join(
                     [f"calling thread {main:.2f}"]
