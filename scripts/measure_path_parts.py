@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
-import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from gsc_pipeline.gsc import client as client_module
 from gsc_pipeline.sync import days as days_module
@@ -45,7 +45,7 @@ from gsc_pipeline.warehouse.base import Warehouse
 _spent: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
 _lock = threading.Lock()
 # CPU of the Python threads that ended, by name prefix (`gsc-sync_3` -> `gsc-sync`); those still
-# running (a pool kept between syncs) are read from /proc.
+# running (a pool kept between syncs) are read from the OS (psutil).
 _thread_cpu: collections.Counter[str] = collections.Counter()
 _thread_run = threading.Thread.run
 
@@ -63,14 +63,8 @@ def _kind(thread_name: str) -> str:
 
 
 def _task_cpu() -> dict[int, float]:
-    """CPU seconds of each of this process's threads now, by native id (/proc, clock ticks)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    return out
+    """CPU seconds of each of this process's threads now, by native id."""
+    return {t.id: t.user_time + t.system_time for t in psutil.Process().threads()}
 
 
 def _live_python_threads(before: dict[int, float]) -> collections.Counter[str]:
