@@ -12,10 +12,11 @@ building or taking a Google service object (`GscClient._take_service`),
 `Warehouse.run_transaction` includes `write_partitions`, `ensure_schema` and `claim_report`.
 Each round's line also splits the process's CPU by thread: the calling thread (the one-time
 setup left out), the sync's Python threads (`gsc-sync` fetches, `gsc-write` the group writer)
-and what remains, the native threads Python did not start (DuckDB's and Arrow's workers,
-jemalloc's). `--duckdb-setting threads=1` (repeatable) adds a setting to the DuckDB host
-database's `duckdb.connect(config=...)` for an A/B. A measurement, not a test
-(docs/bench/README.md, stops 26 and 37).
+DuckDB's writer process (`warehouse.duckdb_writer`, its CPU over the slice) and what remains,
+the native threads Python did not start (Arrow's workers, jemalloc's; DuckDB's when inline).
+`--duckdb-setting threads=1` (repeatable) adds a setting to the DuckDB host database's
+`duckdb.connect(config=...)` for an A/B; it runs DuckDB inline (`GSC_DUCKDB_WRITER=inline`).
+A measurement, not a test (docs/bench/README.md, stops 26, 37 and 38).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import tempfile
 import threading
 import time
@@ -40,6 +42,7 @@ from gsc_pipeline.tools.bench.run import sync_slice
 from gsc_pipeline.tools.bench.scenario import SCENARIOS, write_scenario
 from gsc_pipeline.tools.demo import emulator_process
 from gsc_pipeline.warehouse import duckdb as duckdb_module
+from gsc_pipeline.warehouse import open_warehouse
 from gsc_pipeline.warehouse.base import Warehouse
 
 _spent: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
@@ -132,6 +135,9 @@ def main() -> None:
         help="NAME=VALUE for the DuckDB host's connect config (repeatable)",
     )
     args = parser.parse_args()
+    if args.duckdb_setting:
+        # The settings are this process's: DuckDB has to run in it, not in its writer.
+        os.environ[duckdb_module.WRITER_ENV] = "inline"
     _instrument()
     duckdb_module.CONNECT_CONFIG.update(dict(args.duckdb_setting))
     scenario = SCENARIOS["standard"]
@@ -148,12 +154,15 @@ def main() -> None:
                 roundir.mkdir()
                 with _warehouse_url(args.warehouse, roundir) as url:
                     _thread_cpu.clear()
-                    tasks0, main0 = _task_cpu(), time.thread_time()
+                    helper = open_warehouse(url).helper_cpu_seconds
+                    tasks0, main0, helper0 = _task_cpu(), time.thread_time(), helper()
                     path = sync_slice(
                         scenario, files.config, emu.base_url, url, credential.step_concurrency
                     )
                     main = time.thread_time() - main0 - path.setup_cpu_seconds
                     threads = _thread_cpu + _live_python_threads(tasks0)
+                    # DuckDB's writer process, setup included (sync_slice leaves it out).
+                    threads["DuckDB writer process"] = helper() - helper0
                 total_cpu += path.cpu_seconds
                 python_threads = sum(threads.values())
                 by_thread = ", ".join(

@@ -83,7 +83,8 @@ POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 @pytest.mark.parametrize("backend", ["duckdb", POSTGRES])
 def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, request):
     """A real run in process (the emulator over HTTP, the warehouse, the in-run checks), as a
-    run worker executes it: every check evaluated and passed, and pandas never imported."""
+    run worker executes it: every check evaluated and passed, and neither pandas nor DuckDB
+    ever imported."""
     url = (
         f"duckdb:///{tmp_path / 'wh.duckdb'}"
         if backend == "duckdb"
@@ -124,6 +125,7 @@ def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, req
             "success": result.success,
             "setup": loaded_by_setup,
             "loaded": "pandas" in sys.modules,
+            "duckdb": "duckdb" in sys.modules,
             "checks": len(checks),
             "failed": [c.check_name for c in checks if not c.passed],
             "materialized": len(materialized),
@@ -136,3 +138,5 @@ def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, req
     assert found["materialized"] == 18
     assert found["checks"] == 72 and found["failed"] == []
     assert found["loaded"] is False, found["importer"]
+    # DuckDB runs in its writer process (gsc_pipeline.warehouse.duckdb_writer), never here.
+    assert found["duckdb"] is False

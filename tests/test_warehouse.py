@@ -24,17 +24,29 @@ from gsc_pipeline.warehouse import (
     report_schema,
 )
 from gsc_pipeline.warehouse import duckdb as gsc_duckdb
+from gsc_pipeline.warehouse.duckdb_writer import DuckDBWriterError
 from gsc_pipeline.warehouse.postgres import PostgresConnection, _CopyStream, qmark_to_pyformat
 
 DAY = dt.date(2026, 3, 1)
 SITE_URL = "sc-domain:example.com"
 
 
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
-def warehouse_url(request) -> str:
-    if request.param == "duckdb":
+@pytest.fixture(
+    params=["duckdb", "duckdb-inline", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def warehouse_url(request, monkeypatch) -> str:
+    """Each backend; DuckDB both in its writer process (the default) and in this process."""
+    if request.param == "duckdb-inline":
+        monkeypatch.setenv(gsc_duckdb.WRITER_ENV, "inline")
+    if request.param.startswith("duckdb"):
         return request.getfixturevalue("duckdb_path")
     return request.getfixturevalue("postgres_schema_url")
+
+
+def connection_class(wh) -> type:
+    """The class of `wh`'s connections in this process (what a test patches)."""
+    with wh.transaction() as conn:
+        return type(conn)
 
 
 def make_batch(
@@ -218,10 +230,7 @@ def test_write_partitions_is_one_transaction_per_group(warehouse_url, monkeypatc
     days = [DAY + dt.timedelta(days=i) for i in range(3)]
     wh.write_partitions([make_batch(day=days[0], n=2, salt="old")])
 
-    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
-    from gsc_pipeline.warehouse.postgres import PostgresConnection
-
-    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
+    cls = connection_class(wh)
     real_insert = cls.insert_arrow
     inserted: list[tuple[str, int]] = []
     fail_on: set[str] = set()
@@ -290,10 +299,7 @@ def test_large_partition_goes_through_the_bulk_path(warehouse_url, monkeypatch):
     wh.ensure_schema([PAGE_QUERY])
     statements: list[str] = []
     bulk: list[tuple[str, int]] = []
-    from gsc_pipeline.warehouse.duckdb import DuckDBConnection
-    from gsc_pipeline.warehouse.postgres import PostgresConnection
-
-    cls = DuckDBConnection if wh.dialect == "duckdb" else PostgresConnection
+    cls = connection_class(wh)
     real_execute, real_insert = cls.execute, cls.insert_arrow
 
     def execute(self, sql, params=None):
@@ -580,6 +586,8 @@ def _hold_duckdb_lock(path: str, locked, release) -> None:
 
 
 def test_duckdb_write_waits_for_another_process_lock(duckdb_path, monkeypatch):
+    # Inline: how the writer process (or an inline process) waits, observed in this process.
+    monkeypatch.setenv(gsc_duckdb.WRITER_ENV, "inline")
     wh = open_warehouse(duckdb_path)
     wh.ensure_schema([PAGE_QUERY])
     ctx = multiprocessing.get_context("spawn")
@@ -617,15 +625,18 @@ def test_duckdb_write_waits_for_another_process_lock(duckdb_path, monkeypatch):
     assert len(table_rows(wh, PAGE_QUERY.table)) == 10
 
 
-def test_duckdb_gives_up_after_the_lock_wait(duckdb_path):
+@pytest.mark.parametrize(
+    ("writer", "error"), [("process", DuckDBWriterError), ("inline", duckdb.IOException)]
+)
+def test_duckdb_gives_up_after_the_lock_wait(duckdb_path, writer, error):
     ctx = multiprocessing.get_context("spawn")
     locked, release = ctx.Event(), ctx.Event()
     holder = ctx.Process(target=_hold_duckdb_lock, args=(duckdb_path, locked, release))
     holder.start()
     try:
         assert locked.wait(30)
-        wh = gsc_duckdb.DuckDBWarehouse(duckdb_path, lock_wait_seconds=0.3)
-        with pytest.raises(duckdb.IOException, match="Could not set lock"):
+        wh = gsc_duckdb.DuckDBWarehouse(duckdb_path, lock_wait_seconds=0.3, writer=writer)
+        with pytest.raises(error, match="Could not set lock"):
             wh.ensure_schema([PAGE_QUERY])
     finally:
         release.set()

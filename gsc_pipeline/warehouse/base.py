@@ -384,6 +384,13 @@ class Warehouse(abc.ABC):
         """Whether `exc` means the connection itself failed (not the SQL): worth a new one."""
         return False
 
+    def helper_cpu_seconds(self) -> float:
+        """CPU seconds so far of the process on this machine that runs this warehouse's
+        database for the pipeline's processes (DuckDB's writer), or 0.0 if there is none (yet):
+        a measurement of the pipeline's CPU adds it. Never starts one. A database server
+        (PostgreSQL) is not the pipeline's."""
+        return 0.0
+
     def write_partitions(self, batches: Sequence[PartitionBatch]) -> None:
         """Replace several partitions in ONE transaction (group commit): all or none of them.
 

@@ -1,5 +1,10 @@
 """DuckDB file warehouse: the embedded default.
 
+DuckDB itself runs in one writer process per machine (`warehouse.duckdb_writer`), which every
+process using the warehouse sends its transactions to; `GSC_DUCKDB_WRITER=inline` runs it in the
+calling process, as the writer does. What follows is how the writer (or an inline process)
+uses the file.
+
 DuckDB lets one process at a time open a file for writing, so every operation attaches the file,
 does its work in one transaction and detaches it again (which checkpoints and releases the
 file's lock): a parallel run (another process) waits for the lock with backoff instead of
@@ -10,15 +15,17 @@ never meet as conflicting DuckDB transactions.
 from __future__ import annotations
 
 import itertools
+import os
 import pathlib
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import tenacity
 
+from gsc_pipeline.warehouse import duckdb_writer
 from gsc_pipeline.warehouse.base import INSTANT_TYPE, Connection, Cursor, Warehouse
 
 if TYPE_CHECKING:
@@ -27,6 +34,10 @@ if TYPE_CHECKING:
 
 # `duckdb` is imported on first use, not with this module: every process registers this backend
 # (the registry), and one writing to PostgreSQL would carry DuckDB's ~16 MB for nothing.
+
+# Where DuckDB runs: "process" (its writer process, the default) or "inline" (this process).
+WRITER_ENV = "GSC_DUCKDB_WRITER"
+WRITER_MODES = ("process", "inline")
 
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
@@ -118,7 +129,14 @@ class DuckDBWarehouse(Warehouse):
         *,
         schema: str | None = None,
         lock_wait_seconds: float = LOCK_WAIT_SECONDS,
+        writer: str | None = None,
     ):
+        self.writer = writer or os.environ.get(WRITER_ENV) or "process"
+        if self.writer not in WRITER_MODES:
+            raise ValueError(
+                f"{WRITER_ENV}={self.writer!r} is not a DuckDB writer mode: set it to 'process' "
+                "(DuckDB in one writer process, the default) or 'inline' (in this process)"
+            )
         self.path = str(pathlib.Path(path).resolve())
         self.schema = schema
         self.lock_wait_seconds = lock_wait_seconds
@@ -186,13 +204,32 @@ class DuckDBWarehouse(Warehouse):
             con.close()
         except BaseException:
             # Closing the whole in-memory database releases the file whatever state it is in.
-            host, self._host = self._host, None
-            if host is not None:
-                host.close()
+            self.close()
             raise
 
+    def close(self) -> None:
+        """Close the in-memory host database (the file is only attached inside transactions)."""
+        host, self._host = self._host, None
+        if host is not None:
+            host.close()
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        if self.writer == "process":
+            return duckdb_writer.transaction(self)
+        return self._inline_transaction()
+
+    def _is_connection_error(self, exc: BaseException) -> bool:
+        """The writer process went away: it rolled back, and a new one takes the retry."""
+        return isinstance(exc, duckdb_writer.WriterLost)
+
+    def helper_cpu_seconds(self) -> float:
+        """The writer process's CPU so far (0.0 inline, or while none is running)."""
+        if self.writer != "process":
+            return 0.0
+        return duckdb_writer.writer_cpu_seconds(start=False)
+
     @contextmanager
-    def transaction(self) -> Iterator[DuckDBConnection]:
+    def _inline_transaction(self) -> Iterator[DuckDBConnection]:
         with _file_lock(self.path):
             con = self._attach()
             try:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from gsc_pipeline.warehouse.duckdb_writer import SERVER_MODULE as DUCKDB_WRITER_MODULE
+
 
 def postgres_server_cpu() -> float | None:
     """CPU seconds of this machine's PostgreSQL server so far: the postmaster, its ended
@@ -52,6 +54,9 @@ class ProcessSample:
     role: str
     cmdline: str
     cpu_seconds: float = 0.0
+    # CPU it had spent when first seen, if it is outside the tree and started before the
+    # sampler (DuckDB's writer, which serves the whole machine): not counted.
+    cpu_before: float = 0.0
     peak_rss: int = 0
     # RSS less its shared pages (library code and other file pages, which every run process
     # maps and the kernel keeps once): what one more such process costs the machine.
@@ -83,6 +88,7 @@ class TreeSampler:
     processes: dict[tuple[int, float], ProcessSample] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _started: float = field(default_factory=time.time)
 
     def __enter__(self) -> TreeSampler:
         self._thread = threading.Thread(target=self._loop, name="bench-sampler", daemon=True)
@@ -105,6 +111,10 @@ class TreeSampler:
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             return
+        # DuckDB's writer does the runs' DuckDB work wherever it was started (by a run, which
+        # may have ended, or before the tree: it serves the machine).
+        tree = {proc.pid for proc in procs}
+        procs += [proc for proc in _duckdb_writers() if proc.pid not in tree]
         now = time.time()
         for proc in procs:
             try:
@@ -119,9 +129,11 @@ class TreeSampler:
                         entry = self.processes[key] = ProcessSample(
                             proc.pid, role, cmd, first_seen=now
                         )
+                        if proc.pid not in tree and key[1] < self._started:
+                            entry.cpu_before = cpu.user + cpu.system
             except psutil.Error:
                 continue
-            entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system)
+            entry.cpu_seconds = max(entry.cpu_seconds, cpu.user + cpu.system - entry.cpu_before)
             entry.system_seconds = max(entry.system_seconds, cpu.system)
             entry.minor_faults = max(entry.minor_faults, _minor_faults(proc.pid))
             if memory.rss > entry.peak_rss:
@@ -168,9 +180,21 @@ def rss_by_mapping(pid: int) -> dict[str, int]:
     return out
 
 
+def _duckdb_writers() -> list[psutil.Process]:
+    """This machine's DuckDB writer processes (`gsc_pipeline.warehouse.duckdb_server`)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if len(cmdline) > 2 and cmdline[2] == DUCKDB_WRITER_MODULE:
+            found.append(proc)
+    return found
+
+
 def _role(is_root: bool, cmdline: str, parent: str | None = None) -> str:
     if is_root:
         return "daemon"
+    if DUCKDB_WRITER_MODULE in cmdline:
+        return "DuckDB writer"
     # The code server starts each run in a multiprocessing child (DefaultRunLauncher): spawned,
     # or forked from its run fork server (gsc_pipeline.instance.run_start), whose command line
     # the forks keep.

@@ -1,0 +1,176 @@
+"""DuckDB's writer process (`python -m gsc_pipeline.warehouse.duckdb_server SOCKET READY_FD`):
+what `gsc_pipeline.warehouse.duckdb_writer` starts and talks to.
+
+A thread per connected client; each of the client's transactions is `DuckDBWarehouse`'s own
+inline transaction (the file attached, the work, COMMIT or ROLLBACK, the file detached), its
+statements run as the client sends them. A client that goes away mid-transaction is rolled
+back. The process ends once no client has been connected for `GSC_DUCKDB_WRITER_IDLE_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing import connection as mpc
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from gsc_pipeline.warehouse.base import Connection
+from gsc_pipeline.warehouse.duckdb import DuckDBWarehouse
+from gsc_pipeline.warehouse.duckdb_writer import (
+    DEFAULT_IDLE_SECONDS,
+    IDLE_ENV,
+    MAX_HOSTS,
+    start_lock,
+)
+
+
+class _Writer:
+    def __init__(self, sock: Path, idle_seconds: float) -> None:
+        self.sock = sock
+        self.idle_seconds = idle_seconds
+        self.lock = threading.Lock()
+        self.clients = 0
+        self.idle_since = time.monotonic()
+        # (path, schema) -> [warehouse, transactions open on it], least recently used first.
+        self.hosts: dict[tuple[str, str | None], list[Any]] = {}
+
+    def serve(self, ready_fd: int) -> None:
+        listener = mpc.Listener(str(self.sock), family="AF_UNIX", backlog=64)
+        os.chmod(self.sock, 0o600)
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+        threading.Thread(target=self._exit_when_idle, name="idle", daemon=True).start()
+        while True:
+            conn = listener.accept()
+            with self.lock:
+                self.clients += 1
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _exit_when_idle(self) -> None:
+        while True:
+            with self.lock:
+                wait = self.idle_since + self.idle_seconds - time.monotonic()
+                idle = self.clients == 0
+            if idle and wait <= 0:
+                with start_lock(self.sock), self.lock:
+                    if self.clients == 0:
+                        self.sock.unlink(missing_ok=True)
+                        os._exit(0)  # no transaction is open: every file is detached
+            time.sleep(max(0.1, min(wait, self.idle_seconds)) if idle else self.idle_seconds)
+
+    def _client(self, conn: mpc.Connection) -> None:
+        try:
+            while True:
+                message = conn.recv()
+                if message[0] == "begin":
+                    self._transaction(conn, *message[1:])
+                elif message[0] == "stats":
+                    conn.send(("ok", (os.getpid(), time.process_time())))
+                else:
+                    conn.send(("error", "ProtocolError", f"{message[0]!r} outside a transaction"))
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+            with self.lock:
+                self.clients -= 1
+                if self.clients == 0:
+                    self.idle_since = time.monotonic()
+
+    def _warehouse(self, path: str, schema: str | None, lock_wait: float) -> DuckDBWarehouse:
+        with self.lock:
+            entry = self.hosts.pop((path, schema), None)
+            if entry is None:
+                entry = [DuckDBWarehouse(path, schema=schema, writer="inline"), 0]
+            self.hosts[(path, schema)] = entry  # now the most recently used
+            entry[0].lock_wait_seconds = lock_wait
+            entry[1] += 1
+            return entry[0]
+
+    def _done_with(self, path: str, schema: str | None) -> None:
+        with self.lock:
+            self.hosts[(path, schema)][1] -= 1
+            unused = [key for key, (_, open_) in self.hosts.items() if not open_]
+            for key in unused[: max(0, len(self.hosts) - MAX_HOSTS)]:
+                self.hosts.pop(key)[0].close()
+
+    def _transaction(
+        self, conn: mpc.Connection, path: str, schema: str | None, lock_wait: float
+    ) -> None:
+        warehouse = self._warehouse(path, schema, lock_wait)
+        try:
+            retries = warehouse.lock_retries
+            tx = warehouse.transaction()
+            try:
+                db = tx.__enter__()
+            except Exception as exc:  # noqa: BLE001 - the client raises it
+                conn.send(("error", type(exc).__name__, str(exc)))
+                return
+            conn.send(("ok", warehouse.lock_retries - retries))
+            try:
+                ended = self._statements(conn, db)
+            except BaseException as exc:
+                tx.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            if ended == "commit":
+                try:
+                    tx.__exit__(None, None, None)
+                except Exception as exc:  # noqa: BLE001 - the client raises it
+                    conn.send(("error", type(exc).__name__, str(exc)))
+                    return
+            else:
+                rollback = _Rollback()
+                tx.__exit__(_Rollback, rollback, None)
+            conn.send(("ok", None))
+        finally:
+            self._done_with(path, schema)
+
+    def _statements(self, conn: mpc.Connection, db: Connection) -> str:
+        """Run the client's statements until it commits or rolls back; which one it was."""
+        while True:
+            op, *args = conn.recv()
+            if op in ("commit", "rollback"):
+                return op
+            try:
+                if op == "execute":
+                    cur = db.execute(*args)
+                    names = None if cur.description is None else [d[0] for d in cur.description]
+                    answer: Any = (names, cur.fetchall() if names is not None else [])
+                elif op == "read_sql":
+                    answer = db.read_sql(*args)
+                elif op == "insert":
+                    table, count = args
+                    # Every chunk is read, even after one fails: the next request follows them.
+                    chunks = [conn.recv_bytes() for _ in range(count)]
+                    data = pa.Table.from_batches(
+                        [pa.ipc.open_stream(c).read_next_batch() for c in chunks]
+                    ) if chunks else None  # fmt: skip
+                    if data is not None:
+                        db.insert_arrow(table, data)
+                    answer = None
+                else:
+                    raise ValueError(f"unknown request {op!r}")
+            except Exception as exc:  # noqa: BLE001 - the client raises it
+                conn.send(("error", type(exc).__name__, str(exc)))
+                continue
+            conn.send(("ok", answer))
+
+
+class _Rollback(Exception):
+    """The client rolled back (or went away): the transaction's context rolls back on it."""
+
+
+def main(argv: Sequence[str]) -> None:
+    sock, ready_fd = Path(argv[0]), int(argv[1])
+    idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE_SECONDS)
+    _Writer(sock, idle).serve(ready_fd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

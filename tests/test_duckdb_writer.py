@@ -1,0 +1,206 @@
+"""DuckDB's writer process (`gsc_pipeline.warehouse.duckdb_writer`): processes share one writer,
+a client that dies or a writer that dies leaves no partial transaction, and an idle writer ends.
+
+Each test has a writer of its own (`XDG_RUNTIME_DIR` in its temporary directory holds the
+socket), started by the test's first transaction, a real process on a real socket.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+
+import psutil
+import pyarrow as pa
+import pytest
+
+from gsc_pipeline.warehouse import duckdb_writer, open_warehouse
+from gsc_pipeline.warehouse.duckdb import WRITER_ENV
+
+
+@pytest.fixture
+def writer_env(monkeypatch):
+    """A private writer for this test; whatever is still running of it is killed afterwards."""
+    # Short: a Unix socket's path has at most 107 bytes, and pytest's directories are long.
+    runtime = Path(tempfile.mkdtemp(prefix="gsc-w-"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv(WRITER_ENV, "process")
+    duckdb_writer._forget_pool()
+    yield runtime
+    duckdb_writer._forget_pool()
+    for proc in _writers(runtime):
+        proc.kill()
+    shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _writers(runtime) -> list[psutil.Process]:
+    """The writer processes serving sockets under `runtime`."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if duckdb_writer.SERVER_MODULE in cmdline and any(str(runtime) in a for a in cmdline):
+            found.append(proc)
+    return found
+
+
+def _table(start: int, n: int) -> pa.Table:
+    return pa.table({"id": pa.array(range(start, start + n), pa.int64()),
+                     "name": pa.array([f"row {i}" for i in range(start, start + n)])})  # fmt: skip
+
+
+def _count(wh) -> int:
+    with wh.transaction() as conn:
+        return conn.execute("SELECT count(*) FROM t").fetchone()[0]
+
+
+def _create(url: str) -> None:
+    with open_warehouse(url).transaction() as conn:
+        conn.execute("CREATE TABLE t (id BIGINT, name VARCHAR)")
+
+
+def _append(url: str, start: int, n: int) -> int:
+    """In another process: append rows; the pid of the writer that took them."""
+    wh = open_warehouse(url)
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(start, n))
+    return duckdb_writer.writer_pid()
+
+
+def test_processes_share_one_writer_and_never_load_duckdb(writer_env, tmp_path):
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    _create(url)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        pids = pool.starmap(_append, [(url, i * 100_000, 70_000) for i in range(6)])
+        loaded = pool.apply(_duckdb_loaded)
+    assert len(set(pids)) == 1 and set(pids) == {p.pid for p in _writers(writer_env)}
+    assert loaded is False
+    wh = open_warehouse(url)
+    with wh.transaction() as conn:
+        count, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM t").fetchone()
+        frame = conn.read_sql("SELECT id, name FROM t WHERE id < 3 ORDER BY id")
+    assert count == distinct == 6 * 70_000
+    assert frame.to_dict("list") == {"id": [0, 1, 2], "name": ["row 0", "row 1", "row 2"]}
+
+
+def _duckdb_loaded() -> bool:
+    import sys
+
+    return "duckdb" in sys.modules
+
+
+def _insert_then_wait(url: str, inserted, release) -> None:
+    wh = open_warehouse(url)
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(0, 1000))
+        inserted.set()
+        release.wait(120)
+
+
+def test_a_client_killed_mid_transaction_leaves_nothing(writer_env, tmp_path):
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    _create(url)
+    ctx = multiprocessing.get_context("spawn")
+    inserted, release = ctx.Event(), ctx.Event()
+    client = ctx.Process(target=_insert_then_wait, args=(url, inserted, release))
+    client.start()
+    assert inserted.wait(120), "the client never inserted"
+    os.kill(client.pid, signal.SIGKILL)  # as a terminated run's process ends
+    client.join(60)
+    # The writer rolled the client's rows back and detached the file: it is writable again.
+    wh = open_warehouse(url)
+    assert _count(wh) == 0
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(0, 5))
+    assert _count(wh) == 5
+
+
+def test_an_error_rolls_back_and_names_duckdbs_exception(writer_env, tmp_path):
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    with (
+        pytest.raises(duckdb_writer.DuckDBWriterError, match="Table with name missing") as error,
+        wh.transaction() as conn,
+    ):
+        conn.insert_arrow("t", _table(0, 10))
+        conn.execute("SELECT * FROM missing")
+    assert error.type.__name__ == "CatalogException"  # DuckDB's own name for it
+    assert _count(wh) == 0
+
+
+def test_a_writer_that_dies_mid_transaction_is_replaced_and_the_work_redone(
+    writer_env, tmp_path, monkeypatch
+):
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    first = duckdb_writer.writer_pid()
+    real_insert = duckdb_writer.WriterConnection.insert_arrow
+    killed: list[int] = []
+
+    def insert_after_the_writer_dies(self, table, data):
+        if not killed:
+            killed.append(first)
+            psutil.Process(first).kill()
+            psutil.Process(first).wait(30)
+        return real_insert(self, table, data)
+
+    def work(conn):
+        conn.execute("INSERT INTO t VALUES (-1, 'before the insert')")
+        conn.insert_arrow("t", _table(0, 100))
+
+    monkeypatch.setattr(
+        duckdb_writer.WriterConnection, "insert_arrow", insert_after_the_writer_dies
+    )
+    wh.run_transaction(work, "a test's insert")
+    assert killed == [first]
+    assert duckdb_writer.writer_pid() != first
+    assert _count(wh) == 101  # the whole transaction once, nothing of the lost attempt
+
+
+def test_an_idle_writer_ends_and_the_next_transaction_starts_another(
+    writer_env, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(duckdb_writer.IDLE_ENV, "0.5")
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    first = psutil.Process(duckdb_writer.writer_pid())
+    # While this process keeps a connection, the writer stays; once it lets go, it ends.
+    duckdb_writer.close_idle_connections()
+    first.wait(60)
+    assert not duckdb_writer.socket_path().exists()
+    assert _count(wh) == 0
+    assert duckdb_writer.writer_pid() != first.pid
+
+
+def _transact_in_fork(url: str) -> int:
+    return _count(open_warehouse(url))
+
+
+def test_a_fork_does_not_talk_on_its_parents_connections(writer_env, tmp_path):
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    _create(url)
+    wh = open_warehouse(url)
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(0, 7))
+    assert duckdb_writer._pool.idle, "the parent keeps its connection for the next transaction"
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply(_transact_in_fork, (url,)) == 7
+    assert _count(wh) == 7  # the parent's connection was not disturbed
+
+
+def test_a_bad_writer_mode_names_the_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv(WRITER_ENV, "threads")
+    with pytest.raises(ValueError, match="GSC_DUCKDB_WRITER='threads'.*'process'.*'inline'"):
+        open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+
+
+def test_a_socket_path_too_long_names_the_fix(monkeypatch, tmp_path):
+    runtime = tmp_path / ("x" * 60)
+    runtime.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    with pytest.raises(OSError, match="longer than a Unix socket allows.*XDG_RUNTIME_DIR"):
+        duckdb_writer.socket_path()
