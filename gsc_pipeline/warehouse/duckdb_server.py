@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from multiprocessing import connection as mpc
+from multiprocessing import reduction
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +146,14 @@ class _Writer:
                 elif op == "read_sql":
                     answer = db.read_sql(*args)
                 elif op == "insert":
-                    table, count = args
-                    # Every chunk is read, even after one fails: the next request follows them.
-                    chunks = [conn.recv_bytes() for _ in range(count)]
-                    data = pa.Table.from_batches(
-                        [pa.ipc.open_stream(c).read_next_batch() for c in chunks]
-                    ) if chunks else None  # fmt: skip
-                    if data is not None:
-                        db.insert_arrow(table, data)
+                    (table,) = args
+                    # The rows' file: an Arrow IPC stream, read where it is mapped.
+                    fd = reduction.recv_handle(conn)
+                    try:
+                        with pa.memory_map(f"/proc/self/fd/{fd}") as rows:
+                            db.insert_arrow(table, pa.ipc.open_stream(rows).read_all())
+                    finally:
+                        os.close(fd)
                     answer = None
                 else:
                     raise ValueError(f"unknown request {op!r}")

@@ -38,6 +38,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from multiprocessing import connection as mpc
+from multiprocessing import reduction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,9 +57,6 @@ IDLE_ENV = "GSC_DUCKDB_WRITER_IDLE_SECONDS"
 DEFAULT_IDLE_SECONDS = 10.0
 # How long a client waits for a writer it started to listen.
 START_TIMEOUT_SECONDS = 60.0
-# Rows per Arrow IPC message of an insert: the client never holds a second copy of a whole
-# group commit (~25 MB for two row groups), only of one chunk.
-CHUNK_ROWS = 32_768
 # Files whose in-memory host database the writer keeps between transactions (each holds
 # DuckDB's catalog, ~20-30 MB); the least recently used beyond these are closed.
 MAX_HOSTS = 4
@@ -203,12 +201,12 @@ def _start_writer(sock: Path) -> None:
     )
 
 
-def _call(conn: mpc.Connection, message: tuple[Any, ...], chunks: Sequence[Any] = ()) -> Any:
-    """Send one request (and its Arrow IPC chunks); the writer's answer, or its error raised."""
+def _call(conn: mpc.Connection, message: tuple[Any, ...], fd: int | None = None) -> Any:
+    """Send one request (and a file descriptor); the writer's answer, or its error raised."""
     try:
         conn.send(message)
-        for chunk in chunks:
-            conn.send_bytes(chunk)
+        if fd is not None:
+            reduction.send_handle(conn, fd, None)
         status, *answer = conn.recv()
     except (OSError, EOFError) as exc:
         conn.close()
@@ -258,15 +256,19 @@ class WriterConnection(Connection):
         return _call(self._conn, ("read_sql", sql, None if params is None else list(params)))
 
     def insert_arrow(self, table: str, data: pa.Table) -> None:
-        chunks = [_ipc(batch) for batch in data.to_batches(max_chunksize=CHUNK_ROWS)]
-        _call(self._conn, ("insert", table, len(chunks)), chunks)
-
-
-def _ipc(batch: pa.RecordBatch) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
+        """The rows go as one Arrow IPC stream in an anonymous shared-memory file, whose
+        descriptor the writer receives and maps: no copy through the socket, none in this
+        process's memory (its pages are the file's), the writer reads the columns in place."""
+        fd = os.memfd_create("gsc-arrow-rows", os.MFD_CLOEXEC)
+        try:
+            with (
+                pa.OSFile(f"/proc/self/fd/{fd}", "wb") as sink,
+                pa.ipc.new_stream(sink, data.schema) as stream,
+            ):
+                stream.write_table(data)
+            _call(self._conn, ("insert", table), fd=fd)
+        finally:
+            os.close(fd)
 
 
 def _first_call(message: tuple[Any, ...], start: bool = True) -> tuple[mpc.Connection, Any]:
