@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import pathlib
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 # Where DuckDB runs: "process" (its writer process, the default) or "inline" (this process).
 WRITER_ENV = "GSC_DUCKDB_WRITER"
 WRITER_MODES = ("process", "inline")
+# The writer passes rows in memfd files, which only Linux has.
+_DEFAULT_WRITER = "process" if sys.platform == "linux" else "inline"
 
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
@@ -131,7 +134,7 @@ class DuckDBWarehouse(Warehouse):
         lock_wait_seconds: float = LOCK_WAIT_SECONDS,
         writer: str | None = None,
     ):
-        self.writer = writer or os.environ.get(WRITER_ENV) or "process"
+        self.writer = writer or os.environ.get(WRITER_ENV) or _DEFAULT_WRITER
         if self.writer not in WRITER_MODES:
             raise ValueError(
                 f"{WRITER_ENV}={self.writer!r} is not a DuckDB writer mode: set it to 'process' "

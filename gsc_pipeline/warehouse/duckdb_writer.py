@@ -10,8 +10,10 @@ issue 14 stops 36-38). In the writer process that is paid once, whatever the num
 What stays the same: every transaction still attaches the file, works, commits and detaches it
 (`DuckDBWarehouse` in this process, "inline"), so other programs can open the file between
 transactions, and a transaction whose client dies (a terminated run) is rolled back. The
-statements are the warehouse's own (`Connection`): the client sends SQL and parameters, gets
-the rows back, and sends Arrow tables as Arrow IPC streams.
+statements are the warehouse's own (`Connection`): the client sends SQL and parameters and gets
+the rows back; it writes an Arrow table as an Arrow IPC stream into an anonymous shared-memory
+file (memfd) whose descriptor it passes, and the writer inserts the columns where they are
+mapped (measured: 0.15 µs/row more than inline, where copies through the socket cost 0.7).
 
 Lifecycle: the first client to find no writer starts one (under a file lock, so two never
 start), in a session of its own so that it outlives the run that started it. Clients keep their
@@ -20,7 +22,8 @@ connections open between transactions; the writer exits once no client has been 
 (`$XDG_RUNTIME_DIR` or the temporary directory), named after the Python and the installation,
 so two checkouts never share a writer.
 
-`GSC_DUCKDB_WRITER=inline` keeps DuckDB in the calling process (what the writer itself does).
+`GSC_DUCKDB_WRITER=inline` keeps DuckDB in the calling process (what the writer itself does,
+and the default off Linux: memfd is Linux's).
 """
 
 from __future__ import annotations
@@ -271,21 +274,27 @@ class WriterConnection(Connection):
             os.close(fd)
 
 
-def _first_call(message: tuple[Any, ...], start: bool = True) -> tuple[mpc.Connection, Any]:
-    """A connection and the answer to `message`, its first request. An idle connection whose
-    writer has since gone (nothing was done on it) is replaced, with the other idle ones.
-    Without `start`, FileNotFoundError or ConnectionRefusedError if no writer runs."""
+def _first_call(
+    message: tuple[Any, ...], start: bool = True, fresh_tries: int = 2
+) -> tuple[mpc.Connection, Any]:
+    """A connection and the answer to `message`, its first request. A connection that breaks
+    before answering it (nothing was done on it) is replaced: an idle one whose writer has
+    since gone (with the other idle ones), or a new one that a writer ending as it connected
+    dropped (once more). Without `start`, FileNotFoundError or ConnectionRefusedError if no
+    writer runs."""
     conn, pooled = _pool.take(start)
     try:
         return conn, _call(conn, message)
     except WriterLost:
         if not pooled:
-            raise
+            fresh_tries -= 1
+            if fresh_tries <= 0:
+                raise
     except DuckDBWriterError:
         _pool.give_back(conn)
         raise
     close_idle_connections()  # they led to the same writer
-    return _first_call(message, start)
+    return _first_call(message, start, fresh_tries)
 
 
 @contextlib.contextmanager
