@@ -11,7 +11,7 @@ the path, summed over the rounds. Parts nest: `GscClient._call` includes `parse_
 building or taking a Google service object (`GscClient._take_service`),
 `Warehouse.run_transaction` includes `write_partitions`, `ensure_schema` and `claim_report`.
 Each round's line also splits the process's CPU by thread: the calling thread (the one-time
-setup left out), the sync's Python threads (`gsc-sync` fetches, `gsc-write` the group writer)
+setup left out), the sync's Python threads (`gsc-sync` fetches, `gsc-write` the group writer),
 DuckDB's writer process (`warehouse.duckdb_writer`, its CPU over the slice) and what remains,
 the native threads Python did not start (Arrow's workers, jemalloc's; DuckDB's when inline).
 `--duckdb-setting threads=1` (repeatable) adds a setting to the DuckDB host database's

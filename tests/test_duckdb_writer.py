@@ -204,3 +204,32 @@ def test_a_socket_path_too_long_names_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     with pytest.raises(OSError, match="longer than a Unix socket allows.*XDG_RUNTIME_DIR"):
         duckdb_writer.socket_path()
+
+
+def test_the_bench_counts_the_writers_cpu_from_when_it_began_sampling(writer_env, tmp_path):
+    """The writer is outside the sampled tree (it serves the machine): the bench's sampler
+    still follows it, and counts only what it spends once sampling began."""
+    import subprocess
+    import sys
+
+    from gsc_pipeline.tools.bench.sampler import TreeSampler
+
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    writer = psutil.Process(duckdb_writer.writer_pid())
+    spent_before = sum(writer.cpu_times()[:2])
+    # A tree the writer is not part of: one idle child process.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    try:
+        sampler = TreeSampler(child.pid)
+        sampler.sample()
+        with wh.transaction() as conn:
+            conn.insert_arrow("t", _table(0, 300_000))
+        sampler.sample()
+    finally:
+        child.communicate(b"")
+    (seen,) = [p for p in sampler.processes.values() if p.pid == writer.pid]
+    assert seen.role == "DuckDB writer"
+    assert seen.cpu_before >= spent_before
+    assert 0 < seen.cpu_seconds <= sum(writer.cpu_times()[:2]) - spent_before

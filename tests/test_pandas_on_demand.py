@@ -138,5 +138,5 @@ def test_a_fetch_run_with_its_checks_never_imports_pandas(backend, tmp_path, req
     assert found["materialized"] == 18
     assert found["checks"] == 72 and found["failed"] == []
     assert found["loaded"] is False, found["importer"]
-    # DuckDB runs in its writer process (gsc_pipeline.warehouse.duckdb_writer), never here.
+    # DuckDB runs in its writer process (gsc_pipeline.warehouse.duckdb_server), never here.
     assert found["duckdb"] is False
