@@ -207,8 +207,8 @@ def test_a_socket_path_too_long_names_the_fix(monkeypatch, tmp_path):
 
 
 def test_the_bench_counts_the_writers_cpu_from_when_it_began_sampling(writer_env, tmp_path):
-    """The writer is outside the sampled tree (it serves the machine): the bench's sampler
-    still follows it, and counts only what it spends once sampling began."""
+    """The writer is outside the sampled tree (it serves a whole Dagster instance): the bench's
+    sampler still follows it, and counts only what it spends once sampling began."""
     import subprocess
     import sys
 
@@ -233,3 +233,14 @@ def test_the_bench_counts_the_writers_cpu_from_when_it_began_sampling(writer_env
     assert seen.role == "DuckDB writer"
     assert seen.cpu_before >= spent_before
     assert 0 < seen.cpu_seconds <= sum(writer.cpu_times()[:2]) - spent_before
+
+
+def test_each_dagster_instance_has_its_own_writer(writer_env, monkeypatch, tmp_path):
+    """A deployment's processes share one writer, which ends with them (a stopped UI leaves
+    nothing: tests/test_ui_signals.py); another instance's never keeps it alive."""
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "a"))
+    first = duckdb_writer.socket_path()
+    assert duckdb_writer.socket_path() == first
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "b"))
+    assert duckdb_writer.socket_path() != first
+    assert duckdb_writer.socket_path().parent == first.parent

@@ -1,8 +1,8 @@
 """DuckDB file warehouse: the embedded default.
 
-DuckDB itself runs in one writer process per machine (`warehouse.duckdb_writer`), which every
-process using the warehouse sends its transactions to; `GSC_DUCKDB_WRITER=inline` runs it in the
-calling process, as the writer does. What follows is how the writer (or an inline process)
+DuckDB itself runs in one writer process per Dagster instance (`warehouse.duckdb_writer`), which
+every process using the warehouse sends its transactions to; `GSC_DUCKDB_WRITER=inline` runs it
+in the calling process, as the writer does. What follows is how the writer (or an inline process)
 uses the file.
 
 DuckDB lets one process at a time open a file for writing, so every operation attaches the file,

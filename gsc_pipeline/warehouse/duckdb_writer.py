@@ -1,5 +1,5 @@
-"""DuckDB's writer process: DuckDB itself runs in one process per machine and installation, and
-every process that uses a DuckDB warehouse sends it its transactions.
+"""DuckDB's writer process: DuckDB itself runs in one process per Dagster instance and
+installation, and every process that uses a DuckDB warehouse sends it its transactions.
 
 Why a process of its own: DuckDB lets one process at a time open a file for writing anyway, so
 the runs of a backfill already took turns on the file; but each of them also loaded DuckDB's
@@ -19,8 +19,10 @@ Lifecycle: the first client to find no writer starts one (under a file lock, so 
 start), in a session of its own so that it outlives the run that started it. Clients keep their
 connections open between transactions; the writer exits once no client has been connected for
 `GSC_DUCKDB_WRITER_IDLE_SECONDS` (10). The socket is in a directory only this user can open
-(`$XDG_RUNTIME_DIR` or the temporary directory), named after the Python and the installation,
-so two checkouts never share a writer.
+(`$XDG_RUNTIME_DIR` or the temporary directory), named after the Dagster instance
+(`$DAGSTER_HOME`), the Python and the installation: a deployment's processes share one writer
+that ends after them (a stopped `gsc-pipeline ui` leaves nothing running), and two checkouts or
+instances never share one (two writers of one file take turns on its lock, as processes did).
 
 `GSC_DUCKDB_WRITER=inline` keeps DuckDB in the calling process (what the writer itself does,
 and the default off Linux: memfd is Linux's).
@@ -103,9 +105,12 @@ def runtime_dir() -> Path:
 
 
 def socket_path() -> Path:
-    """The writer's socket for this Python and this installation of gsc_pipeline."""
+    """The writer's socket for this Dagster instance ($DAGSTER_HOME), this Python and this
+    installation of gsc_pipeline: a deployment's processes (webserver, daemon, code servers,
+    runs) share one writer, which ends with them."""
     package = Path(__file__).resolve().parents[1]
-    key = hashlib.sha256(f"{sys.executable}\0{package}".encode()).hexdigest()[:16]
+    home = os.path.abspath(os.environ.get("DAGSTER_HOME") or "")
+    key = hashlib.sha256(f"{sys.executable}\0{package}\0{home}".encode()).hexdigest()[:16]
     path = runtime_dir() / f"duckdb-writer-{key}.sock"
     if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
         raise OSError(

@@ -55,7 +55,7 @@ class ProcessSample:
     cmdline: str
     cpu_seconds: float = 0.0
     # CPU it had spent when first seen, if it is outside the tree and started before the
-    # sampler (DuckDB's writer, which serves the whole machine): not counted.
+    # sampler (DuckDB's writer, which serves a whole Dagster instance): not counted.
     cpu_before: float = 0.0
     peak_rss: int = 0
     # RSS less its shared pages (library code and other file pages, which every run process
@@ -112,7 +112,7 @@ class TreeSampler:
         except psutil.Error:
             return
         # DuckDB's writer does the runs' DuckDB work wherever it was started (by a run, which
-        # may have ended, or before the tree: it serves the machine).
+        # may have ended, or before the tree: it serves a whole Dagster instance).
         tree = {proc.pid for proc in procs}
         procs += [proc for proc in _duckdb_writers() if proc.pid not in tree]
         now = time.time()
