@@ -244,3 +244,8 @@ def test_each_dagster_instance_has_its_own_writer(writer_env, monkeypatch, tmp_p
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "b"))
     assert duckdb_writer.socket_path() != first
     assert duckdb_writer.socket_path().parent == first.parent
+    # Without an instance, one writer wherever the process runs.
+    monkeypatch.delenv("DAGSTER_HOME")
+    unset = duckdb_writer.socket_path()
+    monkeypatch.chdir(tmp_path)
+    assert duckdb_writer.socket_path() == unset

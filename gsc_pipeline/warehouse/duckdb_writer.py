@@ -109,7 +109,8 @@ def socket_path() -> Path:
     installation of gsc_pipeline: a deployment's processes (webserver, daemon, code servers,
     runs) share one writer, which ends with them."""
     package = Path(__file__).resolve().parents[1]
-    home = os.path.abspath(os.environ.get("DAGSTER_HOME") or "")
+    home = os.environ.get("DAGSTER_HOME")
+    home = os.path.abspath(home) if home else ""
     key = hashlib.sha256(f"{sys.executable}\0{package}\0{home}".encode()).hexdigest()[:16]
     path = runtime_dir() / f"duckdb-writer-{key}.sock"
     if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
