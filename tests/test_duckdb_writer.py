@@ -18,6 +18,7 @@ import psutil
 import pyarrow as pa
 import pytest
 
+from gsc_pipeline.tools.bench.sampler import duckdb_writers
 from gsc_pipeline.warehouse import duckdb_writer, open_warehouse
 from gsc_pipeline.warehouse.duckdb import WRITER_ENV
 
@@ -39,12 +40,7 @@ def writer_env(monkeypatch):
 
 def _writers(runtime) -> list[psutil.Process]:
     """The writer processes serving sockets under `runtime`."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if duckdb_writer.SERVER_MODULE in cmdline and any(str(runtime) in a for a in cmdline):
-            found.append(proc)
-    return found
+    return [p for p in duckdb_writers() if any(str(runtime) in a for a in p.info["cmdline"])]
 
 
 def _table(start: int, n: int) -> pa.Table:

@@ -145,9 +145,7 @@ class _Pool:
         with self.lock:
             if self.idle:
                 return self.idle.pop(), True
-        if not start:
-            return mpc.Client(str(socket_path()), family="AF_UNIX"), False
-        return _connect(), False
+        return _connect(start), False
 
     def give_back(self, conn: mpc.Connection) -> None:
         with self.lock:
@@ -169,10 +167,14 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _connect() -> mpc.Connection:
+def _connect(start: bool = True) -> mpc.Connection:
+    """A new connection to the writer, started first if none runs and `start` is true."""
     sock = socket_path()
-    with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+    try:
         return mpc.Client(str(sock), family="AF_UNIX")
+    except (FileNotFoundError, ConnectionRefusedError):
+        if not start:
+            raise
     with start_lock(sock):
         with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
             return mpc.Client(str(sock), family="AF_UNIX")

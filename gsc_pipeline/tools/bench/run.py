@@ -190,8 +190,9 @@ def sync_slice(
 
 
 def _end_duckdb_writer(timeout: float = 120) -> None:
-    """Let DuckDB's writer process, which the measurements above started, end: the backfill
-    starts its own, and the bench counts all of its CPU."""
+    """Let DuckDB's writer process, which the measurements above started, end. The backfill's
+    processes (another DAGSTER_HOME) start their own, which the bench counts from its start;
+    this one, idle, would only add its memory to the report's "DuckDB writer" role."""
     pid = duckdb_writer.writer_pid(start=False)
     duckdb_writer.close_idle_connections()
     if pid is None:

@@ -114,7 +114,7 @@ class TreeSampler:
         # DuckDB's writer does the runs' DuckDB work wherever it was started (by a run, which
         # may have ended, or before the tree: it serves a whole Dagster instance).
         tree = {proc.pid for proc in procs}
-        procs += [proc for proc in _duckdb_writers() if proc.pid not in tree]
+        procs += [proc for proc in duckdb_writers() if proc.pid not in tree]
         now = time.time()
         for proc in procs:
             try:
@@ -180,7 +180,7 @@ def rss_by_mapping(pid: int) -> dict[str, int]:
     return out
 
 
-def _duckdb_writers() -> list[psutil.Process]:
+def duckdb_writers() -> list[psutil.Process]:
     """This machine's DuckDB writer processes (`gsc_pipeline.warehouse.duckdb_server`)."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
