@@ -245,3 +245,115 @@ def test_each_dagster_instance_has_its_own_writer(writer_env, monkeypatch, tmp_p
     unset = duckdb_writer.socket_path()
     monkeypatch.chdir(tmp_path)
     assert duckdb_writer.socket_path() == unset
+
+
+def _open_directly(path: str) -> bool:
+    """Whether the file can be opened directly now: no process (another one: DuckDB's file
+    lock; this one: its database instance) has it attached."""
+    import duckdb
+
+    try:
+        duckdb.connect(path, read_only=True).close()
+    except (duckdb.IOException, duckdb.ResourceInUseException) as exc:
+        assert "Could not set lock" in str(exc) or "already attached" in str(exc), exc
+        return False
+    return True
+
+
+def _until(condition, what: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+def test_the_writer_lets_other_programs_open_the_file_once_it_is_idle(writer_env, tmp_path):
+    """The writer keeps a file attached between transactions (LINGER_SECONDS), then lets go."""
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(0, 10))
+    _until(lambda: _open_directly(wh.path), "the writer released the file")
+    assert _count(wh) == 10  # and the writer attaches it again for the next transaction
+
+
+@pytest.fixture
+def lingering(tmp_path, monkeypatch):
+    """Inline warehouses that linger as the writer's do, counting their attaches."""
+    from gsc_pipeline.warehouse import duckdb as gsc_duckdb
+
+    attaches = []
+    attach = gsc_duckdb.DuckDBWarehouse._attach
+
+    def counted(self):
+        attaches.append(self.schema)
+        return attach(self)
+
+    monkeypatch.setattr(gsc_duckdb.DuckDBWarehouse, "_attach", counted)
+    path = str(tmp_path / "w.duckdb")
+
+    def make(schema=None, linger=60.0):
+        return gsc_duckdb.DuckDBWarehouse(
+            path, schema=schema, writer="inline", linger_seconds=linger
+        )
+
+    yield gsc_duckdb, path, make, attaches
+    gsc_duckdb._file(path).holder = None  # the test's warehouses are closed by then
+
+
+def test_a_lingering_file_serves_the_next_transaction_without_attaching_again(lingering):
+    gsc_duckdb, path, make, attaches = lingering
+    wh = make()
+    try:
+        with wh.transaction() as conn:
+            conn.execute("CREATE TABLE t (id BIGINT, name VARCHAR)")
+        with wh.transaction() as conn:
+            conn.insert_arrow("t", _table(0, 5))
+        assert attaches == [None]
+        assert gsc_duckdb._file(path).holder is wh
+        assert not _open_directly(path)  # still attached: other programs wait
+        # Another object of the same file (another schema) takes it over.
+        other = make(schema="other")
+        with other.transaction() as conn:
+            conn.execute("CREATE TABLE u (id BIGINT)")
+        assert attaches == [None, "other"]
+        assert gsc_duckdb._file(path).holder is other
+        assert wh._held is None
+        other.close()
+        assert _open_directly(path)  # close() detached it
+        with wh.transaction() as conn:
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (5,)
+    finally:
+        wh.close()
+    assert _open_directly(path)
+
+
+def test_a_lingering_file_is_detached_once_idle_or_held_too_long(lingering, monkeypatch):
+    gsc_duckdb, path, make, attaches = lingering
+    wh = make(linger=0.05)
+    try:
+        with wh.transaction() as conn:
+            conn.execute("CREATE TABLE t (id BIGINT, name VARCHAR)")
+        _until(lambda: _open_directly(path), "the idle file was detached")
+        assert gsc_duckdb._file(path).holder is None
+        # Held longer than HOLD_SECONDS: detached at the end of the transaction.
+        monkeypatch.setattr(gsc_duckdb, "HOLD_SECONDS", 0.0)
+        wh.linger_seconds = 60.0
+        with wh.transaction() as conn:
+            conn.insert_arrow("t", _table(0, 3))
+        assert gsc_duckdb._file(path).holder is None and _open_directly(path)
+        assert len(attaches) == 2
+    finally:
+        wh.close()
+
+
+def test_an_inline_warehouse_detaches_after_every_transaction(tmp_path, monkeypatch):
+    """Inline (a run process's, which may fork): no file stays attached after a transaction."""
+    monkeypatch.setenv(WRITER_ENV, "inline")
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    assert wh.linger_seconds == 0
+    with wh.transaction() as conn:
+        conn.execute("CREATE TABLE t (id BIGINT, name VARCHAR)")
+    assert _open_directly(wh.path)

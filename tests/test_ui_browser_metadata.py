@@ -46,7 +46,16 @@ def _stored(workdir: Path, day: str) -> tuple[str, int, list[tuple[str, str]]]:
     """(qualified table name, the day's rows, columns) of the asset's table, read from the file."""
     (path,) = [p for p in workdir.rglob("*.duckdb") if p.stem != "gsc_state"] or [None]
     assert path is not None, sorted(workdir.rglob("*.duckdb"))
-    with duckdb.connect(str(path), read_only=True) as con:
+    # The UI's DuckDB writer keeps the file a moment after its last transaction (LINGER_SECONDS).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            break
+        except duckdb.IOException:
+            assert time.monotonic() < deadline, "the warehouse stayed locked for 60 s"
+            time.sleep(0.2)
+    with con:
         rows = con.execute("SELECT COUNT(*) FROM gsc_page WHERE date = ?", [day]).fetchone()[0]
         columns = con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "

@@ -391,6 +391,12 @@ class Warehouse(abc.ABC):
         (PostgreSQL) is not the pipeline's."""
         return 0.0
 
+    def release(self) -> None:
+        """Let other programs open the warehouse now and finish its deferred work: DuckDB's
+        writer keeps a file attached a moment after a transaction, for the next one (its
+        checkpoint comes when it detaches). Nothing to do on a database server."""
+        return None
+
     def write_partitions(self, batches: Sequence[PartitionBatch]) -> None:
         """Replace several partitions in ONE transaction (group commit): all or none of them.
 
@@ -409,13 +415,21 @@ class Warehouse(abc.ABC):
             # sets cannot deadlock.
             for table, site_url, day in sorted({(t, s, d) for t, _, s, d in latest}):
                 self.lock(conn, table, f"{site_url} {day.isoformat()}")
+            # One delete per table, site (and report) for all its days: a statement's fixed
+            # cost is paid once per group too.
+            days: dict[tuple[str, str, str], list[dt.date]] = {}
             for table, report_name, site_url, day in latest:
+                days.setdefault((table, report_name, site_url), []).append(day)
+            for (table, report_name, site_url), group in days.items():
+                marks = ", ".join("?" * len(group))
                 conn.execute(
-                    f"DELETE FROM {table} WHERE site_url = ? AND date = ?", (site_url, day)
+                    f"DELETE FROM {table} WHERE site_url = ? AND date IN ({marks})",
+                    (site_url, *group),
                 )
                 conn.execute(
-                    f"DELETE FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? AND date = ?",
-                    (site_url, report_name, day),
+                    f"DELETE FROM {LEDGER_TABLE} WHERE site_url = ? AND report = ? "
+                    f"AND date IN ({marks})",
+                    (site_url, report_name, *group),
                 )
             # One insert per table (and column layout) for the whole group, not one per
             # partition: a COPY's or an INSERT's fixed cost is paid once (docs/bench, issue 14

@@ -7,18 +7,21 @@ uses the file.
 
 DuckDB lets one process at a time open a file for writing, so every operation attaches the file,
 does its work in one transaction and detaches it again (which checkpoints and releases the
-file's lock): a parallel run (another process) waits for the lock with backoff instead of
-failing. Inside one process the threads share a lock per file, so concurrent partition writes
-never meet as conflicting DuckDB transactions.
+file's lock): another process waits for the lock with backoff instead of failing. The writer
+process keeps the file attached from one transaction to the next while they keep coming
+(`LINGER_SECONDS`, `HOLD_SECONDS`). Inside one process the threads share a lock per file, so
+concurrent partition writes never meet as conflicting DuckDB transactions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pathlib
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
@@ -57,14 +60,62 @@ _HOST = "gsc_pipeline_host"
 # Names DuckDB keeps for itself; a file of that stem is named `<stem>_db`, as duckdb.connect does.
 _RESERVED = ("main", "system", "temp")
 
-_file_locks: dict[str, threading.Lock] = {}
-_file_locks_guard = threading.Lock()
+# DuckDB's writer process keeps a file attached after a transaction for the next one, until
+# none came for LINGER_SECONDS. An attach and a detach (its checkpoint, ~2.5 ms per table the
+# transaction changed) per transaction were a third of the writer's CPU on a bench slice of
+# small syncs (docs/bench/README.md, stop 39). After HOLD_SECONDS attached it detaches at the
+# end of the transaction then running, so that other programs get a turn on the file.
+LINGER_SECONDS = 1.0
+HOLD_SECONDS = 5.0
+
+_files: dict[str, _File] = {}
+_files_guard = threading.Lock()
 _arrow_names = itertools.count()
 
 
-def _file_lock(path: str) -> threading.Lock:
-    with _file_locks_guard:
-        return _file_locks.setdefault(path, threading.Lock())
+class _File:
+    """One DuckDB file in this process: the lock its transactions take turns on, and the
+    warehouse object that still has it attached after its last transaction (`linger`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: DuckDBWarehouse | None = None
+        self.held_since = 0.0
+        self.idle_since = 0.0
+        self._lingering = threading.Event()
+        self._detacher: threading.Thread | None = None
+
+    def linger(self, warehouse: DuckDBWarehouse) -> None:
+        """`warehouse` keeps the file attached (called under `lock`, at a transaction's end);
+        a thread detaches it once no transaction has come for its `linger_seconds`."""
+        self.holder, self.idle_since = warehouse, time.monotonic()
+        if self._detacher is None:
+            self._detacher = threading.Thread(
+                target=self._detach_when_idle, name="duckdb-detach", daemon=True
+            )
+            self._detacher.start()
+        self._lingering.set()
+
+    def _detach_when_idle(self) -> None:
+        while True:
+            self._lingering.wait()
+            self._lingering.clear()
+            while True:
+                with self.lock:
+                    holder = self.holder
+                    if holder is None:
+                        break
+                    wait = self.idle_since + holder.linger_seconds - time.monotonic()
+                    if wait <= 0:
+                        with contextlib.suppress(Exception):  # _detach closed the host
+                            holder.let_go(self)
+                        break
+                time.sleep(wait)
+
+
+def _file(path: str) -> _File:
+    with _files_guard:
+        return _files.setdefault(path, _File())
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -133,6 +184,7 @@ class DuckDBWarehouse(Warehouse):
         schema: str | None = None,
         lock_wait_seconds: float = LOCK_WAIT_SECONDS,
         writer: str | None = None,
+        linger_seconds: float = 0.0,
     ):
         self.writer = writer or os.environ.get(WRITER_ENV) or _DEFAULT_WRITER
         if self.writer not in WRITER_MODES:
@@ -143,11 +195,16 @@ class DuckDBWarehouse(Warehouse):
         self.path = str(pathlib.Path(path).resolve())
         self.schema = schema
         self.lock_wait_seconds = lock_wait_seconds
+        # 0: detach after every transaction. The writer process lingers (LINGER_SECONDS); an
+        # inline process does not, as a process forked meanwhile would share the attached file.
+        self.linger_seconds = linger_seconds
         self.lock_retries = 0
         stem = pathlib.Path(self.path).stem
         # The file's catalog name, as duckdb.connect(path) names it (describe_table shows it).
         self._catalog = f"{stem}_db" if stem in _RESERVED else stem
         self._host: duckdb.DuckDBPyConnection | None = None
+        # The file's connection while it stays attached between transactions (_File.holder).
+        self._held: duckdb.DuckDBPyConnection | None = None
 
     def _host_database(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB that the file is attached to, one transaction at a time.
@@ -207,14 +264,41 @@ class DuckDBWarehouse(Warehouse):
             con.close()
         except BaseException:
             # Closing the whole in-memory database releases the file whatever state it is in.
-            self.close()
+            self._close_host()
             raise
 
     def close(self) -> None:
-        """Close the in-memory host database (the file is only attached inside transactions)."""
+        """Close the in-memory host database, detaching the file if it is still attached."""
+        file = _file(self.path)
+        with file.lock:
+            if file.holder is self:
+                file.holder = None
+            self._held = None
+            self._close_host()
+
+    def release(self) -> None:
+        """Detach the file now if it is kept attached after the last transaction (the writer's
+        LINGER_SECONDS): other programs can open it, and its checkpoint is done."""
+        if self.writer == "process":
+            duckdb_writer.release(self)
+            return
+        file = _file(self.path)
+        with file.lock:
+            if file.holder is self:
+                self.let_go(file)
+
+    def _close_host(self) -> None:
         host, self._host = self._host, None
         if host is not None:
             host.close()
+
+    def let_go(self, file: _File) -> None:
+        """Detach the file this object kept attached after its last transaction (called under
+        the file's lock: no transaction of this object is open)."""
+        con, self._held = self._held, None
+        file.holder = None
+        if con is not None:
+            self._detach(con)
 
     def transaction(self) -> AbstractContextManager[Connection]:
         if self.writer == "process":
@@ -233,8 +317,18 @@ class DuckDBWarehouse(Warehouse):
 
     @contextmanager
     def _inline_transaction(self) -> Iterator[DuckDBConnection]:
-        with _file_lock(self.path):
-            con = self._attach()
+        """The file attached (or still attached after this object's last transaction), one
+        transaction, then detached, or kept attached for the next one (`linger_seconds`)."""
+        file = _file(self.path)
+        with file.lock:
+            if file.holder is not None and file.holder is not self:
+                file.holder.let_go(file)  # another object of this file (another schema)
+            con, self._held = self._held, None
+            file.holder = None
+            if con is None:
+                con = self._attach()
+                file.held_since = time.monotonic()
+            kept = False
             try:
                 con.execute("BEGIN TRANSACTION")
                 try:
@@ -247,8 +341,15 @@ class DuckDBWarehouse(Warehouse):
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
+                kept = self.linger_seconds > 0 and (
+                    time.monotonic() - file.held_since < HOLD_SECONDS
+                )
             finally:
-                self._detach(con)
+                if kept:
+                    self._held = con
+                    file.linger(self)
+                else:
+                    self._detach(con)
 
     @classmethod
     def url_target(cls, url: str) -> str | None:

@@ -2,8 +2,9 @@
 what `gsc_pipeline.warehouse.duckdb_writer` starts and talks to.
 
 A thread per connected client; each of the client's transactions is `DuckDBWarehouse`'s own
-inline transaction (the file attached, the work, COMMIT or ROLLBACK, the file detached), its
-statements run as the client sends them. A client that goes away mid-transaction is rolled
+inline transaction (the file attached, or still attached from the last one, the work, COMMIT or
+ROLLBACK; the file detached once idle, `duckdb.LINGER_SECONDS`), its statements run as the
+client sends them. A client that goes away mid-transaction is rolled
 back. The process ends once no client has been connected for `GSC_DUCKDB_WRITER_IDLE_SECONDS`.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from gsc_pipeline.warehouse.base import Connection
-from gsc_pipeline.warehouse.duckdb import DuckDBWarehouse
+from gsc_pipeline.warehouse.duckdb import LINGER_SECONDS, DuckDBWarehouse
 from gsc_pipeline.warehouse.duckdb_writer import (
     DEFAULT_IDLE_SECONDS,
     IDLE_ENV,
@@ -62,7 +63,9 @@ class _Writer:
                 with start_lock(self.sock), self.lock:
                     if self.clients == 0:
                         self.sock.unlink(missing_ok=True)
-                        os._exit(0)  # no transaction is open: every file is detached
+                        for warehouse, _ in self.hosts.values():
+                            warehouse.close()  # no transaction is open: detach every file
+                        os._exit(0)
             time.sleep(max(0.1, min(wait, self.idle_seconds)) if idle else self.idle_seconds)
 
     def _client(self, conn: mpc.Connection) -> None:
@@ -73,6 +76,12 @@ class _Writer:
                     self._transaction(conn, *message[1:])
                 elif message[0] == "stats":
                     conn.send(("ok", (os.getpid(), time.process_time())))
+                elif message[0] == "release":
+                    with self.lock:
+                        entry = self.hosts.get((message[1], message[2]))
+                    if entry is not None:
+                        entry[0].release()
+                    conn.send(("ok", None))
                 else:
                     conn.send(("error", "ProtocolError", f"{message[0]!r} outside a transaction"))
         except (EOFError, OSError):
@@ -88,7 +97,12 @@ class _Writer:
         with self.lock:
             entry = self.hosts.pop((path, schema), None)
             if entry is None:
-                entry = [DuckDBWarehouse(path, schema=schema, writer="inline"), 0]
+                entry = [
+                    DuckDBWarehouse(
+                        path, schema=schema, writer="inline", linger_seconds=LINGER_SECONDS
+                    ),
+                    0,
+                ]
             self.hosts[(path, schema)] = entry  # now the most recently used
             entry[0].lock_wait_seconds = lock_wait
             entry[1] += 1

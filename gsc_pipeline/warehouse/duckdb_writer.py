@@ -7,9 +7,11 @@ library (~40 MB of its code pages), built an in-memory host database and catalog
 DuckDB's working memory: ~90 MB more per run process than a PostgreSQL run (docs/bench/README.md,
 issue 14 stops 36-38). In the writer process that is paid once, whatever the number of runs.
 
-What stays the same: every transaction still attaches the file, works, commits and detaches it
-(`DuckDBWarehouse` in this process, "inline"), so other programs can open the file between
-transactions, and a transaction whose client dies (a terminated run) is rolled back. The
+What stays the same: every transaction is `DuckDBWarehouse`'s own inline transaction, and one
+whose client dies (a terminated run) is rolled back. The writer keeps a file attached after a
+transaction for the next one and detaches it (checkpoints and releases it) once none came for
+`duckdb.LINGER_SECONDS` (1), or at a transaction's end once held `HOLD_SECONDS` (5): other
+programs open the file between bursts; `Warehouse.release()` detaches it at once. The
 statements are the warehouse's own (`Connection`): the client sends SQL and parameters and gets
 the rows back; it writes an Arrow table as an Arrow IPC stream into an anonymous shared-memory
 file (memfd) whose descriptor it passes, and the writer inserts the columns where they are
@@ -334,6 +336,16 @@ def _stats(start: bool) -> tuple[int, float] | None:
         return None
     _pool.give_back(conn)
     return pid, seconds
+
+
+def release(warehouse: DuckDBWarehouse) -> None:
+    """Have the writer detach `warehouse`'s file now if it keeps it attached after its last
+    transaction (`duckdb.LINGER_SECONDS`); nothing if no writer runs."""
+    try:
+        conn, _ = _first_call(("release", warehouse.path, warehouse.schema), start=False)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return
+    _pool.give_back(conn)
 
 
 def writer_cpu_seconds(start: bool = True) -> float:

@@ -101,7 +101,10 @@ def _fetch_day(api: _RawApi, site_url: str, report: Report, day: dt.date) -> lis
 
 def cpu_seconds(warehouse: Warehouse) -> float:
     """This process's CPU seconds so far (all threads), plus the process that runs the
-    warehouse's database for it on this machine (DuckDB's writer)."""
+    warehouse's database for it on this machine (DuckDB's writer), once the warehouse has done
+    the work it defers (`Warehouse.release`: DuckDB's writer detaches, so checkpoints, a file a
+    moment after its last transaction)."""
+    warehouse.release()
     return time.process_time() + warehouse.helper_cpu_seconds()
 
 
