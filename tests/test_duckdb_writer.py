@@ -279,6 +279,18 @@ def test_the_writer_lets_other_programs_open_the_file_once_it_is_idle(writer_env
     assert _count(wh) == 10  # and the writer attaches it again for the next transaction
 
 
+def test_release_has_the_writer_let_go_of_the_file_at_once(writer_env, tmp_path):
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    other_schema = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}", schema="other")
+    _create(wh.path)
+    with other_schema.transaction() as conn:
+        conn.execute("CREATE TABLE u (id BIGINT)")
+    wh.release()  # whichever schema's transaction left the file attached
+    assert _open_directly(wh.path)
+    wh.release()  # nothing attached: nothing to do
+    assert _count(wh) == 0
+
+
 @pytest.fixture
 def lingering(tmp_path, monkeypatch):
     """Inline warehouses that linger as the writer's do, counting their attaches."""

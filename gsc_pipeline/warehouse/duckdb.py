@@ -118,6 +118,15 @@ def _file(path: str) -> _File:
         return _files.setdefault(path, _File())
 
 
+def release_file(path: str) -> None:
+    """Detach the file at `path` now if an object of this process keeps it attached after its
+    last transaction (whichever schema it serves)."""
+    file = _file(path)
+    with file.lock:
+        if file.holder is not None:
+            file.holder.let_go(file)
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     import duckdb
 
@@ -280,12 +289,9 @@ class DuckDBWarehouse(Warehouse):
         """Detach the file now if it is kept attached after the last transaction (the writer's
         LINGER_SECONDS): other programs can open it, and its checkpoint is done."""
         if self.writer == "process":
-            duckdb_writer.release(self)
-            return
-        file = _file(self.path)
-        with file.lock:
-            if file.holder is self:
-                self.let_go(file)
+            duckdb_writer.release(self.path)
+        else:
+            release_file(self.path)
 
     def _close_host(self) -> None:
         host, self._host = self._host, None

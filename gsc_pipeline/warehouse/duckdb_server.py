@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from gsc_pipeline.warehouse.base import Connection
-from gsc_pipeline.warehouse.duckdb import LINGER_SECONDS, DuckDBWarehouse
+from gsc_pipeline.warehouse.duckdb import LINGER_SECONDS, DuckDBWarehouse, release_file
 from gsc_pipeline.warehouse.duckdb_writer import (
     DEFAULT_IDLE_SECONDS,
     IDLE_ENV,
@@ -77,10 +77,7 @@ class _Writer:
                 elif message[0] == "stats":
                     conn.send(("ok", (os.getpid(), time.process_time())))
                 elif message[0] == "release":
-                    with self.lock:
-                        entry = self.hosts.get((message[1], message[2]))
-                    if entry is not None:
-                        entry[0].release()
+                    release_file(message[1])
                     conn.send(("ok", None))
                 else:
                     conn.send(("error", "ProtocolError", f"{message[0]!r} outside a transaction"))

@@ -338,11 +338,11 @@ def _stats(start: bool) -> tuple[int, float] | None:
     return pid, seconds
 
 
-def release(warehouse: DuckDBWarehouse) -> None:
-    """Have the writer detach `warehouse`'s file now if it keeps it attached after its last
+def release(path: str) -> None:
+    """Have the writer detach the file at `path` now if it keeps it attached after its last
     transaction (`duckdb.LINGER_SECONDS`); nothing if no writer runs."""
     try:
-        conn, _ = _first_call(("release", warehouse.path, warehouse.schema), start=False)
+        conn, _ = _first_call(("release", path), start=False)
     except (FileNotFoundError, ConnectionRefusedError):
         return
     _pool.give_back(conn)
