@@ -25,11 +25,9 @@ import argparse
 import collections
 import json
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -37,10 +35,9 @@ import psutil
 from gsc_pipeline.gsc import client as client_module
 from gsc_pipeline.sync import days as days_module
 from gsc_pipeline.sync import fetch as fetch_module
-from gsc_pipeline.tools.bench.command import _warehouse_url
+from gsc_pipeline.tools.bench.command import standard_rounds
 from gsc_pipeline.tools.bench.run import sync_slice
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, write_scenario
-from gsc_pipeline.tools.demo import emulator_process
+from gsc_pipeline.tools.bench.scenario import SCENARIOS
 from gsc_pipeline.warehouse import duckdb as duckdb_module
 from gsc_pipeline.warehouse import open_warehouse
 from gsc_pipeline.warehouse.base import Warehouse
@@ -142,39 +139,30 @@ def main() -> None:
     duckdb_module.CONNECT_CONFIG.update(dict(args.duckdb_setting))
     scenario = SCENARIOS["standard"]
     total_cpu = 0.0
-    with tempfile.TemporaryDirectory(prefix="gsc-path-parts-") as tmp:
-        workdir = Path(tmp)
-        files = write_scenario(scenario, workdir)
+    for round_no, (files, endpoint, url) in enumerate(
+        standard_rounds(args.warehouse, args.rounds, "gsc-path-parts-")
+    ):
         credential = files.config.credentials["default"]
-        with emulator_process(
-            "--config", str(files.emulator_file), log=workdir / "emulator.log"
-        ) as emu:
-            for round_no in range(args.rounds):
-                roundir = workdir / f"round{round_no}"
-                roundir.mkdir()
-                with _warehouse_url(args.warehouse, roundir) as url:
-                    _thread_cpu.clear()
-                    helper = open_warehouse(url).helper_cpu_seconds
-                    tasks0, main0, helper0 = _task_cpu(), time.thread_time(), helper()
-                    path = sync_slice(
-                        scenario, files.config, emu.base_url, url, credential.step_concurrency
-                    )
-                    main = time.thread_time() - main0 - path.setup_cpu_seconds
-                    threads = _thread_cpu + _live_python_threads(tasks0)
-                    # DuckDB's writer process, setup included (sync_slice leaves it out).
-                    threads["DuckDB writer process"] = helper() - helper0
-                total_cpu += path.cpu_seconds
-                python_threads = sum(threads.values())
-                by_thread = ", ".join(
-                    [f"calling thread {main:.2f}"]
-                    + [f"{name} {cpu:.2f}" for name, cpu in sorted(threads.items())]
-                    + [f"native threads {path.cpu_seconds - main - python_threads:.2f}"]
-                )
-                print(
-                    f"round {round_no + 1}: {path.cpu_seconds:.2f} CPU s, {path.rows:,} rows, "
-                    f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s; {by_thread}",
-                    flush=True,
-                )
+        _thread_cpu.clear()
+        helper = open_warehouse(url).helper_cpu_seconds
+        tasks0, main0, helper0 = _task_cpu(), time.thread_time(), helper()
+        path = sync_slice(scenario, files.config, endpoint, url, credential.step_concurrency)
+        main = time.thread_time() - main0 - path.setup_cpu_seconds
+        threads = _thread_cpu + _live_python_threads(tasks0)
+        # DuckDB's writer process, setup included (sync_slice leaves it out).
+        threads["DuckDB writer process"] = helper() - helper0
+        total_cpu += path.cpu_seconds
+        python_threads = sum(threads.values())
+        by_thread = ", ".join(
+            [f"calling thread {main:.2f}"]
+            + [f"{name} {cpu:.2f}" for name, cpu in sorted(threads.items())]
+            + [f"native threads {path.cpu_seconds - main - python_threads:.2f}"]
+        )
+        print(
+            f"round {round_no + 1}: {path.cpu_seconds:.2f} CPU s, {path.rows:,} rows, "
+            f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s; {by_thread}",
+            flush=True,
+        )
     print(f"thread CPU by part, {args.rounds} round(s), of {total_cpu:.2f} process CPU s:")
     for name, (seconds, calls) in sorted(_spent.items(), key=lambda item: -item[1][0]):
         print(f"  {name:32s} {seconds:6.3f} s in {calls:4d} calls")

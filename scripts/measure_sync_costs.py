@@ -18,15 +18,12 @@ A measurement, not a test (docs/bench/README.md, stop 39).
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.sync import sync_days
-from gsc_pipeline.tools.bench.command import _warehouse_url
+from gsc_pipeline.tools.bench.command import standard_rounds
 from gsc_pipeline.tools.bench.floor import cpu_seconds, reference_path
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, write_scenario
-from gsc_pipeline.tools.demo import emulator_process
+from gsc_pipeline.tools.bench.scenario import SCENARIOS
 from gsc_pipeline.warehouse import open_warehouse
 
 
@@ -37,60 +34,48 @@ def main() -> None:
     parser.add_argument("--by-report", action="store_true")
     args = parser.parse_args()
     scenario = SCENARIOS["standard"]
-    with tempfile.TemporaryDirectory(prefix="gsc-sync-costs-") as tmp:
-        workdir = Path(tmp)
-        files = write_scenario(scenario, workdir)
-        config = files.config
-        credential = config.credentials["default"]
-        days = scenario.day_list[: scenario.sequential_days]
-        reports = [r for p in config.properties for r in p.report_objects()]
-        with emulator_process(
-            "--config", str(files.emulator_file), log=workdir / "emulator.log"
-        ) as emu:
-            for round_no in range(args.rounds):
-                roundir = workdir / f"round{round_no}"
-                roundir.mkdir()
-                with _warehouse_url(args.warehouse, roundir) as url:
-                    client = GscClient(emu.base_url, None, qpm_budget=credential.qpm_budget)
-                    warehouse = open_warehouse(url)
-                    warehouse.ensure_schema(reports)
-                    cpu0, rows = cpu_seconds(warehouse), 0
-                    for prop in config.properties:
-                        for report in prop.report_objects():
-                            calls0 = client.stats.api_calls
-                            # Measured per report only with --by-report: reading the CPU lets
-                            # DuckDB's writer detach the file (`cpu_seconds`), as the bench's
-                            # path slice does once, at its end.
-                            if args.by_report:
-                                helper0 = warehouse.helper_cpu_seconds()
-                                start = cpu_seconds(warehouse)
-                            stored = sum(
-                                result.rows
-                                for result in sync_days(
-                                    client, warehouse, prop.site_url, report, days,
-                                    run_id="sync-costs",
-                                    concurrency=credential.step_concurrency,
-                                    memory_cap_bytes=credential.step_memory_mb << 20,
-                                )
-                            )  # fmt: skip
-                            rows += stored
-                            if args.by_report:
-                                cpu = cpu_seconds(warehouse) - start
-                                helper = warehouse.helper_cpu_seconds() - helper0
-                                print(
-                                    f"  {prop.site_url:26s} {report.name:11s} {stored:8,} rows "
-                                    f"{client.stats.api_calls - calls0:3d} calls "
-                                    f"{cpu * 1000:6.1f} ms CPU ({helper * 1000:5.1f} in the "
-                                    f"writer process), {cpu / max(1, stored) * 1e6:8.2f} µs/row"
-                                )
-                    path_us = (cpu_seconds(warehouse) - cpu0) / rows * 1e6
-                    ref = reference_path(config, emu.base_url, url, days)
-                    print(
-                        f"round {round_no + 1}: path {path_us:.2f} µs/row ({rows:,} rows), "
-                        f"reference {ref.cpu_us_per_row:.2f} µs/row ({ref.rows:,} rows), "
-                        f"path ÷ reference {path_us / ref.cpu_us_per_row:.2f}",
-                        flush=True,
+    days = scenario.day_list[: scenario.sequential_days]
+    rounds = standard_rounds(args.warehouse, args.rounds, "gsc-sync-costs-")
+    for round_no, (files, endpoint, url) in enumerate(rounds):
+        config, credential = files.config, files.config.credentials["default"]
+        client = GscClient(endpoint, None, qpm_budget=credential.qpm_budget)
+        warehouse = open_warehouse(url)
+        warehouse.ensure_schema([r for p in config.properties for r in p.report_objects()])
+        cpu0, rows = cpu_seconds(warehouse), 0
+        for prop in config.properties:
+            for report in prop.report_objects():
+                calls0 = client.stats.api_calls
+                # Measured per report only with --by-report: reading the CPU lets DuckDB's
+                # writer detach the file (`cpu_seconds`), as the bench's slice does once, at its
+                # end.
+                if args.by_report:
+                    helper0, start = warehouse.helper_cpu_seconds(), cpu_seconds(warehouse)
+                stored = sum(
+                    result.rows
+                    for result in sync_days(
+                        client, warehouse, prop.site_url, report, days, run_id="sync-costs",
+                        concurrency=credential.step_concurrency,
+                        memory_cap_bytes=credential.step_memory_mb << 20,
                     )
+                )  # fmt: skip
+                rows += stored
+                if args.by_report:
+                    cpu = cpu_seconds(warehouse) - start
+                    helper = warehouse.helper_cpu_seconds() - helper0
+                    print(
+                        f"  {prop.site_url:26s} {report.name:11s} {stored:8,} rows "
+                        f"{client.stats.api_calls - calls0:3d} calls {cpu * 1000:6.1f} ms CPU "
+                        f"({helper * 1000:5.1f} in the writer process), "
+                        f"{cpu / max(1, stored) * 1e6:8.2f} µs/row"
+                    )
+        path_us = (cpu_seconds(warehouse) - cpu0) / rows * 1e6
+        ref = reference_path(config, endpoint, url, days)
+        print(
+            f"round {round_no + 1}: path {path_us:.2f} µs/row ({rows:,} rows), reference "
+            f"{ref.cpu_us_per_row:.2f} µs/row ({ref.rows:,} rows), path ÷ reference "
+            f"{path_us / ref.cpu_us_per_row:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,12 @@ from pathlib import Path
 from gsc_pipeline.config import CONFIG_ENV
 from gsc_pipeline.tools.bench.report import write_report
 from gsc_pipeline.tools.bench.run import measure
-from gsc_pipeline.tools.bench.scenario import SCENARIOS, environ_set, write_scenario
+from gsc_pipeline.tools.bench.scenario import (
+    SCENARIOS,
+    ScenarioFiles,
+    environ_set,
+    write_scenario,
+)
 from gsc_pipeline.tools.bench.shards import shard_cost
 
 
@@ -52,6 +57,26 @@ def _warehouse_url(kind: str, workdir: Path) -> Iterator[str]:
         with con.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         con.close()
+
+
+def standard_rounds(
+    warehouse: str, rounds: int, prefix: str
+) -> Iterator[tuple[ScenarioFiles, str, str]]:
+    """For the measurement scripts: the standard scenario's files and its emulator (in its own
+    process), then per round a fresh warehouse: (files, the emulator's URL, the warehouse's)."""
+    from gsc_pipeline.tools.demo import emulator_process
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        files = write_scenario(SCENARIOS["standard"], workdir)
+        with emulator_process(
+            "--config", str(files.emulator_file), log=workdir / "emulator.log"
+        ) as emu:
+            for round_no in range(rounds):
+                roundir = workdir / f"round{round_no}"
+                roundir.mkdir()
+                with _warehouse_url(warehouse, roundir) as url:
+                    yield files, emu.base_url, url
 
 
 def run_bench(
