@@ -273,22 +273,28 @@ def _check_page(page, base: str, asset: str, check: str, wait_for: str, tab: str
     return page.inner_text("body")
 
 
-def _delete_rows(workdir: Path, table: str, site_url: str, day: str, count: int) -> None:
-    """Delete `count` rows of one day, as a fault: the ledger still says they were fetched.
-    Retries while a run or sensor of the UI holds the DuckDB file."""
-    deadline = time.monotonic() + 120
+def _connect_when_free(
+    path: Path, read_only: bool = False, timeout: float = 120
+) -> duckdb.DuckDBPyConnection:
+    """A direct connection to the UI's DuckDB file once nothing of the UI holds it: a run, a
+    sensor, or its DuckDB writer, which keeps the file a moment after its last transaction."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            with duckdb.connect(str(workdir / "warehouse.duckdb")) as conn:
-                conn.execute(
-                    f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
-                    "WHERE site_url = ? AND date = ? LIMIT ?)",
-                    [site_url, day, count],
-                )
-            return
+            return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException:
-            assert time.monotonic() < deadline, "the warehouse stayed locked for 120 s"
-            time.sleep(1)
+            assert time.monotonic() < deadline, f"the warehouse stayed locked for {timeout:.0f} s"
+            time.sleep(0.2)
+
+
+def _delete_rows(workdir: Path, table: str, site_url: str, day: str, count: int) -> None:
+    """Delete `count` rows of one day, as a fault: the ledger still says they were fetched."""
+    with _connect_when_free(workdir / "warehouse.duckdb") as conn:
+        conn.execute(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+            "WHERE site_url = ? AND date = ? LIMIT ?)",
+            [site_url, day, count],
+        )
 
 
 def _repair_run(home: Path, timeout: float = 400) -> dg.DagsterRun:

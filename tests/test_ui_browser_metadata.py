@@ -10,7 +10,6 @@ import datetime as dt
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
@@ -18,6 +17,7 @@ from tests.test_ui_browser import (  # noqa: F401 - `ui` is a fixture
     ASSET,
     CHROMIUM,
     CHROMIUM_FLAGS,
+    _connect_when_free,
     _launch_backfill,
     _wait_for_runs,
     ui,
@@ -46,16 +46,7 @@ def _stored(workdir: Path, day: str) -> tuple[str, int, list[tuple[str, str]]]:
     """(qualified table name, the day's rows, columns) of the asset's table, read from the file."""
     (path,) = [p for p in workdir.rglob("*.duckdb") if p.stem != "gsc_state"] or [None]
     assert path is not None, sorted(workdir.rglob("*.duckdb"))
-    # The UI's DuckDB writer keeps the file a moment after its last transaction (LINGER_SECONDS).
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            break
-        except duckdb.IOException:
-            assert time.monotonic() < deadline, "the warehouse stayed locked for 60 s"
-            time.sleep(0.2)
-    with con:
+    with _connect_when_free(path, read_only=True, timeout=60) as con:
         rows = con.execute("SELECT COUNT(*) FROM gsc_page WHERE date = ?", [day]).fetchone()[0]
         columns = con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "

@@ -4,8 +4,8 @@ what `gsc_pipeline.warehouse.duckdb_writer` starts and talks to.
 A thread per connected client; each of the client's transactions is `DuckDBWarehouse`'s own
 inline transaction (the file attached, or still attached from the last one, the work, COMMIT or
 ROLLBACK; the file detached once idle, `duckdb.LINGER_SECONDS`), its statements run as the
-client sends them. A client that goes away mid-transaction is rolled
-back. The process ends once no client has been connected for `GSC_DUCKDB_WRITER_IDLE_SECONDS`.
+client sends them. A client that goes away mid-transaction is rolled back. The process ends once
+no client has been connected for `GSC_DUCKDB_WRITER_IDLE_SECONDS`.
 """
 
 from __future__ import annotations

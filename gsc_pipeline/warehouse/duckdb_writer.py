@@ -328,24 +328,27 @@ def transaction(warehouse: DuckDBWarehouse) -> Iterator[WriterConnection]:
             _pool.give_back(conn)
 
 
+def _request(message: tuple[Any, ...], start: bool) -> tuple[bool, Any]:
+    """One request outside a transaction: (True, the answer), or (False, None) if no writer
+    runs and `start` is false."""
+    try:
+        conn, answer = _first_call(message, start)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return False, None
+    _pool.give_back(conn)
+    return True, answer
+
+
 def _stats(start: bool) -> tuple[int, float] | None:
     """The writer's pid and CPU seconds; None if none is running and `start` is false."""
-    try:
-        conn, (pid, seconds) = _first_call(("stats",), start)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return None
-    _pool.give_back(conn)
-    return pid, seconds
+    _, stats = _request(("stats",), start)
+    return stats
 
 
 def release(path: str) -> None:
     """Have the writer detach the file at `path` now if it keeps it attached after its last
     transaction (`duckdb.LINGER_SECONDS`); nothing if no writer runs."""
-    try:
-        conn, _ = _first_call(("release", path), start=False)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return
-    _pool.give_back(conn)
+    _request(("release", path), start=False)
 
 
 def writer_cpu_seconds(start: bool = True) -> float:
