@@ -21,6 +21,7 @@ import argparse
 
 from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.sync import sync_days
+from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.tools.bench.command import standard_rounds
 from gsc_pipeline.tools.bench.floor import cpu_seconds, reference_path
 from gsc_pipeline.tools.bench.scenario import SCENARIOS
@@ -43,6 +44,7 @@ def main() -> None:
         warehouse.ensure_schema([r for p in config.properties for r in p.report_objects()])
         cpu0, rows = cpu_seconds(warehouse), 0
         for prop in config.properties:
+            probes = Probes()  # as the bench's slice: a property's reports share their probe
             for report in prop.report_objects():
                 calls0 = client.stats.api_calls
                 # Measured per report only with --by-report: reading the CPU lets DuckDB's
@@ -55,7 +57,7 @@ def main() -> None:
                     for result in sync_days(
                         client, warehouse, prop.site_url, report, days, run_id="sync-costs",
                         concurrency=credential.step_concurrency,
-                        memory_cap_bytes=credential.step_memory_mb << 20,
+                        memory_cap_bytes=credential.step_memory_mb << 20, probes=probes,
                     )
                 )  # fmt: skip
                 rows += stored

@@ -25,7 +25,7 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     # The floor is the reference path's CPU, not the pipeline's own (which would flatter it).
     floor = re.search(r"\| CPU floor: reference path ([\d.]+) µs/row x ([\d,]+) rows", report)
     assert floor and float(floor[1]) > 0 and floor[2] != "0", report
-    assert re.search(r"\| API: 45 requests ÷ [\d.]+/s budget \| [\d.]+ \| \*\*[\d.]+x\*\* \|",
+    assert re.search(r"\| API: 39 requests ÷ [\d.]+/s budget \| [\d.]+ \| \*\*[\d.]+x\*\* \|",
                      report)
     path = re.search(r"fetch → parse → write ≤ 4 µs/row \(duckdb\) \| ([\d.]+) µs/row", report)
     assert path and float(path[1]) > 0
@@ -46,8 +46,8 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     # 3 days x (small 1 + medium 1 + large 4 requests of page_query: the pages of its 3 device
     # shards, every day starting at the device split that the in-process slice's first day,
     # fetched into the same warehouse before, left in the ledger; plus page and site each),
-    # plus one finality probe per (property, report) step: 36 + 9.
-    assert "| API requests | 45 (" in report
+    # plus one finality probe per property step, its reports sharing it: 36 + 3.
+    assert "| API requests | 39 (" in report
     assert "## Quota cost of sharding past the 50,000-row cap" in report
     assert "| quota rejections | {'site': 0, 'user': 0, 'project': 0, 'load': 0} |" in report
     for section in ("## Targets", "## 1. Without Dagster", "## 3. Lower bounds",

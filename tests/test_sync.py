@@ -29,6 +29,7 @@ from gsc_pipeline.gsc.errors import TransientError
 from gsc_pipeline.reports import PAGE, PAGE_QUERY, SITE, Report
 from gsc_pipeline.sync import BadApiData, PartitionResult, SyncCancelled, sync_days
 from gsc_pipeline.sync.days import InFlight
+from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.sync.pages import page_from_rows
 from gsc_pipeline.warehouse import LEDGER_TABLE, open_warehouse
 from gsc_pipeline.warehouse.base import batch_schema
@@ -321,6 +322,59 @@ def test_fresh_data_records_first_incomplete_date(emulator, client, duckdb_path,
             f"SELECT data_state, first_incomplete_date FROM {LEDGER_TABLE}"
         ).fetchone()
     assert row == ("all", result.first_incomplete_date)
+
+
+def test_a_steps_reports_send_one_finality_probe(emulator, client, duckdb_path):
+    """A property's step syncs its reports at once over the same days: one probe serves all
+    (three syncs here, one of them over two search types), and each day is still written."""
+    warehouse = open_warehouse(duckdb_path)
+    days = [DAY - dt.timedelta(days=i) for i in range(2)]
+    reports = (PAGE, SITE, WEB_IMAGE)
+
+    def step(probes: Probes | None, run_id: str) -> int:
+        """The three syncs at once, as a step runs them; the API requests they sent."""
+        emulator.reset_stats()
+        written: dict[str, list[dt.date]] = {}
+
+        def sync(report: Report) -> None:
+            results = sync_days(
+                client, warehouse, SMALL, report, days, run_id=run_id, probes=probes
+            )
+            written[report.name] = sorted(r.day for r in results)
+
+        threads = [threading.Thread(target=sync, args=(r,)) for r in reports]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert written == {r.name: sorted(days) for r in reports}
+        return emulator.stats()["requests_total"]
+
+    probes = Probes()
+    shared = step(probes, "r1")
+    # 2 days x (page 1 + site 1 + web and image 2) requests, and one probe.
+    assert shared == 2 * 4 + 1
+    assert probes.sent == 1
+    # Without a shared `Probes` every sync sends its own.
+    assert step(None, "r2") == shared + 2
+
+
+def test_a_failed_probe_is_not_remembered_and_an_answer_expires():
+    probes = Probes()
+    key = (SMALL, "web", DAY)
+
+    def unavailable() -> dt.date | None:
+        raise TransientError("HTTP 503 from the API")
+
+    with pytest.raises(TransientError):
+        probes.first_incomplete(key, unavailable)
+    assert probes.first_incomplete(key, lambda: DAY) == DAY
+    assert probes.first_incomplete(key, lambda: None) == DAY  # the answer serves
+    assert probes.first_incomplete((SMALL, "image", DAY), lambda: None) is None  # another probe
+    assert probes.sent == 2
+    expired = Probes(answer_seconds=0.0)
+    assert expired.first_incomplete(key, lambda: DAY) == DAY
+    assert expired.first_incomplete(key, lambda: None) is None
 
 
 def test_days_run_concurrently_and_callbacks_come_from_the_caller(emulator, client, duckdb_path):

@@ -40,6 +40,7 @@ from gsc_pipeline.reports import Report
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE, snapshot_sitemaps
 from gsc_pipeline.sync import PartitionResult, aggregation_rejected, sync_days
 from gsc_pipeline.sync.committed import committed_days
+from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.sync.shared import SharedInFlight
 from gsc_pipeline.warehouse import Warehouse
 
@@ -54,6 +55,8 @@ class FetchStep:
     client: GscClient
     in_flight: SharedInFlight
     stop_event: threading.Event
+    # The reports' finality probe: the same request for every report of the step, sent once.
+    probes: Probes = dataclasses.field(default_factory=Probes)
     context_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -143,6 +146,7 @@ def fetch_partitions(
                 stop_event=step.stop_event,
                 on_partition=on_partition,
                 in_flight=in_flight,
+                probes=step.probes,
                 on_plan=context.log.info,
             )
     except BaseException as exc:

@@ -14,7 +14,7 @@ from gsc_pipeline.gsc.client import GscClient
 from gsc_pipeline.gsc.errors import Cancelled, GscError
 from gsc_pipeline.pandas_on_demand import spare_pandas
 from gsc_pipeline.reports import Report
-from gsc_pipeline.sync.fetch import fetch_day, plan_days
+from gsc_pipeline.sync.fetch import Probes, fetch_day, plan_days
 from gsc_pipeline.sync.result import PartitionResult
 from gsc_pipeline.sync.shard_plan import ShardPlanner
 from gsc_pipeline.sync.writer import GroupWriter
@@ -145,6 +145,7 @@ def sync_days(
     on_partition: Callable[[PartitionResult], None] | None = None,
     on_plan: Callable[[str], None] | None = None,
     in_flight: InFlight | None = None,
+    probes: Probes | None = None,
 ) -> list[PartitionResult]:
     """Sync each day (one partition each); results in the order they were written.
 
@@ -166,7 +167,7 @@ def sync_days(
     line before the first day is fetched: the requests the days are planned to take, sharded
     days included (`ShardPlanner`: a day whose neighbours were capped starts at their splits).
     `in_flight`: the days in flight when several syncs share one budget
-    (`sync.shared.SharedInFlight`).
+    (`sync.shared.SharedInFlight`); `probes`: their finality probe, sent once (`Probes`).
 
     First one probe request (`plan_days`): a day Google does not call final yet is fetched with
     dataState=all and stored as fresh data, never as an empty or partial "final" day, and a
@@ -181,7 +182,7 @@ def sync_days(
     # is created in the user's warehouse.
     try:
         plan = (
-            plan_days(client, site_url, report, all_days, stop_event=stop_event)
+            plan_days(client, site_url, report, all_days, stop_event=stop_event, probes=probes)
             if all_days
             else None
         )

@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,6 +37,9 @@ from gsc_pipeline.warehouse.base import LEDGER_SCHEMA, PartitionBatch
 
 # How far past a sync's last day its finality probe looks for Google's first incomplete day.
 PROBE_DAYS_AHEAD = 7
+# How long one probe's answer serves the other syncs of a step (`Probes`). Google moves its
+# first incomplete day a few times a day; a step's reports start within a second of each other.
+PROBE_ANSWER_SECONDS = 60.0
 
 
 class OutsideRetentionWindow(GscError):
@@ -426,6 +429,39 @@ class DayPlan:
         return requested
 
 
+class Probes:
+    """One finality probe's answer for every sync of a step that would send the same one.
+
+    The reports of a property's step sync the same days of the same site, so their probes are
+    the same request (the site, the first search type, the last day): the first sync to get
+    there sends it, syncs arriving meanwhile wait for its answer, and the answer serves for
+    `PROBE_ANSWER_SECONDS`. A probe that fails is not remembered: the next sync sends its own.
+    """
+
+    def __init__(self, answer_seconds: float = PROBE_ANSWER_SECONDS) -> None:
+        self.answer_seconds = answer_seconds
+        self.sent = 0
+        self._lock = threading.Lock()
+        self._keys: dict[tuple[str, str, dt.date], threading.Lock] = {}
+        self._answers: dict[tuple[str, str, dt.date], tuple[float, dt.date | None]] = {}
+
+    def first_incomplete(
+        self, key: tuple[str, str, dt.date], probe: Callable[[], dt.date | None]
+    ) -> dt.date | None:
+        """`probe()`'s answer for `key`, sent once while a recent answer is known."""
+        with self._lock:
+            key_lock = self._keys.setdefault(key, threading.Lock())
+        with key_lock:
+            known = self._answers.get(key)
+            if known is not None and time.monotonic() - known[0] < self.answer_seconds:
+                return known[1]
+            answer = probe()
+            with self._lock:
+                self.sent += 1
+                self._answers[key] = (time.monotonic(), answer)
+            return answer
+
+
 def plan_days(
     client: GscClient,
     site_url: str,
@@ -433,6 +469,7 @@ def plan_days(
     days: list[dt.date],
     *,
     stop_event: threading.Event | None = None,
+    probes: Probes | None = None,
 ) -> DayPlan:
     """Ask Google which of `days` are final, and refuse days outside its 16-month window.
 
@@ -442,6 +479,7 @@ def plan_days(
     anything is fetched for a day Google no longer keeps (Google answers those with an empty
     200 or a 400, never with the day's data). The window follows Google's clock when the
     probe shows it (its today is on or after its first incomplete day), else Pacific today.
+    With `probes`, the syncs of a step that would send the same probe send it once.
     """
     first, last = min(days), max(days)
     body = {
@@ -452,8 +490,16 @@ def plan_days(
         "dataState": "all",
         "rowLimit": 1,
     }
-    page = client.query_page(site_url, body, stop_event=stop_event)
-    incomplete = _first_incomplete_date(page.first_incomplete_date)
+
+    def probe() -> dt.date | None:
+        page = client.query_page(site_url, body, stop_event=stop_event)
+        return _first_incomplete_date(page.first_incomplete_date)
+
+    incomplete = (
+        probe()
+        if probes is None
+        else probes.first_incomplete((site_url, report.search_types[0], last), probe)
+    )
     oldest = oldest_available_day(incomplete or pacific_today())
     if first < oldest:
         raise OutsideRetentionWindow(

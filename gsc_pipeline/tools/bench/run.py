@@ -21,6 +21,7 @@ from gsc_pipeline.gsc.client import API_ENDPOINT_ENV
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
+from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.tools.bench.floor import Floor, cpu_seconds, reference_path
 from gsc_pipeline.tools.bench.sampler import TreeSampler, postgres_server_cpu
 from gsc_pipeline.tools.bench.scenario import Scenario, ScenarioFiles, environ_set
@@ -180,10 +181,12 @@ def sync_slice(
     setup = cpu_seconds(warehouse) - setup0
     cpu0, t0 = cpu_seconds(warehouse), time.perf_counter()
     for prop in config.properties:
+        probes = Probes()  # a property's reports share their probe, as in its step
         for report in prop.report_objects():
             for result in sync_days(client, warehouse, prop.site_url, report, days,
                                     run_id="bench-slice", concurrency=concurrency,
-                                    memory_cap_bytes=credential.step_memory_mb << 20):
+                                    memory_cap_bytes=credential.step_memory_mb << 20,
+                                    probes=probes):
                 rows += result.rows
     return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
                       cpu_seconds(warehouse) - cpu0, setup)
