@@ -48,6 +48,8 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     # fetched into the same warehouse before, left in the ledger; plus page and site each),
     # plus one finality probe per property step, its reports sharing it: 36 + 3.
     assert "| API requests | 39 (" in report
+    # The hypervisor's share of the cores over the backfill (Linux reports it), beside the load.
+    assert re.search(r"\(steal, \d+% of their \d+ s\)\)", report), report
     assert "## Quota cost of sharding past the 50,000-row cap" in report
     assert "| quota rejections | {'site': 0, 'user': 0, 'project': 0, 'load': 0} |" in report
     for section in ("## Targets", "## 1. Without Dagster", "## 3. Lower bounds",

@@ -157,6 +157,17 @@ def _small_phases(small: SmallBackfill) -> str:
     return f" ({', '.join(phases)})" if phases else ""
 
 
+def _steal(result: BenchResult) -> str:
+    """The hypervisor's share of the cores over the backfill, where the OS reports it."""
+    if result.steal is None:
+        return ""
+    steal, busy = result.steal
+    return (
+        f"; the hypervisor ran other machines for {steal:.1f} CPU s while the cores had work "
+        f"(steal, {steal / max(1e-9, steal + busy):.0%} of their {steal + busy:.0f} s)"
+    )
+
+
 def _server_cpu_line(result: BenchResult) -> list[str]:
     cpu = result.postgres_server_cpu
     if cpu is None:
@@ -207,8 +218,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"Produced by `gsc-pipeline bench --size {sc.name} --warehouse {result.warehouse}` "
         f"(fresh Dagster home and warehouse; emulator in its own process; "
         f"{result.cpu_count} cores; 1-min load average {result.load[0]:.1f} before and "
-        f"{result.load[1]:.1f} after the backfill, other work included). Backfill "
-        f"{'succeeded' if result.succeeded else '**FAILED**'}.",
+        f"{result.load[1]:.1f} after the backfill, other work included{_steal(result)}). "
+        f"Backfill {'succeeded' if result.succeeded else '**FAILED**'}.",
         "",
         "## Scenario (fixed in `gsc_pipeline/tools/bench/scenario.py`)",
         "",

@@ -23,7 +23,11 @@ from gsc_pipeline.reports import PAGE, PAGE_QUERY
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.tools.bench.floor import Floor, cpu_seconds, reference_path
-from gsc_pipeline.tools.bench.sampler import TreeSampler, postgres_server_cpu
+from gsc_pipeline.tools.bench.sampler import (
+    TreeSampler,
+    machine_steal_and_busy,
+    postgres_server_cpu,
+)
 from gsc_pipeline.tools.bench.scenario import Scenario, ScenarioFiles, environ_set
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
@@ -148,6 +152,9 @@ class BenchResult:
     # 1-minute load average before and after the backfill: other work on a shared machine
     # takes cores from the pipeline, and the report says so.
     load: tuple[float, float] = (0.0, 0.0)
+    # The machine's CPU seconds over the backfill that a hypervisor gave to others while its
+    # cores had work (steal), and the seconds they ran; None where the OS does not say.
+    steal: tuple[float, float] | None = None
     small: SmallBackfill | None = None
     # A PostgreSQL warehouse's server CPU over the backfill (same window as `cpu_by_role`), when
     # the server runs on this machine: not the pipeline's, but on the same cores.
@@ -304,6 +311,7 @@ def measure(
                       f"days, pool limits {limits}", flush=True)
                 cpu_before = _rusage_children()
                 load_before = os.getloadavg()[0]
+                steal_before = machine_steal_and_busy()
                 server_before = postgres_server_cpu() if warehouse == "postgres" else None
                 with dagster_daemon(home, workdir / "daemon.log",
                                     scenario.daemon_tick_seconds) as daemon:
@@ -324,6 +332,7 @@ def measure(
                             server_cpu = (postgres_server_cpu() or server_before) - server_before
                         cpu_children = _rusage_children() - cpu_before
                         load_after = os.getloadavg()[0]
+                        steal_after = machine_steal_and_busy()
                         stats = emu.stats()
                         runs = _run_infos(instance, backfill_id)
                         small = small_backfill(instance, home, config, scenario, warehouse_url)
@@ -345,6 +354,8 @@ def measure(
         backfill_launched=launched, daemon_started=daemon_started, runs=runs, emulator=stats,
         cpu_by_role=cpu_by_role, cpu_rusage_children=cpu_children, rows_written=rows,
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
+        steal=None if steal_before is None or steal_after is None else (
+            steal_after[0] - steal_before[0], steal_after[1] - steal_before[1]),
         small=small.result, postgres_server_cpu=server_cpu, peak_rss_by_role=rss_by_role,
     )  # fmt: skip
 

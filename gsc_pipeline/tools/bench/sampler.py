@@ -11,6 +11,19 @@ import psutil
 from gsc_pipeline.warehouse.duckdb_writer import SERVER_MODULE as DUCKDB_WRITER_MODULE
 
 
+def machine_steal_and_busy() -> tuple[float, float] | None:
+    """(steal, busy) CPU seconds of the whole machine so far, all cores: the time a hypervisor
+    ran something else while this machine's cores had work (steal), and the time they ran it.
+    None where the OS does not report steal (not Linux). A machine shared with others measures
+    its CPU in noisier seconds when steal is high: the report shows it beside the load."""
+    times = psutil.cpu_times()
+    steal = getattr(times, "steal", None)
+    if steal is None:
+        return None
+    busy = times.user + times.nice + times.system
+    return steal, busy + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+
+
 def postgres_server_cpu() -> float | None:
     """CPU seconds of this machine's PostgreSQL server so far: the postmaster, its ended
     backends (its reaped children) and its live processes. None without a local server.

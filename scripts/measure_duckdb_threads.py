@@ -1,0 +1,127 @@
+"""DuckDB's CPU to insert and checkpoint page x query rows, with its default threads and with one.
+
+    .venv/bin/python scripts/measure_duckdb_threads.py [--pairs 8] [--days 5]
+
+Fetches the standard scenario's large property's first `--days` days of page x query (two
+25,000-row pages a day, the rows as the pipeline parses them: `parse_rows_page`) from the
+emulator, then in this process, alternating the two settings `--pairs` times: a fresh DuckDB
+file, each day inserted from Arrow in its own statement, a CHECKPOINT; CPU (getrusage, all
+threads) per row for the inserts and for the checkpoint, and the file's size. Also the CPU of a
+`SELECT 1` (a statement's fixed cost) under each setting. A measurement, not a test
+(docs/bench/README.md, stop 40: the gain seen here did not carry to the pipeline's writer, and
+the setting was not kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gsc_pipeline.gsc.client import parse_rows_page
+from gsc_pipeline.tools.bench.command import standard_rounds
+from gsc_pipeline.tools.bench.floor import _RawApi
+from gsc_pipeline.tools.bench.scenario import LARGE, SCENARIOS
+
+SETTINGS: dict[str, dict[str, object]] = {"default": {}, "threads=1": {"threads": 1}}
+COLUMNS = (
+    "site_url VARCHAR, search_type VARCHAR, date DATE, page VARCHAR, query VARCHAR, "
+    "clicks DOUBLE, impressions DOUBLE, ctr DOUBLE, position DOUBLE"
+)
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _days(days: int) -> list[pa.Table]:
+    scenario = SCENARIOS["standard"]
+    tables = []
+    for _files, endpoint, _url in standard_rounds("duckdb", 1, "gsc-duckdb-threads-"):
+        api = _RawApi(endpoint)
+        for day in scenario.day_list[:days]:
+            pages = []
+            for start in (0, 25_000):
+                body = {"startDate": day.isoformat(), "endDate": day.isoformat(),
+                        "dimensions": ["page", "query"], "type": "web", "rowLimit": 25_000,
+                        "startRow": start, "dataState": "final"}  # fmt: skip
+                rows = parse_rows_page(api.query(LARGE, body)).rows
+                keys, clicks, impressions, ctr, position = rows.flatten()
+                n = len(rows)
+                pages.append(pa.table({
+                    "site_url": pa.repeat(LARGE, n), "search_type": pa.repeat("web", n),
+                    "date": pa.repeat(pa.scalar(day, pa.date32()), n),
+                    "page": pc.list_element(keys, 0), "query": pc.list_element(keys, 1),
+                    "clicks": clicks, "impressions": impressions, "ctr": ctr,
+                    "position": position,
+                }))  # fmt: skip
+            tables.append(pa.concat_tables(pages))
+    return tables
+
+
+def _insert_and_checkpoint(
+    path: Path, config: dict[str, object], days: list[pa.Table]
+) -> tuple[float, float, float]:
+    """(insert µs/row, checkpoint µs/row, file MB) into a fresh file."""
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path), config=dict(config))
+    con.execute(f"CREATE TABLE t ({COLUMNS})")
+    con.execute("CHECKPOINT")
+    rows = sum(day.num_rows for day in days)
+    cpu0 = _cpu()
+    for day in days:
+        con.register("day", day)
+        con.execute("INSERT INTO t SELECT * FROM day")
+        con.unregister("day")
+    cpu1 = _cpu()
+    con.execute("CHECKPOINT")
+    cpu2 = _cpu()
+    con.close()
+    return (cpu1 - cpu0) / rows * 1e6, (cpu2 - cpu1) / rows * 1e6, path.stat().st_size / 1e6
+
+
+def _statement_ms(config: dict[str, object], n: int = 3000) -> float:
+    con = duckdb.connect(config=dict(config))
+    for _ in range(100):
+        con.execute("SELECT 1").fetchall()
+    cpu0 = _cpu()
+    for _ in range(n):
+        con.execute("SELECT 1").fetchall()
+    return (_cpu() - cpu0) / n * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--days", type=int, default=5)
+    args = parser.parse_args()
+    days = _days(args.days)
+    rows = sum(day.num_rows for day in days)
+    print(f"{rows:,} rows in {len(days)} days; DuckDB {duckdb.__version__}")
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in SETTINGS}
+    statements: dict[str, list[float]] = {name: [] for name in SETTINGS}
+    with tempfile.TemporaryDirectory(prefix="gsc-duckdb-threads-") as tmp:
+        path = Path(tmp) / "t.duckdb"
+        for _ in range(args.pairs):
+            for name, config in SETTINGS.items():
+                results[name].append(_insert_and_checkpoint(path, config, days))
+                statements[name].append(_statement_ms(config))
+    for name, runs in results.items():
+        totals = [insert + checkpoint for insert, checkpoint, _ in runs]
+        print(
+            f"{name:10s} insert + checkpoint µs/row "
+            + " ".join(f"{i:.2f}+{c:.2f}" for i, c, _ in runs)
+            + f"; median {statistics.median(totals):.2f}; file {runs[-1][2]:.1f} MB; "
+            f"SELECT 1 median {statistics.median(statements[name]):.3f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
