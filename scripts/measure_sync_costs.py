@@ -11,7 +11,9 @@ what to compare across code versions on a shared machine (both move with its spe
 `--by-report`, each (property, report)'s rows, API calls, CPU and the share of it spent in
 DuckDB's writer process: small reports show a sync's fixed cost (its transactions and calls);
 the writer then detaches the file after each report, which the bench's slice does once.
-For an A/B, run it from a worktree of the other commit with `PYTHONPATH=<worktree>`.
+For an A/B, run it in a worktree of the other commit: `cd <worktree>` and
+`PYTHONPATH=<worktree>`. Both: the processes it starts (DuckDB's writer) run `python -m`, which
+puts the current directory ahead of `PYTHONPATH` (docs/bench/README.md, stop 40).
 A measurement, not a test (docs/bench/README.md, stop 39).
 """
 
