@@ -3,7 +3,7 @@
     .venv/bin/python scripts/measure_duckdb_threads.py [--pairs 8] [--days 5]
 
 Fetches the standard scenario's large property's first `--days` days of page x query (two
-25,000-row pages a day, the rows as the pipeline parses them: `parse_rows_page`) from the
+25,000-row pages a day, parsed and shaped as the bench's reference path does) from the
 emulator, then in this process, alternating the two settings `--pairs` times: a fresh DuckDB
 file, each day inserted from Arrow in its own statement, a CHECKPOINT; CPU (getrusage, all
 threads) per row for the inserts and for the checkpoint, and the file's size. Also the CPU of a
@@ -22,18 +22,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from gsc_pipeline.gsc.client import parse_rows_page
+from gsc_pipeline.reports import PAGE_QUERY
 from gsc_pipeline.tools.bench.command import standard_rounds
-from gsc_pipeline.tools.bench.floor import _RawApi
+from gsc_pipeline.tools.bench.floor import _fetch_day, _RawApi
 from gsc_pipeline.tools.bench.scenario import LARGE, SCENARIOS
 
 SETTINGS: dict[str, dict[str, object]] = {"default": {}, "threads=1": {"threads": 1}}
-COLUMNS = (
-    "site_url VARCHAR, search_type VARCHAR, date DATE, page VARCHAR, query VARCHAR, "
-    "clicks DOUBLE, impressions DOUBLE, ctr DOUBLE, position DOUBLE"
-)
 
 
 def _cpu() -> float:
@@ -42,27 +37,16 @@ def _cpu() -> float:
 
 
 def _days(days: int) -> list[pa.Table]:
+    """The large property's first `days` days of page x query, as the reference path fetches
+    and shapes them (`bench.floor._fetch_day`: its pages until a short one, the table's columns)."""
     scenario = SCENARIOS["standard"]
-    tables = []
+    tables: list[pa.Table] = []
     for _files, endpoint, _url in standard_rounds("duckdb", 1, "gsc-duckdb-threads-"):
         api = _RawApi(endpoint)
-        for day in scenario.day_list[:days]:
-            pages = []
-            for start in (0, 25_000):
-                body = {"startDate": day.isoformat(), "endDate": day.isoformat(),
-                        "dimensions": ["page", "query"], "type": "web", "rowLimit": 25_000,
-                        "startRow": start, "dataState": "final"}  # fmt: skip
-                rows = parse_rows_page(api.query(LARGE, body)).rows
-                keys, clicks, impressions, ctr, position = rows.flatten()
-                n = len(rows)
-                pages.append(pa.table({
-                    "site_url": pa.repeat(LARGE, n), "search_type": pa.repeat("web", n),
-                    "date": pa.repeat(pa.scalar(day, pa.date32()), n),
-                    "page": pc.list_element(keys, 0), "query": pc.list_element(keys, 1),
-                    "clicks": clicks, "impressions": impressions, "ctr": ctr,
-                    "position": position,
-                }))  # fmt: skip
-            tables.append(pa.concat_tables(pages))
+        tables = [
+            pa.concat_tables(_fetch_day(api, LARGE, PAGE_QUERY, day))
+            for day in scenario.day_list[:days]
+        ]
     return tables
 
 
@@ -72,7 +56,9 @@ def _insert_and_checkpoint(
     """(insert µs/row, checkpoint µs/row, file MB) into a fresh file."""
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path), config=dict(config))
-    con.execute(f"CREATE TABLE t ({COLUMNS})")
+    con.register("day", days[0])
+    con.execute("CREATE TABLE t AS SELECT * FROM day WHERE false")
+    con.unregister("day")
     con.execute("CHECKPOINT")
     rows = sum(day.num_rows for day in days)
     cpu0 = _cpu()

@@ -17,11 +17,9 @@ def machine_steal_and_busy() -> tuple[float, float] | None:
     None where the OS does not report steal (not Linux). A machine shared with others measures
     its CPU in noisier seconds when steal is high: the report shows it beside the load."""
     times = psutil.cpu_times()
-    steal = getattr(times, "steal", None)
-    if steal is None:
+    if not hasattr(times, "steal"):  # psutil has it on Linux, with irq and softirq
         return None
-    busy = times.user + times.nice + times.system
-    return steal, busy + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
+    return times.steal, times.user + times.nice + times.system + times.irq + times.softirq
 
 
 def postgres_server_cpu() -> float | None:
