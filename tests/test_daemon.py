@@ -19,7 +19,12 @@ from gsc_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.instance import init_instance
 from gsc_pipeline.tools.demo import dagster_daemon
-from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
+from gsc_pipeline.tools.launch import (
+    BACKFILL_TAG,
+    launch_backfill,
+    launch_backfills,
+    wait_for_backfill,
+)
 from gsc_pipeline.warehouse import open_warehouse
 from tests.pipeline_env import EMULATOR_CONFIG, MEDIUM, SMALL, wait_for
 
@@ -65,15 +70,20 @@ def deployment(tmp_path_factory):
         assert limits == {"gsc_api": 1}
         with dg.DagsterInstance.from_config(str(home)) as instance:
             keys = fetch_asset_keys(config)
-            # Launched before the daemon starts so its first tick submits the runs at once.
-            backfill_id = launch_backfill(instance, home / "workspace.yaml", keys, DAYS)
             with dagster_daemon(home, root / "daemon.log", backfill_tick_seconds=2):
+                # Launched while the daemon starts, as `make demo` does: two backfills through
+                # one load of the code location.
+                backfill_ids = launch_backfills(
+                    instance,
+                    home / "workspace.yaml",
+                    [(keys, DAYS[:4], "first four days"), (keys, DAYS[4:], "last two days")],
+                )
                 yield {
                     "instance": instance,
                     "emulator": emulator,
                     "home": home,
                     "keys": keys,
-                    "backfill_id": backfill_id,
+                    "backfill_ids": backfill_ids,
                     "warehouse": env[WAREHOUSE_URL_ENV],
                 }
     mp.undo()
@@ -81,10 +91,14 @@ def deployment(tmp_path_factory):
 
 def test_backfill_launched_like_the_ui_completes_inside_the_pool(deployment):
     instance = deployment["instance"]
-    progress = wait_for_backfill(instance, deployment["backfill_id"], timeout=240)
-    assert progress.succeeded, progress
+    first, last = deployment["backfill_ids"]
+    assert first != last
+    assert instance.get_backfill(first).title == "first four days"
+    assert instance.get_backfill(last).title == "last two days"
     # 6 days at 2 days per run: 3 runs, each holding every asset of the range.
-    assert progress.runs_total == 3
+    progresses = [wait_for_backfill(instance, b, timeout=240) for b in (first, last)]
+    assert all(progress.succeeded for progress in progresses), progresses
+    assert [progress.runs_total for progress in progresses] == [2, 1]
     for key in deployment["keys"]:
         assert instance.get_materialized_partitions(key) == set(DAYS), key
     # Pool limit 1 and one request in flight per step: three runs ran side by side, yet the
@@ -101,7 +115,8 @@ def test_backfill_launched_like_the_ui_completes_inside_the_pool(deployment):
 
 def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
     instance, emulator = deployment["instance"], deployment["emulator"]
-    wait_for_backfill(instance, deployment["backfill_id"], timeout=240)
+    for backfill_id in deployment["backfill_ids"]:
+        wait_for_backfill(instance, backfill_id, timeout=240)
     # A long range on a slow API: the run is mid-fetch when it is terminated.
     days = [(dt.date(2026, 2, 1) + dt.timedelta(days=i)).isoformat() for i in range(20)]
     medium = [k for k in deployment["keys"] if k.path[1] == "www_medium_example"]

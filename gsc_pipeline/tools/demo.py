@@ -33,7 +33,7 @@ from gsc_pipeline.instance import init_instance
 from gsc_pipeline.reports import Report
 from gsc_pipeline.search_calendar import pacific_today
 from gsc_pipeline.sitemaps import SITEMAPS_TABLE
-from gsc_pipeline.tools.launch import BackfillProgress, launch_backfill, wait_for_backfill
+from gsc_pipeline.tools.launch import BackfillProgress, launch_backfills, wait_for_backfill
 from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, open_warehouse
 
 _URL_RE = re.compile(r"https?://\S+/")
@@ -316,23 +316,22 @@ def _run_demo(workdir: Path, days: int, timeout: float) -> int:
         ]
         big_days = partition_keys[-BIG_DEMO_DAYS:]
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            # Launched before the daemon starts, so its first tick picks them up at once.
-            backfill_ids = [
-                launch_backfill(
+            # Started first: the daemon's start (its code server loading the definitions) runs
+            # beside the launch's own load of them, and its next tick picks the backfills up.
+            with dagster_daemon(home, workdir / "daemon.log", LOCAL_BACKFILL_TICK_SECONDS):
+                backfill_ids = launch_backfills(
                     instance,
                     home / "workspace.yaml",
-                    keys,
-                    span,
-                    title=f"demo: {span[0]}..{span[-1]}",
+                    [
+                        (keys, span, f"demo: {span[0]}..{span[-1]}")
+                        for keys, span in ((asset_keys, partition_keys), (big, big_days))
+                        if keys
+                    ],
                 )
-                for keys, span in ((asset_keys, partition_keys), (big, big_days))
-                if keys
-            ]
-            print(
-                f"  launched backfills {', '.join(backfill_ids)} ({len(asset_keys)} assets x "
-                f"{days} days, {len(big)} of {BIG_DEMO_SITE} x {len(big_days)}); daemon starting"
-            )
-            with dagster_daemon(home, workdir / "daemon.log", LOCAL_BACKFILL_TICK_SECONDS):
+                print(
+                    f"  launched backfills {', '.join(backfill_ids)} ({len(asset_keys)} assets x "
+                    f"{days} days, {len(big)} of {BIG_DEMO_SITE} x {len(big_days)}); daemon started"
+                )
                 outcomes = [
                     wait_for_backfill(
                         instance, backfill_id, timeout=timeout, on_progress=_print_progress

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
-from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.context import WorkspaceProcessContext, WorkspaceRequestContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import execute_dagster_graphql
@@ -43,6 +43,16 @@ def launch_backfill(
     title: str = "gsc_pipeline backfill",
 ) -> str:
     """Send launchPartitionBackfill and return the backfill id."""
+    return launch_backfills(instance, workspace_file, [(asset_keys, partition_keys, title)])[0]
+
+
+def launch_backfills(
+    instance: dg.DagsterInstance,
+    workspace_file: Path,
+    backfills: Sequence[tuple[Sequence[dg.AssetKey], Sequence[str], str]],
+) -> list[str]:
+    """launchPartitionBackfill for each (asset keys, partition keys, title), in order, through
+    one load of the code location (a load is a code server's start, ~3 s); their ids."""
     target = WorkspaceFileTarget(paths=[str(workspace_file)])
     with WorkspaceProcessContext(
         instance, target, code_server_log_level="WARNING"
@@ -55,17 +65,29 @@ def launch_backfill(
         ]
         if errors:
             raise BackfillError(f"the code location failed to load: {'; '.join(errors)}")
-        result = execute_dagster_graphql(
-            request_context,
-            LAUNCH_PARTITION_BACKFILL_MUTATION,
-            {
-                "backfillParams": {
-                    "partitionNames": list(partition_keys),
-                    "assetSelection": [{"path": key.path} for key in asset_keys],
-                    "title": title,
-                }
-            },
-        )
+        return [
+            _launch(request_context, asset_keys, partition_keys, title)
+            for asset_keys, partition_keys, title in backfills
+        ]
+
+
+def _launch(
+    request_context: WorkspaceRequestContext,
+    asset_keys: Sequence[dg.AssetKey],
+    partition_keys: Sequence[str],
+    title: str,
+) -> str:
+    result = execute_dagster_graphql(
+        request_context,
+        LAUNCH_PARTITION_BACKFILL_MUTATION,
+        {
+            "backfillParams": {
+                "partitionNames": list(partition_keys),
+                "assetSelection": [{"path": key.path} for key in asset_keys],
+                "title": title,
+            }
+        },
+    )
     payload = (result.data or {}).get("launchPartitionBackfill") or {}
     if payload.get("__typename") != "LaunchBackfillSuccess":
         raise BackfillError(f"launchPartitionBackfill failed: {result.errors or payload}")
