@@ -138,9 +138,9 @@ def test_terminate_stops_api_traffic_and_leaves_no_partial_day(deployment):
     wh = open_warehouse(deployment["warehouse"])
     check = wh.read_sql(
         "SELECT l.date, l.report, sum(l.rows_returned) AS ledger_rows, min(l.rows_returned) AS "
-        "last_page FROM gsc_fetch_ledger l WHERE l.site_url = ? AND l.date >= ? "
+        "last_page FROM gsc_fetch_ledger l WHERE l.site_url = ? AND l.date BETWEEN ? AND ? "
         "GROUP BY l.date, l.report",
-        [MEDIUM, dt.date(2026, 2, 1)],
+        [MEDIUM, dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])],
     )
     for row in check.itertuples():
         table = {"page_query": "gsc_page_query", "page": "gsc_page", "site": "gsc_site"}[row.report]
@@ -171,7 +171,21 @@ def _run_process(instance, run) -> psutil.Process:
 
 
 def _started_run(instance, backfill_id, emulator):
+    """The backfill's run that is fetching: its step started and has not ended. Other runs of
+    the backfill may be started too, their steps waiting for the pool's one slot."""
     runs = instance.get_runs(
         filters=RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=[DagsterRunStatus.STARTED])
     )
-    return runs[0] if runs and emulator.stats()["in_flight"] else None
+    for run in runs:
+        records = instance.get_records_for_run(
+            run.run_id,
+            of_type={
+                DagsterEventType.STEP_START,
+                DagsterEventType.STEP_SUCCESS,
+                DagsterEventType.STEP_FAILURE,
+            },
+        ).records
+        kinds = [r.event_log_entry.dagster_event.event_type for r in records]
+        if DagsterEventType.STEP_START in kinds and len(kinds) == 1:
+            return run if emulator.stats()["in_flight"] else None
+    return None
