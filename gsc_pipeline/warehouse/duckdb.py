@@ -48,17 +48,12 @@ _DEFAULT_WRITER = "process" if sys.platform == "linux" else "inline"
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
 
-# duckdb.connect(config=...) of the in-memory host database: one thread. DuckDB 2.0 hands every
-# statement to its worker pool, and the pipeline's transactions are many short statements (a
-# group commit's deletes and inserts, the ledger, the proofs' reads), so the other workers'
-# wake-ups cost more than they add. The writer's CPU for a 30-day, 9-asset run
-# (`scripts/profile_run_worker.py --warehouse duckdb`, 7 alternating pairs over stops 40-41):
-# 4.2-5.9 s with DuckDB's default threads, 3.3-5.2 with one, lower in 6 pairs and equal in one;
-# a full lifetime-stats recompute took the same wall time either way on 2 cores
-# (`scripts/measure_lifetime.py --days 60`: 1.81 / 2.11 s against 1.68 / 2.09; docs/bench/README.md,
-# issue 14 stop 41). memory_limit 64-128MB, checkpoint_threshold 1GB and
-# preserve_insertion_order=false changed neither CPU nor peak RSS beyond noise.
-CONNECT_CONFIG: dict[str, Any] = {"threads": 1}
+# duckdb.connect(config=...) of the in-memory host database. Empty on purpose: threads=1,
+# memory_limit 64-128MB, checkpoint_threshold 1GB and preserve_insertion_order=false were
+# measured on 30 25k-row days (single and grouped writes) and changed neither CPU nor peak RSS
+# beyond noise; group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2
+# µs/row).
+CONNECT_CONFIG: dict[str, Any] = {}
 
 # The host database's own name (the file is attached beside it under the file's stem).
 _HOST = "gsc_pipeline_host"
