@@ -97,6 +97,14 @@ def _insert_then_wait(url: str, inserted, release) -> None:
         release.wait(120)
 
 
+def test_the_writer_runs_duckdb_on_one_thread(writer_env, tmp_path):
+    """`duckdb.CONNECT_CONFIG`: the writer's host database has no worker pool to wake for each
+    of the pipeline's short statements."""
+    with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}").transaction() as conn:
+        assert conn.execute("SELECT current_setting('threads')").fetchone() == (1,)
+    assert _writers(writer_env), "the transaction did not run in a writer process"
+
+
 def test_a_client_killed_mid_transaction_leaves_nothing(writer_env, tmp_path):
     url = f"duckdb:///{tmp_path / 'w.duckdb'}"
     _create(url)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import threading
 import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
@@ -641,6 +643,74 @@ def test_duckdb_gives_up_after_the_lock_wait(duckdb_path, writer, error):
     finally:
         release.set()
         holder.join(30)
+
+
+def test_a_new_duckdb_file_appears_whole(duckdb_path, monkeypatch):
+    """DuckDB creates a missing file in three moves (create, lock, header), and a process
+    attaching it in between leaves it empty for good: the file is made whole under a name of
+    its own and linked into place (`DuckDBWarehouse._create_file`)."""
+    monkeypatch.setenv(gsc_duckdb.WRITER_ENV, "inline")
+    real_link = gsc_duckdb.os.link
+    linked: list[tuple[int, list]] = []
+
+    def link(source, target):
+        assert not os.path.exists(target)
+        # What appears under the warehouse's name: a database DuckDB opens, no table yet.
+        con = duckdb.connect(str(source), read_only=True)
+        linked.append((os.path.getsize(source), con.execute("SHOW TABLES").fetchall()))
+        con.close()
+        real_link(source, target)
+
+    monkeypatch.setattr(gsc_duckdb.os, "link", link)
+    wh = open_warehouse(duckdb_path)
+    wh.ensure_schema([PAGE_QUERY])
+    wh.write_partitions([make_batch(n=10)])
+    assert [tables for _, tables in linked] == [[]]
+    assert linked[0][0] > 0
+    assert len(table_rows(wh, PAGE_QUERY.table)) == 10
+    # Linked once: later transactions find the file; nothing of the creation is left beside it.
+    wh.write_partitions([make_batch(n=4, salt="b")])
+    wh.release()
+    assert len(linked) == 1
+    assert sorted(p.name for p in Path(duckdb_path).parent.iterdir()) == [Path(duckdb_path).name]
+
+
+@pytest.mark.parametrize(("writer", "error"), [("process", DuckDBWriterError), ("inline", OSError)])
+def test_an_empty_duckdb_file_is_refused_with_the_fix(duckdb_path, writer, error):
+    Path(duckdb_path).touch()
+    wh = gsc_duckdb.DuckDBWarehouse(duckdb_path, writer=writer)
+    with pytest.raises(error, match=r"empty \(0 bytes\).*delete it and run again"):
+        wh.ensure_schema([PAGE_QUERY])
+    assert Path(duckdb_path).stat().st_size == 0
+
+
+def _create_and_write(paths: list[str], salt: str, barrier) -> None:
+    for path in paths:
+        barrier.wait(60)
+        wh = gsc_duckdb.DuckDBWarehouse(path, writer="inline")
+        wh.ensure_schema([PAGE_QUERY])
+        wh.write_partitions([make_batch(n=5, salt=salt, site_url=f"sc-domain:{salt}.example")])
+        wh.close()
+
+
+def test_processes_creating_one_new_duckdb_file_at_once_all_write_it(tmp_path):
+    """Four processes meet at each of five new files and write it at once: every one's rows
+    land, none meets a half-created file."""
+    paths = [str(tmp_path / f"new{i}.duckdb") for i in range(5)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    salts = ["a", "b", "c", "d"]
+    procs = [ctx.Process(target=_create_and_write, args=(paths, s, barrier)) for s in salts]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    for path in paths:
+        wh = gsc_duckdb.DuckDBWarehouse(path, writer="inline")
+        sites = {row[0] for row in table_rows(wh, PAGE_QUERY.table)}
+        assert sites == {f"sc-domain:{s}.example" for s in salts}, path
+        wh.close()
 
 
 def _lose_the_first_writers_connection(postgres_url: str, monkeypatch) -> list[int]:

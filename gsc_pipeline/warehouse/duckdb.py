@@ -48,15 +48,19 @@ _DEFAULT_WRITER = "process" if sys.platform == "linux" else "inline"
 # Waiting for another process's write: fine-grained at first, up to this long in total.
 LOCK_WAIT_SECONDS = 300.0
 
-# duckdb.connect(config=...) of the in-memory host database. Empty on purpose: threads=1,
-# memory_limit 64-128MB, checkpoint_threshold 1GB and preserve_insertion_order=false were
-# measured on 30 25k-row days (single and grouped writes) and changed neither CPU nor peak RSS
-# beyond noise; group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2
-# µs/row).
-CONNECT_CONFIG: dict[str, Any] = {}
+# duckdb.connect(config=...) of the in-memory host database. One thread: DuckDB hands every
+# statement to its worker pool, and the pipeline's transactions are many short statements;
+# waking the other worker for each cost more than it added: the writer's CPU over a 30-day run
+# -19% (4 pairs), a small sync's -15%, a full lifetime recompute the same wall on 2 cores
+# (docs/bench/README.md, issue 14 stops 41-42). memory_limit 64-128MB, checkpoint_threshold 1GB
+# and preserve_insertion_order=false changed neither CPU nor peak RSS beyond noise (30 25k-row
+# days); group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
+CONNECT_CONFIG: dict[str, Any] = {"threads": 1}
 
 # The host database's own name (the file is attached beside it under the file's stem).
 _HOST = "gsc_pipeline_host"
+# What a file being created is attached as (`DuckDBWarehouse._create_file`).
+_NEW = "gsc_pipeline_new_file"
 # Names DuckDB keeps for itself; a file of that stem is named `<stem>_db`, as duckdb.connect does.
 _RESERVED = ("main", "system", "temp")
 
@@ -135,6 +139,10 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 
 def _quoted(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 class DuckDBConnection(Connection):
@@ -243,8 +251,8 @@ class DuckDBWarehouse(Warehouse):
         def attach() -> duckdb.DuckDBPyConnection:
             con = self._host_database().cursor()
             try:
-                path = self.path.replace("'", "''")
-                con.execute(f"ATTACH '{path}' AS {_quoted(self._catalog)}")
+                self._create_file(con)
+                con.execute(f"ATTACH {_literal(self.path)} AS {_quoted(self._catalog)}")
             except BaseException:
                 con.close()
                 raise
@@ -264,6 +272,37 @@ class DuckDBWarehouse(Warehouse):
             self._detach(con)
             raise
         return con
+
+    def _create_file(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create the file, if missing, as a whole DuckDB database: never half of one.
+
+        DuckDB creates a missing file on ATTACH in three moves: open (creating it), lock, write
+        the header. A second process attaching it in between finds the file, locks it first,
+        reads no header and fails ("exists, but it is not a valid DuckDB database file"); the
+        creator then fails to lock it, and the file stays empty: every later ATTACH fails too
+        (`scripts/measure_file_creation.py`: 1 pair of processes in 300 with DuckDB on one
+        thread). So an empty database is made under a name of this process's own and linked
+        into place, which fails, harmlessly, if another process's got there first.
+        """
+        path = pathlib.Path(self.path)
+        if path.exists():
+            if path.stat().st_size == 0:
+                raise OSError(
+                    f"{path} is empty (0 bytes), not a DuckDB database: a creation that was cut "
+                    "off. It holds no data: delete it and run again"
+                )
+            return
+        new = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.new")
+        try:
+            con.execute(f"ATTACH {_literal(str(new))} AS {_NEW}")
+            con.execute(f"DETACH {_NEW}")
+            # FileExistsError: another process's is in place. Any other OSError: no hard links
+            # on this file system, and DuckDB creates the file on ATTACH, as it always did.
+            with contextlib.suppress(OSError):
+                os.link(new, path)
+        finally:
+            new.unlink(missing_ok=True)
+            pathlib.Path(f"{new}.wal").unlink(missing_ok=True)
 
     def _detach(self, con: duckdb.DuckDBPyConnection) -> None:
         """Detach the file (checkpoint, release its lock); if that fails, drop the host."""
