@@ -8,7 +8,9 @@ fabricated events too: a pool that was not applied must show more steps than the
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 
 import pytest
 
@@ -19,6 +21,7 @@ from gsc_pipeline.tools.multihost import (
     peak_overlap,
     prove,
     report,
+    tcp_forward,
 )
 
 
@@ -79,6 +82,23 @@ def test_plan_rejects_what_cannot_run():
         Plan(rounds=0)
     with pytest.raises(ValueError, match="at most 200 hosts"):
         Plan(hosts=201)
+
+
+def test_the_forward_stops_quietly_with_a_connection_open(caplog):
+    """A host's kept PostgreSQL connection is still open when the proof ends: stopping the
+    forward ends it without asyncio reporting "Exception in callback" (a traceback on stderr)."""
+    with socket.create_server(("127.0.0.1", 0)) as upstream:
+        with socket.create_server(("127.0.0.1", 0)) as free:
+            listen = free.getsockname()
+        caplog.set_level(logging.ERROR, logger="asyncio")
+        with tcp_forward(listen, upstream.getsockname()):
+            client = socket.create_connection(listen)
+            far_end, _ = upstream.accept()
+            client.sendall(b"ping")
+            assert far_end.recv(4) == b"ping"
+        client.close()
+        far_end.close()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
 
 
 @pytest.mark.slow

@@ -210,7 +210,13 @@ def tcp_forward(listen: tuple[str, int], target: tuple[str, int]) -> Iterator[No
         except OSError:
             writer.close()  # the host sees the connection closed, as PostgreSQL down would be
             return
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except asyncio.CancelledError:  # stopping (`stop` below) as the host connected
+            writer.close()
+            return
+        # A connection still open when the forward stops: its task ends here instead of ending
+        # cancelled, which asyncio's stream server reports as an "Exception in callback".
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
     def run() -> None:
         asyncio.set_event_loop(loop)
