@@ -6,8 +6,9 @@ Starts the emulator (the bench's large property, 60,000 page x query rows a day)
 full 25,000-row page over HTTP, compact and pretty-printed as Google sends it, and times each
 parser on the same bytes, alternating, `--rounds` times (process CPU, every thread; the best and
 the median are printed):
-- `polars`: `gsc_pipeline.gsc.client.parse_rows_page`, the pipeline's parser;
-- `arrow`: pyarrow's C++ JSON reader with the same schema, the parser before stop 25;
+- `arrow (pipeline)`: `gsc_pipeline.gsc.client.parse_rows_page`, the pipeline's parser
+  (pyarrow's C++ JSON reader with the response's schema);
+- `polars`: polars' JSON reader with the same schema, cast to Arrow (when polars is installed);
 - `arrow NDJSON`: the `rows` array cut out of the compact body and split into one line per row
   (at `},{"keys":`, which only a row boundary holds), read by Arrow's line-delimited reader
   (stop 41: slower; compact bodies only);
