@@ -90,7 +90,21 @@ def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
+_rows_parsed = [0]
+
+
+def _counting_parse(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def parse(*args: Any, **kwargs: Any) -> Any:
+        page = fn(*args, **kwargs)
+        with _lock:
+            _rows_parsed[0] += len(page.rows)
+        return page
+
+    return parse
+
+
 def _instrument() -> None:
+    client_module.parse_rows_page = _counting_parse(client_module.parse_rows_page)
     for module, name in [
         (fetch_module, "merge_shards"),
         (fetch_module, "page_from_rows"),
@@ -144,6 +158,7 @@ def main() -> None:
     ):
         credential = files.config.credentials["default"]
         _thread_cpu.clear()
+        _rows_parsed[0] = 0
         helper = open_warehouse(url).helper_cpu_seconds
         tasks0, main0, helper0 = _task_cpu(), time.thread_time(), helper()
         path = sync_slice(scenario, files.config, endpoint, url, credential.step_concurrency)
@@ -160,7 +175,8 @@ def main() -> None:
         )
         print(
             f"round {round_no + 1}: {path.cpu_seconds:.2f} CPU s, {path.rows:,} rows, "
-            f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s; {by_thread}",
+            f"{path.cpu_us_per_row:.2f} µs/row, wall {path.seconds:.1f} s, {path.requests} "
+            f"requests serving {_rows_parsed[0]:,} rows; {by_thread}",
             flush=True,
         )
     print(f"thread CPU by part, {args.rounds} round(s), of {total_cpu:.2f} process CPU s:")

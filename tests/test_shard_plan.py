@@ -14,7 +14,14 @@ from gsc_pipeline import proof, reconcile
 from gsc_pipeline.config import PropertyConfig
 from gsc_pipeline.emulator.testing import running_emulator
 from gsc_pipeline.gsc import GscClient
-from gsc_pipeline.reports import PAGE, PAGE_QUERY, Filter, ReportDefinitionError, declare
+from gsc_pipeline.reports import (
+    DAILY_ROW_CAP,
+    PAGE,
+    PAGE_QUERY,
+    Filter,
+    ReportDefinitionError,
+    declare,
+)
 from gsc_pipeline.reports import SITE as SITE_REPORT
 from gsc_pipeline.sync import sync_days
 from gsc_pipeline.sync.shards import (
@@ -31,6 +38,8 @@ DAYS = [dt.date(2026, 8, 1) + dt.timedelta(days=i) for i in range(4)]
 NO_LATENCY = {"base_ms": 0, "per_row_us": 0, "jitter_sigma": 0}
 # A capped whole-day request: 25,000 + 25,000 rows (the cap: no empty page asked after it).
 CAPPED_WHOLE_DAY = 2
+# What a day with no known neighbour asks first: the row at the cap (rowLimit 1).
+PROBE = 1
 
 
 def emulator_config(rows_per_day: int, **extra) -> dict:
@@ -108,13 +117,13 @@ def test_a_ranged_run_over_capped_days_skips_the_whole_day_requests(
         key=lambda r: r.day,
     )
 
-    # The first day learns (its whole-day request comes back capped) while the others, in
-    # flight beside it, wait for that answer; they start at its device split: each sends only
-    # its shards' pages.
-    assert [r.started_split for r in results] == [0, 1, 1, 1]
-    assert [r.api_calls - r.pages for r in results] == [CAPPED_WHOLE_DAY, 0, 0, 0]
+    # The first day learns (one row at the cap says its whole day is capped: the probe) while
+    # the others, in flight beside it, wait for that answer; every day starts at the device
+    # split: each sends only its shards' pages, the first one the probe too.
+    assert [r.started_split for r in results] == [1, 1, 1, 1]
+    assert [r.api_calls - r.pages for r in results] == [PROBE, 0, 0, 0]
     old = sum(r.api_calls for r in whole_first)
-    assert sum(r.api_calls for r in results) == old - CAPPED_WHOLE_DAY * (len(DAYS) - 1)
+    assert sum(r.api_calls for r in results) == old - CAPPED_WHOLE_DAY * len(DAYS) + PROBE
     for result in results:
         rows = stored(warehouse, result.day)
         assert rows == truth[result.day]  # row for row, clicks and impressions equal
@@ -160,6 +169,31 @@ def test_a_site_that_shrank_goes_back_to_one_request_a_day(client, warehouse):
                             run_id="later")  # fmt: skip
         assert later.planned_requests == later.api_calls == 1 and later.shards == 1
     assert all(o.passed for o in proof.report_checks(warehouse, SITE, PAGE_QUERY, DAYS))
+
+
+def test_a_day_with_no_known_neighbour_asks_one_row_at_the_cap_first(warehouse):
+    """Under the cap, the probe is the one request more; a day with a neighbour sends none."""
+    with running_emulator(emulator_config(15_000)) as small:
+        client = GscClient(small.base_url, qpm_budget=1e6, timeout=60)
+        sent: list[dict] = []
+        query_page = client.query_page
+
+        def recorded(site_url, body, **kwargs):
+            sent.append(body)
+            return query_page(site_url, body, **kwargs)
+
+        client.query_page = recorded
+        results = sync_days(client, warehouse, SITE, PAGE_QUERY, DAYS[:2], run_id="r1",
+                            concurrency=1)  # fmt: skip
+        shapes = [(r.api_calls, r.pages, r.shards, r.started_split) for r in results]
+        assert shapes == [(PROBE + 1, 1, 1, 0), (1, 1, 1, 0)]
+        probes = [b for b in sent if b["rowLimit"] == 1 and "query" in b["dimensions"]]
+        assert [(b["startDate"], b["startRow"]) for b in probes] == [
+            (DAYS[0].isoformat(), DAILY_ROW_CAP - 1)
+        ]
+        # It served no row: every row served is stored (but the step's probe of finality).
+        assert small.stats()["rows_served"] == sum(r.rows for r in results) + 1
+    assert all(o.passed for o in proof.report_checks(warehouse, SITE, PAGE_QUERY, DAYS[:2]))
 
 
 def test_a_lost_shard_of_a_day_started_split_is_a_missing_batch(client, warehouse):

@@ -197,8 +197,16 @@ def _split_day(
     report, search_type, day = requests.report, requests.search_type, requests.day
     if planner:
         planner.await_scout(search_type, day)
+    probes = 0
     try:
         plan = planner.plan(search_type, day) if planner else {}
+        if not plan and planner and planner.blind(search_type, day):
+            # Nothing known of the day's size: one row at the cap tells whether its whole-day
+            # request would come back capped, before the cap's pages are fetched to be discarded.
+            probes = 1
+            if requests.reaches_cap(Shard()):
+                planner.learn_capped(search_type, day)
+                plan = {"": None}
         whole = None if plan else requests.fetch(Shard())
         if planner and whole is not None:
             if whole.capped and report.shard:
@@ -209,12 +217,12 @@ def _split_day(
         if planner:  # the days waiting on this one's whole-day answer go on
             planner.scouted(search_type, day)
     if whole is None:
-        return split_planned_day(plan, report, requests), True
+        return split_planned_day(plan, report, requests, spent=probes), True
     if whole.capped and report.shard:
         capped = deque([whole])
         del whole  # the split takes it out of `capped`: its pages go once it is split
         return split_capped_day(capped, report, requests), False
-    return SplitDay([whole], whole.requests), False
+    return SplitDay([whole], probes + whole.requests), False
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,11 @@ class _SearchTypeDay:
         shape that is kept (no split left within the budget).
         """
         return self._more(ShardFetch(shard, [], [], [], 0), until_cap=bool(self.report.shard))
+
+    def reaches_cap(self, shard: Shard) -> bool:
+        """Whether `shard`'s request holds Google's daily cap of rows: one request for the row
+        at the cap (`startRow` DAILY_ROW_CAP - 1, `rowLimit` 1), not the cap's pages."""
+        return len(self._query(shard, startRow=DAILY_ROW_CAP - 1, rowLimit=1).rows) > 0
 
     def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]:
         """`fetch` of each sibling shard, results in their order; at once as far as the step's

@@ -143,6 +143,14 @@ class ShardPlanner:
             if all(label in shape.tree for shape in big)
         }
 
+    def blind(self, search_type: str, day: dt.date) -> bool:
+        """Whether nothing is known of `day`'s size yet (no neighbour in the ledger or fetched
+        in this step) while days may start split: the scout, or a day alone."""
+        if not self.enabled:
+            return False
+        with self._lock:
+            return not self._nearest(search_type, day)
+
     def await_scout(self, search_type: str, day: dt.date) -> None:
         """With no known neighbour, the step's first such day (the scout) goes alone: the
         others wait for its whole-day answer (capped or not) instead of each sending a

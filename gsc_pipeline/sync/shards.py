@@ -123,9 +123,12 @@ class RequestSlots(Protocol):
 class ShardRequests(Protocol):
     """What splitting a day needs from the API: a shard's pages (stopping at the cap),
     the rest of a capped shard's pages when it is kept, and its countries by impressions.
-    `fetch_many` fetches sibling shards (concurrently where it can), results in their order."""
+    `fetch_many` fetches sibling shards (concurrently where it can), results in their order;
+    `reaches_cap` asks whether a shard holds the cap's rows (one request, one row)."""
 
     def fetch(self, shard: Shard) -> ShardFetch: ...
+
+    def reaches_cap(self, shard: Shard) -> bool: ...
 
     def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]: ...
 
@@ -165,11 +168,15 @@ def split_capped_day(capped: deque[ShardFetch], report: Report, api: ShardReques
     return _grow(day, capped, report, api)
 
 
-def split_planned_day(plan: SplitTree, report: Report, api: ShardRequests) -> SplitDay:
-    """Fetch a day starting at the splits of `plan` (from its neighbours): a split shard is
-    not fetched, its children are (children None: its next level's, asked now). A shard that
-    still comes back capped is split further as in `split_capped_day`, within the budget."""
-    day = SplitDay([], 0)
+def split_planned_day(
+    plan: SplitTree, report: Report, api: ShardRequests, spent: int = 0
+) -> SplitDay:
+    """Fetch a day starting at the splits of `plan` (from its neighbours, or `{"": None}`
+    once a probe showed the whole day capped): a split shard is not fetched, its children are
+    (children None: its next level's, asked now). A shard that still comes back capped is
+    split further as in `split_capped_day`, within the budget. `spent`: requests already sent for
+    the day (a probe), counted against the budget."""
+    day = SplitDay([], spent)
     todo: deque[ShardFetch] = deque()
     pending: list[Shard] = []  # leaves to fetch, together (siblings at once)
 
