@@ -187,6 +187,8 @@ def test_a_day_with_no_known_neighbour_asks_one_row_at_the_cap_first(warehouse):
                             concurrency=1)  # fmt: skip
         shapes = [(r.api_calls, r.pages, r.shards, r.started_split) for r in results]
         assert shapes == [(PROBE + 1, 1, 1, 0), (1, 1, 1, 0)]
+        # Planned so before the first request: the probe is in the step's estimate.
+        assert [r.planned_requests for r in results] == [PROBE + 1, 1]
         probes = [b for b in sent if b["rowLimit"] == 1 and "query" in b["dimensions"]]
         assert [(b["startDate"], b["startRow"]) for b in probes] == [
             (DAYS[0].isoformat(), DAILY_ROW_CAP - 1)

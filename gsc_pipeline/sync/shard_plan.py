@@ -111,6 +111,8 @@ class ShardPlanner:
                 planner._blind[search_type] = set(blind)
                 if len(blind) > 1:
                     planner._scouts[search_type] = (blind[0], threading.Event())
+                if blind:  # the first asks for the row at the cap first (`fetch._split_day`)
+                    planner._planned[(search_type, blind[0])] += 1
         return planner
 
     def _nearest(self, search_type: str, day: dt.date) -> list[DayShape]:
@@ -220,6 +222,7 @@ class ShardPlanner:
         return (
             f"{site_url} {self.report.name}: {len(days)} day(s) planned at ~{total:,} request(s) "
             f"(+1 probe); {started} day x search type(s) start at their neighbours' shard splits"
-            f", {unknown} without a known neighbour (counted at 1 request each)"
+            f", {unknown} without a known neighbour (counted at 1 request each, the first of"
+            " them 1 more: its probe of the cap)"
             + ("" if self.enabled else "; shard_start: whole (no day starts split)")
         )
