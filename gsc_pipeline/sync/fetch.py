@@ -191,8 +191,9 @@ def _split_day(
     """One search type of a day as the shards to store, and whether it started split.
 
     With a planner: a day whose neighbours were capped starts at their splits (no whole-day
-    request); any other sends its whole-day request first (the scout of a step's days without
-    a neighbour alone, the others waiting on its answer) and is split once it comes back capped.
+    request); a day with no known neighbour (the scout of a step's days without one, the others
+    waiting on its answer) first asks for the row at the cap and starts split if it is there;
+    any other sends its whole-day request, split once it comes back capped.
     """
     report, search_type, day = requests.report, requests.search_type, requests.day
     if planner:

@@ -8,7 +8,9 @@ the next, so the planner starts a day at the splits every one of its nearest day
 filters rebuilt from the ledger's labels (`tree_from_labels`): the same shards, covering the
 day exactly once, with the same labels for `proof.no_missing_batches`. A shard still capped is
 split further as before; a day whose shards merge to well under the cap (`SHRINK_SHARE`) makes
-the days after it go back to one whole-day request. `shard_start: whole` keeps the old way.
+the days after it go back to one whole-day request. A day with nothing known of it asks for the
+row at the cap first (`fetch._split_day`): present, it starts split without the cap's pages
+fetched and discarded. `shard_start: whole` keeps the old way.
 """
 
 from __future__ import annotations

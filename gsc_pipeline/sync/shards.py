@@ -19,9 +19,11 @@ A capped day's whole-day request is wasted (its rows are discarded once the cap 
 day need not start with it when its neighbours were capped: `ShardPlanner` reads the ledger's
 recent days of the same (site, report, search type) and starts a day directly at the splits
 every one of them needed (`split_planned_day`), the rows of a split's own parent never fetched;
-what a ranged step's first days learn applies to the later ones. A day whose shards merge to
-well under the cap (`SHRINK_SHARE`) sends the next days back to one whole-day request. The
-planner also says what the planned days will cost in requests before any is sent.
+what a ranged step's first days learn applies to the later ones; a day with no known neighbour
+asks for the one row at the cap (`startRow` 49,999, `rowLimit` 1) before its whole-day request,
+and starts split when it is there. A day whose shards merge to well under the cap
+(`SHRINK_SHARE`) sends the next days back to one whole-day request. The planner also says what
+the planned days will cost in requests before any is sent.
 """
 
 from __future__ import annotations
