@@ -125,12 +125,9 @@ class RequestSlots(Protocol):
 class ShardRequests(Protocol):
     """What splitting a day needs from the API: a shard's pages (stopping at the cap),
     the rest of a capped shard's pages when it is kept, and its countries by impressions.
-    `fetch_many` fetches sibling shards (concurrently where it can), results in their order;
-    `reaches_cap` asks whether a shard holds the cap's rows (one request, one row)."""
+    `fetch_many` fetches sibling shards (concurrently where it can), results in their order."""
 
     def fetch(self, shard: Shard) -> ShardFetch: ...
-
-    def reaches_cap(self, shard: Shard) -> bool: ...
 
     def fetch_many(self, shards: Sequence[Shard]) -> list[ShardFetch]: ...
 
