@@ -1,7 +1,7 @@
 """Where the bench's fetch -> parse -> write path spends its CPU, part by part.
 
     .venv/bin/python scripts/measure_path_parts.py [--warehouse duckdb|postgres] [--rounds 2]
-        [--duckdb-setting NAME=VALUE ...]
+        [--duckdb-setting NAME=VALUE ...] [--duckdb-parts]
 
 Runs the standard bench's path slice (`tools.bench.run.sync_slice`: `sync_days` as a step runs
 it, over the first days of every property and report, against the emulator at real-time
@@ -16,18 +16,27 @@ DuckDB's writer process (`warehouse.duckdb_writer`, its CPU over the slice) and 
 the native threads Python did not start (Arrow's workers, jemalloc's; DuckDB's when inline).
 `--duckdb-setting threads=1` (repeatable) adds a setting to the DuckDB host database's
 `duckdb.connect(config=...)` for an A/B; it runs DuckDB inline (`GSC_DUCKDB_WRITER=inline`).
-A measurement, not a test (docs/bench/README.md, stops 26, 37 and 38).
+`--duckdb-parts` runs DuckDB inline too, its file kept attached between transactions as its
+writer process keeps it (`duckdb.LINGER_SECONDS`, `HOLD_SECONDS`), and adds DuckDB's own work to
+the parts: each transaction's begin (with the attach when the file was detached) and its end
+(COMMIT, with DuckDB's own checkpoint once the write-ahead log has grown past its threshold, and
+the detach when the file is not kept), the detach wherever it runs (its checkpoint), each
+Arrow insert by table and each statement by its first words. What the writer process adds on
+top (the socket, the rows' memfd) is then the round's CPU against a run without the flag.
+A measurement, not a test (docs/bench/README.md, stops 26, 37, 38 and 44).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
@@ -77,15 +86,20 @@ def _live_python_threads(before: dict[int, float]) -> collections.Counter[str]:
     return out
 
 
+def _add(name: str, start: float) -> None:
+    """This thread's CPU since `start` counted to the part `name`."""
+    with _lock:
+        _spent[name][0] += time.thread_time() - start
+        _spent[name][1] += 1
+
+
 def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def timed(*args: Any, **kwargs: Any) -> Any:
         start = time.thread_time()
         try:
             return fn(*args, **kwargs)
         finally:
-            with _lock:
-                _spent[name][0] += time.thread_time() - start
-                _spent[name][1] += 1
+            _add(name, start)
 
     return timed
 
@@ -124,6 +138,59 @@ def _instrument() -> None:
     threading.Thread.run = _counted_run  # type: ignore[method-assign]
 
 
+def _instrument_duckdb() -> None:
+    """DuckDB inline, kept attached as its writer process keeps it, its work timed by part."""
+    os.environ[duckdb_module.WRITER_ENV] = "inline"
+    warehouse_class = duckdb_module.DuckDBWarehouse
+    init = warehouse_class.__init__
+
+    def lingering_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("linger_seconds", duckdb_module.LINGER_SECONDS)
+        init(self, *args, **kwargs)
+
+    transaction = warehouse_class._inline_transaction
+
+    @contextlib.contextmanager
+    def timed_transaction(self: Any) -> Iterator[Any]:
+        context = transaction(self)
+        start = time.thread_time()
+        conn = context.__enter__()
+        _add("DuckDB transaction begin (+ attach)", start)
+        try:
+            yield conn
+        except BaseException:
+            if not context.__exit__(*sys.exc_info()):
+                raise
+        else:
+            start = time.thread_time()
+            context.__exit__(None, None, None)
+            _add("DuckDB transaction end (COMMIT, + detach)", start)
+
+    warehouse_class.__init__ = lingering_init  # type: ignore[method-assign]
+    warehouse_class._inline_transaction = timed_transaction  # type: ignore[method-assign]
+    warehouse_class._attach = _timed("DuckDB attach", warehouse_class._attach)
+    warehouse_class._detach = _timed("DuckDB detach (its checkpoint)", warehouse_class._detach)
+    connection_class = duckdb_module.DuckDBConnection
+    execute, insert = connection_class.execute, connection_class.insert_arrow
+
+    def timed_execute(self: Any, sql: str, params: Any = None) -> Any:
+        start = time.thread_time()
+        try:
+            return execute(self, sql, params)
+        finally:
+            _add("DuckDB " + " ".join(sql.split()[:3])[:40], start)
+
+    def timed_insert(self: Any, table: str, data: Any) -> None:
+        start = time.thread_time()
+        try:
+            insert(self, table, data)
+        finally:
+            _add(f"DuckDB Arrow insert into {table}", start)
+
+    connection_class.execute = timed_execute  # type: ignore[method-assign]
+    connection_class.insert_arrow = timed_insert  # type: ignore[method-assign]
+
+
 def _duckdb_setting(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     if not sep:
@@ -145,7 +212,14 @@ def main() -> None:
         default=[],
         help="NAME=VALUE for the DuckDB host's connect config (repeatable)",
     )
+    parser.add_argument(
+        "--duckdb-parts",
+        action="store_true",
+        help="DuckDB inline, kept attached as its writer keeps it, its work timed by part",
+    )
     args = parser.parse_args()
+    if args.duckdb_parts:
+        _instrument_duckdb()
     if args.duckdb_setting:
         # The settings are this process's: DuckDB has to run in it, not in its writer.
         os.environ[duckdb_module.WRITER_ENV] = "inline"

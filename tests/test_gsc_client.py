@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs, urlsplit
 
+import httplib2
 import pytest
 
 from gsc_pipeline.emulator.testing import running_emulator
@@ -251,6 +253,28 @@ def test_stop_event_prevents_calls(client, emulator):
 def test_quota_user_is_sent(client, emulator):
     GscClient(emulator.base_url, quota_user="tenant-42").query(SITE, body(rowLimit=1))
     assert "tenant-42" in emulator.stats()["peak_qpm_by_user"]
+
+
+def test_every_call_asks_for_compact_json(client, monkeypatch):
+    """Google pretty-prints its answers unless asked not to (`prettyPrint=false`): ~1.5x the bytes
+    of a full page to read and parse (`scripts/measure_parse.py`). The emulator answers compact
+    JSON either way, so the requests themselves are looked at, as they go out over HTTP."""
+    sent: list[str] = []
+    request = httplib2.Http.request
+
+    def recording(self, uri, *args, **kwargs):
+        sent.append(uri)
+        return request(self, uri, *args, **kwargs)
+
+    monkeypatch.setattr(httplib2.Http, "request", recording)
+    assert len(client.query_page(SITE, body(rowLimit=3)).rows) == 3
+    assert client.query(SITE, body(rowLimit=3))["rows"]
+    assert client.list_sites()
+    assert client.get_site(SITE)["siteUrl"] == SITE
+    client.list_sitemaps(SITE)
+    assert len(sent) == 5
+    for uri in sent:
+        assert parse_qs(urlsplit(uri).query)["prettyPrint"] == ["false"], uri
 
 
 @pytest.mark.parametrize("kind", ["service_account", "oauth"])
