@@ -7,8 +7,9 @@ Runs the standard bench's path slice (`tools.bench.run.sync_slice`: `sync_days` 
 it, over the first days of every property and report, against the emulator at real-time
 latency) `--rounds` times, each into a fresh warehouse, and prints each round's CPU per row and
 then the thread CPU (`time.thread_time`, so waiting is not counted) spent inside each part of
-the path, summed over the rounds. Parts nest: `GscClient._call` includes `parse_rows_page` and
-building or taking a Google service object (`GscClient._take_service`),
+the path, summed over the rounds, and its largest single call. Parts nest: `GscClient._call`
+includes `parse_rows_page` and building or taking a Google service object
+(`GscClient._take_service`),
 `Warehouse.run_transaction` includes `write_partitions`, `ensure_schema` and `claim_report`.
 Each round's line also splits the process's CPU by thread: the calling thread (the one-time
 setup left out), the sync's Python threads (`gsc-sync` fetches, `gsc-write` the group writer),
@@ -51,7 +52,8 @@ from gsc_pipeline.warehouse import duckdb as duckdb_module
 from gsc_pipeline.warehouse import open_warehouse
 from gsc_pipeline.warehouse.base import Warehouse
 
-_spent: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0])
+# Per part: CPU seconds, calls, the largest single call's CPU seconds.
+_spent: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0, 0.0])
 _lock = threading.Lock()
 # CPU of the Python threads that ended, by name prefix (`gsc-sync_3` -> `gsc-sync`); those still
 # running (a pool kept between syncs) are read from the OS (psutil).
@@ -89,8 +91,11 @@ def _live_python_threads(before: dict[int, float]) -> collections.Counter[str]:
 def _add(name: str, start: float) -> None:
     """This thread's CPU since `start` counted to the part `name`."""
     with _lock:
-        _spent[name][0] += time.thread_time() - start
-        _spent[name][1] += 1
+        spent = time.thread_time() - start
+        part = _spent[name]
+        part[0] += spent
+        part[1] += 1
+        part[2] = max(part[2], spent)
 
 
 def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -254,8 +259,8 @@ def main() -> None:
             flush=True,
         )
     print(f"thread CPU by part, {args.rounds} round(s), of {total_cpu:.2f} process CPU s:")
-    for name, (seconds, calls) in sorted(_spent.items(), key=lambda item: -item[1][0]):
-        print(f"  {name:32s} {seconds:6.3f} s in {calls:4d} calls")
+    for name, (seconds, calls, largest) in sorted(_spent.items(), key=lambda item: -item[1][0]):
+        print(f"  {name:42s} {seconds:6.3f} s in {calls:4d} calls (largest {largest * 1e3:.1f} ms)")
 
 
 if __name__ == "__main__":
