@@ -77,8 +77,25 @@ def test_a_postgres_bench_reports_the_servers_cpu():
     from gsc_pipeline.tools.bench.report import _server_cpu_line
 
     assert _server_cpu_line(SimpleNamespace(postgres_server_cpu=None, rows_written=10)) == []
-    (line,) = _server_cpu_line(SimpleNamespace(postgres_server_cpu=12.5, rows_written=5_000_000))
+    (line,) = _server_cpu_line(
+        SimpleNamespace(postgres_server_cpu=12.5, rows_written=5_000_000, postgres_analyzes=3)
+    )
     assert "12.5 CPU s, 2.50 µs per row stored" in line
+    assert "ANALYZE ran 3 times on the warehouse's tables" in line
+
+
+@pytest.mark.postgres
+def test_the_bench_counts_the_analyzes_of_a_warehouses_tables(postgres_schema_url):
+    """`analyzes_so_far` counts ANALYZE on the warehouse schema's tables, not elsewhere."""
+    from gsc_pipeline.reports import PAGE_QUERY
+    from gsc_pipeline.tools.bench.sampler import analyzes_so_far
+    from gsc_pipeline.warehouse import open_warehouse
+
+    warehouse = open_warehouse(postgres_schema_url)
+    warehouse.ensure_schema([PAGE_QUERY])
+    before = analyzes_so_far(postgres_schema_url)
+    warehouse.run_transaction(lambda conn: conn.execute(f"ANALYZE {PAGE_QUERY.table}"), "test")
+    assert analyzes_so_far(postgres_schema_url) == before + 1
 
 
 @pytest.mark.postgres

@@ -176,7 +176,13 @@ def _server_cpu_line(result: BenchResult) -> list[str]:
     return [
         f"- PostgreSQL server (the warehouse) over the backfill: {cpu:.1f} CPU s, {per_row:.2f} "
         "µs per row stored. Not in the pipeline's CPU above, but on this machine's cores too "
-        "(COPY, index upkeep, the proofs' queries).",
+        "(COPY, index upkeep, the proofs' queries)"
+        + (
+            f"; ANALYZE ran {result.postgres_analyzes} times on the warehouse's tables (the "
+            "runs' in-run checks refresh stale statistics)."
+            if result.postgres_analyzes is not None
+            else "."
+        ),
     ]
 
 

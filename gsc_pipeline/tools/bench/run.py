@@ -25,6 +25,7 @@ from gsc_pipeline.sync.fetch import Probes
 from gsc_pipeline.tools.bench.floor import Floor, cpu_seconds, reference_path
 from gsc_pipeline.tools.bench.sampler import (
     TreeSampler,
+    analyzes_so_far,
     machine_steal_and_busy,
     postgres_server_cpu,
 )
@@ -159,6 +160,8 @@ class BenchResult:
     # A PostgreSQL warehouse's server CPU over the backfill (same window as `cpu_by_role`), when
     # the server runs on this machine: not the pipeline's, but on the same cores.
     postgres_server_cpu: float | None = None
+    # ANALYZEs of the warehouse's tables over the backfill (PostgreSQL).
+    postgres_analyzes: int | None = None
     # The largest peak RSS of each role's processes (the code server and the run fork server
     # live through the backfill; run workers come and go).
     peak_rss_by_role: dict[str, int] = field(default_factory=dict)
@@ -313,6 +316,7 @@ def measure(
                 load_before = os.getloadavg()[0]
                 steal_before = machine_steal_and_busy()
                 server_before = postgres_server_cpu() if warehouse == "postgres" else None
+                analyzes_before = analyzes_so_far(warehouse_url) if warehouse == "postgres" else 0
                 with dagster_daemon(home, workdir / "daemon.log",
                                     scenario.daemon_tick_seconds) as daemon:
                     daemon_started = time.time()
@@ -327,9 +331,11 @@ def measure(
                         # The backfill's numbers, before the small backfill adds to them.
                         cpu_by_role = sampler.cpu_by_role()
                         rss_by_role = sampler.peak_rss_by_role()
-                        server_cpu = None
+                        server_cpu = analyzes = None
                         if server_before is not None:
                             server_cpu = (postgres_server_cpu() or server_before) - server_before
+                        if warehouse == "postgres":
+                            analyzes = analyzes_so_far(warehouse_url) - analyzes_before
                         cpu_children = _rusage_children() - cpu_before
                         load_after = os.getloadavg()[0]
                         steal_after = machine_steal_and_busy()
@@ -356,7 +362,8 @@ def measure(
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
         steal=None if steal_before is None or steal_after is None else (
             steal_after[0] - steal_before[0], steal_after[1] - steal_before[1]),
-        small=small.result, postgres_server_cpu=server_cpu, peak_rss_by_role=rss_by_role,
+        small=small.result, postgres_server_cpu=server_cpu, postgres_analyzes=analyzes,
+        peak_rss_by_role=rss_by_role,
     )  # fmt: skip
 
 

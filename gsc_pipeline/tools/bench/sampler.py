@@ -218,3 +218,16 @@ def _role(is_root: bool, cmdline: str, parent: str | None = None) -> str:
     if "watch_orphans" in cmdline or cmdline.startswith("tail "):
         return "compute-log capture"
     return "other"
+
+
+def analyzes_so_far(warehouse_url: str) -> int:
+    """How many times ANALYZE has run on the tables of a PostgreSQL warehouse's schema (by
+    anyone: the pipeline's `refresh_statistics`, autovacuum)."""
+    from gsc_pipeline.warehouse import open_warehouse
+
+    return int(
+        open_warehouse(warehouse_url).read_rows(
+            "SELECT COALESCE(SUM(analyze_count + autoanalyze_count), 0) AS n "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        )[0].n
+    )
