@@ -580,42 +580,6 @@ def test_postgres_proofs_are_planned_on_the_rows_just_written(postgres_schema_ur
     assert analyzed() == first
 
 
-@pytest.mark.postgres
-def test_postgres_sessions_analyzing_one_table_at_once_analyze_it_once(postgres_schema_url):
-    """The runs of a backfill reach their proofs together and each finds the same table stale:
-    one analyzes it, the others wait for it and then find the statistics fresh."""
-    wh = open_warehouse(postgres_schema_url)
-    wh.ensure_schema([PAGE_QUERY])
-    wh.write_partitions([make_batch(day=DAY + dt.timedelta(days=i), n=2000) for i in range(5)])
-
-    def analyze_counts() -> dict[str, int]:
-        stats = wh.read_sql(
-            "SELECT relname, analyze_count FROM pg_stat_user_tables "
-            "WHERE schemaname = current_schema()"
-        )
-        return {t: int(n) for t, n in zip(stats["relname"], stats["analyze_count"], strict=True)}
-
-    sessions = [open_warehouse(postgres_schema_url) for _ in range(4)]
-    start = threading.Barrier(len(sessions))
-    errors: list[BaseException] = []
-
-    def refresh(session) -> None:
-        try:
-            start.wait(30)
-            session.refresh_statistics([PAGE_QUERY.table, LEDGER_TABLE])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=refresh, args=(s,)) for s in sessions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors and not any(thread.is_alive() for thread in threads)
-    counts = analyze_counts()
-    assert (counts[PAGE_QUERY.table], counts[LEDGER_TABLE]) == (1, 1)
-
-
 def _hold_duckdb_lock(path: str, locked, release) -> None:
     con = duckdb.connect(path)
     locked.set()

@@ -290,17 +290,10 @@ class PostgresWarehouse(Warehouse):
         backfill's proofs were planned on a freshly loaded table as if it held a few dozen rows:
         a sort of 1.8 M rows by their text key, 12.4 s, instead of the 3.7-s hash a 0.3-s
         ANALYZE lets the planner choose (docs/bench, issue 14 stop 23).
-
-        One session at a time analyzes a table: the runs of a backfill reach their proofs
-        together, and each found the same table stale and analyzed it (four ANALYZEs of page x
-        query within 19 s of the bench, in the dip of its request rate; docs/bench, issue 14
-        stop 44). A session waits for the one analyzing, then looks again: fresh, it goes on.
         """
         names = list(dict.fromkeys(tables))
 
         def analyze(conn: Connection) -> None:
-            for table in sorted(names):  # sorted: two sessions locking several never deadlock
-                self.lock(conn, "ANALYZE", table)
             stale = conn.execute(
                 "SELECT relname FROM pg_stat_user_tables "
                 "WHERE schemaname = current_schema() AND relname = ANY(?) "
