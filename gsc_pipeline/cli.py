@@ -94,7 +94,8 @@ def _bench(args: argparse.Namespace) -> int:
         return run_agency(Path(args.out))
     from gsc_pipeline.tools.bench.command import run_bench
 
-    return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out))
+    keep = Path(args.keep_home) if args.keep_home else None
+    return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out), keep_home=keep)
 
 
 def _multihost(args: argparse.Namespace) -> int:
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--size", choices=["smoke", "standard", "agency", "shards"], default="smoke")
     bench.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     bench.add_argument("--out", default="bench-report")
+    bench.add_argument(
+        "--keep-home", help="copy the backfill's Dagster home here (scripts/run_timeline.py)"
+    )
     bench.set_defaults(func=_bench)
 
     multihost = sub.add_parser(

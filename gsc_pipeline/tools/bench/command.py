@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -80,9 +81,15 @@ def standard_rounds(
 
 
 def run_bench(
-    size: str = "smoke", warehouse: str = "duckdb", out: Path = Path("bench-report")
+    size: str = "smoke",
+    warehouse: str = "duckdb",
+    out: Path = Path("bench-report"),
+    keep_home: Path | None = None,
 ) -> int:
-    """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded."""
+    """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded.
+
+    `keep_home`: the backfill's Dagster home is copied there at the end (its runs' events, for
+    `scripts/run_timeline.py <keep_home> --steps`); the bench's work directory is deleted."""
     out.mkdir(parents=True, exist_ok=True)
     if size == "shards":
         md_path = out / "shards.md"
@@ -98,6 +105,9 @@ def run_bench(
             environ_set({CONFIG_ENV: str(files.config_file)}),
         ):
             result = measure(scenario, files, url, warehouse, workdir)
+        if keep_home is not None:
+            shutil.copytree(files.home, keep_home, dirs_exist_ok=True)
+            print(f"the backfill's Dagster home: {keep_home}")
     stem = f"{scenario.name}-{warehouse}"
     md = write_report(result, out / f"{stem}.md", out / f"{stem}.png")
     with md.open("a") as report:
