@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 
+import dagster as dg
 import pytest
 
 from gsc_pipeline.cli import main
@@ -16,7 +17,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench")]
 
 
 def test_smoke_bench_writes_a_sane_report(tmp_path):
-    assert main(["bench", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    home = tmp_path / "home"
+    assert main(["bench", "--size", "smoke", "--out", str(tmp_path), "--keep-home", str(home)]) == 0
+    # The backfill's Dagster home is kept for scripts/run_timeline.py: its runs are in it.
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_run_records()) >= 2  # the backfill's runs and the 1-day one
     report = (tmp_path / "smoke-duckdb.md").read_text()
     png = (tmp_path / "smoke-duckdb.png").read_bytes()
     assert png.startswith(b"\x89PNG")
