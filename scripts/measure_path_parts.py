@@ -90,8 +90,8 @@ def _live_python_threads(before: dict[int, float]) -> collections.Counter[str]:
 
 def _add(name: str, start: float) -> None:
     """This thread's CPU since `start` counted to the part `name`."""
+    spent = time.thread_time() - start
     with _lock:
-        spent = time.thread_time() - start
         part = _spent[name]
         part[0] += spent
         part[1] += 1
