@@ -95,7 +95,8 @@ def _bench(args: argparse.Namespace) -> int:
     from gsc_pipeline.tools.bench.command import run_bench
 
     keep = Path(args.keep_home) if args.keep_home else None
-    return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out), keep_home=keep)
+    return run_bench(size=args.size, warehouse=args.warehouse, out=Path(args.out), keep_home=keep,
+                     warm=not args.cold_emulator)
 
 
 def _multihost(args: argparse.Namespace) -> int:
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--keep-home", help="copy the backfill's Dagster home here (scripts/run_timeline.py)"
     )
+    bench.add_argument(
+        "--cold-emulator", action="store_true",
+        help="skip the emulator's warm-up: it builds each report while the pipeline is measured",
+    )  # fmt: skip
     bench.set_defaults(func=_bench)
 
     multihost = sub.add_parser(

@@ -30,8 +30,6 @@ from gsc_pipeline.emulator.query import Filter, QuerySpec
 
 RETENTION_MONTHS = 16
 HOURLY_DAYS = 10
-# Cached reports hold at most this many serialised rows in total (~200 bytes each).
-CACHE_ROW_BUDGET = 1_500_000
 
 
 def window_start(today: dt.date) -> dt.date:
@@ -91,9 +89,11 @@ def _predicate(f: Filter, casefold: bool) -> Callable[[str], bool]:
 class ReportBuilder:
     """Builds and caches reports from a FactSource."""
 
-    def __init__(self, source: FactSource, max_rows_per_day: int) -> None:
+    def __init__(self, source: FactSource, max_rows_per_day: int, cache_rows: int) -> None:
         self.source = source
         self.max_rows_per_day = max_rows_per_day
+        self.cache_rows = cache_rows  # at most this many serialised rows in cached reports
+        self.built = 0  # reports built (not served from the cache), for the stats
         self._cache: OrderedDict[tuple, Report] = OrderedDict()
         self._cached_rows = 0
 
@@ -109,9 +109,10 @@ class ReportBuilder:
             self._cache.move_to_end(key)
             return cached
         report = self._build(site_url, spec, today, switches)
+        self.built += 1
         self._cache[key] = report
         self._cached_rows += len(report.rows)
-        while self._cached_rows > CACHE_ROW_BUDGET and len(self._cache) > 1:
+        while self._cached_rows > self.cache_rows and len(self._cache) > 1:
             _, evicted = self._cache.popitem(last=False)
             self._cached_rows -= len(evicted.rows)
         return report

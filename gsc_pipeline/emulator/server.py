@@ -21,7 +21,13 @@ from pydantic import ValidationError
 from gsc_pipeline.emulator.aggregate import ReportBuilder
 from gsc_pipeline.emulator.auth import Authority, GrantError
 from gsc_pipeline.emulator.batch import BatchFormatError, batch_response, parse_batch
-from gsc_pipeline.emulator.config import EmulatorConfig, FaultConfig, SwitchConfig
+from gsc_pipeline.emulator.config import (
+    EmulatorConfig,
+    FaultConfig,
+    LatencyConfig,
+    QuotaConfig,
+    SwitchConfig,
+)
 from gsc_pipeline.emulator.data import FactSource
 from gsc_pipeline.emulator.errors import (
     ApiError,
@@ -64,7 +70,7 @@ class Emulator:
         self.today = config.start_today()
         self.switches = config.switches
         self.source = FactSource(config.seed, config.properties)
-        self.reports = ReportBuilder(self.source, config.max_rows_per_day)
+        self.reports = ReportBuilder(self.source, config.max_rows_per_day, config.cache_rows)
         self.quotas = Quotas(config.quotas, config.time_scale)
         self.faults = Faults(config.faults)
         self.stats = Stats(config.time_scale)
@@ -305,9 +311,10 @@ class Emulator:
         token_uri = f"http://{request.host}/token"
         match method, action:
             case "GET", "stats":
-                return self.stats.snapshot()
+                return {**self.stats.snapshot(), "reports_built": self.reports.built}
             case "POST", "stats/reset":
                 self.stats.reset()
+                self.reports.built = 0
                 return {"ok": True}
             case "POST", "quotas/reset":
                 self.quotas.reset()
@@ -327,6 +334,16 @@ class Emulator:
                     {**self.faults.config.model_dump(), **body}
                 ))  # fmt: skip
                 return self.faults.config.model_dump()
+            case "POST", "latency":
+                latency = LatencyConfig.model_validate({**self.config.latency.model_dump(), **body})
+                self.config = self.config.model_copy(update={"latency": latency})
+                return latency.model_dump()
+            case "POST", "quotas":
+                # New limits start with full buckets; the load quota's usage starts over too.
+                quotas = QuotaConfig.model_validate({**self.config.quotas.model_dump(), **body})
+                self.config = self.config.model_copy(update={"quotas": quotas})
+                self.quotas = Quotas(quotas, self.config.time_scale)
+                return quotas.model_dump()
             case "GET", "clock":
                 return {"today": self.today.isoformat()}
             case "POST", "clock":

@@ -31,6 +31,9 @@ __all__ = ["EmulatorHandle", "running_emulator"]
 class EmulatorHandle:
     """A running emulator, addressed by its base URL."""
 
+    # The server's process when the handle's maker started one (`tools.demo.emulator_process`).
+    pid: int | None = None
+
     def __init__(self, base_url: str, config: EmulatorConfig | None = None) -> None:
         self.base_url = base_url
         self._config = config
@@ -78,6 +81,14 @@ class EmulatorHandle:
     def reset_quotas(self) -> None:
         """Refill every quota bucket and forget load-quota usage."""
         self._control("POST", "quotas/reset", {})
+
+    def set_latency(self, **latency: float) -> dict[str, Any]:
+        """Change the latency config's fields given (base_ms, per_row_us, jitter_sigma)."""
+        return self._control("POST", "latency", latency)
+
+    def set_quotas(self, **quotas: Any) -> dict[str, Any]:
+        """Change the quota config's fields given (site_qpm, user_qpm, ...); buckets refill."""
+        return self._control("POST", "quotas", quotas)
 
     def script_fault(
         self,

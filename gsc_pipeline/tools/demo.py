@@ -62,7 +62,9 @@ def emulator_process(*args: str, log: Path | None = None) -> Iterator[EmulatorHa
         match = _URL_RE.search(line)
         if not match:
             raise RuntimeError(f"the emulator did not start (it printed {line!r}); see {log}")
-        yield EmulatorHandle.connect(match.group(0))
+        handle = EmulatorHandle.connect(match.group(0))
+        handle.pid = proc.pid
+        yield handle
     finally:
         _stop(proc, timeout=10)
         if log:

@@ -113,3 +113,16 @@ def test_bucket_refills_at_the_scaled_quota_rate(time_scale: float) -> None:
     bucket.take()
     assert bucket.available(1000.0)
     assert bucket.tokens == 60  # never above capacity
+
+
+def test_quotas_change_at_runtime_with_full_buckets(
+    make_emulator: Callable[..., EmulatorHandle],
+) -> None:
+    gsc = make_emulator(quotas={"site_qpm": 30})
+    service = service_for(gsc)
+    assert _burst(service, 31) == {200: 30, QPS_429: 1}
+    assert gsc.set_quotas(site_qpm=40)["site_qpm"] == 40
+    assert gsc.config["quotas"]["site_qpm"] == 40
+    assert _burst(service, 41) == {200: 40, QPS_429: 1}
+    with pytest.raises(ValueError, match="site_qpm"):
+        gsc.set_quotas(site_qpm=0)

@@ -217,3 +217,45 @@ def test_percent_encoded_site_urls_through_both_apis(shared_emulator: EmulatorHa
     assert webmasters.sites().get(siteUrl=PREFIX_SITE).execute()["siteUrl"] == PREFIX_SITE
     domain = webmasters.searchanalytics().query(siteUrl=SITE, body=body).execute()
     assert all(r["keys"][0].startswith("https://example.com/") for r in domain["rows"])
+
+
+def test_built_reports_are_kept_up_to_cache_rows() -> None:
+    from gsc_pipeline.emulator.aggregate import ReportBuilder
+    from gsc_pipeline.emulator.config import EmulatorConfig
+    from gsc_pipeline.emulator.data import FactSource
+    from gsc_pipeline.emulator.query import parse_query
+
+    config = EmulatorConfig.model_validate(small_config())
+    spec = {"dimensions": ["page", "query"], "endDate": "2026-08-01"}
+    first = parse_query({**spec, "startDate": "2026-08-01"})
+    second = parse_query({**spec, "startDate": "2026-08-01", "endDate": "2026-08-02"})
+
+    def builder(cache_rows: int) -> ReportBuilder:
+        return ReportBuilder(FactSource(config.seed, config.properties), 50_000, cache_rows)
+
+    def build_(reports: ReportBuilder, spec: Any) -> Any:
+        return reports.report(SITE, spec, config.start_today(), config.switches)
+
+    roomy = builder(10_000)
+    kept = build_(roomy, first)
+    assert len(kept.rows) > 0
+    build_(roomy, second)
+    assert build_(roomy, first) is kept  # served from the cache, not built again
+    assert roomy.built == 2
+    tight = builder(len(kept.rows))
+    kept = build_(tight, first)
+    build_(tight, second)  # over the budget: the oldest report goes
+    assert build_(tight, first) is not kept
+    assert tight.built == 3
+
+
+def test_stats_count_the_reports_built(make_emulator: Any) -> None:
+    gsc = make_emulator()
+    service = service_for(gsc)
+    for start_row in (0, 10, 0):  # one report, its pages served from the cache
+        query(service, dimensions=["page", "query"], rowLimit=10, startRow=start_row)
+    assert gsc.stats()["reports_built"] == 1
+    query(service, dimensions=["page"], rowLimit=10)
+    assert gsc.stats()["reports_built"] == 2
+    gsc.reset_stats()
+    assert gsc.stats()["reports_built"] == 0

@@ -85,11 +85,13 @@ def run_bench(
     warehouse: str = "duckdb",
     out: Path = Path("bench-report"),
     keep_home: Path | None = None,
+    warm: bool = True,
 ) -> int:
     """Measure, write `<out>/<size>-<warehouse>.md` and `.png`; 0 when the backfill succeeded.
 
     `keep_home`: the backfill's Dagster home is copied there at the end (its runs' events, for
-    `scripts/run_timeline.py <keep_home> --steps`); the bench's work directory is deleted."""
+    `scripts/run_timeline.py <keep_home> --steps`); the bench's work directory is deleted.
+    `warm` False skips the emulator's warm-up (`run.warm_emulator`), for its A/B."""
     out.mkdir(parents=True, exist_ok=True)
     if size == "shards":
         md_path = out / "shards.md"
@@ -104,7 +106,7 @@ def run_bench(
             _warehouse_url(warehouse, workdir) as url,
             environ_set({CONFIG_ENV: str(files.config_file)}),
         ):
-            result = measure(scenario, files, url, warehouse, workdir)
+            result = measure(scenario, files, url, warehouse, workdir, warm=warm)
         if keep_home is not None:
             shutil.copytree(files.home, keep_home, dirs_exist_ok=True)
             print(f"the backfill's Dagster home: {keep_home}")
