@@ -78,7 +78,7 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     assert warm and int(warm[1].replace(",", "")) > 0, report
     built = re.search(r"The emulator \(Google's side\) over the backfill: [\d.]+ CPU s.*?: "
                       r"([\d,]+) were, against ([\d,]+) in the warm-up", report)  # fmt: skip
-    assert built and int(built[1]) < int(built[2].replace(",", "")), report
+    assert built and int(built[1].replace(",", "")) < int(built[2].replace(",", "")), report
 
 
 def test_a_postgres_bench_reports_the_servers_cpu():

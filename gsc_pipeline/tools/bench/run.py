@@ -195,14 +195,14 @@ def warm_emulator(
     """Every report the bench will ask for built once, before anything is measured.
 
     On Google's side building a day's report is Google's CPU, not this machine's; the emulator
-    builds one on its first page (~6 µs a row, the bench's backfill ~30 CPU s on the same two
-    cores as the pipeline) and then serves it from its cache (~4 ms a page). So the bench first
-    fetches every day of every property and report as the backfill will (`sync_days`, the
-    backfill's runs of days, each property's reports sharing their probe), at no latency and no
-    quota, into a scratch warehouse that is then deleted; the measured work then meets reports
-    already built, as it would meet Google's. Latency and quotas are then restored, buckets
-    refilled and the counters zeroed. A request the backfill makes that this did not (a shard
-    split another way) is built when it comes, as before.
+    builds one on its first page (~6 µs a row: ~26 CPU s over the standard bench's backfill, on
+    the same two cores as the pipeline) and then serves it from its cache (~4 ms a page). So the
+    bench first fetches every day of every property and report as the backfill will
+    (`sync_days`, the backfill's runs of days, each property's reports sharing their probe), at
+    no latency and no quota, into a scratch warehouse that is then deleted; the measured work
+    then meets reports already built, as it would meet Google's. Latency and quotas are then
+    restored, buckets refilled and the counters zeroed. A request the backfill makes that this
+    did not (a shard split another way) is built when it comes, as before.
     """
     saved = emu.config
     emu.set_latency(base_ms=0, per_row_us=0)
