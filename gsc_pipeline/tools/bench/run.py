@@ -29,11 +29,12 @@ from gsc_pipeline.tools.bench.sampler import (
     analyzes_so_far,
     machine_steal_and_busy,
     postgres_server_cpu,
+    process_cpu,
 )
 from gsc_pipeline.tools.bench.scenario import Scenario, ScenarioFiles, environ_set
 from gsc_pipeline.tools.demo import dagster_daemon, emulator_process
 from gsc_pipeline.tools.launch import BACKFILL_TAG, launch_backfill, wait_for_backfill
-from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, duckdb_writer, open_warehouse
+from gsc_pipeline.warehouse import WAREHOUSE_URL_ENV, Warehouse, duckdb_writer, open_warehouse
 
 _DONE = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -181,14 +182,6 @@ class Warmup:
     reports_built: int
 
 
-def _process_cpu(pid: int | None) -> float | None:
-    try:
-        times = psutil.Process(pid).cpu_times() if pid else None
-    except psutil.Error:
-        return None
-    return None if times is None else times.user + times.system
-
-
 def warm_emulator(
     scenario: Scenario, config: PipelineConfig, emu: EmulatorHandle, workdir: Path
 ) -> Warmup:
@@ -208,25 +201,18 @@ def warm_emulator(
     emu.set_latency(base_ms=0, per_row_us=0)
     unlimited = 10**9
     emu.set_quotas(site_qpm=unlimited, user_qpm=unlimited, project_qpm=unlimited)
-    cpu0, t0 = _process_cpu(emu.pid), time.perf_counter()
+    cpu0, t0 = process_cpu(emu.pid), time.perf_counter()
     client = GscClient(emu.base_url, None, qpm_budget=unlimited)
     scratch = workdir / "warmup.duckdb"
     warehouse = open_warehouse(f"duckdb:///{scratch}")
-    credential = config.credentials["default"]
+    concurrency = config.credentials["default"].step_concurrency
     rows, days, built = 0, scenario.day_list, 0
     try:
         warehouse.ensure_schema([r for p in config.properties for r in p.report_objects()])
         for start in range(0, len(days), config.backfill_days_per_run):
             chunk = days[start : start + config.backfill_days_per_run]
-            for prop in config.properties:
-                probes = Probes()
-                for report in prop.report_objects():
-                    for result in sync_days(client, warehouse, prop.site_url, report, chunk,
-                                            run_id="bench-warmup",
-                                            concurrency=credential.step_concurrency,
-                                            memory_cap_bytes=credential.step_memory_mb << 20,
-                                            probes=probes):  # fmt: skip
-                        rows += result.rows
+            rows += _sync_every_report(client, warehouse, config, chunk, "bench-warmup",
+                                       concurrency)  # fmt: skip
         built = emu.stats()["reports_built"]
     finally:
         _end_duckdb_writer()
@@ -235,9 +221,26 @@ def warm_emulator(
         emu.set_latency(**saved["latency"])
         emu.set_quotas(**saved["quotas"])
         emu.reset_stats()
-    cpu1 = _process_cpu(emu.pid)
+    cpu1 = process_cpu(emu.pid)
     return Warmup(client.stats.api_calls, rows, time.perf_counter() - t0,
                   None if cpu0 is None or cpu1 is None else cpu1 - cpu0, built)
+
+
+def _sync_every_report(
+    client: GscClient, warehouse: Warehouse, config: PipelineConfig, days: list[dt.date],
+    run_id: str, concurrency: int,
+) -> int:  # fmt: skip
+    """`sync_days` of `days` for every property and report, as their steps run it; rows stored."""
+    memory_cap = config.credentials["default"].step_memory_mb << 20
+    rows = 0
+    for prop in config.properties:
+        probes = Probes()  # a property's reports share their probe, as in its step
+        for report in prop.report_objects():
+            for result in sync_days(client, warehouse, prop.site_url, report, days, run_id=run_id,
+                                    concurrency=concurrency, memory_cap_bytes=memory_cap,
+                                    probes=probes):  # fmt: skip
+                rows += result.rows
+    return rows
 
 
 def sync_slice(
@@ -257,19 +260,11 @@ def sync_slice(
     client = GscClient(endpoint, None, qpm_budget=credential.qpm_budget)
     warehouse = open_warehouse(warehouse_url)
     days = scenario.day_list[: scenario.sequential_days]
-    rows = 0
     setup0 = cpu_seconds(warehouse)
     warehouse.ensure_schema([r for p in config.properties for r in p.report_objects()])
     setup = cpu_seconds(warehouse) - setup0
     cpu0, t0 = cpu_seconds(warehouse), time.perf_counter()
-    for prop in config.properties:
-        probes = Probes()  # a property's reports share their probe, as in its step
-        for report in prop.report_objects():
-            for result in sync_days(client, warehouse, prop.site_url, report, days,
-                                    run_id="bench-slice", concurrency=concurrency,
-                                    memory_cap_bytes=credential.step_memory_mb << 20,
-                                    probes=probes):
-                rows += result.rows
+    rows = _sync_every_report(client, warehouse, config, days, "bench-slice", concurrency)
     return Sequential(len(days), time.perf_counter() - t0, client.stats.api_calls, rows,
                       cpu_seconds(warehouse) - cpu0, setup)
 
@@ -396,7 +391,7 @@ def measure(
                 load_before = os.getloadavg()[0]
                 steal_before = machine_steal_and_busy()
                 server_before = postgres_server_cpu() if warehouse == "postgres" else None
-                emulator_before = _process_cpu(emu.pid)
+                emulator_before = process_cpu(emu.pid)
                 analyzes_before = analyzes_so_far(warehouse_url) if warehouse == "postgres" else 0
                 with dagster_daemon(home, workdir / "daemon.log",
                                     scenario.daemon_tick_seconds) as daemon:
@@ -417,7 +412,7 @@ def measure(
                             server_cpu = (postgres_server_cpu() or server_before) - server_before
                         if warehouse == "postgres":
                             analyzes = analyzes_so_far(warehouse_url) - analyzes_before
-                        emulator_after = _process_cpu(emu.pid)
+                        emulator_after = process_cpu(emu.pid)
                         cpu_children = _rusage_children() - cpu_before
                         load_after = os.getloadavg()[0]
                         steal_after = machine_steal_and_busy()

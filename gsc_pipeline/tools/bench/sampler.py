@@ -22,6 +22,15 @@ def machine_steal_and_busy() -> tuple[float, float] | None:
     return times.steal, times.user + times.nice + times.system + times.irq + times.softirq
 
 
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds of process `pid` so far (user + system); None without one or once it ended."""
+    try:
+        times = psutil.Process(pid).cpu_times() if pid else None
+    except psutil.Error:
+        return None
+    return None if times is None else times.user + times.system
+
+
 def postgres_server_cpu() -> float | None:
     """CPU seconds of this machine's PostgreSQL server so far: the postmaster, its ended
     backends (its reaped children) and its live processes. None without a local server.
