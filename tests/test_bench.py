@@ -64,6 +64,15 @@ def test_smoke_bench_writes_a_sane_report(tmp_path):
     assert 0 < wall < 120
     cpu = float(re.search(r"\| \*\*total\*\* \| \*\*([\d.]+)\*\* \|", report)[1])
     assert cpu > 0
+    # The daemon started and settled before the launch: its start is measured and reported
+    # apart, and the all-in figure with it counted is beside the one without.
+    start = re.search(r"its start until then \(imports, loading the code, first ticks\), not in "
+                      r"the table: ([\d.]+) CPU s \(", report)
+    assert start and float(start[1]) > 0, report
+    all_in = re.search(r"\| ([\d.]+) µs/row \([\d.]+ CPU s / [\d,]+ rows; ([\d.]+) with the "
+                       r"daemon's own start\)", report)
+    assert all_in and float(all_in[2]) > float(all_in[1]), report
+    assert "daemon pickup: launch → first run created" in report
     rss = re.search(r"per run process \| ([1-9]\d*) MB \(fetch runs [1-9]\d* MB.*"
                     r"shared library and file pages: (\d+) MB\)", report)
     # The private part (RSS less shared pages) is measured, and is a part.
@@ -155,3 +164,41 @@ def test_the_sampler_counts_a_processs_page_faults_and_kernel_cpu():
         child.communicate("")
     assert seen.minor_faults >= (256 << 20) // 4096
     assert 0 < seen.system_seconds <= seen.cpu_seconds
+
+
+def test_sampler_mark_counts_cpu_from_then_on():
+    """What a process spent before `mark()` (the daemon starting) is returned apart and left out
+    of what the sampler counts after it (the backfill's CPU)."""
+    import subprocess
+    import sys
+
+    from gsc_pipeline.tools.bench.sampler import TreeSampler
+
+    # Burns CPU until its own CPU time reaches the seconds read from stdin, then says so.
+    burn = (
+        "import sys, time\n"
+        "for line in sys.stdin:\n"
+        "    while time.process_time() < float(line): pass\n"
+        "    print('done', flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+    def burn_until(seconds: float) -> None:
+        child.stdin.write(f"{seconds}\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+
+    try:
+        burn_until(0.5)
+        sampler = TreeSampler(os.getpid())
+        before = sampler.mark()
+        burn_until(0.8)
+        sampler.sample()
+        after = sampler.cpu_by_role()
+    finally:
+        child.communicate("")
+    # psutil counts in clock ticks (10 ms): margins of a few ticks.
+    assert before.get("other", 0.0) >= 0.45, before
+    assert 0.25 <= after.get("other", 0.0) <= 0.45, after

@@ -99,7 +99,7 @@ def compute(result: BenchResult) -> Metrics:
         pipeline_cpu=pipeline_cpu,
         path_cpu=result.path.cpu_us_per_row * result.rows_written / 1e6,
         seq_estimate=result.sequential.seconds / result.sequential.days * sc.days,
-        pickup=first.created - result.daemon_started,
+        pickup=first.created - result.backfill_launched,
         first_launch=(first.started or first.created) - first.created,
         run_start=[r.started - r.launching for r in runs if r.launching],
         to_first_step=[r.first_step - r.started for r in runs if r.first_step],
@@ -197,6 +197,18 @@ def _emulator_cpu_line(result: BenchResult) -> list[str]:
     ]
 
 
+def _startup_line(result: BenchResult) -> str:
+    spent = result.startup_cpu_by_role
+    parts = ", ".join(f"{role} {cpu:.1f}" for role, cpu in sorted(spent.items()) if cpu >= 0.05)
+    return f"{sum(spent.values()):.1f} CPU s ({parts or 'nothing'})"
+
+
+def _with_startup(result: BenchResult, m: Metrics) -> float:
+    """All-in µs/row had the daemon's own start been counted as the backfill's."""
+    spent = m.pipeline_cpu + sum(result.startup_cpu_by_role.values())
+    return spent / max(1, result.rows_written) * 1e6
+
+
 def _server_cpu_line(result: BenchResult) -> list[str]:
     cpu = result.postgres_server_cpu
     if cpu is None:
@@ -289,7 +301,8 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         f"| zero quota rejections | {m.rejections} | {_ok(m.rejections == 0)} |",
         f"| all-in CPU ≤ {ALL_IN_US_PER_ROW_TARGET:g} µs per row stored (daemon, code server, "
         f"run workers, DuckDB's writer) | {all_in:.2f} µs/row ({m.pipeline_cpu:.1f} CPU s / "
-        f"{result.rows_written:,} rows) | {_ok(all_in <= ALL_IN_US_PER_ROW_TARGET)} |",
+        f"{result.rows_written:,} rows; {_with_startup(result, m):.2f} with the daemon's own "
+        f"start) | {_ok(all_in <= ALL_IN_US_PER_ROW_TARGET)} |",
         f"| fetch → parse → write ≤ {PATH_US_PER_ROW_TARGET:g} µs/row ({result.warehouse}) | "
         f"{path.cpu_us_per_row:.2f} µs/row (reference path {floor.cpu_us_per_row:.2f}; "
         f"{path.cpu_us_per_row_with_setup:.2f} with the warehouse's one-time setup) | "
@@ -393,9 +406,9 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         "Fixed costs a user also waits for (not in the wall time above):",
         "",
-        f"- daemon pickup: daemon start → first run created {m.pickup:.1f} s (the backfill was "
-        "launched before the daemon started, so its first tick submits it; launched while a "
-        f"daemon is already running it waits up to one backfill tick, 30 s)",
+        f"- daemon pickup: launch → first run created {m.pickup:.1f} s (launched while the "
+        "daemon runs, as a user launches one: it waits for the backfill daemon's next tick, "
+        "up to 30 s)",
         f"- first run's launch (created → started): {m.first_launch:.1f} s",
     ]
     if result.small:
@@ -411,10 +424,12 @@ def write_report(result: BenchResult, md_path: Path, png_path: Path) -> Path:
         "",
         "Pipeline CPU is sampled with psutil every 0.5 s over the daemon's process tree "
         "(daemon, code server, its run fork server, run workers as they come and go) and "
-        "DuckDB's writer process wherever it was started (its CPU from when the backfill "
-        "began); the emulator and this bench process are excluded. Cross-check: CPU of "
+        "DuckDB's writer process wherever it was started, each from when the backfill was "
+        "launched; the emulator and this bench process are excluded. Cross-check: CPU of "
         "reaped child processes (getrusage) "
-        f"{result.cpu_rusage_children:.1f} s.",
+        f"{result.cpu_rusage_children:.1f} s. The daemon was started first and left to "
+        "settle, as a user's runs before they launch a backfill; its start until then "
+        f"(imports, loading the code, first ticks), not in the table: {_startup_line(result)}.",
         "",
         "| Process role | CPU s | µs per row stored | largest peak RSS MB |",
         "|---|---|---|---|",

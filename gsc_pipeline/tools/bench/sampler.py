@@ -163,6 +163,20 @@ class TreeSampler:
             entry.peak_private = max(entry.peak_private, memory.rss - memory.shared)
             entry.last_seen = now
 
+    def mark(self) -> dict[str, float]:
+        """From now on count each process's CPU from this moment; what the tree had spent until
+        now (starting up, loading code) by role. The process's first and later samples keep
+        their peak RSS."""
+        self.sample()
+        spent = self.cpu_by_role()
+        for entry in self.processes.values():
+            entry.cpu_before += entry.cpu_seconds
+            entry.cpu_seconds = 0.0
+        return spent
+
+    def total_cpu(self) -> float:
+        return sum(self.cpu_by_role().values())
+
     def _role_of(self, pid: int) -> str | None:
         roles = [p.role for (p_pid, _), p in self.processes.items() if p_pid == pid]
         return roles[-1] if roles else None
