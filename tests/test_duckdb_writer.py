@@ -377,3 +377,32 @@ def test_an_inline_warehouse_detaches_after_every_transaction(tmp_path, monkeypa
     with wh.transaction() as conn:
         conn.execute("CREATE TABLE t (id BIGINT, name VARCHAR)")
     assert _open_directly(wh.path)
+
+
+def test_a_recording_writer_keeps_what_it_ran_and_the_rows(writer_env, monkeypatch, tmp_path):
+    """`GSC_DUCKDB_WRITER_RECORD`: each transaction's statements, inserts (their rows kept) and
+    end, and the detach, in order, with their CPU (`scripts/measure_duckdb_writer.py`)."""
+    import pickle
+
+    from gsc_pipeline.warehouse.duckdb_server import RECORD_ENV
+
+    recording = tmp_path / "recording"
+    monkeypatch.setenv(RECORD_ENV, str(recording))
+    wh = open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    _create(wh.path)
+    with wh.transaction() as conn:
+        conn.insert_arrow("t", _table(0, 10))
+    wh.release()
+    events = []
+    with open(recording / "events.pickle", "rb") as source:
+        while not events or events[-1][1] != "detach" or len(events) < 6:
+            events.append(pickle.load(source))
+    # The file may also be detached between the two (idle for LINGER_SECONDS on a slow machine).
+    work = [e for e in events if e[1] != "detach"]
+    assert [e[1] for e in work] == ["begin", "execute", "commit", "begin", "insert", "commit"]
+    assert events[-1][1] == "detach"  # the release's
+    assert work[1][2][0] == "CREATE TABLE t (id BIGINT, name VARCHAR)"
+    table, rows_file = work[4][2]
+    with pa.memory_map(rows_file) as rows:
+        assert table == "t" and pa.ipc.open_stream(rows).read_all().equals(_table(0, 10))
+    assert all(e[3] >= 0 for e in events)

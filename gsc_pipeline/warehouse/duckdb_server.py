@@ -6,11 +6,15 @@ inline transaction (the file attached, or still attached from the last one, the 
 ROLLBACK; the file detached once idle, `duckdb.LINGER_SECONDS`), its statements run as the
 client sends them. A client that goes away mid-transaction is rolled back. The process ends once
 no client has been connected for `GSC_DUCKDB_WRITER_IDLE_SECONDS`.
+
+With `GSC_DUCKDB_WRITER_RECORD=DIR` it also records what it runs (`_Recording`), for
+`scripts/measure_duckdb_writer.py`.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
 import time
@@ -30,6 +34,52 @@ from gsc_pipeline.warehouse.duckdb_writer import (
     MAX_HOSTS,
     start_lock,
 )
+
+RECORD_ENV = "GSC_DUCKDB_WRITER_RECORD"
+
+
+class _Recording:
+    """Every transaction's start, statement, insert and end, and every detach, in the order this
+    writer ran them, with the thread CPU each took; each insert's rows kept as an Arrow file.
+
+    A diagnostic (`GSC_DUCKDB_WRITER_RECORD=DIR`): it writes every row a second time.
+    `scripts/measure_duckdb_writer.py DIR` sums the CPU by kind of work and replays the same
+    work in one process. Events go to `DIR/events.pickle` as (thread id, kind, args, CPU s).
+    """
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._tables = 0
+
+    def event(self, kind: str, args: tuple = (), seconds: float = 0.0) -> None:
+        with self._lock, open(self.directory / "events.pickle", "ab") as out:
+            pickle.dump((threading.get_ident(), kind, args, seconds), out)
+
+    def rows(self, rows: pa.Table) -> str:
+        with self._lock:
+            self._tables += 1
+            path = str(self.directory / f"rows-{os.getpid()}-{self._tables}.arrow")
+        # A stream: a table's chunks may carry different dictionaries (page URLs).
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, rows.schema) as out:
+            out.write_table(rows)
+        return path
+
+    def watch_detaches(self, warehouse: DuckDBWarehouse) -> None:
+        detach = warehouse._detach
+
+        def recorded(con: Any) -> None:
+            started = time.thread_time()
+            try:
+                detach(con)
+            finally:
+                self.event("detach", (), time.thread_time() - started)
+
+        warehouse._detach = recorded  # type: ignore[method-assign]
+
+
+_recording = _Recording(os.environ[RECORD_ENV]) if os.environ.get(RECORD_ENV) else None
 
 
 class _Writer:
@@ -100,6 +150,8 @@ class _Writer:
                     ),
                     0,
                 ]
+                if _recording is not None:
+                    _recording.watch_detaches(entry[0])
             self.hosts[(path, schema)] = entry  # now the most recently used
             entry[0].lock_wait_seconds = lock_wait
             entry[1] += 1
@@ -116,6 +168,8 @@ class _Writer:
         self, conn: mpc.Connection, path: str, schema: str | None, lock_wait: float
     ) -> None:
         warehouse = self._warehouse(path, schema, lock_wait)
+        if _recording is not None:
+            _recording.event("begin", (path, schema))
         try:
             retries = warehouse.lock_retries
             tx = warehouse.transaction()
@@ -130,6 +184,7 @@ class _Writer:
             except BaseException as exc:
                 tx.__exit__(type(exc), exc, exc.__traceback__)
                 raise
+            started = time.thread_time()
             if ended == "commit":
                 try:
                     tx.__exit__(None, None, None)
@@ -139,6 +194,8 @@ class _Writer:
             else:
                 rollback = _Rollback()
                 tx.__exit__(_Rollback, rollback, None)
+            if _recording is not None:
+                _recording.event(ended, (), time.thread_time() - started)
             conn.send(("ok", None))
         finally:
             self._done_with(path, schema)
@@ -149,6 +206,7 @@ class _Writer:
             op, *args = conn.recv()
             if op in ("commit", "rollback"):
                 return op
+            started, spent = time.thread_time(), None
             try:
                 if op == "execute":
                     cur = db.execute(*args)
@@ -162,7 +220,11 @@ class _Writer:
                     fd = reduction.recv_handle(conn)
                     try:
                         with pa.memory_map(f"/proc/self/fd/{fd}") as rows:
-                            db.insert_arrow(table, pa.ipc.open_stream(rows).read_all())
+                            data = pa.ipc.open_stream(rows).read_all()
+                            db.insert_arrow(table, data)
+                            spent = time.thread_time() - started
+                            if _recording is not None:  # the copy's CPU not in `spent`
+                                args = [table, _recording.rows(data)]
                     finally:
                         os.close(fd)
                     answer = None
@@ -171,6 +233,9 @@ class _Writer:
             except Exception as exc:  # noqa: BLE001 - the client raises it
                 conn.send(("error", type(exc).__name__, str(exc)))
                 continue
+            if _recording is not None:
+                seconds = time.thread_time() - started if spent is None else spent
+                _recording.event(op, tuple(args), seconds)
             conn.send(("ok", answer))
 
 
