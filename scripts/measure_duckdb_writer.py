@@ -50,20 +50,25 @@ def _serialized(events: list[tuple]) -> list[tuple]:
     """Each transaction's events together, placed where it ended; detaches where they ran.
 
     A transaction's "begin" is recorded before it waits for the file's lock, so transactions of
-    different clients interleave in the recording; under the lock they ran one at a time.
+    different clients interleave in the recording; under the lock they ran one at a time. A
+    transaction's end is recorded once done, after the detach it may have run (the file held
+    `HOLD_SECONDS`): that detach is replayed after it.
     """
     units: list[tuple[int, list[tuple]]] = []
     open_: dict[int, list[tuple]] = {}
+    ending: dict[int, list[tuple]] = {}  # detaches a transaction's end ran, before its record
     for index, event in enumerate(events):
         thread, kind = event[0], event[1]
         if kind == "begin":
             open_[thread] = [event]
         elif thread not in open_:  # a detach outside any transaction (the linger thread's)
             units.append((index, [event]))
+        elif kind == "detach":
+            ending.setdefault(thread, []).append(event)
         else:
             open_[thread].append(event)
             if kind in ("commit", "rollback"):
-                units.append((index, open_.pop(thread)))
+                units.append((index, open_.pop(thread) + ending.pop(thread, [])))
     units.sort(key=lambda unit: unit[0])
     return [event for _, unit in units for event in unit]
 

@@ -102,6 +102,9 @@ def test_the_writer_runs_duckdb_on_one_thread(writer_env, tmp_path):
     of the pipeline's short statements."""
     with open_warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}").transaction() as conn:
         assert conn.execute("SELECT current_setting('threads')").fetchone() == (1,)
+        # ... and checkpoints when it detaches the file, not inside a COMMIT past 16 MB of log.
+        threshold = conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+        assert threshold.replace(" ", "") in ("1GB", "1.0GB", "953.6MiB"), threshold
     assert _writers(writer_env), "the transaction did not run in a writer process"
 
 

@@ -52,10 +52,16 @@ LOCK_WAIT_SECONDS = 300.0
 # statement to its worker pool, and the pipeline's transactions are many short statements;
 # waking the other worker for each cost more than it added: the writer's CPU over a 30-day run
 # -19% (4 pairs), a small sync's -15%, a full lifetime recompute the same wall on 2 cores
-# (docs/bench/README.md, issue 14 stops 41-42). memory_limit 64-128MB, checkpoint_threshold 1GB
-# and preserve_insertion_order=false changed neither CPU nor peak RSS beyond noise (30 25k-row
-# days); group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
-CONNECT_CONFIG: dict[str, Any] = {"threads": 1}
+# (docs/bench/README.md, issue 14 stops 41-42). checkpoint_threshold 1GB: no checkpoint inside
+# a COMMIT once the write-ahead log passes DuckDB's 16 MB; the writer process checkpoints when
+# it detaches the file (idle for LINGER_SECONDS or held HOLD_SECONDS), so the log holds at most
+# a few seconds of writes. Each checkpoint compresses the tables' partial last row groups again,
+# and a backfill's small commits (the small properties' days, the ledger) kept triggering them:
+# a standard backfill's writer work replayed (scripts/measure_duckdb_writer.py) 11.6-12.3 ->
+# 9.6-11.2 CPU s in 5 alternating pairs (docs/bench/README.md, stop 46). memory_limit
+# 64-128MB and preserve_insertion_order=false changed neither CPU nor peak RSS beyond noise;
+# group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
+CONNECT_CONFIG: dict[str, Any] = {"threads": 1, "checkpoint_threshold": "1GB"}
 
 # The host database's own name (the file is attached beside it under the file's stem).
 _HOST = "gsc_pipeline_host"
