@@ -16,9 +16,10 @@ its first words), then replays the same work, in the order it ran (the writer ru
 transaction at a time on a file: a transaction is placed where it ended), in this process:
 DuckDB inline on a fresh file, as the writer runs it (`DuckDBWarehouse`, the file kept attached
 and detached where the recording detached it). Each round replays the default first, then
-each `--variant`: `checkpoint_threshold=1GB` (any setting of DuckDB's connect config) or
-`detach=none` (the file detached only at the end). Process CPU, its largest parts and the
-file's size per replay. A measurement, not a test (docs/bench/README.md, stop 46).
+each `--variant`: `checkpoint_threshold=16MB` (any setting of DuckDB's connect config, over
+the writer's own), `detach=none` (the file detached only at the end) or `row_group_size=32768`
+(the file attached with that row group size; DuckDB's is 122,880). Process CPU, its largest
+parts and the file's size per replay. A measurement, not a test (docs/bench/README.md, stop 46).
 """
 
 from __future__ import annotations
@@ -93,9 +94,11 @@ class _Rollback(Exception):
 
 
 def _replay(events: list[tuple], tables: dict[str, pa.Table], variant: dict[str, str]) -> tuple:
-    config = {k: v for k, v in variant.items() if k != "detach"}
+    config = {k: v for k, v in variant.items() if k not in ("detach", "row_group_size")}
     duckdb_module.CONNECT_CONFIG.clear()
     duckdb_module.CONNECT_CONFIG.update(_BASE_CONFIG, **config)
+    size = variant.get("row_group_size")
+    duckdb_module._ATTACH_OPTIONS = f" (ROW_GROUP_SIZE {int(size)})" if size else ""
     detach = variant.get("detach") != "none"
     with tempfile.TemporaryDirectory(prefix="gsc-writer-replay-") as tmp:
         path = str(Path(tmp) / "warehouse.duckdb")
@@ -142,7 +145,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
         "--variant", action="append", default=[],
-        help="NAME=VALUE[,NAME=VALUE]: DuckDB settings, or detach=none",
+        help="NAME=VALUE[,NAME=VALUE]: DuckDB settings, detach=none or row_group_size=N",
     )  # fmt: skip
     parser.add_argument("--top", type=int, default=12)
     args = parser.parse_args()

@@ -57,9 +57,10 @@ LOCK_WAIT_SECONDS = 300.0
 # it detaches the file (idle for LINGER_SECONDS or held HOLD_SECONDS), so the log holds at most
 # a few seconds of writes. Each checkpoint compresses the tables' partial last row groups again,
 # and a backfill's small commits (the small properties' days, the ledger) kept triggering them:
-# a standard backfill's writer work replayed (scripts/measure_duckdb_writer.py) 11.6-12.3 ->
-# 9.6-11.2 CPU s in 5 alternating pairs (docs/bench/README.md, stop 46). memory_limit
-# 64-128MB and preserve_insertion_order=false changed neither CPU nor peak RSS beyond noise;
+# a standard backfill's writer work replayed (scripts/measure_duckdb_writer.py) ~5% less CPU,
+# within the machine's noise (interleaved, median 10.45 -> 9.88 CPU s; docs/bench/README.md,
+# stop 46). memory_limit 64-128MB and preserve_insertion_order=false changed neither CPU nor
+# peak RSS beyond noise;
 # group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
 CONNECT_CONFIG: dict[str, Any] = {"threads": 1, "checkpoint_threshold": "1GB"}
 
@@ -77,6 +78,9 @@ _RESERVED = ("main", "system", "temp")
 # end of the transaction then running, so that other programs get a turn on the file.
 LINGER_SECONDS = 1.0
 HOLD_SECONDS = 5.0
+# Options of the file's ATTACH, none: scripts/measure_duckdb_writer.py sets e.g.
+# " (ROW_GROUP_SIZE 32768)" for a replay's variant.
+_ATTACH_OPTIONS = ""
 
 _files: dict[str, _File] = {}
 _files_guard = threading.Lock()
@@ -258,7 +262,9 @@ class DuckDBWarehouse(Warehouse):
             con = self._host_database().cursor()
             try:
                 self._create_file(con)
-                con.execute(f"ATTACH {_literal(self.path)} AS {_quoted(self._catalog)}")
+                con.execute(
+                    f"ATTACH {_literal(self.path)} AS {_quoted(self._catalog)}{_ATTACH_OPTIONS}"
+                )
             except BaseException:
                 con.close()
                 raise
