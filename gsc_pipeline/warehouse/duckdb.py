@@ -60,8 +60,8 @@ LOCK_WAIT_SECONDS = 300.0
 # a standard backfill's writer work replayed (scripts/measure_duckdb_writer.py) ~5% less CPU,
 # within the machine's noise (interleaved, median 10.45 -> 9.88 CPU s; docs/bench/README.md,
 # stop 46). memory_limit 64-128MB and preserve_insertion_order=false changed neither CPU nor
-# peak RSS beyond noise;
-# group commit (Warehouse.write_partitions) is what cut the write cost (5.8 -> ~2 µs/row).
+# peak RSS beyond noise; group commit (Warehouse.write_partitions) is what cut the write cost
+# (5.8 -> ~2 µs/row).
 CONNECT_CONFIG: dict[str, Any] = {"threads": 1, "checkpoint_threshold": "1GB"}
 
 # The host database's own name (the file is attached beside it under the file's stem).

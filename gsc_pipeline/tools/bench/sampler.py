@@ -164,9 +164,8 @@ class TreeSampler:
             entry.last_seen = now
 
     def mark(self) -> dict[str, float]:
-        """From now on count each process's CPU from this moment; what the tree had spent until
-        now (starting up, loading code) by role. The process's first and later samples keep
-        their peak RSS."""
+        """Count each process's CPU from this moment on; returns what the tree had spent until
+        now (starting up, loading code) by role. Peak RSS is kept as it was."""
         self.sample()
         spent = self.cpu_by_role()
         for entry in self.processes.values():
