@@ -93,6 +93,10 @@ class _Rollback(Exception):
     pass
 
 
+# The writer's own connect config: a variant's settings go over it.
+_BASE_CONFIG = dict(duckdb_module.CONNECT_CONFIG)
+
+
 def _replay(events: list[tuple], tables: dict[str, pa.Table], variant: dict[str, str]) -> tuple:
     config = {k: v for k, v in variant.items() if k not in ("detach", "row_group_size")}
     duckdb_module.CONNECT_CONFIG.clear()
@@ -134,9 +138,6 @@ def _replay(events: list[tuple], tables: dict[str, pa.Table], variant: dict[str,
         total = time.process_time() - began
         warehouse.close()
         return total, parts, os.path.getsize(path)
-
-
-_BASE_CONFIG = dict(duckdb_module.CONNECT_CONFIG)
 
 
 def main() -> None:

@@ -144,7 +144,6 @@ class BenchResult:
     floor: Floor
     succeeded: bool
     backfill_launched: float
-    daemon_started: float
     # CPU by role the daemon's tree spent from its start until it had settled, before the
     # backfill was launched: not in `cpu_by_role`.
     startup_cpu_by_role: dict[str, float]
@@ -472,8 +471,7 @@ def measure(
     return BenchResult(
         scenario=scenario, warehouse=warehouse, config=config, pool_limits=limits,
         sequential=sequential, path=path, floor=floor, succeeded=progress.succeeded,
-        backfill_launched=launched, daemon_started=daemon_started,
-        startup_cpu_by_role=startup_cpu, runs=runs, emulator=stats,
+        backfill_launched=launched, startup_cpu_by_role=startup_cpu, runs=runs, emulator=stats,
         cpu_by_role=cpu_by_role, cpu_rusage_children=cpu_children, rows_written=rows,
         lifetime=lifetime, lifetime_error=error, load=(load_before, load_after),
         steal=None if steal_before is None or steal_after is None else (
