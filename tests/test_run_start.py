@@ -3,13 +3,17 @@ its refusals. tests/test_daemon.py checks a real run's process is such a fork.""
 
 from __future__ import annotations
 
+import multiprocessing.forkserver
 import sys
 
+import psutil
 import pytest
 
 from gsc_pipeline.instance.run_start import (
     RUN_START_ENV,
+    WARM_MODULE,
     fork_runs_from_warm_server,
+    launches_runs_here,
     run_start_method,
 )
 
@@ -36,3 +40,59 @@ def test_outside_a_code_server_nothing_is_switched(monkeypatch):
 
     monkeypatch.delenv(RUN_START_ENV, raising=False)
     assert fork_runs_from_warm_server() is False
+
+
+@pytest.mark.parametrize(
+    ("dagster_yaml", "here"),
+    [
+        ("instance_class:\n  module: gsc_pipeline.instance.storage\n  class: GscInstance\n", True),
+        ("run_launcher:\n  module: dagster\n  class: DefaultRunLauncher\n", True),
+        ("run_launcher:\n  module: dagster_k8s\n  class: K8sRunLauncher\n", False),
+        (None, False),  # no dagster.yaml: nothing says this server launches runs
+        ("run_launcher: [\n", False),  # unreadable: not guessed
+    ],
+)
+def test_a_fork_server_starts_early_only_where_the_code_server_launches_runs(
+    tmp_path, dagster_yaml, here
+):
+    if dagster_yaml is not None:
+        (tmp_path / "dagster.yaml").write_text(dagster_yaml)
+    assert launches_runs_here(str(tmp_path)) is here
+
+
+def test_no_dagster_home_starts_no_fork_server_early(monkeypatch):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert launches_runs_here() is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the default elsewhere is spawn")
+def test_a_code_server_of_a_local_instance_starts_its_fork_server_as_it_loads(
+    monkeypatch, tmp_path
+):
+    """The server's fork server runs before any run is launched, with the warm module preloaded
+    (the first run is then a fork at once); stopped at the end, as the server's exit does."""
+    from dagster._grpc.server import DagsterApiServer
+
+    class Building(DagsterApiServer):
+        def __init__(self) -> None:  # what the hook looks for: a server being built
+            self._mp_ctx = None
+
+        def load(self) -> bool:
+            return fork_runs_from_warm_server()
+
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.delenv(RUN_START_ENV, raising=False)
+    fork_server = multiprocessing.forkserver._forkserver
+    fork_server._stop()
+    try:
+        server = Building()
+        assert server.load() is True
+        assert server._mp_ctx.get_start_method() == "forkserver"
+        pid = fork_server._forkserver_pid
+        assert pid is not None
+        cmdline = psutil.Process(pid).cmdline()
+        assert any(WARM_MODULE in part for part in cmdline), cmdline
+    finally:
+        fork_server._stop()
+        fork_server.set_forkserver_preload([])

@@ -5,13 +5,15 @@ by the "spawn" method: a new interpreter that imports Dagster, pyarrow, the Goog
 these definitions again, ~1-1.5 CPU s and a second or two before the run's first step, and that
 maps most of pyarrow's libraries while they initialise.
 
-With the "forkserver" method (`GSC_RUN_START`, the default on Linux) the code server starts,
-with its first run, one server process that imports all of that once
-(`gsc_pipeline.instance.warm_run`); each run is a fork of it. The fork shares the server's
-memory copy-on-write and maps only the library pages the run touches, and the run starts at the
-job, not at the imports. Only how the process is made changes: the run gets the same
-arguments, the same `start_run_in_subprocess`, the same termination event and the same exit-code
-checks.
+With the "forkserver" method (`GSC_RUN_START`, the default on Linux) the code server starts
+one server process that imports all of that once (`gsc_pipeline.instance.warm_run`); each run
+is a fork of it. Where the code server launches the instance's runs (Dagster's default run
+launcher: `launches_runs_here`) it starts as the code server loads, so that the first run does
+not wait for its imports; elsewhere with the first run the server launches, if any. The fork
+shares the server's memory copy-on-write and maps only the library pages the run touches, and
+the run starts at the job, not at the imports. Only how the process is made changes: the run
+gets the same arguments, the same `start_run_in_subprocess`, the same termination event and the
+same exit-code checks.
 
 Dagster fixes its code server's start method when the server is built (`DagsterApiServer`,
 Dagster 1.13) and loads the code inside that constructor, so the definitions module calls
@@ -24,9 +26,12 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import sys
 from typing import Any
+
+import yaml
 
 RUN_START_ENV = "GSC_RUN_START"
 _METHODS = ("forkserver", "spawn")
@@ -64,13 +69,37 @@ def fork_runs_from_warm_server() -> bool:
             "this Dagster's code server has no _mp_ctx: runs start by Dagster's own method"
         )
         return False
-    # The fork server starts with the first run this server launches (that run waits for its
-    # imports, as a spawned run waits for its own): a code server whose runs another launcher
-    # starts (Kubernetes pods) never starts one.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([WARM_MODULE])
     server._mp_ctx = context
+    if launches_runs_here():
+        # Started now, beside the server (its imports run in its own process while the server
+        # starts serving): the first run is a fork at once instead of waiting ~1.3 s for them.
+        # Elsewhere it starts with the first run this server launches, if any.
+        multiprocessing.forkserver.ensure_running()
     return True
+
+
+def launches_runs_here(home: str | None = None) -> bool:
+    """Whether this Dagster instance's runs are launched by its code servers: Dagster's default
+    run launcher, in `$DAGSTER_HOME/dagster.yaml` (the local deployment `gsc-pipeline
+    init-instance` writes). Not where another launcher starts runs (Kubernetes pods, Dagster+
+    agents), nor without a dagster.yaml to say so: a code server there never launches a run,
+    and a fork server would be ~200 MB for nothing."""
+    home = home if home is not None else os.environ.get("DAGSTER_HOME")
+    if not home:
+        return False
+    try:
+        with open(os.path.join(home, "dagster.yaml")) as source:
+            settings = yaml.safe_load(source)
+    except (OSError, yaml.YAMLError):
+        return False
+    if not isinstance(settings, dict):
+        return False
+    launcher = settings.get("run_launcher")
+    return launcher is None or (
+        isinstance(launcher, dict) and launcher.get("class") == "DefaultRunLauncher"
+    )
 
 
 def _server_being_built() -> Any:
