@@ -3,7 +3,9 @@ its refusals. tests/test_daemon.py checks a real run's process is such a fork.""
 
 from __future__ import annotations
 
-import multiprocessing.forkserver
+import json
+import os
+import subprocess
 import sys
 
 import psutil
@@ -65,34 +67,56 @@ def test_no_dagster_home_starts_no_fork_server_early(monkeypatch):
     assert launches_runs_here() is False
 
 
+# A code server is a process of its own: the hook runs in a fresh interpreter here, not in a
+# test process whose earlier tests may have started (or left) a fork server of their own.
+_BUILD_A_SERVER = """
+import json, multiprocessing.forkserver, psutil
+from dagster._grpc.server import DagsterApiServer
+from gsc_pipeline.instance.run_start import fork_runs_from_warm_server
+
+class Building(DagsterApiServer):
+    def __init__(self):  # what the hook looks for: a server being built
+        self._mp_ctx = None
+
+    def load(self):
+        return fork_runs_from_warm_server()
+
+server = Building()
+switched = server.load()
+pid = multiprocessing.forkserver._forkserver._forkserver_pid
+process = psutil.Process(pid) if pid else None
+print(json.dumps({
+    "switched": switched,
+    "method": server._mp_ctx.get_start_method() if server._mp_ctx else None,
+    "status": process.status() if process else None,
+    "cmdline": process.cmdline() if process else None,
+}))
+"""
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the default elsewhere is spawn")
+@pytest.mark.parametrize(("launcher", "early"), [(None, True), ("K8sRunLauncher", False)])
 def test_a_code_server_of_a_local_instance_starts_its_fork_server_as_it_loads(
-    monkeypatch, tmp_path
+    tmp_path, launcher, early
 ):
-    """The server's fork server runs before any run is launched, with the warm module preloaded
-    (the first run is then a fork at once); stopped at the end, as the server's exit does."""
-    from dagster._grpc.server import DagsterApiServer
-
-    class Building(DagsterApiServer):
-        def __init__(self) -> None:  # what the hook looks for: a server being built
-            self._mp_ctx = None
-
-        def load(self) -> bool:
-            return fork_runs_from_warm_server()
-
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    monkeypatch.delenv(RUN_START_ENV, raising=False)
-    fork_server = multiprocessing.forkserver._forkserver
-    fork_server._stop()
-    try:
-        server = Building()
-        assert server.load() is True
-        assert server._mp_ctx.get_start_method() == "forkserver"
-        pid = fork_server._forkserver_pid
-        assert pid is not None
-        cmdline = psutil.Process(pid).cmdline()
-        assert any(WARM_MODULE in part for part in cmdline), cmdline
-    finally:
-        fork_server._stop()
-        fork_server.set_forkserver_preload([])
+    """Where the code server launches the runs, its fork server runs before any run is
+    launched, with the warm module preloaded (the first run is then a fork at once); elsewhere
+    none is started until a run is (the server's exit stops it)."""
+    settings = "telemetry:\n  enabled: false\n"
+    if launcher:
+        settings += f"run_launcher:\n  module: dagster_k8s\n  class: {launcher}\n"
+    (tmp_path / "dagster.yaml").write_text(settings)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    env.pop(RUN_START_ENV, None)
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD_A_SERVER], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["switched"] is True and seen["method"] == "forkserver", seen
+    if not early:
+        assert seen["status"] is None, seen
+        return
+    assert seen["status"] not in (None, psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD), seen
+    assert any(WARM_MODULE in part for part in seen["cmdline"]), seen
