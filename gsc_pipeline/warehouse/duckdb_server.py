@@ -184,7 +184,7 @@ class _Writer:
             except BaseException as exc:
                 tx.__exit__(type(exc), exc, exc.__traceback__)
                 raise
-            started = time.thread_time()
+            started = time.thread_time() if _recording is not None else 0.0
             if ended == "commit":
                 try:
                     tx.__exit__(None, None, None)
@@ -206,7 +206,8 @@ class _Writer:
             op, *args = conn.recv()
             if op in ("commit", "rollback"):
                 return op
-            started, spent = time.thread_time(), None
+            # Timed only when recording (CLOCK_THREAD_CPUTIME_ID is a system call).
+            started, spent = (time.thread_time() if _recording is not None else 0.0), None
             try:
                 if op == "execute":
                     cur = db.execute(*args)
@@ -222,8 +223,8 @@ class _Writer:
                         with pa.memory_map(f"/proc/self/fd/{fd}") as rows:
                             data = pa.ipc.open_stream(rows).read_all()
                             db.insert_arrow(table, data)
-                            spent = time.thread_time() - started
                             if _recording is not None:  # the copy's CPU not in `spent`
+                                spent = time.thread_time() - started
                                 args = [table, _recording.rows(data)]
                     finally:
                         os.close(fd)
